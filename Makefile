@@ -1,0 +1,152 @@
+# labshare-agent — build, test, install.  `make check` and `make demo` are all a new machine needs.
+
+VERSION   := 0.1.0
+PREFIX    ?= /usr
+DESTDIR   ?=
+BUILD     ?= build
+CC        ?= cc
+CFLAGS    ?= -O2 -g
+LDFLAGS   ?=
+
+# pkg-config name:Debian package — `make deps` installs what pkg-config can't find.
+DEPS_PC   := libmodbus:libmodbus-dev libcurl:libcurl4-openssl-dev sqlite3:libsqlite3-dev \
+             libcjson:libcjson-dev cmocka:libcmocka-dev libcrypto:libssl-dev libssl:libssl-dev \
+             zlib:zlib1g-dev libsystemd:libsystemd-dev
+DEPS_CMD  := pkg-config:pkg-config cc:gcc openssl:openssl sqlite3:sqlite3
+
+PKGS      := libmodbus libcurl sqlite3 libcjson libcrypto zlib libsystemd
+WARN      := -std=c11 -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
+             -Wmissing-prototypes -Wformat=2 -Wvla -Wwrite-strings
+HARDEN    := -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
+HARDEN_LD := -pie -Wl,-z,relro,-z,now
+
+# Recursively expanded on purpose: pkg-config runs only once `make deps` has had its turn.
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS)) -lpthread -lm
+ALL_CFLAGS = $(WARN) $(if $(WERROR),-Werror) -D_GNU_SOURCE -DLABSHARE_VERSION='"$(VERSION)"' \
+             $(HARDEN) -Iagent -Idrivers -Itests/lib -MMD -MP $(PKG_CFLAGS) $(CFLAGS)
+ALL_LDFLAGS = $(HARDEN_LD) $(LDFLAGS)
+
+CORE_SRC  := $(filter-out agent/main.c,$(wildcard agent/*.c)) $(wildcard drivers/*.c)
+CORE_OBJ  := $(CORE_SRC:%.c=$(BUILD)/%.o)
+LIB       := $(BUILD)/liblabshare.a
+AGENT     := $(BUILD)/labshare-agent
+
+HARNESS_SRC := $(wildcard tests/lib/*.c)
+HARNESS_OBJ := $(HARNESS_SRC:%.c=$(BUILD)/%.o)
+UNIT_SRC  := $(wildcard tests/unit/test_*.c)
+UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+SIM_SRC   := $(wildcard tests/sim/*.c)
+SIM_BIN   := $(if $(SIM_SRC),$(BUILD)/modbus-sim)
+REFPLAT_SRC := $(wildcard tests/refplat/*.c)
+REFPLAT_BIN := $(if $(REFPLAT_SRC),$(BUILD)/refplat)
+FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
+# Fuzz targets are linked with a small file-reading main in the normal build, so they never rot.
+FUZZ_BIN  := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+BENCH_SRC := $(wildcard tests/bench/bench_*.c)
+BENCH_BIN := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
+
+.PHONY: all deps check test asan fuzz bench demo install clean
+all: $(AGENT)
+
+# `make V=1` shows the full command lines.
+Q := $(if $(V),,@)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	$(if $(Q),@echo "  CC      $<")
+	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(LIB): $(CORE_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(AGENT): $(BUILD)/agent/main.o $(LIB)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(HARNESS_OBJ) $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) $(shell pkg-config --libs cmocka)
+
+$(BUILD)/modbus-sim: $(SIM_SRC:%.c=$(BUILD)/%.o)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/refplat: $(REFPLAT_SRC:%.c=$(BUILD)/%.o)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) $(shell pkg-config --libs libssl)
+
+$(BUILD)/fuzz/%: $(BUILD)/tests/fuzz/%.o $(BUILD)/tests/fuzz/standalone.o $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/bench/%: $(BUILD)/tests/bench/%.o $(HARNESS_OBJ) $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+# Everything the tests need, built before any runs.
+test-bins: $(AGENT) $(UNIT_BIN) $(SIM_BIN) $(REFPLAT_BIN) $(FUZZ_BIN) $(BENCH_BIN)
+
+deps:
+	@missing=""; \
+	for pair in $(DEPS_PC); do pc=$${pair%%:*}; deb=$${pair#*:}; \
+	  command -v pkg-config >/dev/null 2>&1 && pkg-config --exists $$pc 2>/dev/null || missing="$$missing $$deb"; \
+	done; \
+	for pair in $(DEPS_CMD); do cmd=$${pair%%:*}; deb=$${pair#*:}; \
+	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$deb"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  missing=$$(echo $$missing | tr ' ' '\n' | sort -u | tr '\n' ' '); \
+	  echo "make deps: installing$$missing"; \
+	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  $$sudo apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+check: deps
+	$(MAKE) test
+
+test: test-bins
+	BUILD=$(BUILD) tests/run-tests.sh
+
+asan: deps
+	$(MAKE) BUILD=build-asan CC=$(CC) \
+	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	  LDFLAGS="-fsanitize=address,undefined" test
+
+# libFuzzer builds (clang); the normal build links the same targets with tests/fuzz/standalone.c.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@mkdir -p $(BUILD)/libfuzzer
+	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
+	  echo "fuzz: $$n"; \
+	  clang $(filter-out -MMD -MP,$(ALL_CFLAGS)) -O1 -g -fsanitize=fuzzer,address,undefined \
+	    -o $(BUILD)/libfuzzer/$$n $$f $(CORE_SRC) $(PKG_LIBS) || exit 1; \
+	done
+	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); mkdir -p $(BUILD)/libfuzzer/corpus-$$n; \
+	  cp tests/fuzz/corpus/$$n/* $(BUILD)/libfuzzer/corpus-$$n/ 2>/dev/null; \
+	  $(BUILD)/libfuzzer/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \
+	    $(BUILD)/libfuzzer/corpus-$$n || exit 1; \
+	done
+
+bench: deps
+	$(MAKE) test-bins
+	BUILD=$(BUILD) tests/bench/run-bench.sh
+
+demo: deps
+	$(MAKE) test-bins
+	BUILD=$(BUILD) config/demo/run-demo.sh
+
+install: $(AGENT)
+	install -Dm755 $(AGENT) $(DESTDIR)$(PREFIX)/bin/labshare-agent
+	@mkdir -p $(DESTDIR)$(PREFIX)/lib/systemd/system
+	sed 's|@BINDIR@|$(PREFIX)/bin|g' systemd/labshare-agent.service \
+	  > $(DESTDIR)$(PREFIX)/lib/systemd/system/labshare-agent.service
+	chmod 644 $(DESTDIR)$(PREFIX)/lib/systemd/system/labshare-agent.service
+	install -Dm644 systemd/labshare-agent.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/labshare-agent.conf
+	install -Dm644 systemd/labshare-agent.tmpfiles $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/labshare-agent.conf
+	install -Dm644 config/agent.example.json $(DESTDIR)$(PREFIX)/share/doc/labshare-agent/agent.example.json
+	install -Dm644 config/labshare-agent.8 $(DESTDIR)$(PREFIX)/share/man/man8/labshare-agent.8
+
+clean:
+	rm -rf build build-asan
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,786 @@
+/* buffer.c — the SQLite buffer: WAL + synchronous=FULL, versioned schema, quick_check with
+ * corrupt files moved aside, and every SQL statement of the module in one table below. */
+#include "buffer.h"
+#include "clock.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Schema migrations: entry i takes user_version i to i+1. Never edit a shipped entry. */
+static const char *const migrations[] = {
+	/* 0 → 1: the chain, sinks, cursors, facts. */
+	"CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+	"CREATE TABLE records(seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, line TEXT NOT NULL,"
+	"  hash TEXT NOT NULL, sealed_at INTEGER NOT NULL);"
+	/* Defence in depth: the code never does either, so the file refuses it too. */
+	"CREATE TRIGGER records_sealed BEFORE UPDATE ON records"
+	"  BEGIN SELECT RAISE(ABORT, 'sealed records never change'); END;"
+	"CREATE TRIGGER records_contiguous BEFORE INSERT ON records"
+	"  WHEN NEW.seq != COALESCE((SELECT MAX(seq) FROM records),"
+	"    (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'pruned_seq'), 0) + 1"
+	"  BEGIN SELECT RAISE(ABORT, 'seq must follow the chain head'); END;"
+	"CREATE TABLE sinks(name TEXT PRIMARY KEY, acked_seq INTEGER NOT NULL DEFAULT 0,"
+	"  last_ok INTEGER NOT NULL DEFAULT 0, next_attempt INTEGER NOT NULL DEFAULT 0,"
+	"  last_error TEXT, alarm TEXT);"
+	"CREATE TABLE cursors(key TEXT PRIMARY KEY, state BLOB NOT NULL, updated_at INTEGER NOT NULL);",
+};
+#define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+enum stmt_id {
+	ST_HEAD, ST_APPEND, ST_RANGE, ST_ONE, ST_FIRST, ST_META_GET, ST_META_PUT,
+	ST_SINK_GET, ST_SINK_PUT, ST_CURSOR_GET, ST_CURSOR_PUT, ST_PRUNE_POINT, ST_PRUNE,
+	ST_MIN_ACK, ST__COUNT
+};
+
+static const char *const stmt_sql[ST__COUNT] = {
+	[ST_HEAD] = "SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1",
+	[ST_APPEND] = "INSERT INTO records(seq, kind, line, hash, sealed_at) VALUES(?1, ?2, ?3, ?4, ?5)",
+	[ST_RANGE] = "SELECT seq, kind, line, hash, sealed_at FROM records"
+		     " WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq",
+	[ST_ONE] = "SELECT seq, kind, line, hash, sealed_at FROM records WHERE seq = ?1",
+	[ST_FIRST] = "SELECT seq FROM records ORDER BY seq ASC LIMIT 1",
+	[ST_META_GET] = "SELECT value FROM meta WHERE key = ?1",
+	[ST_META_PUT] = "INSERT INTO meta(key, value) VALUES(?1, ?2)"
+			" ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+	[ST_SINK_GET] = "SELECT acked_seq, last_ok, next_attempt, last_error, alarm FROM sinks WHERE name = ?1",
+	[ST_SINK_PUT] = "INSERT INTO sinks(name, acked_seq, last_ok, next_attempt, last_error, alarm)"
+			" VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(name) DO UPDATE SET"
+			" acked_seq = excluded.acked_seq, last_ok = excluded.last_ok,"
+			" next_attempt = excluded.next_attempt, last_error = excluded.last_error,"
+			" alarm = excluded.alarm",
+	[ST_CURSOR_GET] = "SELECT state FROM cursors WHERE key = ?1",
+	[ST_CURSOR_PUT] = "INSERT INTO cursors(key, state, updated_at) VALUES(?1, ?2, ?3)"
+			  " ON CONFLICT(key) DO UPDATE SET state = excluded.state,"
+			  " updated_at = excluded.updated_at",
+	[ST_PRUNE_POINT] = "SELECT MAX(seq) FROM records WHERE seq <= ?1 AND sealed_at < ?2",
+	[ST_PRUNE] = "DELETE FROM records WHERE seq <= ?1",
+	[ST_MIN_ACK] = "SELECT acked_seq FROM sinks WHERE name = ?1",
+};
+
+struct buffer {
+	sqlite3 *db;
+	char *path;
+	bool readonly;
+	int txn_depth;
+	pthread_mutex_t mu;          /* recursive: public calls nest inside begin/commit */
+	sqlite3_stmt *st[ST__COUNT];
+};
+
+static const char zero_hash[HASH_HEX_LEN + 1] =
+	"0000000000000000000000000000000000000000000000000000000000000000";
+
+int buffer_sqlite_error(struct buffer *b, int rc, const char *what)
+{
+	const char *msg = b && b->db ? sqlite3_errmsg(b->db) : sqlite3_errstr(rc);
+	log_errx("buffer: %s: %s", what, msg);
+	switch (rc & 0xff) {
+	case SQLITE_FULL: return -ENOSPC;
+	case SQLITE_BUSY: case SQLITE_LOCKED: return -EBUSY;
+	case SQLITE_NOMEM: return -ENOMEM;
+	case SQLITE_READONLY: case SQLITE_PERM: case SQLITE_AUTH: return -EACCES;
+	case SQLITE_CORRUPT: case SQLITE_NOTADB: return -EBADMSG;
+	case SQLITE_CANTOPEN: return -ENOENT;
+	case SQLITE_CONSTRAINT: return -EEXIST;
+	default: return -EIO;
+	}
+}
+
+void buffer_lock(struct buffer *b) { pthread_mutex_lock(&b->mu); }
+void buffer_unlock(struct buffer *b) { pthread_mutex_unlock(&b->mu); }
+sqlite3 *buffer_db(struct buffer *b) { return b->db; }
+const char *buffer_path(const struct buffer *b) { return b->path; }
+
+static int exec(struct buffer *b, const char *sql)
+{
+	char *err = NULL;
+	int rc = sqlite3_exec(b->db, sql, NULL, NULL, &err);
+	if (rc != SQLITE_OK) {
+		log_errx("buffer: %s: %s", sql, err ? err : sqlite3_errstr(rc));
+		sqlite3_free(err);
+		return buffer_sqlite_error(NULL, rc, "exec");
+	}
+	return 0;
+}
+
+static int pragma_int(sqlite3 *db, const char *sql, int64_t *out)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return rc;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*out = sqlite3_column_int64(st, 0);
+		rc = SQLITE_OK;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* "ok" from quick_check, or an open/read error of the kind a damaged file gives. */
+static int check_integrity(sqlite3 *db, char *why, size_t whylen)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(db, "PRAGMA quick_check", -1, &st, NULL);
+	if (rc != SQLITE_OK) {
+		snprintf(why, whylen, "%s", sqlite3_errmsg(db));
+		return rc;
+	}
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		const char *res = (const char *)sqlite3_column_text(st, 0);
+		if (res && strcmp(res, "ok") == 0) {
+			sqlite3_finalize(st);
+			return SQLITE_OK;
+		}
+		snprintf(why, whylen, "quick_check: %s", res ? res : "(null)");
+		for (char *p = why; *p; p++)
+			if (*p == '\n')
+				*p = ' '; /* one log line per message, for journald */
+		sqlite3_finalize(st);
+		return SQLITE_CORRUPT;
+	}
+	snprintf(why, whylen, "%s", sqlite3_errmsg(db));
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? SQLITE_CORRUPT : rc;
+}
+
+/* Renames the file and its WAL/SHM companions so nothing is ever deleted. */
+static char *move_aside(const char *path)
+{
+	char stamp[32];
+	time_t now = (time_t)clock_wall();
+	struct tm tm;
+	gmtime_r(&now, &tm);
+	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+	char *dst = NULL;
+	for (int i = 0; i < 100; i++) {
+		free(dst);
+		if (asprintf(&dst, i ? "%s.corrupt-%s.%d" : "%s.corrupt-%s", path, stamp, i) < 0)
+			return NULL;
+		if (access(dst, F_OK) != 0)
+			break;
+	}
+	if (rename(path, dst) < 0) {
+		log_err("buffer: cannot move corrupt \"%s\" aside", path);
+		free(dst);
+		return NULL;
+	}
+	static const char *const suffix[] = { "-wal", "-shm" };
+	for (size_t i = 0; i < 2; i++) {
+		char from[PATH_MAX], to[PATH_MAX];
+		if (snprintf(from, sizeof(from), "%s%s", path, suffix[i]) >= (int)sizeof(from) ||
+		    snprintf(to, sizeof(to), "%s%s", dst, suffix[i]) >= (int)sizeof(to))
+			continue;
+		if (rename(from, to) < 0 && errno != ENOENT)
+			log_warn("buffer: cannot move \"%s\" aside", from);
+	}
+	return dst;
+}
+
+static int migrate(struct buffer *b)
+{
+	int64_t version = 0;
+	if (pragma_int(b->db, "PRAGMA user_version", &version) != SQLITE_OK)
+		return buffer_sqlite_error(b, sqlite3_errcode(b->db), "reading user_version");
+	if (version > SCHEMA_VERSION) {
+		log_errx("buffer: \"%s\" has schema version %lld, newer than this agent's %d",
+			 b->path, (long long)version, SCHEMA_VERSION);
+		return -EPROTO;
+	}
+	if (version == SCHEMA_VERSION)
+		return 0;
+	if (b->readonly) {
+		log_errx("buffer: \"%s\" needs migrating to schema %d: start the daemon once",
+			 b->path, SCHEMA_VERSION);
+		return -EROFS;
+	}
+	int r = exec(b, "BEGIN IMMEDIATE");
+	if (r < 0)
+		return r;
+	for (int64_t v = version; v < SCHEMA_VERSION; v++) {
+		if ((r = exec(b, migrations[v])) < 0)
+			goto fail;
+		char sql[64];
+		snprintf(sql, sizeof(sql), "PRAGMA user_version = %lld", (long long)(v + 1));
+		if ((r = exec(b, sql)) < 0)
+			goto fail;
+	}
+	if ((r = exec(b, "COMMIT")) < 0)
+		goto fail;
+	if (version > 0)
+		log_notice("buffer: migrated \"%s\" from schema %lld to %d", b->path,
+			   (long long)version, SCHEMA_VERSION);
+	return 0;
+fail:
+	exec(b, "ROLLBACK");
+	return r;
+}
+
+static int open_db(struct buffer *b, char *why, size_t whylen)
+{
+	int flags = b->readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+	int rc = sqlite3_open_v2(b->path, &b->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		snprintf(why, whylen, "%s", b->db ? sqlite3_errmsg(b->db) : sqlite3_errstr(rc));
+		return rc;
+	}
+	sqlite3_extended_result_codes(b->db, 0);
+	sqlite3_busy_timeout(b->db, 10000);
+	if (!b->readonly) {
+		/* Must precede the first table; harmless on an existing file. */
+		sqlite3_exec(b->db, "PRAGMA auto_vacuum = INCREMENTAL", NULL, NULL, NULL);
+		rc = sqlite3_exec(b->db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL);
+		if (rc != SQLITE_OK) {
+			snprintf(why, whylen, "%s", sqlite3_errmsg(b->db));
+			return rc;
+		}
+	}
+	rc = sqlite3_exec(b->db, "PRAGMA synchronous = FULL", NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		snprintf(why, whylen, "%s", sqlite3_errmsg(b->db));
+		return rc;
+	}
+	return check_integrity(b->db, why, whylen);
+}
+
+static int prepare_all(struct buffer *b)
+{
+	for (int i = 0; i < ST__COUNT; i++) {
+		int rc = sqlite3_prepare_v3(b->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+					    &b->st[i], NULL);
+		if (rc != SQLITE_OK)
+			return buffer_sqlite_error(b, rc, stmt_sql[i]);
+	}
+	return 0;
+}
+
+static int mkdir_p(const char *dir, mode_t mode)
+{
+	char tmp[PATH_MAX];
+	if (snprintf(tmp, sizeof(tmp), "%s", dir) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+int buffer_open(const char *state_dir, int flags, struct buffer **out, char **moved_aside)
+{
+	struct buffer *b = calloc(1, sizeof(*b));
+	char why[512] = "";
+	int r;
+
+	*out = NULL;
+	if (moved_aside)
+		*moved_aside = NULL;
+	if (!b)
+		return -ENOMEM;
+	pthread_mutexattr_t attr;
+	pthread_mutexattr_init(&attr);
+	pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+	pthread_mutex_init(&b->mu, &attr);
+	pthread_mutexattr_destroy(&attr);
+	b->readonly = flags & BUFFER_READONLY;
+	if (asprintf(&b->path, "%s/%s", state_dir, BUFFER_FILE) < 0) {
+		b->path = NULL;
+		r = -ENOMEM;
+		goto fail;
+	}
+	if (b->readonly) {
+		if (access(b->path, R_OK) < 0) {
+			r = -errno;
+			goto fail;
+		}
+	} else if ((r = mkdir_p(state_dir, 0750)) < 0) {
+		log_errx("buffer: cannot create \"%s\": %s", state_dir, strerror(-r));
+		goto fail;
+	}
+
+	int rc = open_db(b, why, sizeof(why));
+	if (rc != SQLITE_OK) {
+		int primary = rc & 0xff;
+		bool damaged = primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB;
+		if (!damaged || b->readonly) {
+			log_errx("buffer: cannot open \"%s\": %s", b->path, why);
+			r = damaged ? -EBADMSG : buffer_sqlite_error(NULL, rc, "open");
+			goto fail;
+		}
+		sqlite3_close_v2(b->db);
+		b->db = NULL;
+		char *dst = move_aside(b->path);
+		if (!dst) {
+			r = -EIO;
+			goto fail;
+		}
+		log_errx("buffer: \"%s\" is damaged (%s); moved aside to \"%s\", starting a fresh buffer",
+			 b->path, why, dst);
+		if (moved_aside)
+			*moved_aside = dst;
+		else
+			free(dst);
+		rc = open_db(b, why, sizeof(why));
+		if (rc != SQLITE_OK) {
+			log_errx("buffer: cannot create \"%s\": %s", b->path, why);
+			r = buffer_sqlite_error(NULL, rc, "open");
+			goto fail;
+		}
+	}
+	if ((r = migrate(b)) < 0 || (r = prepare_all(b)) < 0)
+		goto fail;
+	*out = b;
+	return 0;
+fail:
+	buffer_close(b);
+	if (moved_aside && *moved_aside && r < 0) {
+		/* The caller still learns the file was moved, even if the fresh one failed. */
+	}
+	return r;
+}
+
+void buffer_close(struct buffer *b)
+{
+	if (!b)
+		return;
+	for (int i = 0; i < ST__COUNT; i++)
+		sqlite3_finalize(b->st[i]);
+	if (b->db)
+		sqlite3_close_v2(b->db);
+	pthread_mutex_destroy(&b->mu);
+	free(b->path);
+	free(b);
+}
+
+int buffer_begin(struct buffer *b)
+{
+	if (b->readonly)
+		return -EROFS;
+	pthread_mutex_lock(&b->mu);
+	if (b->txn_depth++ > 0)
+		return 0; /* nested: the outer transaction decides */
+	int rc = sqlite3_exec(b->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		b->txn_depth--;
+		int r = buffer_sqlite_error(b, rc, "begin");
+		pthread_mutex_unlock(&b->mu);
+		return r;
+	}
+	return 0;
+}
+
+int buffer_commit(struct buffer *b)
+{
+	int r = 0;
+	if (b->txn_depth == 1) {
+		int rc = sqlite3_exec(b->db, "COMMIT", NULL, NULL, NULL);
+		if (rc != SQLITE_OK) {
+			r = buffer_sqlite_error(b, rc, "commit");
+			sqlite3_exec(b->db, "ROLLBACK", NULL, NULL, NULL);
+		}
+	}
+	b->txn_depth--;
+	pthread_mutex_unlock(&b->mu);
+	return r;
+}
+
+void buffer_rollback(struct buffer *b)
+{
+	if (b->txn_depth == 1)
+		sqlite3_exec(b->db, "ROLLBACK", NULL, NULL, NULL);
+	b->txn_depth--;
+	pthread_mutex_unlock(&b->mu);
+}
+
+static sqlite3_stmt *stmt(struct buffer *b, enum stmt_id id)
+{
+	sqlite3_stmt *s = b->st[id];
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return s;
+}
+
+static void copy_hash(char dst[HASH_HEX_LEN + 1], const unsigned char *src)
+{
+	if (src && strlen((const char *)src) == HASH_HEX_LEN)
+		memcpy(dst, src, HASH_HEX_LEN + 1);
+	else
+		memcpy(dst, zero_hash, HASH_HEX_LEN + 1);
+}
+
+void buffer_pruned(struct buffer *b, struct chain_head *pruned)
+{
+	char *v = NULL;
+	pruned->seq = 0;
+	memcpy(pruned->hash, zero_hash, sizeof(pruned->hash));
+	if (buffer_meta_get(b, "pruned_seq", &v) == 0 && v) {
+		pruned->seq = strtoll(v, NULL, 10);
+		free(v);
+		v = NULL;
+		if (buffer_meta_get(b, "pruned_hash", &v) == 0 && v)
+			copy_hash(pruned->hash, (const unsigned char *)v);
+		free(v);
+	}
+}
+
+void buffer_head(struct buffer *b, struct chain_head *head)
+{
+	pthread_mutex_lock(&b->mu);
+	sqlite3_stmt *s = stmt(b, ST_HEAD);
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		head->seq = sqlite3_column_int64(s, 0);
+		copy_hash(head->hash, sqlite3_column_text(s, 1));
+	} else {
+		buffer_pruned(b, head);
+	}
+	sqlite3_reset(s);
+	pthread_mutex_unlock(&b->mu);
+}
+
+int64_t buffer_first_seq(struct buffer *b)
+{
+	int64_t seq = 0;
+	pthread_mutex_lock(&b->mu);
+	sqlite3_stmt *s = stmt(b, ST_FIRST);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		seq = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	pthread_mutex_unlock(&b->mu);
+	return seq;
+}
+
+int buffer_append_record(struct buffer *b, int64_t seq, const char *kind, const char *line,
+			 size_t line_len, const char *hash, int64_t sealed_at)
+{
+	if (b->txn_depth == 0)
+		return -EPERM; /* sealing outside a transaction could tear a record from its cursor */
+	sqlite3_stmt *s = stmt(b, ST_APPEND);
+	sqlite3_bind_int64(s, 1, seq);
+	sqlite3_bind_text(s, 2, kind, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, line, (int)line_len, SQLITE_STATIC);
+	sqlite3_bind_text(s, 4, hash, HASH_HEX_LEN, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 5, sealed_at);
+	int rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE)
+		return buffer_sqlite_error(b, rc, "sealing a record");
+	return 0;
+}
+
+static void fill_record(sqlite3_stmt *s, struct stored_record *r, bool copy)
+{
+	r->seq = sqlite3_column_int64(s, 0);
+	r->line_len = (size_t)sqlite3_column_bytes(s, 2);
+	if (copy) {
+		r->kind = strdup((const char *)sqlite3_column_text(s, 1));
+		const unsigned char *line = sqlite3_column_text(s, 2);
+		r->line = malloc(r->line_len + 1);
+		if (r->line) {
+			memcpy(r->line, line, r->line_len);
+			r->line[r->line_len] = '\0';
+		}
+	} else {
+		r->kind = (char *)sqlite3_column_text(s, 1);
+		r->line = (char *)sqlite3_column_text(s, 2);
+	}
+	const unsigned char *h = sqlite3_column_text(s, 3);
+	/* Keep whatever is stored, even if damaged, so verify can compare it. */
+	snprintf(r->hash, sizeof(r->hash), "%s", h ? (const char *)h : "");
+	r->sealed_at = sqlite3_column_int64(s, 4);
+}
+
+void buffer_record_clear(struct stored_record *r)
+{
+	if (!r)
+		return;
+	free(r->kind);
+	free(r->line);
+	memset(r, 0, sizeof(*r));
+}
+
+int buffer_each_record(struct buffer *b, int64_t from, int64_t to, buffer_record_cb cb, void *arg)
+{
+	int ret = 0;
+	pthread_mutex_lock(&b->mu);
+	/* A private statement: the callback may call back into the buffer. */
+	sqlite3_stmt *s = NULL;
+	int rc = sqlite3_prepare_v2(b->db, stmt_sql[ST_RANGE], -1, &s, NULL);
+	if (rc != SQLITE_OK) {
+		ret = buffer_sqlite_error(b, rc, "reading records");
+		goto out;
+	}
+	bool own_txn = b->txn_depth == 0;
+	if (own_txn)
+		sqlite3_exec(b->db, "BEGIN", NULL, NULL, NULL); /* one snapshot for the whole walk */
+	sqlite3_bind_int64(s, 1, from);
+	sqlite3_bind_int64(s, 2, to);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct stored_record r;
+		fill_record(s, &r, false);
+		if ((ret = cb(&r, arg)) != 0)
+			break;
+	}
+	if (ret == 0 && rc != SQLITE_DONE)
+		ret = buffer_sqlite_error(b, rc, "reading records");
+	sqlite3_finalize(s);
+	if (own_txn)
+		sqlite3_exec(b->db, "COMMIT", NULL, NULL, NULL);
+out:
+	pthread_mutex_unlock(&b->mu);
+	return ret;
+}
+
+int buffer_get_record(struct buffer *b, int64_t seq, struct stored_record *r)
+{
+	int ret = -ENOENT;
+	memset(r, 0, sizeof(*r));
+	pthread_mutex_lock(&b->mu);
+	sqlite3_stmt *s = stmt(b, ST_ONE);
+	sqlite3_bind_int64(s, 1, seq);
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		fill_record(s, r, true);
+		ret = r->kind && r->line ? 0 : -ENOMEM;
+	} else if (rc != SQLITE_DONE) {
+		ret = buffer_sqlite_error(b, rc, "reading a record");
+	}
+	sqlite3_reset(s);
+	pthread_mutex_unlock(&b->mu);
+	return ret;
+}
+
+int buffer_hash_of(struct buffer *b, int64_t seq, char hash[HASH_HEX_LEN + 1])
+{
+	if (seq == 0) {
+		memcpy(hash, zero_hash, HASH_HEX_LEN + 1);
+		return 0;
+	}
+	struct chain_head pruned;
+	buffer_pruned(b, &pruned);
+	if (seq == pruned.seq) {
+		memcpy(hash, pruned.hash, HASH_HEX_LEN + 1);
+		return 0;
+	}
+	struct stored_record r;
+	int ret = buffer_get_record(b, seq, &r);
+	if (ret == 0)
+		copy_hash(hash, (const unsigned char *)r.hash);
+	buffer_record_clear(&r);
+	return ret;
+}
+
+int buffer_meta_get(struct buffer *b, const char *key, char **value)
+{
+	int ret = 0;
+	*value = NULL;
+	pthread_mutex_lock(&b->mu);
+	sqlite3_stmt *s = stmt(b, ST_META_GET);
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*value = strdup((const char *)sqlite3_column_text(s, 0));
+		if (!*value)
+			ret = -ENOMEM;
+	} else if (rc != SQLITE_DONE) {
+		ret = buffer_sqlite_error(b, rc, "reading meta");
+	}
+	sqlite3_reset(s);
+	pthread_mutex_unlock(&b->mu);
+	return ret;
+}
+
+int buffer_meta_put(struct buffer *b, const char *key, const char *value)
+{
+	pthread_mutex_lock(&b->mu);
+	sqlite3_stmt *s = stmt(b, ST_META_PUT);
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, value, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	pthread_mutex_unlock(&b->mu);
+	return rc == SQLITE_DONE ? 0 : buffer_sqlite_error(b, rc, "writing meta");
+}
+
+static char *dup_col(sqlite3_stmt *s, int col)
+{
+	const unsigned char *t = sqlite3_column_text(s, col);
+	return t ? strdup((const char *)t) : NULL;
+}
+
+int buffer_sink_get(struct buffer *b, const char *sink, struct sink_state *st)
+{
+	int ret = 0;
+	memset(st, 0, sizeof(*st));
+	pthread_mutex_lock(&b->mu);
+	sqlite3_stmt *s = stmt(b, ST_SINK_GET);
+	sqlite3_bind_text(s, 1, sink, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		st->acked_seq = sqlite3_column_int64(s, 0);
+		st->last_ok = sqlite3_column_int64(s, 1);
+		st->next_attempt = sqlite3_column_int64(s, 2);
+		st->last_error = dup_col(s, 3);
+		st->alarm = dup_col(s, 4);
+	} else if (rc != SQLITE_DONE) {
+		ret = buffer_sqlite_error(b, rc, "reading a sink");
+	}
+	sqlite3_reset(s);
+	pthread_mutex_unlock(&b->mu);
+	return ret;
+}
+
+int buffer_sink_put(struct buffer *b, const char *sink, const struct sink_state *st)
+{
+	pthread_mutex_lock(&b->mu);
+	sqlite3_stmt *s = stmt(b, ST_SINK_PUT);
+	sqlite3_bind_text(s, 1, sink, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, st->acked_seq);
+	sqlite3_bind_int64(s, 3, st->last_ok);
+	sqlite3_bind_int64(s, 4, st->next_attempt);
+	sqlite3_bind_text(s, 5, st->last_error, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 6, st->alarm, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	pthread_mutex_unlock(&b->mu);
+	return rc == SQLITE_DONE ? 0 : buffer_sqlite_error(b, rc, "writing a sink");
+}
+
+void buffer_sink_clear(struct sink_state *st)
+{
+	if (!st)
+		return;
+	free(st->last_error);
+	free(st->alarm);
+	memset(st, 0, sizeof(*st));
+}
+
+int buffer_cursor_get(struct buffer *b, const char *key, void **data, size_t *len)
+{
+	int ret = -ENOENT;
+	*data = NULL;
+	*len = 0;
+	pthread_mutex_lock(&b->mu);
+	sqlite3_stmt *s = stmt(b, ST_CURSOR_GET);
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		int n = sqlite3_column_bytes(s, 0);
+		*data = malloc((size_t)n + 1);
+		if (*data) {
+			if (n)
+				memcpy(*data, sqlite3_column_blob(s, 0), (size_t)n);
+			((char *)*data)[n] = '\0';
+			*len = (size_t)n;
+			ret = 0;
+		} else {
+			ret = -ENOMEM;
+		}
+	} else if (rc != SQLITE_DONE) {
+		ret = buffer_sqlite_error(b, rc, "reading a cursor");
+	}
+	sqlite3_reset(s);
+	pthread_mutex_unlock(&b->mu);
+	return ret;
+}
+
+int buffer_cursor_put(struct buffer *b, const char *key, const void *data, size_t len)
+{
+	pthread_mutex_lock(&b->mu);
+	sqlite3_stmt *s = stmt(b, ST_CURSOR_PUT);
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(s, 2, len ? data : "", (int)len, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, clock_wall());
+	int rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	pthread_mutex_unlock(&b->mu);
+	return rc == SQLITE_DONE ? 0 : buffer_sqlite_error(b, rc, "writing a cursor");
+}
+
+int64_t buffer_bytes(struct buffer *b)
+{
+	int64_t pages = 0, freelist = 0, page_size = 4096;
+	pthread_mutex_lock(&b->mu);
+	pragma_int(b->db, "PRAGMA page_count", &pages);
+	pragma_int(b->db, "PRAGMA freelist_count", &freelist);
+	pragma_int(b->db, "PRAGMA page_size", &page_size);
+	pthread_mutex_unlock(&b->mu);
+	int64_t bytes = (pages - freelist) * page_size;
+	char wal[PATH_MAX];
+	struct stat st;
+	if (snprintf(wal, sizeof(wal), "%s-wal", b->path) < (int)sizeof(wal) && stat(wal, &st) == 0)
+		bytes += st.st_size;
+	return bytes;
+}
+
+int64_t buffer_prune(struct buffer *b, const char *const sinks[], int64_t before)
+{
+	int64_t min_acked = INT64_MAX;
+	int r = buffer_begin(b);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; sinks && sinks[i]; i++) {
+		sqlite3_stmt *s = stmt(b, ST_MIN_ACK);
+		sqlite3_bind_text(s, 1, sinks[i], -1, SQLITE_STATIC);
+		int64_t acked = 0;
+		if (sqlite3_step(s) == SQLITE_ROW)
+			acked = sqlite3_column_int64(s, 0);
+		sqlite3_reset(s);
+		if (acked < min_acked)
+			min_acked = acked;
+	}
+	if (min_acked == INT64_MAX)
+		min_acked = 0; /* no sink configured: nothing is acknowledged, nothing goes */
+	int64_t point = 0;
+	sqlite3_stmt *s = stmt(b, ST_PRUNE_POINT);
+	sqlite3_bind_int64(s, 1, min_acked);
+	sqlite3_bind_int64(s, 2, before);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		point = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	int64_t first = buffer_first_seq(b);
+	if (point <= 0 || first == 0 || point < first) {
+		buffer_rollback(b);
+		return 0;
+	}
+	char hash[HASH_HEX_LEN + 1], num[32];
+	if ((r = buffer_hash_of(b, point, hash)) < 0)
+		goto fail;
+	snprintf(num, sizeof(num), "%lld", (long long)point);
+	if ((r = buffer_meta_put(b, "pruned_seq", num)) < 0 ||
+	    (r = buffer_meta_put(b, "pruned_hash", hash)) < 0)
+		goto fail;
+	s = stmt(b, ST_PRUNE);
+	sqlite3_bind_int64(s, 1, point);
+	int rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE) {
+		r = buffer_sqlite_error(b, rc, "pruning");
+		goto fail;
+	}
+	if ((r = buffer_commit(b)) < 0)
+		return r;
+	pthread_mutex_lock(&b->mu);
+	sqlite3_exec(b->db, "PRAGMA incremental_vacuum", NULL, NULL, NULL);
+	pthread_mutex_unlock(&b->mu);
+	return point - first + 1;
+fail:
+	buffer_rollback(b);
+	return r;
+}

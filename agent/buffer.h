@@ -1,0 +1,107 @@
+/* buffer.h — the crash-safe SQLite buffer (SPEC §5): sealed records, sink cursors, driver
+ * cursors; every statement of the module lives in buffer.c, prepared once. */
+#ifndef LABSHARE_BUFFER_H
+#define LABSHARE_BUFFER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct buffer;
+struct sqlite3;
+
+#define BUFFER_FILE "buffer.db"
+#define HASH_HEX_LEN 64
+
+enum buffer_open_flags {
+	BUFFER_READONLY = 1 << 0,   /* status, verify, report: never create or repair */
+};
+
+/* Opens {state_dir}/buffer.db (creating state_dir and the file unless READONLY), runs
+ * PRAGMA quick_check, moves a corrupt file aside ("buffer.db.corrupt-<time>") and starts
+ * a fresh one. *moved_aside (may be NULL) gets the new name of a corrupt file, caller frees.
+ * Returns 0 or a negative errno (-ENOENT: READONLY and no buffer yet). */
+int buffer_open(const char *state_dir, int flags, struct buffer **out, char **moved_aside);
+void buffer_close(struct buffer *b);
+const char *buffer_path(const struct buffer *b);
+
+/* Write transactions (BEGIN IMMEDIATE … COMMIT) under the buffer's mutex, so sealing and
+ * the cursors that go with it commit together or not at all. */
+int buffer_begin(struct buffer *b);
+int buffer_commit(struct buffer *b);
+void buffer_rollback(struct buffer *b);
+
+/* The chain head as committed (or as pending inside the current transaction). */
+struct chain_head {
+	int64_t seq;                    /* 0 when nothing was ever sealed */
+	char hash[HASH_HEX_LEN + 1];    /* 64 zeros when seq == 0 */
+};
+void buffer_head(struct buffer *b, struct chain_head *head);
+
+/* Appends a sealed record; only chain.c calls this, inside a transaction. */
+int buffer_append_record(struct buffer *b, int64_t seq, const char *kind, const char *line,
+			 size_t line_len, const char *hash, int64_t sealed_at);
+
+/* One stored record; line and kind are malloc'd, freed by buffer_record_clear. */
+struct stored_record {
+	int64_t seq;
+	char *kind;
+	char *line;
+	size_t line_len;
+	char hash[HASH_HEX_LEN + 1];
+	int64_t sealed_at;
+};
+void buffer_record_clear(struct stored_record *r);
+
+/* Iterate records with seq in [from, to] in ascending order; cb returns 0 to go on,
+ * anything else stops and is returned. Reads happen in one snapshot. */
+typedef int (*buffer_record_cb)(const struct stored_record *r, void *arg);
+int buffer_each_record(struct buffer *b, int64_t from, int64_t to, buffer_record_cb cb, void *arg);
+/* One record; -ENOENT when absent. */
+int buffer_get_record(struct buffer *b, int64_t seq, struct stored_record *r);
+/* Hash of record seq (64 zeros for 0; the pruned head's hash when seq == pruned seq). */
+int buffer_hash_of(struct buffer *b, int64_t seq, char hash[HASH_HEX_LEN + 1]);
+
+/* What was pruned: records 1..seq are gone, hash is that of seq (verify starts there). */
+void buffer_pruned(struct buffer *b, struct chain_head *pruned);
+/* Lowest seq still stored (pruned.seq + 1 when any record is kept), 0 when none. */
+int64_t buffer_first_seq(struct buffer *b);
+
+/* Delivery cursors, one per sink ("platform", "nrii"). */
+struct sink_state {
+	int64_t acked_seq;
+	int64_t last_ok;        /* unix time of the last acknowledged upload, 0 never */
+	int64_t next_attempt;   /* unix time, 0 = now */
+	char *last_error;       /* NULL when none */
+	char *alarm;            /* integrity alarm: upload stopped until resolved */
+};
+int buffer_sink_get(struct buffer *b, const char *sink, struct sink_state *st);
+int buffer_sink_put(struct buffer *b, const char *sink, const struct sink_state *st);
+void buffer_sink_clear(struct sink_state *st);
+
+/* Opaque driver cursors, committed in the same transaction as what they produced. */
+int buffer_cursor_get(struct buffer *b, const char *key, void **data, size_t *len);
+int buffer_cursor_put(struct buffer *b, const char *key, const void *data, size_t len);
+
+/* Small key/value facts about the agent ("agent_id", "buffer_full", …). */
+int buffer_meta_get(struct buffer *b, const char *key, char **value);
+int buffer_meta_put(struct buffer *b, const char *key, const char *value);
+
+/* Bytes in use by the database (pages in use, not free ones) plus the WAL file. */
+int64_t buffer_bytes(struct buffer *b);
+
+/* Delete records acknowledged by every sink in `sinks` (NULL-terminated) and sealed
+ * before `before` (unix time), oldest first, keeping the chain's head hash.
+ * Returns how many were pruned or a negative errno. */
+int64_t buffer_prune(struct buffer *b, const char *const sinks[], int64_t before);
+
+/* For modules that keep their own tables in the same file (metrics): the connection,
+ * to be used only inside buffer_begin/buffer_commit or under buffer_lock. */
+struct sqlite3 *buffer_db(struct buffer *b);
+void buffer_lock(struct buffer *b);
+void buffer_unlock(struct buffer *b);
+
+/* Translate the last SQLite error of the connection into -errno, logging it once. */
+int buffer_sqlite_error(struct buffer *b, int rc, const char *what);
+
+#endif

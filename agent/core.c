@@ -1,0 +1,242 @@
+/* core.c — observations in, sealed records out: the one place where a driver's batch, the
+ * records it yields and the driver's cursor meet in a single transaction. */
+#include "core.h"
+#include "buffer.h"
+#include "chain.h"
+#include "clock.h"
+#include "config.h"
+#include "log.h"
+#include "timeutil.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct core {
+	const struct config *cfg;
+	struct buffer *buf;
+	atomic_bool full;
+	int64_t max_bytes;
+};
+
+static const char *const event_types[] = {
+	"agent_start", "agent_stop", "config_changed", "device_offline", "device_online",
+	"counter_reset", "counter_wrap", "counter_clamped", "gap", "log_rotated",
+	"log_malformed", "buffer_full", NULL
+};
+
+struct core *core_new(const struct config *cfg, struct buffer *buf)
+{
+	struct core *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->buf = buf;
+	core_set_config(c, cfg);
+	return c;
+}
+
+void core_free(struct core *c)
+{
+	free(c);
+}
+
+void core_set_config(struct core *c, const struct config *cfg)
+{
+	c->cfg = cfg;
+	c->max_bytes = cfg->buffer.max_mb * 1024 * 1024;
+}
+
+struct buffer *core_buffer(struct core *c) { return c->buf; }
+const struct config *core_config(struct core *c) { return c->cfg; }
+
+char *core_user_id(const struct config *cfg, const char *user)
+{
+	if (!user)
+		return NULL;
+	switch (cfg->agent.user_ids) {
+	case USER_IDS_OMIT:
+		return NULL;
+	case USER_IDS_PLAIN:
+		return strdup(user);
+	case USER_IDS_HMAC:
+		break;
+	}
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int len = 0;
+	if (!HMAC(EVP_sha256(), cfg->agent.user_id_key, (int)cfg->agent.user_id_key_len,
+		  (const unsigned char *)user, strlen(user), md, &len))
+		return NULL;
+	char *hex = malloc(2 * (size_t)len + 1);
+	if (!hex)
+		return NULL;
+	for (unsigned int i = 0; i < len; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	return hex;
+}
+
+bool core_org_external(const struct config *cfg, const char *org)
+{
+	if (!org || !*org)
+		return false; /* unknown affiliation can't earn external hours */
+	for (size_t i = 0; i < cfg->agent.n_internal_orgs; i++)
+		if (strcmp(org, cfg->agent.internal_orgs[i]) == 0)
+			return false;
+	return true;
+}
+
+static bool event_type_known(const char *type)
+{
+	for (size_t i = 0; event_types[i]; i++)
+		if (strcmp(type, event_types[i]) == 0)
+			return true;
+	return false;
+}
+
+static int seal_event(struct core *c, const char *instrument, const struct obs_event *e)
+{
+	if (!e->type || !event_type_known(e->type))
+		return -EINVAL;
+	char at[RFC3339_LEN];
+	time_rfc3339(e->at, at);
+	cJSON *rec = cJSON_CreateObject();
+	cJSON_AddStringToObject(rec, "kind", "event");
+	cJSON_AddStringToObject(rec, "at", at);
+	if (instrument)
+		cJSON_AddStringToObject(rec, "instrument", instrument);
+	else
+		cJSON_AddNullToObject(rec, "instrument");
+	cJSON_AddStringToObject(rec, "type", e->type);
+	if (e->detail)
+		cJSON_AddStringToObject(rec, "detail", e->detail);
+	else
+		cJSON_AddNullToObject(rec, "detail");
+	int64_t seq = chain_seal(c->buf, rec, NULL);
+	cJSON_Delete(rec);
+	return seq < 0 ? (int)seq : 0;
+}
+
+static int seal_session(struct core *c, const char *instrument, const struct obs_session *s)
+{
+	if (!instrument || s->end <= s->start || (s->samples < -1))
+		return -EINVAL;
+	char start[RFC3339_LEN], end[RFC3339_LEN];
+	time_rfc3339(s->start, start);
+	time_rfc3339(s->end, end);
+	bool external = s->external >= 0 ? s->external == 1 : core_org_external(c->cfg, s->org);
+
+	cJSON *rec = cJSON_CreateObject();
+	cJSON_AddStringToObject(rec, "kind", "session");
+	cJSON_AddStringToObject(rec, "instrument", instrument);
+	cJSON_AddStringToObject(rec, "start", start);
+	cJSON_AddStringToObject(rec, "end", end);
+	cJSON_AddNumberToObject(rec, "duration_s", (double)(s->end - s->start));
+	char *user = core_user_id(c->cfg, s->user);
+	if (user)
+		cJSON_AddStringToObject(rec, "user", user);
+	free(user);
+	cJSON_AddStringToObject(rec, "org", s->org ? s->org : "");
+	cJSON_AddBoolToObject(rec, "external", external);
+	if (s->samples >= 0)
+		cJSON_AddNumberToObject(rec, "samples", (double)s->samples);
+	if (s->way)
+		cJSON_AddStringToObject(rec, "way", s->way);
+	if (s->fee)
+		cJSON_AddStringToObject(rec, "fee", s->fee);
+	if (s->project)
+		cJSON_AddStringToObject(rec, "project", s->project);
+	if (s->closed_auto)
+		cJSON_AddStringToObject(rec, "closed", "auto");
+	cJSON_AddStringToObject(rec, "source", s->manual ? "manual" : "log");
+	if (s->manual) {
+		cJSON_AddStringToObject(rec, "operator", s->operator_name ? s->operator_name : "unknown");
+		if (s->note)
+			cJSON_AddStringToObject(rec, "note", s->note);
+	}
+	int64_t seq = chain_seal(c->buf, rec, NULL);
+	cJSON_Delete(rec);
+	return seq < 0 ? (int)seq : 0;
+}
+
+int core_submit(struct core *c, const struct obs *v, size_t n, const char *cursor_key,
+		const void *cursor, size_t cursor_len)
+{
+	if (atomic_load(&c->full))
+		return -ENOSPC;
+	int r = buffer_begin(c->buf);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < n && r == 0; i++) {
+		switch (v[i].type) {
+		case OBS_EVENT:
+			r = seal_event(c, v[i].instrument, &v[i].u.event);
+			break;
+		case OBS_SESSION:
+			r = seal_session(c, v[i].instrument, &v[i].u.session);
+			break;
+		case OBS_READING:
+			/* Counter readings are turned into run records by the metrics stage,
+			 * which this build does not have yet. */
+			r = -ENOTSUP;
+			break;
+		}
+	}
+	if (r == 0 && cursor_key)
+		r = buffer_cursor_put(c->buf, cursor_key, cursor, cursor_len);
+	if (r < 0) {
+		buffer_rollback(c->buf);
+		return r;
+	}
+	return buffer_commit(c->buf);
+}
+
+int core_event(struct core *c, const char *instrument, const char *type, const char *detail)
+{
+	struct obs o = { .type = OBS_EVENT, .instrument = instrument,
+			 .u.event = { .at = clock_wall(), .type = type, .detail = detail } };
+	int r = buffer_begin(c->buf);
+	if (r < 0)
+		return r;
+	/* Events are sealed even when the buffer is full: they are few and say why. */
+	r = seal_event(c, o.instrument, &o.u.event);
+	if (r < 0) {
+		buffer_rollback(c->buf);
+		return r;
+	}
+	return buffer_commit(c->buf);
+}
+
+int core_cursor(struct core *c, const char *key, void **data, size_t *len)
+{
+	return buffer_cursor_get(c->buf, key, data, len);
+}
+
+bool core_paused(struct core *c)
+{
+	return atomic_load(&c->full);
+}
+
+void core_check_space(struct core *c)
+{
+	int64_t used = buffer_bytes(c->buf);
+	bool was = atomic_load(&c->full);
+	bool now = used >= c->max_bytes;
+	if (now == was)
+		return;
+	atomic_store(&c->full, now);
+	buffer_meta_put(c->buf, "buffer_full", now ? "1" : "0");
+	if (now) {
+		char detail[128];
+		snprintf(detail, sizeof(detail), "buffer at %lld of %lld bytes: sources paused",
+			 (long long)used, (long long)c->max_bytes);
+		log_errx("buffer: full (%lld of %lld MB): sources paused until the platform acknowledges records",
+			 (long long)(used >> 20), (long long)(c->max_bytes >> 20));
+		core_event(c, NULL, "buffer_full", detail);
+	} else {
+		log_notice("buffer: space freed (%lld MB in use): sources resume", (long long)(used >> 20));
+	}
+}

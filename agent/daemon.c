@@ -1,0 +1,340 @@
+/* daemon.c — the long-running agent: starts the source drivers, keeps the buffer within its
+ * cap, writes status and metrics snapshots, talks to systemd, and stops cleanly. */
+#include "daemon.h"
+#include "buffer.h"
+#include "chain.h"
+#include "clock.h"
+#include "config.h"
+#include "core.h"
+#include "log.h"
+#include "source.h"
+#include "status.h"
+#include "timeutil.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sysexits.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
+#include <unistd.h>
+
+#define N_DRIVERS_MAX 8
+#define TICK_MS 1000
+#define PRUNE_EVERY_S 3600
+
+struct daemon {
+	const char *config_path;
+	struct config *cfg;
+	struct buffer *buf;
+	struct core *core;
+	void *drv[N_DRIVERS_MAX];
+	int lock_fd;
+	int64_t last_prune;
+};
+
+static char *state_file(const struct config *cfg, const char *name)
+{
+	char *p = NULL;
+	if (asprintf(&p, "%s/%s", cfg->agent.state_dir, name) < 0)
+		return NULL;
+	return p;
+}
+
+bool daemon_running(const char *state_dir, long *pid)
+{
+	char path[PATH_MAX];
+	if (pid)
+		*pid = 0;
+	if (snprintf(path, sizeof(path), "%s/%s", state_dir, LOCK_FILE) >= (int)sizeof(path))
+		return false;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	bool held = flock(fd, LOCK_SH | LOCK_NB) < 0 && errno == EWOULDBLOCK;
+	if (held && pid) {
+		char buf[32] = "";
+		ssize_t n = read(fd, buf, sizeof(buf) - 1);
+		if (n > 0) {
+			buf[n] = '\0';
+			*pid = strtol(buf, NULL, 10);
+		}
+	}
+	close(fd);
+	return held;
+}
+
+/* One daemon per state folder: two would seal interleaved chains. */
+static int take_lock(struct daemon *d)
+{
+	char *path = state_file(d->cfg, LOCK_FILE);
+	if (!path)
+		return -ENOMEM;
+	d->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (d->lock_fd < 0) {
+		int e = -errno;
+		log_err("cannot open \"%s\"", path);
+		free(path);
+		return e;
+	}
+	if (flock(d->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		int e = -errno;
+		if (errno == EWOULDBLOCK)
+			log_errx("another labshare-agent is running on \"%s\"", d->cfg->agent.state_dir);
+		else
+			log_err("cannot lock \"%s\"", path);
+		free(path);
+		return e;
+	}
+	free(path);
+	char pid[32];
+	int n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+	if (ftruncate(d->lock_fd, 0) < 0 || pwrite(d->lock_fd, pid, (size_t)n, 0) != n)
+		log_warn("cannot write the pid to the lock file");
+	return 0;
+}
+
+static int start_drivers(struct daemon *d)
+{
+	for (size_t i = 0; source_registry[i] && i < N_DRIVERS_MAX; i++) {
+		const struct source_ops *ops = source_registry[i];
+		d->drv[i] = NULL;
+		int r = ops->create(d->cfg, d->core, &d->drv[i]);
+		if (r < 0) {
+			log_errx("%s: cannot start: %s", ops->name, strerror(-r));
+			return r;
+		}
+		if (d->drv[i] && ops->start && (r = ops->start(d->drv[i])) < 0) {
+			log_errx("%s: cannot start: %s", ops->name, strerror(-r));
+			return r;
+		}
+	}
+	return 0;
+}
+
+static void stop_drivers(struct daemon *d)
+{
+	for (size_t i = 0; source_registry[i] && i < N_DRIVERS_MAX; i++) {
+		const struct source_ops *ops = source_registry[i];
+		if (!d->drv[i])
+			continue;
+		if (ops->stop)
+			ops->stop(d->drv[i]);
+		if (ops->destroy)
+			ops->destroy(d->drv[i]);
+		d->drv[i] = NULL;
+	}
+}
+
+static cJSON *live_snapshot(struct daemon *d)
+{
+	cJSON *live = cJSON_CreateObject();
+	cJSON *insts = cJSON_AddArrayToObject(live, "instruments");
+	for (size_t i = 0; source_registry[i] && i < N_DRIVERS_MAX; i++)
+		if (d->drv[i] && source_registry[i]->status)
+			source_registry[i]->status(d->drv[i], insts);
+	return live;
+}
+
+static void write_snapshots(struct daemon *d)
+{
+	cJSON *live = live_snapshot(d);
+	cJSON *st = status_build(d->cfg, d->buf, live, true, (long)getpid());
+	char *text = cJSON_PrintUnformatted(live);
+	char *path = state_file(d->cfg, STATUS_FILE);
+	if (text && path) {
+		int r = write_file_atomic(path, text, strlen(text), 0644);
+		if (r < 0)
+			log_warnx("cannot write \"%s\": %s", path, strerror(-r));
+	}
+	free(path);
+	cJSON_free(text);
+
+	const cJSON *buf = cJSON_GetObjectItemCaseSensitive(st, "buffer");
+	char line[256];
+	snprintf(line, sizeof(line), "STATUS=seq %.0f, %.0f pending, %.1f MB%s",
+		 cJSON_GetObjectItemCaseSensitive(buf, "last_seq")->valuedouble,
+		 cJSON_GetObjectItemCaseSensitive(buf, "pending")->valuedouble,
+		 cJSON_GetObjectItemCaseSensitive(buf, "bytes")->valuedouble / 1048576.0,
+		 core_paused(d->core) ? ", buffer full: sources paused" : "");
+	sd_notify(0, line);
+	cJSON_Delete(st);
+	cJSON_Delete(live);
+}
+
+static void prune(struct daemon *d)
+{
+	const char *sinks[3] = { NULL, NULL, NULL };
+	size_t n = 0;
+	if (d->cfg->platform.present)
+		sinks[n++] = "platform";
+	if (d->cfg->nrii.present)
+		sinks[n++] = "nrii";
+	int64_t before = clock_wall() - (int64_t)d->cfg->buffer.keep_acked_days * 86400;
+	int64_t pruned = buffer_prune(d->buf, sinks, before);
+	if (pruned > 0)
+		log_info("buffer: pruned %" PRId64 " acknowledged records older than %d days", pruned,
+			 d->cfg->buffer.keep_acked_days);
+	d->last_prune = clock_wall();
+}
+
+static void tick(struct daemon *d)
+{
+	core_check_space(d->core);
+	if (clock_wall() - d->last_prune >= PRUNE_EVERY_S)
+		prune(d);
+	write_snapshots(d);
+	sd_notify(0, "WATCHDOG=1");
+}
+
+/* SIGHUP: the new config must be valid before anything is torn down. */
+static void reload(struct daemon *d)
+{
+	sd_notify(0, "RELOADING=1");
+	struct config_errors errs = { 0 };
+	struct config *next = NULL;
+	int r = config_load(d->config_path, &next, &errs);
+	if (r < 0) {
+		log_errx("reload: \"%s\" is invalid, keeping the running configuration", d->config_path);
+		for (size_t i = 0; i < errs.n; i++)
+			log_errx("reload: %s", errs.msg[i]);
+		if (errs.n == 0)
+			log_errx("reload: %s", strerror(-r));
+		config_errors_clear(&errs);
+		sd_notify(0, "READY=1");
+		return;
+	}
+	if (strcmp(next->agent.state_dir, d->cfg->agent.state_dir) != 0 ||
+	    strcmp(next->agent.id, d->cfg->agent.id) != 0) {
+		log_errx("reload: agent.id and agent.state_dir can't change while running: restart instead");
+		config_free(next);
+		sd_notify(0, "READY=1");
+		return;
+	}
+	stop_drivers(d);
+	struct config *old = d->cfg;
+	d->cfg = next;
+	timeutil_set_zone(next->agent.timezone);
+	core_set_config(d->core, next);
+	config_free(old);
+	core_event(d->core, NULL, "config_changed", d->config_path);
+	log_notice("reload: configuration \"%s\" applied", d->config_path);
+	if (start_drivers(d) < 0)
+		log_errx("reload: some sources failed to start; see above");
+	sd_notify(0, "READY=1");
+}
+
+static int run_loop(struct daemon *d)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	for (;;) {
+		struct timespec ts = { TICK_MS / 1000, (TICK_MS % 1000) * 1000000L };
+		int sig = sigtimedwait(&set, NULL, &ts);
+		if (sig == SIGTERM || sig == SIGINT) {
+			log_notice("received %s, stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+			return 0;
+		}
+		if (sig == SIGHUP)
+			reload(d);
+		tick(d);
+	}
+}
+
+int daemon_run(const char *config_path)
+{
+	struct daemon d = { .config_path = config_path, .lock_fd = -1 };
+	struct config_errors errs = { 0 };
+	char *moved = NULL;
+	int code = EX_SOFTWARE;
+
+	/* Signals go to the main loop only: block them before any thread exists. */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	int r = config_load(config_path, &d.cfg, &errs);
+	if (r < 0) {
+		for (size_t i = 0; i < errs.n; i++)
+			log_errx("%s", errs.msg[i]);
+		if (errs.n == 0)
+			log_errx("%s: %s", config_path, strerror(-r));
+		config_errors_clear(&errs);
+		return r == -EINVAL ? EX_CONFIG : EX_NOINPUT;
+	}
+	if (timeutil_set_zone(d.cfg->agent.timezone) < 0) {
+		log_errx("agent.timezone \"%s\" is unknown", d.cfg->agent.timezone);
+		code = EX_CONFIG;
+		goto out;
+	}
+	if (d.cfg->nrii.present && d.cfg->nrii.insecure_http && strncmp(d.cfg->nrii.url, "http:", 5) == 0)
+		log_warnx("nrii: reporting to \"%s\" over plain HTTP (insecure_http): records and the "
+			  "institution code travel unencrypted", d.cfg->nrii.url);
+	if (buffer_open(d.cfg->agent.state_dir, 0, &d.buf, &moved) < 0 || take_lock(&d) < 0) {
+		code = EX_CANTCREAT;
+		goto out;
+	}
+	d.core = core_new(d.cfg, d.buf);
+	if (!d.core)
+		goto out;
+	if (moved) {
+		char detail[PATH_MAX + 64];
+		snprintf(detail, sizeof(detail), "buffer was damaged; moved aside to %s, new chain started",
+			 moved);
+		core_event(d.core, NULL, "agent_start", detail);
+	}
+	char detail[128];
+	snprintf(detail, sizeof(detail), "labshare-agent %s", LABSHARE_VERSION);
+	if (core_event(d.core, NULL, "agent_start", detail) < 0) {
+		log_errx("cannot seal the start event: the buffer is not writable");
+		code = EX_CANTCREAT;
+		goto out;
+	}
+	if (start_drivers(&d) < 0) {
+		code = EX_SOFTWARE;
+		goto stop;
+	}
+	core_check_space(d.core);
+	prune(&d);
+	write_snapshots(&d);
+	log_notice("labshare-agent %s started: agent \"%s\", %zu instruments, state in \"%s\"",
+		   LABSHARE_VERSION, d.cfg->agent.id, d.cfg->n_instruments, d.cfg->agent.state_dir);
+	sd_notify(0, "READY=1");
+
+	code = run_loop(&d);
+stop:
+	sd_notify(0, "STOPPING=1");
+	stop_drivers(&d);
+	core_event(d.core, NULL, "agent_stop", code == 0 ? "clean stop" : "stopped after an error");
+	write_snapshots(&d);
+	{
+		char *path = state_file(d.cfg, STATUS_FILE);
+		if (path)
+			unlink(path);
+		free(path);
+	}
+out:
+	core_free(d.core);
+	buffer_close(d.buf);
+	if (d.lock_fd >= 0)
+		close(d.lock_fd);
+	config_free(d.cfg);
+	free(moved);
+	return code;
+}

@@ -1,0 +1,556 @@
+/* jsonc.c — comments are blanked in a copy (newlines kept, so every offset still holds), cJSON
+ * parses the copy, then a walk over the text beside the tree records where each node sits. */
+#include "jsonc.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#define PATH_CAP 512   /* JSON paths in messages; a longer one is cut */
+
+struct node_pos {
+	const cJSON *node;
+	size_t key_off, val_off;
+};
+
+struct jsonc_doc {
+	cJSON *root;
+	char *text;                  /* the input with comments blanked, NUL-terminated */
+	size_t len;
+	size_t *lines;               /* offset where each line starts */
+	size_t n_lines;
+	struct node_pos *pos;        /* sorted by node address once the walk is done */
+	size_t n_pos, cap_pos;
+	struct jsonc_problem *problems;
+	size_t n_problems, cap_problems;
+	bool nomem;
+};
+
+static bool grow(void **v, size_t *cap, size_t n, size_t size)
+{
+	if (n < *cap)
+		return true;
+	size_t ncap = *cap ? *cap * 2 : 16;
+	void *p = reallocarray(*v, ncap, size);
+	if (!p)
+		return false;
+	*v = p;
+	*cap = ncap;
+	return true;
+}
+
+static void problem(struct jsonc_doc *d, size_t off, const char *fmt, ...) PRINTF_LIKE(3, 4);
+static void problem(struct jsonc_doc *d, size_t off, const char *fmt, ...)
+{
+	char buf[PATH_CAP + 256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	char *msg = strdup(buf);  /* a cut message is still worth showing */
+	if (!msg || !grow((void **)&d->problems, &d->cap_problems, d->n_problems,
+			  sizeof(*d->problems))) {
+		free(msg);
+		d->nomem = true;
+		return;
+	}
+	d->problems[d->n_problems++] = (struct jsonc_problem){ .off = off, .msg = msg };
+}
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0: overlong forms, surrogates and
+ * code points past U+10FFFF are refused. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+	unsigned char c = s[0];
+	size_t len;
+	uint32_t cp, min;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf) {
+		len = 2; cp = c & 0x1fu; min = 0x80;
+	} else if ((c & 0xf0) == 0xe0) {
+		len = 3; cp = c & 0x0fu; min = 0x800;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		len = 4; cp = c & 0x07u; min = 0x10000;
+	} else {
+		return 0;
+	}
+	if (n < len)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3fu);
+	}
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+/* Blanks comments in d->text. Also refuses what cJSON would let through but a config must
+ * not hold: invalid UTF-8, control characters, and strings running past the end of a line
+ * (a missing closing quote, which cJSON would report far away). */
+static bool blank_comments(struct jsonc_doc *d)
+{
+	enum { CODE, STRING, LINE_COMMENT, BLOCK_COMMENT } st = CODE;
+	unsigned char *t = (unsigned char *)d->text;
+	size_t start = 0;     /* where the current string or block comment opened */
+	bool esc = false;
+
+	for (size_t i = 0; i < d->len;) {
+		unsigned char ch = t[i];
+		size_t n = utf8_seq(t + i, d->len - i);
+
+		if (ch < 0x20 && ch != '\t' && ch != '\n' && ch != '\r') {
+			problem(d, i, "control character 0x%02x is not allowed", ch);
+			return false;
+		}
+		if (n == 0) {
+			problem(d, i, "invalid UTF-8 (save the file as UTF-8)");
+			return false;
+		}
+		switch (st) {
+		case CODE:
+			if (ch == '"') {
+				st = STRING;
+				start = i;
+				esc = false;
+			} else if (ch == '/' && i + 1 < d->len && t[i + 1] == '/') {
+				st = LINE_COMMENT;
+				continue;  /* blank this byte below, as a comment */
+			} else if (ch == '/' && i + 1 < d->len && t[i + 1] == '*') {
+				st = BLOCK_COMMENT;
+				start = i;
+				t[i] = t[i + 1] = ' ';
+				i += 2;
+				continue;
+			}
+			break;
+		case STRING:
+			if (ch == '\n') {
+				problem(d, start, "syntax error: unterminated string");
+				return false;
+			}
+			if (esc)
+				esc = false;
+			else if (ch == '\\')
+				esc = true;
+			else if (ch == '"')
+				st = CODE;
+			break;
+		case LINE_COMMENT:
+			if (ch == '\n') {
+				st = CODE;
+				break;
+			}
+			memset(t + i, ' ', n);
+			break;
+		case BLOCK_COMMENT:
+			if (ch == '*' && i + 1 < d->len && t[i + 1] == '/') {
+				t[i] = t[i + 1] = ' ';
+				i += 2;
+				st = CODE;
+				continue;
+			}
+			if (ch != '\n')
+				memset(t + i, ' ', n);
+			break;
+		}
+		i += n;
+	}
+	if (st == STRING) {
+		problem(d, start, "syntax error: unterminated string");
+		return false;
+	}
+	if (st == BLOCK_COMMENT) {
+		problem(d, start, "syntax error: unterminated comment");
+		return false;
+	}
+	return true;
+}
+
+/* "unexpected ','": the character at off, whole if it is a multi-byte one (a full-width
+ * comma from a Chinese input method is a classic). */
+static void unexpected(struct jsonc_doc *d, size_t off, const char *after)
+{
+	if (off >= d->len) {
+		problem(d, d->len, "syntax error: unexpected end of input");
+		return;
+	}
+	const unsigned char *t = (const unsigned char *)d->text;
+	size_t n = utf8_seq(t + off, d->len - off);
+	if (n == 0)
+		n = 1;
+	if (t[off] == '\\')
+		problem(d, off, "syntax error: invalid escape sequence");
+	else
+		problem(d, off, "syntax error: unexpected '%.*s'%s", (int)n, d->text + off, after);
+}
+
+/* The walk: the text is known to be valid JSON and cJSON keeps members in order, so the
+ * walk only has to skip tokens; a mismatch would be a bug, reported rather than trusted. */
+struct walk {
+	struct jsonc_doc *d;
+	size_t i;
+	char path[PATH_CAP];
+	size_t plen;
+};
+
+static void skip_ws(struct walk *w)
+{
+	while (w->i < w->d->len && (unsigned char)w->d->text[w->i] <= ' ')
+		w->i++;
+}
+
+static bool expect(struct walk *w, char c)
+{
+	skip_ws(w);
+	if (w->i >= w->d->len || w->d->text[w->i] != c)
+		return false;
+	w->i++;
+	return true;
+}
+
+static int hex4(const char *s)
+{
+	int v = 0;
+	for (int k = 0; k < 4; k++) {
+		char c = s[k];
+		int x = c >= '0' && c <= '9' ? c - '0' :
+			c >= 'a' && c <= 'f' ? c - 'a' + 10 :
+			c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+		if (x < 0)
+			return -1;
+		v = v << 4 | x;
+	}
+	return v;
+}
+
+/* Skips a string. cJSON reads a bad \u escape as U+0000 and cuts the string at a \u0000,
+ * so both are reported here instead of silently shortening a value. */
+static bool skip_string(struct walk *w)
+{
+	const char *t = w->d->text;
+	if (w->i >= w->d->len || t[w->i] != '"')
+		return false;
+	for (size_t i = w->i + 1; i < w->d->len; i++) {
+		if (t[i] == '"') {
+			w->i = i + 1;
+			return true;
+		}
+		if (t[i] != '\\')
+			continue;
+		if (t[i + 1] == 'u') {
+			int v = i + 6 <= w->d->len ? hex4(t + i + 2) : -1;
+			if (v <= 0)
+				problem(w->d, i, "%s%s%s", w->path, w->plen ? ": " : "",
+					v < 0 ? "invalid \\u escape" : "\\u0000 is not allowed in a string");
+		}
+		i++;
+	}
+	return false;
+}
+
+static void path_push(struct walk *w, const char *key, size_t index)
+{
+	size_t room = sizeof(w->path) - w->plen;
+	int n = key ? snprintf(w->path + w->plen, room, "%s%s", w->plen ? "." : "", key)
+		    : snprintf(w->path + w->plen, room, "[%zu]", index);
+	if (n < 0)
+		return;
+	w->plen = (size_t)n < room ? w->plen + (size_t)n : sizeof(w->path) - 1;
+}
+
+static bool record(struct walk *w, const cJSON *node, size_t key_off, size_t val_off)
+{
+	struct jsonc_doc *d = w->d;
+	if (!grow((void **)&d->pos, &d->cap_pos, d->n_pos, sizeof(*d->pos))) {
+		d->nomem = true;
+		return false;
+	}
+	d->pos[d->n_pos++] = (struct node_pos){ node, key_off, val_off };
+	return true;
+}
+
+struct member { const char *name; size_t off; };
+
+static int member_cmp(const void *a, const void *b)
+{
+	const struct member *x = a, *y = b;
+	int c = strcmp(x->name, y->name);
+	if (c)
+		return c;
+	return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/* Sorting the names makes this O(n log n): a generated file may have thousands of keys. */
+static void report_duplicates(struct walk *w, struct member *m, size_t n)
+{
+	if (n < 2)
+		return;
+	qsort(m, n, sizeof(*m), member_cmp);
+	for (size_t k = 1, first = 0; k < n; k++) {
+		if (strcmp(m[k].name, m[first].name) != 0) {
+			first = k;
+			continue;
+		}
+		struct jsonc_pos p = jsonc_pos_of(w->d, m[first].off);
+		size_t base = w->plen;
+		path_push(w, m[k].name, 0);
+		problem(w->d, m[k].off, "%s: duplicate key (first at %u:%u)", w->path, p.line, p.col);
+		w->plen = base;
+		w->path[base] = '\0';
+	}
+}
+
+static bool walk_value(struct walk *w, const cJSON *node, size_t key_off);
+
+static bool walk_members(struct walk *w, const cJSON *node)
+{
+	size_t n = 0, base = w->plen;
+	for (const cJSON *c = node->child; c; c = c->next)
+		n++;
+	struct member *m = n ? calloc(n, sizeof(*m)) : NULL;
+	if (n && !m) {
+		w->d->nomem = true;
+		return false;
+	}
+	bool ok = true;
+	size_t k = 0;
+	for (const cJSON *c = node->child; c && ok; c = c->next, k++) {
+		if (c != node->child && !expect(w, ','))
+			ok = false;
+		skip_ws(w);
+		size_t key = w->i;
+		if (!ok || !c->string || !skip_string(w) || !expect(w, ':')) {
+			ok = false;
+			break;
+		}
+		m[k] = (struct member){ c->string, key };
+		path_push(w, c->string, 0);
+		ok = walk_value(w, c, key);
+		w->plen = base;
+		w->path[base] = '\0';
+	}
+	if (ok)
+		report_duplicates(w, m, n);
+	free(m);
+	return ok && expect(w, '}');
+}
+
+static bool walk_value(struct walk *w, const cJSON *node, size_t key_off)
+{
+	skip_ws(w);
+	size_t at = w->i;
+	if (!record(w, node, key_off, at) || at >= w->d->len)
+		return false;
+
+	const char *t = w->d->text;
+	if (cJSON_IsObject(node)) {
+		w->i++;
+		return t[at] == '{' && walk_members(w, node);
+	}
+	if (cJSON_IsArray(node)) {
+		if (t[at] != '[')
+			return false;
+		w->i++;
+		size_t base = w->plen, k = 0;
+		for (const cJSON *c = node->child; c; c = c->next, k++) {
+			if (c != node->child && !expect(w, ','))
+				return false;
+			path_push(w, NULL, k);
+			skip_ws(w);
+			bool ok = walk_value(w, c, w->i);
+			w->plen = base;
+			w->path[base] = '\0';
+			if (!ok)
+				return false;
+		}
+		return expect(w, ']');
+	}
+	if (cJSON_IsString(node))
+		return skip_string(w);
+	if (cJSON_IsNumber(node)) {
+		while (w->i < w->d->len && strchr("0123456789+-eE.", t[w->i]))
+			w->i++;
+		return w->i > at;
+	}
+	const char *lit = cJSON_IsNull(node) ? "null" : cJSON_IsTrue(node) ? "true" :
+			  cJSON_IsFalse(node) ? "false" : NULL;
+	if (!lit || strncmp(t + at, lit, strlen(lit)) != 0)
+		return false;
+	w->i += strlen(lit);
+	return true;
+}
+
+static int pos_cmp(const void *a, const void *b)
+{
+	uintptr_t x = (uintptr_t)((const struct node_pos *)a)->node;
+	uintptr_t y = (uintptr_t)((const struct node_pos *)b)->node;
+	return x < y ? -1 : x > y;
+}
+
+static int problem_cmp(const void *a, const void *b)
+{
+	const struct jsonc_problem *x = a, *y = b;
+	return x->off < y->off ? -1 : x->off > y->off;
+}
+
+static bool index_lines(struct jsonc_doc *d)
+{
+	size_t n = 1;
+	for (size_t i = 0; i < d->len; i++)
+		n += d->text[i] == '\n';
+	d->lines = calloc(n, sizeof(*d->lines));
+	if (!d->lines)
+		return false;
+	d->n_lines = 0;
+	d->lines[d->n_lines++] = 0;
+	for (size_t i = 0; i < d->len; i++)
+		if (d->text[i] == '\n')
+			d->lines[d->n_lines++] = i + 1;
+	return true;
+}
+
+static void parse(struct jsonc_doc *d)
+{
+	if (!blank_comments(d))
+		return;
+
+	/* The NUL is part of the buffer cJSON sees: at the end of the text it then fails *at*
+	 * the end instead of on the last character, which the error offset needs. The global
+	 * cJSON_GetErrorPtr() is not used: a reload may parse while another thread does. */
+	const char *end = NULL;
+	d->root = cJSON_ParseWithLengthOpts(d->text, d->len + 1, &end, false);
+	if (!d->root) {
+		size_t off = end && end >= d->text ? (size_t)(end - d->text) : 0;
+		unexpected(d, off, "");
+		return;
+	}
+
+	struct walk w = { .d = d, .i = (size_t)(end - d->text) };
+	skip_ws(&w);
+	if (w.i < d->len) {
+		unexpected(d, w.i, " after the end of the document");
+		goto drop;
+	}
+
+	w.i = d->len >= 3 && memcmp(d->text, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
+	skip_ws(&w);
+	if (!walk_value(&w, d->root, w.i)) {
+		if (!d->nomem)
+			problem(d, w.i, "internal error: position map out of step with the parser");
+		goto drop;
+	}
+	if (d->n_pos > 1)
+		qsort(d->pos, d->n_pos, sizeof(*d->pos), pos_cmp);
+	return;
+drop:
+	cJSON_Delete(d->root);
+	d->root = NULL;
+}
+
+int jsonc_parse(const char *text, size_t len, struct jsonc_doc **out)
+{
+	*out = NULL;
+	struct jsonc_doc *d = calloc(1, sizeof(*d));
+	if (!d || len == SIZE_MAX || !(d->text = malloc(len + 1))) {
+		free(d);
+		return -ENOMEM;
+	}
+	if (len)
+		memcpy(d->text, text, len);
+	d->text[len] = '\0';
+	d->len = len;
+	if (!index_lines(d)) {
+		jsonc_free(d);
+		return -ENOMEM;
+	}
+	parse(d);
+	if (d->nomem) {
+		jsonc_free(d);
+		return -ENOMEM;
+	}
+	if (d->n_problems > 1)
+		qsort(d->problems, d->n_problems, sizeof(*d->problems), problem_cmp);
+	*out = d;
+	return 0;
+}
+
+void jsonc_free(struct jsonc_doc *d)
+{
+	if (!d)
+		return;
+	cJSON_Delete(d->root);
+	for (size_t i = 0; i < d->n_problems; i++)
+		free(d->problems[i].msg);
+	free(d->problems);
+	free(d->pos);
+	free(d->lines);
+	free(d->text);
+	free(d);
+}
+
+const cJSON *jsonc_root(const struct jsonc_doc *d)
+{
+	return d ? d->root : NULL;
+}
+
+size_t jsonc_n_problems(const struct jsonc_doc *d)
+{
+	return d ? d->n_problems : 0;
+}
+
+const struct jsonc_problem *jsonc_problem(const struct jsonc_doc *d, size_t i)
+{
+	return d && i < d->n_problems ? &d->problems[i] : NULL;
+}
+
+static const struct node_pos *find(const struct jsonc_doc *d, const cJSON *node)
+{
+	struct node_pos key = { .node = node };
+	return d && d->n_pos ? bsearch(&key, d->pos, d->n_pos, sizeof(key), pos_cmp) : NULL;
+}
+
+size_t jsonc_key_off(const struct jsonc_doc *d, const cJSON *node)
+{
+	const struct node_pos *p = find(d, node);
+	return p ? p->key_off : 0;
+}
+
+size_t jsonc_value_off(const struct jsonc_doc *d, const cJSON *node)
+{
+	const struct node_pos *p = find(d, node);
+	return p ? p->val_off : 0;
+}
+
+struct jsonc_pos jsonc_pos_of(const struct jsonc_doc *d, size_t off)
+{
+	if (off > d->len)
+		off = d->len;
+	size_t lo = 0, hi = d->n_lines;  /* the last line starting at or before off */
+	while (hi - lo > 1) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (d->lines[mid] <= off)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	size_t from = d->lines[lo];
+	if (lo == 0 && off >= 3 && d->len >= 3 && memcmp(d->text, "\xEF\xBB\xBF", 3) == 0)
+		from = 3;  /* editors do not show the BOM as a character */
+	unsigned col = 1;
+	for (size_t i = from; i < off; i++)
+		col += ((unsigned char)d->text[i] & 0xc0) != 0x80;
+	return (struct jsonc_pos){ .line = (unsigned)lo + 1, .col = col };
+}

@@ -1,0 +1,381 @@
+/* main.c — the command line (SPEC §2): parse, dispatch, map failures to sysexits codes. */
+#include "buffer.h"
+#include "chain.h"
+#include "config.h"
+#include "core.h"
+#include "daemon.h"
+#include "log.h"
+#include "status.h"
+#include "timeutil.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#define DEFAULT_CONFIG "/etc/labshare-agent/agent.json"
+
+static const char usage_text[] =
+	"usage: labshare-agent [-c FILE] [-v] COMMAND [OPTIONS]\n"
+	"\n"
+	"commands:\n"
+	"  run                      run the daemon in the foreground (what systemd starts)\n"
+	"  check                    validate the configuration; print ok or every error\n"
+	"  poll                     read every Modbus source once and print the values\n"
+	"  flush                    upload everything pending and wait for the acknowledgement\n"
+	"  status [--json]          sources, buffer and upload state\n"
+	"  report --from DATE --to DATE [--format csv|json|html] [-o FILE] [--instrument ID]\n"
+	"                           the auditors' report over local days FROM..TO\n"
+	"  verify                   re-hash the whole local chain\n"
+	"  record --instrument ID --start T --end T --user U --org O [--samples N]\n"
+	"         [--external yes|no] [--note TEXT]\n"
+	"                           seal a manual session (a paper log entered late)\n"
+	"\n"
+	"options:\n"
+	"  -c, --config FILE        configuration (default $LABSHARE_CONFIG, then " DEFAULT_CONFIG ")\n"
+	"  -v, --verbose            debug messages\n"
+	"  -h, --help               this help\n"
+	"  -V, --version            the version\n";
+
+static int usage_error(const char *fmt, ...) PRINTF_LIKE(1, 2);
+static int usage_error(const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	cli_error("%s", msg);
+	fputs("try 'labshare-agent --help'\n", stderr);
+	return EX_USAGE;
+}
+
+/* Loads the config for commands that need it; prints every problem. */
+static int load_config(const char *path, struct config **cfg)
+{
+	struct config_errors errs = { 0 };
+	int r = config_load(path, cfg, &errs);
+	if (r == 0)
+		return 0;
+	for (size_t i = 0; i < errs.n; i++)
+		cli_error("%s", errs.msg[i]);
+	config_errors_clear(&errs);
+	if (r == -EINVAL)
+		return EX_CONFIG;
+	cli_error("%s: %s", path, strerror(-r));
+	return r == -ENOENT || r == -EACCES ? EX_NOINPUT : EX_CONFIG;
+}
+
+static int cmd_check(const char *path)
+{
+	struct config *cfg = NULL;
+	int code = load_config(path, &cfg);
+	if (code == 0)
+		puts("ok");
+	config_free(cfg);
+	return code;
+}
+
+static int open_buffer_ro(const struct config *cfg, struct buffer **b)
+{
+	int r = buffer_open(cfg->agent.state_dir, BUFFER_READONLY, b, NULL);
+	if (r == -ENOENT)
+		return 1; /* no buffer yet: nothing sealed */
+	if (r < 0) {
+		cli_error("%s/%s: %s", cfg->agent.state_dir, BUFFER_FILE, strerror(-r));
+		return -1;
+	}
+	return 0;
+}
+
+static int cmd_verify(const char *path)
+{
+	struct config *cfg = NULL;
+	int code = load_config(path, &cfg);
+	if (code)
+		return code;
+	timeutil_set_zone(cfg->agent.timezone);
+	struct buffer *b = NULL;
+	int r = open_buffer_ro(cfg, &b);
+	if (r == 1) {
+		printf("intact: no records sealed yet\n");
+		config_free(cfg);
+		return 0;
+	}
+	if (r < 0) {
+		config_free(cfg);
+		return EX_NOINPUT;
+	}
+	struct chain_verify res;
+	r = chain_verify(b, &res);
+	if (r == 0) {
+		if (res.records == 0)
+			printf("intact: no records (head %" PRId64 ", hash %s)\n", res.last_seq, res.head_hash);
+		else
+			printf("intact: %" PRId64 " records, seq %" PRId64 "..%" PRId64 ", head hash %s\n",
+			       res.records, res.first_seq, res.last_seq, res.head_hash);
+		code = 0;
+	} else if (r == 1) {
+		printf("broken: first bad seq %" PRId64 ": %s\n", res.bad_seq, res.why);
+		cli_error("chain broken at seq %" PRId64 ": %s", res.bad_seq, res.why);
+		code = 1;
+	} else {
+		cli_error("%s: %s", buffer_path(b), strerror(-r));
+		code = EX_IOERR;
+	}
+	buffer_close(b);
+	config_free(cfg);
+	return code;
+}
+
+static int cmd_status(const char *path, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	bool json = false;
+	int c;
+	while ((c = getopt_long(argc, argv, "+jh", opts, NULL)) != -1) {
+		if (c == 'j')
+			json = true;
+		else if (c == 'h') {
+			fputs("usage: labshare-agent status [--json]\n", stdout);
+			return 0;
+		} else
+			return usage_error("status: unknown option");
+	}
+	if (optind < argc)
+		return usage_error("status: unexpected argument \"%s\"", argv[optind]);
+
+	struct config *cfg = NULL;
+	int code = load_config(path, &cfg);
+	if (code)
+		return code;
+	timeutil_set_zone(cfg->agent.timezone);
+	long pid = 0;
+	bool running = daemon_running(cfg->agent.state_dir, &pid);
+	struct buffer *b = NULL;
+	if (open_buffer_ro(cfg, &b) < 0)
+		b = NULL;
+	cJSON *live = NULL;
+	if (running) {
+		char *p = NULL;
+		if (asprintf(&p, "%s/%s", cfg->agent.state_dir, STATUS_FILE) >= 0) {
+			FILE *f = fopen(p, "r");
+			if (f) {
+				char buf[1 << 16];
+				size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+				buf[n] = '\0';
+				live = cJSON_Parse(buf);
+				fclose(f);
+			}
+		}
+		free(p);
+	}
+	cJSON *st = status_build(cfg, b, live, running, pid);
+	if (json) {
+		char *text = cJSON_Print(st);
+		puts(text);
+		cJSON_free(text);
+	} else {
+		status_print_text(st, stdout);
+	}
+	cJSON_Delete(st);
+	cJSON_Delete(live);
+	buffer_close(b);
+	config_free(cfg);
+	return 0;
+}
+
+static int parse_i64(const char *s, int64_t *out)
+{
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno || end == s || *end)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static int cmd_record(const char *path, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "instrument", required_argument, NULL, 'i' },
+		{ "start", required_argument, NULL, 's' },
+		{ "end", required_argument, NULL, 'e' },
+		{ "user", required_argument, NULL, 'u' },
+		{ "org", required_argument, NULL, 'o' },
+		{ "samples", required_argument, NULL, 'n' },
+		{ "external", required_argument, NULL, 'x' },
+		{ "note", required_argument, NULL, 'N' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *instrument = NULL, *start = NULL, *end = NULL, *user = NULL, *org = NULL;
+	const char *samples = NULL, *external = NULL, *note = NULL;
+	int c;
+	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'i': instrument = optarg; break;
+		case 's': start = optarg; break;
+		case 'e': end = optarg; break;
+		case 'u': user = optarg; break;
+		case 'o': org = optarg; break;
+		case 'n': samples = optarg; break;
+		case 'x': external = optarg; break;
+		case 'N': note = optarg; break;
+		case 'h':
+			fputs("usage: labshare-agent record --instrument ID --start T --end T --user U "
+			      "--org O [--samples N] [--external yes|no] [--note TEXT]\n", stdout);
+			return 0;
+		default:
+			return usage_error("record: unknown option");
+		}
+	}
+	if (optind < argc)
+		return usage_error("record: unexpected argument \"%s\"", argv[optind]);
+	if (!instrument || !start || !end || !user || !org)
+		return usage_error("record: --instrument, --start, --end, --user and --org are required");
+
+	struct config *cfg = NULL;
+	int code = load_config(path, &cfg);
+	if (code)
+		return code;
+	timeutil_set_zone(cfg->agent.timezone);
+	struct obs o = { .type = OBS_SESSION, .instrument = instrument };
+	struct obs_session *s = &o.u.session;
+	s->user = user;
+	s->org = org;
+	s->samples = -1;
+	s->external = -1;
+	s->manual = true;
+	s->note = note;
+	const char *op = getenv("SUDO_USER");
+	if (!op || !*op)
+		op = getenv("USER");
+	s->operator_name = op && *op ? op : "unknown";
+	code = EX_DATAERR;
+	if (!config_instrument(cfg, instrument)) {
+		cli_error("record: --instrument \"%s\": not an instrument of this agent", instrument);
+		goto out;
+	}
+	if (time_parse_iso(start, &s->start) < 0) {
+		cli_error("record: --start \"%s\": not a time (use 2026-11-02 08:00 or RFC 3339)", start);
+		goto out;
+	}
+	if (time_parse_iso(end, &s->end) < 0) {
+		cli_error("record: --end \"%s\": not a time (use 2026-11-02 10:30 or RFC 3339)", end);
+		goto out;
+	}
+	if (s->end <= s->start) {
+		cli_error("record: --end \"%s\" is not after --start \"%s\"", end, start);
+		goto out;
+	}
+	if (s->end - s->start > 31 * 86400) {
+		cli_error("record: session of %" PRId64 " h is longer than 31 days", (s->end - s->start) / 3600);
+		goto out;
+	}
+	if (!*user || !*org) {
+		cli_error("record: --user and --org must not be empty");
+		goto out;
+	}
+	if (samples && (parse_i64(samples, &s->samples) < 0 || s->samples < 0)) {
+		cli_error("record: --samples \"%s\": must be a whole number ≥ 0", samples);
+		goto out;
+	}
+	if (external) {
+		if (strcmp(external, "yes") == 0)
+			s->external = 1;
+		else if (strcmp(external, "no") == 0)
+			s->external = 0;
+		else {
+			cli_error("record: --external \"%s\": must be yes or no", external);
+			goto out;
+		}
+	}
+	struct buffer *b = NULL;
+	if (buffer_open(cfg->agent.state_dir, 0, &b, NULL) < 0) {
+		cli_error("record: cannot open the buffer in \"%s\"", cfg->agent.state_dir);
+		code = EX_CANTCREAT;
+		goto out;
+	}
+	struct core *core = core_new(cfg, b);
+	int r = core ? core_submit(core, &o, 1, NULL, NULL, 0) : -ENOMEM;
+	if (r < 0) {
+		cli_error("record: cannot seal the session: %s", strerror(-r));
+		code = r == -ENOSPC ? EX_TEMPFAIL : EX_IOERR;
+	} else {
+		struct chain_head head;
+		buffer_head(b, &head);
+		printf("sealed as seq %" PRId64 "\n", head.seq);
+		code = 0;
+	}
+	core_free(core);
+	buffer_close(b);
+out:
+	config_free(cfg);
+	return code;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *config = getenv("LABSHARE_CONFIG");
+	int c;
+
+	if (!config || !*config)
+		config = DEFAULT_CONFIG;
+	while ((c = getopt_long(argc, argv, "+c:vhV", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': config = optarg; break;
+		case 'v': log_set_level(LOG_PRI_DEBUG); break;
+		case 'h': fputs(usage_text, stdout); return 0;
+		case 'V': printf("labshare-agent %s\n", LABSHARE_VERSION); return 0;
+		default: return usage_error("unknown option");
+		}
+	}
+	if (optind >= argc)
+		return usage_error("no command given");
+	const char *cmd = argv[optind];
+	int sub_argc = argc - optind;
+	char **sub_argv = argv + optind;
+	optind = 1; /* subcommands parse their own options from here */
+
+	if (strcmp(cmd, "help") == 0) {
+		fputs(usage_text, stdout);
+		return 0;
+	}
+	if (strcmp(cmd, "check") == 0 || strcmp(cmd, "verify") == 0 || strcmp(cmd, "run") == 0) {
+		if (sub_argc > 1)
+			return usage_error("unexpected argument \"%s\"", sub_argv[1]);
+		if (strcmp(cmd, "check") == 0)
+			return cmd_check(config);
+		if (strcmp(cmd, "verify") == 0)
+			return cmd_verify(config);
+		return daemon_run(config);
+	}
+	if (strcmp(cmd, "status") == 0)
+		return cmd_status(config, sub_argc, sub_argv);
+	if (strcmp(cmd, "record") == 0)
+		return cmd_record(config, sub_argc, sub_argv);
+	if (strcmp(cmd, "poll") == 0 || strcmp(cmd, "flush") == 0 || strcmp(cmd, "report") == 0) {
+		cli_error("%s: not available in this build yet", cmd);
+		return EX_UNAVAILABLE;
+	}
+	return usage_error("unknown command \"%s\"", cmd);
+}

@@ -1,0 +1,241 @@
+/* status.c — one description of the agent's state, printed as JSON or as text. */
+#include "status.h"
+#include "buffer.h"
+#include "clock.h"
+#include "config.h"
+#include "timeutil.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int write_file_atomic(const char *path, const char *data, size_t len, int mode)
+{
+	char tmp[PATH_MAX];
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	if (fd < 0)
+		return -errno;
+	size_t off = 0;
+	while (off < len) {
+		ssize_t w = write(fd, data + off, len - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0) {
+			int e = -errno;
+			close(fd);
+			unlink(tmp);
+			return e;
+		}
+		off += (size_t)w;
+	}
+	if (fsync(fd) < 0 || close(fd) < 0) {
+		int e = -errno;
+		unlink(tmp);
+		return e;
+	}
+	if (rename(tmp, path) < 0) {
+		int e = -errno;
+		unlink(tmp);
+		return e;
+	}
+	return 0;
+}
+
+static void add_time(cJSON *obj, const char *key, int64_t t)
+{
+	if (t <= 0) {
+		cJSON_AddNullToObject(obj, key);
+		return;
+	}
+	char buf[RFC3339_LEN];
+	time_rfc3339(t, buf);
+	cJSON_AddStringToObject(obj, key, buf);
+}
+
+static void add_str_or_null(cJSON *obj, const char *key, const char *s)
+{
+	if (s)
+		cJSON_AddStringToObject(obj, key, s);
+	else
+		cJSON_AddNullToObject(obj, key);
+}
+
+static const cJSON *live_instrument(const cJSON *live, const char *id)
+{
+	const cJSON *arr = cJSON_GetObjectItemCaseSensitive(live, "instruments");
+	const cJSON *it;
+	cJSON_ArrayForEach(it, arr) {
+		const cJSON *lid = cJSON_GetObjectItemCaseSensitive(it, "id");
+		if (cJSON_IsString(lid) && strcmp(lid->valuestring, id) == 0)
+			return it;
+	}
+	return NULL;
+}
+
+static cJSON *sink_status(struct buffer *b, const char *sink, int64_t last_seq)
+{
+	cJSON *u = cJSON_CreateObject();
+	struct sink_state st = { 0 };
+	if (b)
+		buffer_sink_get(b, sink, &st);
+	cJSON_AddNumberToObject(u, "acked_seq", (double)st.acked_seq);
+	cJSON_AddNumberToObject(u, "pending", (double)(last_seq > st.acked_seq ? last_seq - st.acked_seq : 0));
+	add_time(u, "last_ok", st.last_ok);
+	add_str_or_null(u, "last_error", st.last_error);
+	add_time(u, "next_attempt", st.next_attempt);
+	add_str_or_null(u, "alarm", st.alarm);
+	buffer_sink_clear(&st);
+	return u;
+}
+
+cJSON *status_build(const struct config *cfg, struct buffer *b, const cJSON *live, bool running,
+		    long pid)
+{
+	cJSON *st = cJSON_CreateObject();
+	cJSON_AddStringToObject(st, "agent_id", cfg->agent.id);
+	cJSON_AddStringToObject(st, "version", LABSHARE_VERSION);
+	cJSON_AddBoolToObject(st, "running", running);
+	if (running && pid > 0)
+		cJSON_AddNumberToObject(st, "pid", (double)pid);
+	else
+		cJSON_AddNullToObject(st, "pid");
+
+	struct chain_head head = { 0 };
+	int64_t bytes = 0;
+	bool full = false;
+	if (b) {
+		buffer_head(b, &head);
+		bytes = buffer_bytes(b);
+		char *v = NULL;
+		if (buffer_meta_get(b, "buffer_full", &v) == 0 && v)
+			full = strcmp(v, "1") == 0 && running;
+		free(v);
+	}
+	/* The main sink's cursor is "the" acked_seq; with only NRII configured, that one. */
+	const char *main_sink = cfg->platform.present ? "platform" : "nrii";
+	struct sink_state ms = { 0 };
+	if (b)
+		buffer_sink_get(b, main_sink, &ms);
+	cJSON *buf = cJSON_AddObjectToObject(st, "buffer");
+	cJSON_AddStringToObject(buf, "path", b ? buffer_path(b) : "");
+	cJSON_AddNumberToObject(buf, "last_seq", (double)head.seq);
+	cJSON_AddNumberToObject(buf, "acked_seq", (double)ms.acked_seq);
+	cJSON_AddNumberToObject(buf, "pending", (double)(head.seq > ms.acked_seq ? head.seq - ms.acked_seq : 0));
+	cJSON_AddNumberToObject(buf, "bytes", (double)bytes);
+	cJSON_AddNumberToObject(buf, "max_bytes", (double)(cfg->buffer.max_mb * 1024 * 1024));
+	cJSON_AddBoolToObject(buf, "full", full);
+	cJSON_AddStringToObject(buf, "head_hash", head.hash[0] ? head.hash :
+				"0000000000000000000000000000000000000000000000000000000000000000");
+	int64_t oldest = 0;
+	if (b && head.seq > ms.acked_seq) {
+		struct stored_record r;
+		if (buffer_get_record(b, ms.acked_seq + 1, &r) == 0)
+			oldest = r.sealed_at;
+		buffer_record_clear(&r);
+	}
+	if (oldest > 0)
+		cJSON_AddNumberToObject(buf, "oldest_pending_age_s", (double)(clock_wall() - oldest));
+	else
+		cJSON_AddNullToObject(buf, "oldest_pending_age_s");
+	buffer_sink_clear(&ms);
+
+	cJSON *upload = sink_status(b, main_sink, head.seq);
+	cJSON_AddItemToObject(st, "upload", upload);
+	if (cfg->platform.present && cfg->nrii.present)
+		cJSON_AddItemToObject(st, "nrii", sink_status(b, "nrii", head.seq));
+
+	cJSON *insts = cJSON_AddArrayToObject(st, "instruments");
+	for (size_t i = 0; i < cfg->n_instruments; i++) {
+		const struct instrument_cfg *in = &cfg->instruments[i];
+		const cJSON *li = running ? live_instrument(live, in->id) : NULL;
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "id", in->id);
+		cJSON_AddStringToObject(o, "name", in->name ? in->name : in->id);
+		const cJSON *lm = li ? cJSON_GetObjectItemCaseSensitive(li, "modbus") : NULL;
+		if (lm) {
+			cJSON_AddItemToObject(o, "modbus", cJSON_Duplicate(lm, 1));
+		} else if (in->modbus.present) {
+			cJSON *m = cJSON_AddObjectToObject(o, "modbus");
+			cJSON_AddStringToObject(m, "state", running ? "starting" : "stopped");
+			cJSON_AddNullToObject(m, "last_ok");
+			cJSON_AddNullToObject(m, "run_hours_total");
+		} else {
+			cJSON_AddNullToObject(o, "modbus");
+		}
+		const cJSON *ll = li ? cJSON_GetObjectItemCaseSensitive(li, "logs") : NULL;
+		if (ll) {
+			cJSON_AddItemToObject(o, "logs", cJSON_Duplicate(ll, 1));
+		} else {
+			cJSON *logs = cJSON_AddArrayToObject(o, "logs");
+			for (size_t j = 0; j < in->n_logs; j++) {
+				cJSON *l = cJSON_CreateObject();
+				cJSON_AddStringToObject(l, "path", in->logs[j].path);
+				cJSON_AddNullToObject(l, "offset");
+				cJSON_AddNumberToObject(l, "lines", 0);
+				cJSON_AddNumberToObject(l, "malformed", 0);
+				cJSON_AddItemToArray(logs, l);
+			}
+		}
+		cJSON_AddItemToArray(insts, o);
+	}
+	return st;
+}
+
+static const char *str_or(const cJSON *o, const char *key, const char *dflt)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+	return cJSON_IsString(v) ? v->valuestring : dflt;
+}
+
+static double num_or(const cJSON *o, const char *key, double dflt)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+	return cJSON_IsNumber(v) ? v->valuedouble : dflt;
+}
+
+void status_print_text(const cJSON *st, FILE *out)
+{
+	const cJSON *buf = cJSON_GetObjectItemCaseSensitive(st, "buffer");
+	const cJSON *up = cJSON_GetObjectItemCaseSensitive(st, "upload");
+	bool running = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(st, "running"));
+	fprintf(out, "agent     %s (labshare-agent %s), %s\n", str_or(st, "agent_id", "?"),
+		str_or(st, "version", "?"), running ? "running" : "not running");
+	fprintf(out, "buffer    %s: last seq %.0f, acked %.0f, pending %.0f, %.1f MB%s\n",
+		str_or(buf, "path", "?"), num_or(buf, "last_seq", 0), num_or(buf, "acked_seq", 0),
+		num_or(buf, "pending", 0), num_or(buf, "bytes", 0) / 1048576.0,
+		cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(buf, "full")) ?
+			" — FULL: sources paused" : "");
+	fprintf(out, "upload    last ok %s, next attempt %s\n", str_or(up, "last_ok", "never"),
+		str_or(up, "next_attempt", "now"));
+	const char *err = str_or(up, "last_error", NULL);
+	if (err)
+		fprintf(out, "          last error: %s\n", err);
+	const char *alarm = str_or(up, "alarm", NULL);
+	if (alarm)
+		fprintf(out, "          ALARM: %s\n", alarm);
+	const cJSON *in;
+	cJSON_ArrayForEach(in, cJSON_GetObjectItemCaseSensitive(st, "instruments")) {
+		fprintf(out, "instrument %s (%s)\n", str_or(in, "id", "?"), str_or(in, "name", ""));
+		const cJSON *m = cJSON_GetObjectItemCaseSensitive(in, "modbus");
+		if (cJSON_IsObject(m)) {
+			const cJSON *h = cJSON_GetObjectItemCaseSensitive(m, "run_hours_total");
+			char hours[32] = "unknown";
+			if (cJSON_IsNumber(h))
+				snprintf(hours, sizeof(hours), "%.2f h", h->valuedouble);
+			fprintf(out, "  modbus  %s, last ok %s, run total %s\n", str_or(m, "state", "?"),
+				str_or(m, "last_ok", "never"), hours);
+		}
+		const cJSON *l;
+		cJSON_ArrayForEach(l, cJSON_GetObjectItemCaseSensitive(in, "logs")) {
+			fprintf(out, "  log     %s: %.0f lines, %.0f malformed\n", str_or(l, "path", "?"),
+				num_or(l, "lines", 0), num_or(l, "malformed", 0));
+		}
+	}
+}

@@ -1,0 +1,190 @@
+/* timeutil.c — conversions in the lab's local time, kept in one place. */
+#include "timeutil.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+int timeutil_zone_exists(const char *zone)
+{
+	if (!zone || !*zone || zone[0] == '/' || strstr(zone, ".."))
+		return 0;
+	const char *dir = getenv("TZDIR");
+	char path[512];
+	if (snprintf(path, sizeof(path), "%s/%s", dir && *dir ? dir : "/usr/share/zoneinfo", zone) >=
+	    (int)sizeof(path))
+		return 0;
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return 0;
+	char magic[4];
+	size_t n = fread(magic, 1, 4, f);
+	fclose(f);
+	return n == 4 && memcmp(magic, "TZif", 4) == 0;
+}
+
+int timeutil_set_zone(const char *zone)
+{
+	if (!timeutil_zone_exists(zone))
+		return -EINVAL;
+	if (setenv("TZ", zone, 1) < 0)
+		return -errno;
+	tzset();
+	return 0;
+}
+
+void time_rfc3339(int64_t t, char out[RFC3339_LEN])
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+	localtime_r(&tt, &tm);
+	long off = tm.tm_gmtoff;
+	char sign = off < 0 ? '-' : '+';
+	if (off < 0)
+		off = -off;
+	char base[20];
+	strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out, RFC3339_LEN, "%.19s%c%02ld:%02ld", base, sign, (off / 3600) % 100, (off / 60) % 60);
+}
+
+void time_date(int64_t t, char out[DATE_LEN])
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+	localtime_r(&tt, &tm);
+	strftime(out, DATE_LEN, "%Y-%m-%d", &tm);
+}
+
+int64_t time_day_start(int64_t t)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+	localtime_r(&tt, &tm);
+	tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+	tm.tm_isdst = -1;
+	time_t m = mktime(&tm);
+	/* A zone whose clocks jump at midnight has no 00:00; mktime normalises forward. */
+	if ((int64_t)m > t)
+		m -= 86400;
+	return (int64_t)m;
+}
+
+int64_t time_next_day(int64_t t)
+{
+	time_t tt = (time_t)time_day_start(t);
+	struct tm tm;
+	localtime_r(&tt, &tm);
+	tm.tm_mday += 1;
+	tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+	tm.tm_isdst = -1;
+	return (int64_t)mktime(&tm);
+}
+
+int64_t time_parse_date(const char *s)
+{
+	int y, m, d;
+	char tail;
+	if (!s || strlen(s) != 10 || sscanf(s, "%4d-%2d-%2d%c", &y, &m, &d, &tail) != 3)
+		return -1;
+	if (y < 1970 || y > 9999 || m < 1 || m > 12 || d < 1 || d > 31)
+		return -1;
+	struct tm tm = { .tm_year = y - 1900, .tm_mon = m - 1, .tm_mday = d, .tm_isdst = -1 };
+	time_t t = mktime(&tm);
+	if (t == (time_t)-1 || tm.tm_mday != d || tm.tm_mon != m - 1)
+		return -1; /* 2026-02-30 normalises to March: not a date */
+	return (int64_t)t;
+}
+
+static int digits(const char **p, int n, int *out)
+{
+	int v = 0;
+	for (int i = 0; i < n; i++) {
+		char c = (*p)[i];
+		if (c < '0' || c > '9')
+			return -1;
+		v = v * 10 + (c - '0');
+	}
+	*p += n;
+	*out = v;
+	return 0;
+}
+
+/* Days from 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm), so a
+ * time with an offset never depends on the process's zone. */
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+	y -= m <= 2;
+	int64_t era = (y >= 0 ? y : y - 399) / 400;
+	int64_t yoe = y - era * 400;
+	int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+int time_parse_iso(const char *s, int64_t *out)
+{
+	int y, mo, d, h, mi, sec = 0;
+	const char *p = s;
+	if (!s || digits(&p, 4, &y) || *p++ != '-' || digits(&p, 2, &mo) || *p++ != '-' ||
+	    digits(&p, 2, &d))
+		return -EINVAL;
+	if (*p != 'T' && *p != 't' && *p != ' ')
+		return -EINVAL;
+	p++;
+	if (digits(&p, 2, &h) || *p++ != ':' || digits(&p, 2, &mi))
+		return -EINVAL;
+	if (*p == ':') {
+		p++;
+		if (digits(&p, 2, &sec))
+			return -EINVAL;
+		if (*p == '.' || *p == ',') {
+			p++;
+			if (*p < '0' || *p > '9')
+				return -EINVAL;
+			while (*p >= '0' && *p <= '9')
+				p++;
+		}
+	}
+	if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+		return -EINVAL;
+	static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+	if (d > mdays[mo - 1] || (mo == 2 && d == 29 && !leap))
+		return -EINVAL;
+	if (sec == 60)
+		sec = 59; /* a leap second is counted as the second before it */
+	if (*p == '\0') {
+		struct tm tm = { .tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d,
+				 .tm_hour = h, .tm_min = mi, .tm_sec = sec, .tm_isdst = -1 };
+		time_t t = mktime(&tm);
+		if (t == (time_t)-1)
+			return -EINVAL;
+		*out = (int64_t)t;
+		return 0;
+	}
+	int off = 0;
+	if (*p == 'Z' || *p == 'z') {
+		p++;
+	} else if (*p == '+' || *p == '-') {
+		int sign = *p++ == '-' ? -1 : 1, oh, om = 0;
+		if (digits(&p, 2, &oh))
+			return -EINVAL;
+		if (*p == ':')
+			p++;
+		if (*p && digits(&p, 2, &om))
+			return -EINVAL;
+		if (oh > 23 || om > 59)
+			return -EINVAL;
+		off = sign * (oh * 3600 + om * 60);
+	} else {
+		return -EINVAL;
+	}
+	if (*p != '\0')
+		return -EINVAL;
+	*out = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - off;
+	return 0;
+}

@@ -1,0 +1,298 @@
+/* test_buffer.c — the SQLite buffer on real files: pragmas, schema, damaged files moved
+ * aside, cursors, sinks, meta, read-only opens. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "buffer.h"
+#include "chain.h"
+#include "harness.h"
+#include "log.h"
+
+static char *tmp;
+
+static int setup(void **state)
+{
+	(void)state;
+	tmp = h_mkdtemp("test_buffer");
+	return tmp ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	h_rmtree(tmp);
+	free(tmp);
+	return 0;
+}
+
+static void seal_some(struct buffer *b, int n)
+{
+	assert_int_equal(buffer_begin(b), 0);
+	for (int i = 0; i < n; i++) {
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "kind", "event");
+		cJSON_AddNumberToObject(o, "i", i);
+		cJSON_AddStringToObject(o, "pad", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+		assert_true(chain_seal(b, o, NULL) > 0);
+		cJSON_Delete(o);
+	}
+	assert_int_equal(buffer_commit(b), 0);
+}
+
+static char *pragma_text(const char *path, const char *sql)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	char *v = strdup((const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return v;
+}
+
+static int count_corrupt_files(const char *dir)
+{
+	int n = 0;
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	while ((e = readdir(d)))
+		if (strncmp(e->d_name, "buffer.db.corrupt-", 18) == 0 && !strstr(e->d_name, "-wal") &&
+		    !strstr(e->d_name, "-shm"))
+			n++;
+	closedir(d);
+	return n;
+}
+
+static void test_creates_wal_schema(void **state)
+{
+	(void)state;
+	char *dir = h_path(tmp, "state/nested");
+	struct buffer *b;
+	assert_int_equal(buffer_open(dir, 0, &b, NULL), 0);
+	char *path = h_path(dir, "buffer.db");
+	assert_string_equal(buffer_path(b), path);
+	char *mode = pragma_text(path, "PRAGMA journal_mode");
+	assert_string_equal(mode, "wal");
+	char *ver = pragma_text(path, "PRAGMA user_version");
+	assert_string_equal(ver, "1");
+	free(mode);
+	free(ver);
+	/* synchronous is per connection: ask ours. */
+	sqlite3_stmt *st;
+	buffer_lock(b);
+	assert_int_equal(sqlite3_prepare_v2(buffer_db(b), "PRAGMA synchronous", -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(st, 0), 2); /* FULL */
+	sqlite3_finalize(st);
+	buffer_unlock(b);
+	buffer_close(b);
+	free(path);
+	free(dir);
+}
+
+static void test_readonly_missing(void **state)
+{
+	(void)state;
+	struct buffer *b = NULL;
+	assert_int_equal(buffer_open(tmp, BUFFER_READONLY, &b, NULL), -ENOENT);
+	assert_null(b);
+	struct stat st;
+	char *path = h_path(tmp, "buffer.db");
+	assert_int_equal(stat(path, &st), -1); /* a read-only open never creates */
+	free(path);
+}
+
+static void test_garbage_file_moved_aside(void **state)
+{
+	(void)state;
+	char *path = h_path(tmp, "buffer.db");
+	assert_int_equal(h_write_file(path, "this is not a database, it is a shopping list\n", (size_t)-1, 0600), 0);
+	struct buffer *b;
+	char *moved = NULL;
+	assert_int_equal(buffer_open(tmp, 0, &b, &moved), 0);
+	assert_non_null(moved);
+	assert_non_null(strstr(moved, "buffer.db.corrupt-"));
+	char *kept = h_read_file(moved, NULL);
+	assert_non_null(kept); /* never deleted */
+	assert_string_equal(kept, "this is not a database, it is a shopping list\n");
+	free(kept);
+	seal_some(b, 3); /* the fresh buffer works */
+	struct chain_head h;
+	buffer_head(b, &h);
+	assert_int_equal(h.seq, 3);
+	buffer_close(b);
+	assert_int_equal(count_corrupt_files(tmp), 1);
+	free(moved);
+	free(path);
+}
+
+static void test_damaged_pages_moved_aside(void **state)
+{
+	(void)state;
+	struct buffer *b;
+	assert_int_equal(buffer_open(tmp, 0, &b, NULL), 0);
+	for (int i = 0; i < 20; i++)
+		seal_some(b, 200);
+	buffer_close(b);
+	/* Scribble over pages in the middle of the file (after a checkpoint the data is there). */
+	char *path = h_path(tmp, "buffer.db");
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	assert_true(st.st_size > 64 * 1024);
+	int fd = open(path, O_WRONLY);
+	char junk[8192];
+	memset(junk, 0xA5, sizeof(junk));
+	assert_int_equal(pwrite(fd, junk, sizeof(junk), st.st_size / 2 - 4096), (ssize_t)sizeof(junk));
+	close(fd);
+	char *moved = NULL;
+	assert_int_equal(buffer_open(tmp, 0, &b, &moved), 0);
+	assert_non_null(moved);
+	struct chain_head h;
+	buffer_head(b, &h);
+	assert_int_equal(h.seq, 0);
+	buffer_close(b);
+	free(moved);
+	free(path);
+}
+
+static void test_readonly_damaged_not_moved(void **state)
+{
+	(void)state;
+	char *path = h_path(tmp, "buffer.db");
+	assert_int_equal(h_write_file(path, "garbage garbage garbage garbage garbage garbage garbage garbage "
+					    "garbage garbage garbage garbage garbage garbage", (size_t)-1, 0600), 0);
+	struct buffer *b = NULL;
+	assert_true(buffer_open(tmp, BUFFER_READONLY, &b, NULL) < 0);
+	assert_int_equal(count_corrupt_files(tmp), 0);
+	free(path);
+}
+
+static void test_newer_schema_refused(void **state)
+{
+	(void)state;
+	struct buffer *b;
+	assert_int_equal(buffer_open(tmp, 0, &b, NULL), 0);
+	buffer_close(b);
+	char *path = h_path(tmp, "buffer.db");
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(buffer_open(tmp, 0, &b, NULL), -EPROTO);
+	free(path);
+}
+
+static void test_cursors_sinks_meta(void **state)
+{
+	(void)state;
+	struct buffer *b;
+	assert_int_equal(buffer_open(tmp, 0, &b, NULL), 0);
+	void *data;
+	size_t len;
+	assert_int_equal(buffer_cursor_get(b, "log:/x", &data, &len), -ENOENT);
+	assert_int_equal(buffer_cursor_put(b, "log:/x", "\x01\x00\x02", 3), 0);
+	assert_int_equal(buffer_cursor_put(b, "log:/x", "\x01\x00\x03", 3), 0);
+	assert_int_equal(buffer_cursor_get(b, "log:/x", &data, &len), 0);
+	assert_int_equal(len, 3);
+	assert_memory_equal(data, "\x01\x00\x03", 3);
+	free(data);
+
+	struct sink_state st = { .acked_seq = 42, .last_ok = 1700000000, .last_error = (char *)"timeout" };
+	assert_int_equal(buffer_sink_put(b, "platform", &st), 0);
+	struct sink_state got;
+	assert_int_equal(buffer_sink_get(b, "platform", &got), 0);
+	assert_int_equal(got.acked_seq, 42);
+	assert_int_equal(got.last_ok, 1700000000);
+	assert_string_equal(got.last_error, "timeout");
+	assert_null(got.alarm);
+	buffer_sink_clear(&got);
+	assert_int_equal(buffer_sink_get(b, "nrii", &got), 0);
+	assert_int_equal(got.acked_seq, 0);
+	buffer_sink_clear(&got);
+
+	char *v;
+	assert_int_equal(buffer_meta_get(b, "nothing", &v), 0);
+	assert_null(v);
+	assert_int_equal(buffer_meta_put(b, "k", "v1"), 0);
+	assert_int_equal(buffer_meta_put(b, "k", "v2"), 0);
+	assert_int_equal(buffer_meta_get(b, "k", &v), 0);
+	assert_string_equal(v, "v2");
+	free(v);
+	buffer_close(b);
+
+	/* All of it survives a reopen, read-only. */
+	assert_int_equal(buffer_open(tmp, BUFFER_READONLY, &b, NULL), 0);
+	assert_int_equal(buffer_cursor_get(b, "log:/x", &data, &len), 0);
+	assert_memory_equal(data, "\x01\x00\x03", 3);
+	free(data);
+	assert_int_equal(buffer_sink_get(b, "platform", &got), 0);
+	assert_int_equal(got.acked_seq, 42);
+	buffer_sink_clear(&got);
+	buffer_close(b);
+}
+
+static void test_cursor_rolls_back_with_records(void **state)
+{
+	(void)state;
+	struct buffer *b;
+	assert_int_equal(buffer_open(tmp, 0, &b, NULL), 0);
+	assert_int_equal(buffer_begin(b), 0);
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "kind", "event");
+	assert_int_equal(chain_seal(b, o, NULL), 1);
+	assert_int_equal(buffer_cursor_put(b, "c", "abc", 3), 0);
+	buffer_rollback(b);
+	void *data;
+	size_t len;
+	assert_int_equal(buffer_cursor_get(b, "c", &data, &len), -ENOENT);
+	struct chain_head h;
+	buffer_head(b, &h);
+	assert_int_equal(h.seq, 0);
+	cJSON_Delete(o);
+	buffer_close(b);
+}
+
+static void test_bytes_grow(void **state)
+{
+	(void)state;
+	struct buffer *b;
+	assert_int_equal(buffer_open(tmp, 0, &b, NULL), 0);
+	int64_t before = buffer_bytes(b);
+	seal_some(b, 2000);
+	int64_t after = buffer_bytes(b);
+	assert_true(after > before + 2000 * 100);
+	buffer_close(b);
+}
+
+int main(void)
+{
+	log_set_level(LOG_PRI_WARNING - 1); /* the damaged-file errors are expected here */
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_creates_wal_schema, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_readonly_missing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_garbage_file_moved_aside, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_damaged_pages_moved_aside, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_readonly_damaged_not_moved, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cursors_sinks_meta, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cursor_rolls_back_with_records, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bytes_grow, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
