@@ -33,6 +33,22 @@ static const char *const migrations[] = {
 	"  last_ok INTEGER NOT NULL DEFAULT 0, next_attempt INTEGER NOT NULL DEFAULT 0,"
 	"  last_error TEXT, alarm TEXT);"
 	"CREATE TABLE cursors(key TEXT PRIMARY KEY, state BLOB NOT NULL, updated_at INTEGER NOT NULL);",
+	/* 1 → 2: what metrics.c needs to build run and daily records. */
+	"CREATE TABLE mx_state(instrument TEXT PRIMARY KEY, state TEXT NOT NULL) WITHOUT ROWID;"
+	"CREATE TABLE mx_slots(instrument TEXT NOT NULL, slot INTEGER NOT NULL,"
+	"  run REAL NOT NULL DEFAULT 0, run_done REAL NOT NULL DEFAULT 0, run_sealed INTEGER NOT NULL DEFAULT 0,"
+	"  samples REAL NOT NULL DEFAULT 0, samples_done REAL NOT NULL DEFAULT 0,"
+	"  samples_sealed INTEGER NOT NULL DEFAULT 0, offline REAL NOT NULL DEFAULT 0,"
+	"  sealed_to INTEGER NOT NULL DEFAULT 0, late_from INTEGER, late_to INTEGER,"
+	"  PRIMARY KEY(instrument, slot)) WITHOUT ROWID;"
+	"CREATE TABLE mx_sessions(seq INTEGER PRIMARY KEY, instrument TEXT NOT NULL, start INTEGER NOT NULL,"
+	"  end INTEGER NOT NULL, user TEXT, org TEXT, external INTEGER NOT NULL, samples INTEGER,"
+	"  closed_auto INTEGER NOT NULL, manual INTEGER NOT NULL);"
+	"CREATE INDEX mx_sessions_start ON mx_sessions(instrument, start);"
+	"CREATE TABLE mx_daily(instrument TEXT NOT NULL, day INTEGER NOT NULL, date TEXT NOT NULL,"
+	"  revision INTEGER NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY(instrument, day)) WITHOUT ROWID;"
+	"CREATE TABLE mx_dirty(instrument TEXT NOT NULL, day INTEGER NOT NULL,"
+	"  PRIMARY KEY(instrument, day)) WITHOUT ROWID;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 

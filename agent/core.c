@@ -2,10 +2,11 @@
  * records it yields and the driver's cursor meet in a single transaction. */
 #include "core.h"
 #include "buffer.h"
-#include "chain.h"
 #include "clock.h"
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
+#include "records.h"
 #include "timeutil.h"
 
 #include <cjson/cJSON.h>
@@ -20,14 +21,9 @@
 struct core {
 	const struct config *cfg;
 	struct buffer *buf;
+	struct metrics *metrics;
 	atomic_bool full;
 	int64_t max_bytes;
-};
-
-static const char *const event_types[] = {
-	"agent_start", "agent_stop", "config_changed", "device_offline", "device_online",
-	"counter_reset", "counter_wrap", "counter_clamped", "gap", "log_rotated",
-	"log_malformed", "buffer_full", NULL
 };
 
 struct core *core_new(const struct config *cfg, struct buffer *buf)
@@ -36,19 +32,44 @@ struct core *core_new(const struct config *cfg, struct buffer *buf)
 	if (!c)
 		return NULL;
 	c->buf = buf;
+	c->cfg = cfg;
+	c->metrics = metrics_new(buf, cfg);
+	if (!c->metrics) {
+		free(c);
+		return NULL;
+	}
 	core_set_config(c, cfg);
 	return c;
 }
 
 void core_free(struct core *c)
 {
+	if (!c)
+		return;
+	metrics_free(c->metrics);
 	free(c);
+}
+
+int core_tick(struct core *c)
+{
+	return metrics_tick(c->metrics, clock_wall());
+}
+
+int core_stop(struct core *c)
+{
+	return metrics_stop(c->metrics, clock_wall());
+}
+
+struct metrics *core_metrics(struct core *c)
+{
+	return c->metrics;
 }
 
 void core_set_config(struct core *c, const struct config *cfg)
 {
 	c->cfg = cfg;
 	c->max_bytes = cfg->buffer.max_mb * 1024 * 1024;
+	metrics_set_config(c->metrics, cfg);
 }
 
 struct buffer *core_buffer(struct core *c) { return c->buf; }
@@ -89,77 +110,17 @@ bool core_org_external(const struct config *cfg, const char *org)
 	return true;
 }
 
-static bool event_type_known(const char *type)
+static int submit_session(struct core *c, const char *instrument, const struct obs_session *s)
 {
-	for (size_t i = 0; event_types[i]; i++)
-		if (strcmp(type, event_types[i]) == 0)
-			return true;
-	return false;
-}
-
-static int seal_event(struct core *c, const char *instrument, const struct obs_event *e)
-{
-	if (!e->type || !event_type_known(e->type))
+	if (!instrument || !config_instrument(c->cfg, instrument))
 		return -EINVAL;
-	char at[RFC3339_LEN];
-	time_rfc3339(e->at, at);
-	cJSON *rec = cJSON_CreateObject();
-	cJSON_AddStringToObject(rec, "kind", "event");
-	cJSON_AddStringToObject(rec, "at", at);
-	if (instrument)
-		cJSON_AddStringToObject(rec, "instrument", instrument);
-	else
-		cJSON_AddNullToObject(rec, "instrument");
-	cJSON_AddStringToObject(rec, "type", e->type);
-	if (e->detail)
-		cJSON_AddStringToObject(rec, "detail", e->detail);
-	else
-		cJSON_AddNullToObject(rec, "detail");
-	int64_t seq = chain_seal(c->buf, rec, NULL);
-	cJSON_Delete(rec);
-	return seq < 0 ? (int)seq : 0;
-}
-
-static int seal_session(struct core *c, const char *instrument, const struct obs_session *s)
-{
-	if (!instrument || s->end <= s->start || (s->samples < -1))
-		return -EINVAL;
-	char start[RFC3339_LEN], end[RFC3339_LEN];
-	time_rfc3339(s->start, start);
-	time_rfc3339(s->end, end);
 	bool external = s->external >= 0 ? s->external == 1 : core_org_external(c->cfg, s->org);
-
-	cJSON *rec = cJSON_CreateObject();
-	cJSON_AddStringToObject(rec, "kind", "session");
-	cJSON_AddStringToObject(rec, "instrument", instrument);
-	cJSON_AddStringToObject(rec, "start", start);
-	cJSON_AddStringToObject(rec, "end", end);
-	cJSON_AddNumberToObject(rec, "duration_s", (double)(s->end - s->start));
 	char *user = core_user_id(c->cfg, s->user);
-	if (user)
-		cJSON_AddStringToObject(rec, "user", user);
+	int64_t seq = record_session(c->buf, instrument, s, user, external);
 	free(user);
-	cJSON_AddStringToObject(rec, "org", s->org ? s->org : "");
-	cJSON_AddBoolToObject(rec, "external", external);
-	if (s->samples >= 0)
-		cJSON_AddNumberToObject(rec, "samples", (double)s->samples);
-	if (s->way)
-		cJSON_AddStringToObject(rec, "way", s->way);
-	if (s->fee)
-		cJSON_AddStringToObject(rec, "fee", s->fee);
-	if (s->project)
-		cJSON_AddStringToObject(rec, "project", s->project);
-	if (s->closed_auto)
-		cJSON_AddStringToObject(rec, "closed", "auto");
-	cJSON_AddStringToObject(rec, "source", s->manual ? "manual" : "log");
-	if (s->manual) {
-		cJSON_AddStringToObject(rec, "operator", s->operator_name ? s->operator_name : "unknown");
-		if (s->note)
-			cJSON_AddStringToObject(rec, "note", s->note);
-	}
-	int64_t seq = chain_seal(c->buf, rec, NULL);
-	cJSON_Delete(rec);
-	return seq < 0 ? (int)seq : 0;
+	if (seq < 0)
+		return (int)seq;
+	return metrics_session(c->metrics, seq, instrument, s, external);
 }
 
 int core_submit(struct core *c, const struct obs *v, size_t n, const char *cursor_key,
@@ -172,16 +133,20 @@ int core_submit(struct core *c, const struct obs *v, size_t n, const char *curso
 		return r;
 	for (size_t i = 0; i < n && r == 0; i++) {
 		switch (v[i].type) {
-		case OBS_EVENT:
-			r = seal_event(c, v[i].instrument, &v[i].u.event);
+		case OBS_EVENT: {
+			const struct obs_event *e = &v[i].u.event;
+			int64_t seq = record_event(c->buf, e->at, v[i].instrument, e->type, e->detail);
+			r = seq < 0 ? (int)seq : 0;
 			break;
+		}
 		case OBS_SESSION:
-			r = seal_session(c, v[i].instrument, &v[i].u.session);
+			r = submit_session(c, v[i].instrument, &v[i].u.session);
 			break;
 		case OBS_READING:
-			/* Counter readings are turned into run records by the metrics stage,
-			 * which this build does not have yet. */
-			r = -ENOTSUP;
+			r = metrics_reading(c->metrics, v[i].instrument, &v[i].u.reading);
+			break;
+		default:
+			r = -EINVAL;
 			break;
 		}
 	}
@@ -202,8 +167,9 @@ int core_event(struct core *c, const char *instrument, const char *type, const c
 	if (r < 0)
 		return r;
 	/* Events are sealed even when the buffer is full: they are few and say why. */
-	r = seal_event(c, o.instrument, &o.u.event);
-	if (r < 0) {
+	int64_t seq = record_event(c->buf, o.u.event.at, o.instrument, o.u.event.type, o.u.event.detail);
+	if (seq < 0) {
+		r = (int)seq;
 		buffer_rollback(c->buf);
 		return r;
 	}

@@ -26,6 +26,13 @@ const struct config *core_config(struct core *c);
  * -EINVAL when an observation is malformed (nothing committed), or another -errno. */
 int core_submit(struct core *c, const struct obs *v, size_t n, const char *cursor_key,
 		const void *cursor, size_t cursor_len);
+/* Seal run records of closed slots and daily records of closed days (the metrics step);
+ * returns how many records were sealed or a negative errno. */
+int core_tick(struct core *c);
+/* A clean stop: seal what is open up to now. */
+int core_stop(struct core *c);
+struct metrics *core_metrics(struct core *c);
+
 /* A single event, sealed at once. */
 int core_event(struct core *c, const char *instrument, const char *type, const char *detail);
 /* A driver's saved cursor; -ENOENT when there is none. Caller frees *data. */

@@ -189,6 +189,9 @@ static void prune(struct daemon *d)
 
 static void tick(struct daemon *d)
 {
+	int r = core_tick(d->core);
+	if (r < 0)
+		log_errx("metrics: cannot seal records: %s, retrying in %d s", strerror(-r), TICK_MS / 1000);
 	core_check_space(d->core);
 	if (clock_wall() - d->last_prune >= PRUNE_EVERY_S)
 		prune(d);
@@ -321,6 +324,8 @@ int daemon_run(const char *config_path)
 stop:
 	sd_notify(0, "STOPPING=1");
 	stop_drivers(&d);
+	if (core_stop(d.core) < 0)
+		log_errx("metrics: cannot seal the open slots at stop");
 	core_event(d.core, NULL, "agent_stop", code == 0 ? "clean stop" : "stopped after an error");
 	write_snapshots(&d);
 	{
