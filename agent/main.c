@@ -5,6 +5,7 @@
 #include "core.h"
 #include "daemon.h"
 #include "log.h"
+#include "report.h"
 #include "status.h"
 #include "timeutil.h"
 
@@ -326,6 +327,115 @@ out:
 	return code;
 }
 
+static int cmd_report(const char *path, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "from", required_argument, NULL, 'f' },
+		{ "to", required_argument, NULL, 't' },
+		{ "format", required_argument, NULL, 'F' },
+		{ "output", required_argument, NULL, 'o' },
+		{ "instrument", required_argument, NULL, 'i' },
+		{ "bom", no_argument, NULL, 'b' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *from = NULL, *to = NULL, *format = "csv", *output = NULL;
+	struct report_opts o = { .format = REPORT_CSV };
+	int c;
+	while ((c = getopt_long(argc, argv, "+o:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'f': from = optarg; break;
+		case 't': to = optarg; break;
+		case 'F': format = optarg; break;
+		case 'o': output = optarg; break;
+		case 'i': o.instrument = optarg; break;
+		case 'b': o.bom = true; break;
+		case 'h':
+			fputs("usage: labshare-agent report --from DATE --to DATE [--format csv|json|html] "
+			      "[-o FILE] [--instrument ID] [--bom]\n", stdout);
+			return 0;
+		default:
+			return usage_error("report: unknown option");
+		}
+	}
+	if (optind < argc)
+		return usage_error("report: unexpected argument \"%s\"", argv[optind]);
+	if (!from || !to)
+		return usage_error("report: --from and --to are required (YYYY-MM-DD)");
+	if (strcmp(format, "csv") == 0)
+		o.format = REPORT_CSV;
+	else if (strcmp(format, "json") == 0)
+		o.format = REPORT_JSON;
+	else if (strcmp(format, "html") == 0)
+		o.format = REPORT_HTML;
+	else
+		return usage_error("report: --format \"%s\": must be csv, json or html", format);
+
+	struct config *cfg = NULL;
+	int code = load_config(path, &cfg);
+	if (code)
+		return code;
+	timeutil_set_zone(cfg->agent.timezone);
+	code = EX_USAGE;
+	if ((o.from_day = time_parse_date(from)) < 0) {
+		cli_error("report: --from \"%s\": not a date (YYYY-MM-DD)", from);
+		goto out;
+	}
+	if ((o.to_day = time_parse_date(to)) < 0) {
+		cli_error("report: --to \"%s\": not a date (YYYY-MM-DD)", to);
+		goto out;
+	}
+	if (o.to_day < o.from_day) {
+		cli_error("report: --to %s is before --from %s", to, from);
+		goto out;
+	}
+	if (o.instrument && !config_instrument(cfg, o.instrument)) {
+		cli_error("report: --instrument \"%s\": not an instrument of this agent", o.instrument);
+		code = EX_DATAERR;
+		goto out;
+	}
+	struct buffer *b = NULL;
+	if (open_buffer_ro(cfg, &b) < 0) {
+		code = EX_NOINPUT;
+		goto out;
+	}
+	char *tmp = NULL;
+	FILE *out = stdout;
+	if (output && strcmp(output, "-") != 0) {
+		/* Written beside the target and renamed, so a reader never sees half a report. */
+		if (asprintf(&tmp, "%s.tmp.%ld", output, (long)getpid()) < 0 || !(out = fopen(tmp, "w"))) {
+			cli_error("report: cannot create \"%s\": %s", output, strerror(errno));
+			free(tmp);
+			buffer_close(b);
+			code = EX_CANTCREAT;
+			goto out;
+		}
+	}
+	int r = report_write(b, cfg, &o, out);
+	if (out != stdout) {
+		if (fclose(out) != 0 && r == 0)
+			r = -errno;
+		if (r == 0 && rename(tmp, output) < 0)
+			r = -errno;
+		if (r < 0)
+			unlink(tmp);
+		free(tmp);
+	}
+	buffer_close(b);
+	if (r == -ENOTSUP) {
+		cli_error("report: --format %s: not available in this build yet", format);
+		code = EX_UNAVAILABLE;
+	} else if (r < 0) {
+		cli_error("report: %s", strerror(-r));
+		code = EX_IOERR;
+	} else {
+		code = 0;
+	}
+out:
+	config_free(cfg);
+	return code;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -373,7 +483,9 @@ int main(int argc, char **argv)
 		return cmd_status(config, sub_argc, sub_argv);
 	if (strcmp(cmd, "record") == 0)
 		return cmd_record(config, sub_argc, sub_argv);
-	if (strcmp(cmd, "poll") == 0 || strcmp(cmd, "flush") == 0 || strcmp(cmd, "report") == 0) {
+	if (strcmp(cmd, "report") == 0)
+		return cmd_report(config, sub_argc, sub_argv);
+	if (strcmp(cmd, "poll") == 0 || strcmp(cmd, "flush") == 0) {
 		cli_error("%s: not available in this build yet", cmd);
 		return EX_UNAVAILABLE;
 	}
