@@ -22,7 +22,7 @@ HARDEN_LD := -pie -Wl,-z,relro,-z,now
 
 # Recursively expanded on purpose: pkg-config runs only once `make deps` has had its turn.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS   = $(shell pkg-config --libs $(PKGS)) -lpthread -lm
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS)) -lpthread -lm -lutil
 ALL_CFLAGS = $(WARN) $(if $(WERROR),-Werror) -D_GNU_SOURCE -DLABSHARE_VERSION='"$(VERSION)"' \
              $(HARDEN) -Iagent -Idrivers -Itests/lib -MMD -MP $(PKG_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(HARDEN_LD) $(LDFLAGS)

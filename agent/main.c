@@ -5,6 +5,7 @@
 #include "core.h"
 #include "daemon.h"
 #include "log.h"
+#include "modbus.h"
 #include "report.h"
 #include "status.h"
 #include "timeutil.h"
@@ -485,7 +486,19 @@ int main(int argc, char **argv)
 		return cmd_record(config, sub_argc, sub_argv);
 	if (strcmp(cmd, "report") == 0)
 		return cmd_report(config, sub_argc, sub_argv);
-	if (strcmp(cmd, "poll") == 0 || strcmp(cmd, "flush") == 0) {
+	if (strcmp(cmd, "poll") == 0) {
+		if (sub_argc > 1)
+			return usage_error("unexpected argument \"%s\"", sub_argv[1]);
+		struct config *cfg = NULL;
+		int code = load_config(config, &cfg);
+		if (code)
+			return code;
+		timeutil_set_zone(cfg->agent.timezone);
+		code = modbus_poll_once(cfg, stdout);
+		config_free(cfg);
+		return code;
+	}
+	if (strcmp(cmd, "flush") == 0) {
 		cli_error("%s: not available in this build yet", cmd);
 		return EX_UNAVAILABLE;
 	}

@@ -3,6 +3,9 @@
 
 #include <stddef.h>
 
+#include "modbus.h"
+
 const struct source_ops *const source_registry[] = {
+	&modbus_source,
 	NULL,
 };

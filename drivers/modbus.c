@@ -1,0 +1,743 @@
+/* modbus.c — polls instruments over Modbus TCP and RTU. A small pool of workers takes buses
+ * from a queue ordered by when each is next ready, so one bus carries one request at a time
+ * (with gap_ms of silence between frames) while different buses are polled concurrently.
+ * Readings are handed to the core in batches by a flusher thread. */
+#include "modbus.h"
+#include "clock.h"
+#include "core.h"
+#include "log.h"
+#include "mbdecode.h"
+#include "timeutil.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <modbus/modbus.h> /* not <modbus.h>: that would find drivers/modbus.h */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_WORKERS 32
+#define BACKOFF_MAX_MS (300 * 1000)
+#define FLUSH_EVERY_MS 200
+#define QUEUE_MAX 65536
+
+/* ---- one bus: a libmodbus context and who may use it ------------------------------- */
+
+struct mb_bus {
+	const struct bus_cfg *cfg;
+	modbus_t *ctx;
+	bool connected;
+	int64_t ready_ms;            /* monotonic: no request before this (gap_ms, reconnects) */
+};
+
+struct mb_bus *mb_bus_new(const struct bus_cfg *bc)
+{
+	struct mb_bus *b = calloc(1, sizeof(*b));
+	if (b)
+		b->cfg = bc;
+	return b;
+}
+
+static void bus_drop(struct mb_bus *b)
+{
+	if (b->ctx) {
+		modbus_close(b->ctx);
+		modbus_free(b->ctx);
+	}
+	b->ctx = NULL;
+	b->connected = false;
+}
+
+void mb_bus_free(struct mb_bus *b)
+{
+	if (!b)
+		return;
+	bus_drop(b);
+	free(b);
+}
+
+static int bus_connect(struct mb_bus *b, char *err, size_t errlen)
+{
+	if (b->connected)
+		return 0;
+	const struct bus_cfg *c = b->cfg;
+	if (!b->ctx) {
+		if (c->kind == BUS_TCP) {
+			char port[8];
+			snprintf(port, sizeof(port), "%d", c->port);
+			b->ctx = modbus_new_tcp_pi(c->host, port);
+		} else {
+			b->ctx = modbus_new_rtu(c->device, c->baud, c->parity, c->data_bits, c->stop_bits);
+		}
+		if (!b->ctx) {
+			snprintf(err, errlen, "bus \"%s\": %s", c->id, modbus_strerror(errno));
+			return -errno;
+		}
+		uint32_t ms = (uint32_t)c->timeout_ms;
+		modbus_set_response_timeout(b->ctx, ms / 1000, (ms % 1000) * 1000);
+		modbus_set_byte_timeout(b->ctx, ms / 1000, (ms % 1000) * 1000);
+		modbus_set_error_recovery(b->ctx, MODBUS_ERROR_RECOVERY_NONE);
+	}
+	if (modbus_connect(b->ctx) < 0) {
+		int e = errno;
+		snprintf(err, errlen, "bus \"%s\" (%s): cannot connect: %s", c->id, c->url, modbus_strerror(e));
+		/* A fresh context next time: libmodbus can keep failing on a reused one. */
+		bus_drop(b);
+		return -e;
+	}
+	b->connected = true;
+	return 0;
+}
+
+/* A device answered with an exception: the link is fine. */
+static bool is_exception(int e)
+{
+	return e >= EMBXILFUN && e <= EMBXGTAR;
+}
+
+/* A request of count registers or bits starting at address. */
+static int bus_read(struct mb_bus *b, int unit, enum mb_table table, int address, int count,
+		    uint16_t *regs, uint8_t *bits, char *err, size_t errlen)
+{
+	int r = bus_connect(b, err, errlen);
+	if (r < 0)
+		return r;
+	modbus_set_slave(b->ctx, unit);
+	int got;
+	switch (table) {
+	case MB_TABLE_HOLDING: got = modbus_read_registers(b->ctx, address, count, regs); break;
+	case MB_TABLE_INPUT: got = modbus_read_input_registers(b->ctx, address, count, regs); break;
+	case MB_TABLE_COIL: got = modbus_read_bits(b->ctx, address, count, bits); break;
+	default: got = modbus_read_input_bits(b->ctx, address, count, bits); break;
+	}
+	int e = errno;
+	if (b->cfg->gap_ms > 0)
+		b->ready_ms = clock_mono_ms() + b->cfg->gap_ms;
+	if (got == count)
+		return 0;
+	if (got >= 0) {
+		snprintf(err, errlen, "unit %d %s %d: short reply (%d of %d)", unit, mb_table_name(table),
+			 address, got, count);
+		bus_drop(b);
+		return -EBADMSG;
+	}
+	snprintf(err, errlen, "unit %d %s %d..%d: %s", unit, mb_table_name(table), address,
+		 address + count - 1, modbus_strerror(e));
+	if (is_exception(e))
+		return -e;
+	/* Time-outs, bad frames, a gateway that went away: the stream can't be trusted
+	 * (a late reply would be taken for the next one), so start over. */
+	if (b->cfg->kind == BUS_TCP || (e != ETIMEDOUT && e != EMBBADCRC && e != EMBBADDATA))
+		bus_drop(b);
+	else
+		modbus_flush(b->ctx);
+	return -e;
+}
+
+static void sleep_ms(int64_t ms)
+{
+	if (ms <= 0)
+		return;
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+struct point_ref {
+	const struct mb_point *p;
+	double *raw;
+	bool *has;
+};
+
+void mb_read_instrument(struct mb_bus *b, const struct instrument_cfg *ic, struct mb_values *out)
+{
+	memset(out, 0, sizeof(*out));
+	const struct modbus_cfg *m = &ic->modbus;
+	struct point_ref pts[3];
+	int n = 0;
+	if (m->run_counter.present)
+		pts[n++] = (struct point_ref){ &m->run_counter, &out->run_raw, &out->has_run };
+	if (m->samples_counter.present)
+		pts[n++] = (struct point_ref){ &m->samples_counter, &out->samples_raw, &out->has_samples };
+	if (m->in_use.present)
+		pts[n++] = (struct point_ref){ &m->in_use, &out->in_use_raw, &out->has_in_use };
+
+	bool done[3] = { false, false, false };
+	for (int i = 0; i < n; i++) {
+		if (done[i])
+			continue;
+		/* Gather the points of the same table that touch or overlap this one. */
+		const struct mb_point *p = pts[i].p;
+		int lo = p->address, hi = p->address + mb_type_width(p->type) - 1;
+		bool group[3] = { false, false, false };
+		group[i] = true;
+		for (bool grew = true; grew;) {
+			grew = false;
+			for (int j = 0; j < n; j++) {
+				const struct mb_point *q = pts[j].p;
+				int qlo = q->address, qhi = q->address + mb_type_width(q->type) - 1;
+				if (group[j] || done[j] || q->table != p->table || qlo > hi + 1 || qhi < lo - 1)
+					continue;
+				group[j] = grew = true;
+				if (qlo < lo)
+					lo = qlo;
+				if (qhi > hi)
+					hi = qhi;
+			}
+		}
+		int count = hi - lo + 1;
+		uint16_t regs[8] = { 0 };
+		uint8_t bits[8] = { 0 };
+		if (b->ready_ms > clock_mono_ms())
+			sleep_ms(b->ready_ms - clock_mono_ms());
+		if (bus_read(b, m->unit, p->table, lo, count, regs, bits, out->error, sizeof(out->error)) < 0)
+			return;
+		for (int j = 0; j < n; j++) {
+			if (!group[j])
+				continue;
+			const struct mb_point *q = pts[j].p;
+			int off = q->address - lo;
+			bool ok = true;
+			if (q->table == MB_TABLE_COIL || q->table == MB_TABLE_DISCRETE)
+				*pts[j].raw = bits[off] ? 1 : 0;
+			else
+				*pts[j].raw = mb_decode(regs + off, q->type, q->word_order, &ok);
+			if (!ok) {
+				snprintf(out->error, sizeof(out->error), "unit %d %s %d: %s is not a number",
+					 m->unit, mb_table_name(q->table), q->address, mb_type_name(q->type));
+				return;
+			}
+			*pts[j].has = true;
+			done[j] = true;
+		}
+	}
+	if (out->has_in_use) {
+		const struct mb_point *p = &m->in_use;
+		bool bit = p->table == MB_TABLE_COIL || p->table == MB_TABLE_DISCRETE;
+		out->in_use = bit ? out->in_use_raw != 0 : out->in_use_raw * p->scale > p->above;
+	}
+	out->ok = true;
+}
+
+/* ---- the driver -------------------------------------------------------------------- */
+
+struct inst {
+	const struct instrument_cfg *cfg;
+	size_t bus;
+	int64_t due_ms;              /* monotonic, on the instrument's grid */
+	int failures;
+	bool offline;                /* device_offline sealed, device_online not yet */
+	bool started;
+	int64_t offline_since;
+	/* status, under the driver's lock */
+	int64_t last_ok;
+	struct mb_values last;
+	char last_error[192];
+	uint64_t polls, late_polls;
+};
+
+struct lane {                    /* a bus and the instruments on it */
+	struct mb_bus *bus;
+	size_t *insts;
+	size_t n_insts;
+	bool busy;
+	int64_t ready_ms;            /* when its next instrument is due (or the bus free) */
+};
+
+struct qitem {
+	struct obs obs;
+	char detail[256];
+};
+
+struct modbus_driver {
+	const struct config *cfg;
+	struct core *core;
+	struct inst *insts;
+	size_t n_insts;
+	struct lane *lanes;
+	size_t n_lanes;
+	pthread_t workers[MAX_WORKERS];
+	size_t n_workers;
+	pthread_t flusher;
+	bool flusher_started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;           /* lanes became ready, or stop */
+	pthread_cond_t flush_cv;
+	bool stopping;
+	struct qitem *queue;         /* readings and events waiting for the core */
+	size_t q_len, q_cap;
+	uint64_t q_dropped;
+};
+
+static int64_t lane_next(struct modbus_driver *d, struct lane *l)
+{
+	int64_t t = INT64_MAX;
+	for (size_t i = 0; i < l->n_insts; i++)
+		if (d->insts[l->insts[i]].due_ms < t)
+			t = d->insts[l->insts[i]].due_ms;
+	return t > l->bus->ready_ms ? t : l->bus->ready_ms;
+}
+
+/* Under d->mu. */
+static void enqueue(struct modbus_driver *d, const struct obs *o, const char *detail)
+{
+	if (d->q_len == d->q_cap) {
+		if (d->q_cap >= QUEUE_MAX) {
+			/* Counters are cumulative: a dropped reading only coarsens the next delta. */
+			d->q_dropped++;
+			return;
+		}
+		size_t cap = d->q_cap ? d->q_cap * 2 : 256;
+		struct qitem *q = realloc(d->queue, cap * sizeof(*q));
+		if (!q) {
+			d->q_dropped++;
+			return;
+		}
+		d->queue = q;
+		d->q_cap = cap;
+	}
+	struct qitem *it = &d->queue[d->q_len++];
+	it->obs = *o;
+	it->detail[0] = '\0';
+	if (detail) {
+		snprintf(it->detail, sizeof(it->detail), "%s", detail);
+		it->obs.u.event.detail = NULL; /* fixed up at flush: the queue may move */
+	}
+	if (d->q_len >= 256)
+		pthread_cond_signal(&d->flush_cv);
+}
+
+static void record_result(struct modbus_driver *d, struct inst *in, const struct mb_values *v,
+			  int64_t at_us)
+{
+	const struct modbus_cfg *m = &in->cfg->modbus;
+	int64_t now = at_us / 1000000;
+	char detail[256];
+	in->polls++;
+	if (v->ok) {
+		in->last = *v;
+		in->last_ok = now;
+		in->last_error[0] = '\0';
+		if (in->offline || !in->started) {
+			if (in->offline) {
+				snprintf(detail, sizeof(detail), "readable again after %lld s",
+					 (long long)(now - in->offline_since));
+				struct obs e = { .type = OBS_EVENT, .instrument = in->cfg->id,
+						 .u.event = { .at = now, .type = "device_online" } };
+				enqueue(d, &e, detail);
+				log_info("modbus: \"%s\" is readable again", in->cfg->id);
+			}
+			in->offline = false;
+		}
+		in->failures = 0;
+	} else {
+		snprintf(in->last_error, sizeof(in->last_error), "%s", v->error);
+		in->failures++;
+		if (!in->offline) {
+			in->offline = true;
+			in->offline_since = now;
+			struct obs e = { .type = OBS_EVENT, .instrument = in->cfg->id,
+					 .u.event = { .at = now, .type = "device_offline" } };
+			enqueue(d, &e, v->error);
+			log_warnx("modbus: \"%s\" cannot be read: %s; backing off", in->cfg->id, v->error);
+		}
+	}
+	in->started = true;
+	struct obs o = { .type = OBS_READING, .instrument = in->cfg->id };
+	struct obs_reading *r = &o.u.reading;
+	r->at_us = at_us;
+	r->ok = v->ok;
+	r->error = NULL;
+	if (v->ok && v->has_run)
+		r->run = (struct obs_value){ true, v->run_raw, m->run_counter.scale, mb_type_range(m->run_counter.type) };
+	if (v->ok && v->has_samples)
+		r->samples = (struct obs_value){ true, v->samples_raw, m->samples_counter.scale,
+						 mb_type_range(m->samples_counter.type) };
+	r->has_in_use = v->ok && v->has_in_use;
+	r->in_use = v->in_use;
+	enqueue(d, &o, NULL);
+}
+
+static void schedule_next(struct inst *in, int64_t now_ms)
+{
+	int64_t interval = (int64_t)in->cfg->modbus.interval_s * 1000;
+	if (in->failures > 0) {
+		/* Back off on its own: the others on the bus keep their schedule. */
+		int64_t backoff = interval;
+		for (int i = 1; i < in->failures && backoff < BACKOFF_MAX_MS; i++)
+			backoff *= 2;
+		if (backoff > BACKOFF_MAX_MS)
+			backoff = BACKOFF_MAX_MS;
+		if (backoff < interval)
+			backoff = interval;
+		in->due_ms = now_ms + backoff;
+		return;
+	}
+	/* Stay on the grid; skip slots that are already past. */
+	in->due_ms += interval;
+	if (in->due_ms <= now_ms) {
+		int64_t behind = (now_ms - in->due_ms) / interval + 1;
+		in->due_ms += behind * interval;
+	}
+}
+
+static void *worker(void *arg)
+{
+	struct modbus_driver *d = arg;
+	pthread_mutex_lock(&d->mu);
+	while (!d->stopping) {
+		/* The ready lane that was due first. */
+		struct lane *best = NULL;
+		int64_t best_t = INT64_MAX;
+		for (size_t i = 0; i < d->n_lanes; i++) {
+			struct lane *l = &d->lanes[i];
+			if (l->busy || l->n_insts == 0)
+				continue;
+			int64_t t = lane_next(d, l);
+			if (t < best_t) {
+				best_t = t;
+				best = l;
+			}
+		}
+		int64_t now = clock_mono_ms();
+		if (!best || best_t > now || core_paused(d->core)) {
+			/* Nothing due (or the buffer is full: counters keep counting in the device). */
+			int64_t wait = !best ? 1000 : best_t > now ? best_t - now : 250;
+			if (wait > 1000)
+				wait = 1000;
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += wait / 1000;
+			ts.tv_nsec += (wait % 1000) * 1000000L;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&d->cv, &d->mu, &ts);
+			continue;
+		}
+		struct inst *in = NULL;
+		for (size_t i = 0; i < best->n_insts; i++) {
+			struct inst *c = &d->insts[best->insts[i]];
+			if (!in || c->due_ms < in->due_ms)
+				in = c;
+		}
+		best->busy = true;
+		if (now - in->due_ms > (int64_t)in->cfg->modbus.interval_s * 100)
+			in->late_polls++; /* started more than a tenth of an interval late */
+		pthread_mutex_unlock(&d->mu);
+
+		struct mb_values v;
+		mb_read_instrument(best->bus, in->cfg, &v);
+		int64_t at_us = clock_wall_us();
+
+		pthread_mutex_lock(&d->mu);
+		record_result(d, in, &v, at_us);
+		schedule_next(in, clock_mono_ms());
+		best->busy = false;
+		pthread_cond_broadcast(&d->cv);
+	}
+	pthread_mutex_unlock(&d->mu);
+	return NULL;
+}
+
+/* Hands queued readings to the core; on a full buffer they wait (nothing is dropped). */
+static void flush_queue(struct modbus_driver *d)
+{
+	pthread_mutex_lock(&d->mu);
+	size_t n = d->q_len;
+	struct qitem *items = d->queue;
+	d->queue = NULL;
+	d->q_len = d->q_cap = 0;
+	pthread_mutex_unlock(&d->mu);
+	if (n == 0) {
+		free(items);
+		return;
+	}
+	struct obs *v = malloc(n * sizeof(*v));
+	if (!v) {
+		free(items);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		v[i] = items[i].obs;
+		if (v[i].type == OBS_EVENT)
+			v[i].u.event.detail = items[i].detail[0] ? items[i].detail : NULL;
+	}
+	int r = core_submit(d->core, v, n, NULL, NULL, 0);
+	free(v);
+	if (r == -ENOSPC || r == -EBUSY) {
+		/* Put them back in front of what came meanwhile. */
+		pthread_mutex_lock(&d->mu);
+		size_t total = n + d->q_len;
+		struct qitem *merged = realloc(items, total * sizeof(*merged));
+		if (merged) {
+			if (d->q_len)
+				memcpy(merged + n, d->queue, d->q_len * sizeof(*merged));
+			free(d->queue);
+			d->queue = merged;
+			d->q_len = d->q_cap = total;
+			items = NULL;
+		}
+		pthread_mutex_unlock(&d->mu);
+	} else if (r < 0) {
+		log_errx("modbus: %zu readings could not be stored: %s", n, strerror(-r));
+	}
+	free(items);
+}
+
+static void *flusher(void *arg)
+{
+	struct modbus_driver *d = arg;
+	pthread_mutex_lock(&d->mu);
+	while (!d->stopping) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += FLUSH_EVERY_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&d->flush_cv, &d->mu, &ts);
+		pthread_mutex_unlock(&d->mu);
+		flush_queue(d);
+		pthread_mutex_lock(&d->mu);
+	}
+	pthread_mutex_unlock(&d->mu);
+	flush_queue(d);
+	return NULL;
+}
+
+static void driver_destroy(void *state)
+{
+	struct modbus_driver *d = state;
+	if (!d)
+		return;
+	for (size_t i = 0; i < d->n_lanes; i++) {
+		mb_bus_free(d->lanes[i].bus);
+		free(d->lanes[i].insts);
+	}
+	free(d->lanes);
+	free(d->insts);
+	free(d->queue);
+	pthread_mutex_destroy(&d->mu);
+	pthread_cond_destroy(&d->cv);
+	pthread_cond_destroy(&d->flush_cv);
+	free(d);
+}
+
+static int driver_create(const struct config *cfg, struct core *core, void **state)
+{
+	size_t n = 0;
+	*state = NULL;
+	for (size_t i = 0; i < cfg->n_instruments; i++)
+		n += cfg->instruments[i].modbus.present;
+	if (n == 0)
+		return 0;
+	struct modbus_driver *d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	pthread_mutex_init(&d->mu, NULL);
+	pthread_cond_init(&d->cv, NULL);
+	pthread_cond_init(&d->flush_cv, NULL);
+	d->cfg = cfg;
+	d->core = core;
+	d->insts = calloc(n, sizeof(*d->insts));
+	d->lanes = calloc(cfg->n_buses, sizeof(*d->lanes));
+	if (!d->insts || !d->lanes)
+		goto nomem;
+	d->n_lanes = cfg->n_buses;
+	for (size_t i = 0; i < cfg->n_buses; i++) {
+		d->lanes[i].bus = mb_bus_new(&cfg->buses[i]);
+		d->lanes[i].insts = calloc(n, sizeof(size_t));
+		if (!d->lanes[i].bus || !d->lanes[i].insts)
+			goto nomem;
+	}
+	int64_t now = clock_mono_ms();
+	for (size_t i = 0; i < cfg->n_instruments; i++) {
+		const struct instrument_cfg *ic = &cfg->instruments[i];
+		if (!ic->modbus.present)
+			continue;
+		struct inst *in = &d->insts[d->n_insts];
+		in->cfg = ic;
+		in->bus = ic->modbus.bus_index;
+		struct lane *l = &d->lanes[in->bus];
+		l->insts[l->n_insts++] = d->n_insts;
+		d->n_insts++;
+	}
+	/* Spread each bus's instruments over their interval instead of polling in bursts. */
+	for (size_t i = 0; i < d->n_lanes; i++) {
+		struct lane *l = &d->lanes[i];
+		for (size_t k = 0; k < l->n_insts; k++) {
+			struct inst *in = &d->insts[l->insts[k]];
+			int64_t interval = (int64_t)in->cfg->modbus.interval_s * 1000;
+			in->due_ms = now + (int64_t)((double)interval * (double)k / (double)l->n_insts);
+		}
+	}
+	*state = d;
+	return 0;
+nomem:
+	driver_destroy(d);
+	return -ENOMEM;
+}
+
+static int driver_start(void *state)
+{
+	struct modbus_driver *d = state;
+	size_t used = 0;
+	for (size_t i = 0; i < d->n_lanes; i++)
+		used += d->lanes[i].n_insts > 0;
+	d->n_workers = used < MAX_WORKERS ? used : MAX_WORKERS;
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	for (size_t i = 0; i < d->n_workers; i++) {
+		if (pthread_create(&d->workers[i], &attr, worker, d) != 0) {
+			d->n_workers = i;
+			pthread_attr_destroy(&attr);
+			return -EAGAIN;
+		}
+	}
+	if (pthread_create(&d->flusher, &attr, flusher, d) != 0) {
+		pthread_attr_destroy(&attr);
+		return -EAGAIN;
+	}
+	d->flusher_started = true;
+	pthread_attr_destroy(&attr);
+	log_info("modbus: polling %zu instruments on %zu buses with %zu workers", d->n_insts, used,
+		 d->n_workers);
+	return 0;
+}
+
+static void driver_stop(void *state)
+{
+	struct modbus_driver *d = state;
+	pthread_mutex_lock(&d->mu);
+	d->stopping = true;
+	pthread_cond_broadcast(&d->cv);
+	pthread_cond_broadcast(&d->flush_cv);
+	pthread_mutex_unlock(&d->mu);
+	for (size_t i = 0; i < d->n_workers; i++)
+		pthread_join(d->workers[i], NULL);
+	d->n_workers = 0;
+	if (d->flusher_started)
+		pthread_join(d->flusher, NULL);
+	d->flusher_started = false;
+	for (size_t i = 0; i < d->n_lanes; i++)
+		bus_drop(d->lanes[i].bus);
+}
+
+static cJSON *instrument_obj(cJSON *arr, const char *id)
+{
+	cJSON *it;
+	cJSON_ArrayForEach(it, arr) {
+		const cJSON *v = cJSON_GetObjectItemCaseSensitive(it, "id");
+		if (cJSON_IsString(v) && strcmp(v->valuestring, id) == 0)
+			return it;
+	}
+	it = cJSON_CreateObject();
+	cJSON_AddStringToObject(it, "id", id);
+	cJSON_AddItemToArray(arr, it);
+	return it;
+}
+
+static void driver_status(void *state, cJSON *arr)
+{
+	struct modbus_driver *d = state;
+	pthread_mutex_lock(&d->mu);
+	for (size_t i = 0; i < d->n_insts; i++) {
+		struct inst *in = &d->insts[i];
+		const struct modbus_cfg *m = &in->cfg->modbus;
+		cJSON *o = instrument_obj(arr, in->cfg->id);
+		cJSON *s = cJSON_AddObjectToObject(o, "modbus");
+		const char *state_name = !in->started ? "starting" : in->offline ? "offline" : "ok";
+		if (core_paused(d->core))
+			state_name = "paused";
+		cJSON_AddStringToObject(s, "state", state_name);
+		if (in->last_ok > 0) {
+			char t[RFC3339_LEN];
+			time_rfc3339(in->last_ok, t);
+			cJSON_AddStringToObject(s, "last_ok", t);
+		} else {
+			cJSON_AddNullToObject(s, "last_ok");
+		}
+		if (in->last_ok > 0 && in->last.has_run)
+			cJSON_AddNumberToObject(s, "run_hours_total", in->last.run_raw * m->run_counter.scale);
+		else
+			cJSON_AddNullToObject(s, "run_hours_total");
+		if (in->last_ok > 0 && in->last.has_samples)
+			cJSON_AddNumberToObject(s, "samples_total", in->last.samples_raw * m->samples_counter.scale);
+		if (in->last_ok > 0 && in->last.has_in_use)
+			cJSON_AddBoolToObject(s, "in_use", in->last.in_use);
+		if (in->last_error[0])
+			cJSON_AddStringToObject(s, "last_error", in->last_error);
+		cJSON_AddStringToObject(s, "bus", d->cfg->buses[in->bus].id);
+		cJSON_AddNumberToObject(s, "polls", (double)in->polls);
+		cJSON_AddNumberToObject(s, "late_polls", (double)in->late_polls);
+	}
+	pthread_mutex_unlock(&d->mu);
+}
+
+const struct source_ops modbus_source = {
+	.name = "modbus",
+	.create = driver_create,
+	.start = driver_start,
+	.stop = driver_stop,
+	.status = driver_status,
+	.destroy = driver_destroy,
+};
+
+/* ---- poll ------------------------------------------------------------------------- */
+
+static void print_point(FILE *out, const char *what, const struct mb_point *p, double raw,
+			const char *unit, double scale)
+{
+	if (p->table == MB_TABLE_COIL || p->table == MB_TABLE_DISCRETE)
+		fprintf(out, "  %-16s %-8s %5d bit         %g\n", what, mb_table_name(p->table), p->address, raw);
+	else
+		fprintf(out, "  %-16s %-8s %5d %s/%-6s raw %.17g = %.6g %s\n", what, mb_table_name(p->table),
+			p->address, mb_type_name(p->type), p->word_order == MB_WORD_BIG ? "big" : "little",
+			raw, raw * scale, unit);
+}
+
+int modbus_poll_once(const struct config *cfg, FILE *out)
+{
+	int failed = 0, polled = 0;
+	for (size_t b = 0; b < cfg->n_buses; b++) {
+		struct mb_bus *bus = mb_bus_new(&cfg->buses[b]);
+		if (!bus)
+			return 1;
+		for (size_t i = 0; i < cfg->n_instruments; i++) {
+			const struct instrument_cfg *ic = &cfg->instruments[i];
+			if (!ic->modbus.present || ic->modbus.bus_index != b)
+				continue;
+			polled++;
+			struct mb_values v;
+			mb_read_instrument(bus, ic, &v);
+			fprintf(out, "%s (%s) on bus %s unit %d: %s\n", ic->id, ic->name ? ic->name : ic->id,
+				cfg->buses[b].id, ic->modbus.unit, v.ok ? "ok" : "FAILED");
+			if (!v.ok) {
+				fprintf(out, "  error: %s\n", v.error);
+				failed++;
+				continue;
+			}
+			const struct modbus_cfg *m = &ic->modbus;
+			if (v.has_run)
+				print_point(out, "run_counter", &m->run_counter, v.run_raw, "h", m->run_counter.scale);
+			if (v.has_samples)
+				print_point(out, "samples_counter", &m->samples_counter, v.samples_raw, "samples",
+					    m->samples_counter.scale);
+			if (v.has_in_use) {
+				print_point(out, "in_use", &m->in_use, v.in_use_raw,
+					    m->in_use.has_above ? "(threshold)" : "", m->in_use.scale);
+				fprintf(out, "  %-16s %s\n", "", v.in_use ? "in use" : "idle");
+			}
+		}
+		mb_bus_free(bus);
+	}
+	if (polled == 0)
+		fprintf(out, "no Modbus sources configured\n");
+	return failed ? 1 : 0;
+}

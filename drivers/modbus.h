@@ -1,0 +1,34 @@
+/* modbus.h — the Modbus source (TCP and RTU on libmodbus): buses owned by one request at a
+ * time, instruments polled on a fixed grid, failing ones backing off on their own. */
+#ifndef LABSHARE_MODBUS_H
+#define LABSHARE_MODBUS_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "config.h"
+#include "source.h"
+
+extern const struct source_ops modbus_source;
+
+/* One read of an instrument's points. */
+struct mb_values {
+	bool ok;
+	char error[192];
+	bool has_run, has_samples, has_in_use;
+	double run_raw, samples_raw, in_use_raw;
+	bool in_use;
+};
+
+struct mb_bus;
+
+struct mb_bus *mb_bus_new(const struct bus_cfg *bc);
+void mb_bus_free(struct mb_bus *bus);
+/* Reads every point of the instrument (contiguous registers in one request). */
+void mb_read_instrument(struct mb_bus *bus, const struct instrument_cfg *ic, struct mb_values *out);
+
+/* `labshare-agent poll`: read every Modbus source once, print the decoded values.
+ * Returns 0 when all were read, 1 when any failed. */
+int modbus_poll_once(const struct config *cfg, FILE *out);
+
+#endif

@@ -1,0 +1,481 @@
+/* test_modbus.c — the Modbus driver against the simulator on 127.0.0.1 (and over a pair of
+ * pseudo-terminals for RTU): decoding, counter events, faults, back-off, reconnects. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <pty.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "buffer.h"
+#include "clock.h"
+#include "config.h"
+#include "core.h"
+#include "harness.h"
+#include "log.h"
+#include "mbdecode.h"
+#include "metrics.h"
+#include "modbus.h"
+#include "timeutil.h"
+
+/* ---- decoding, table-driven ----------------------------------------------------- */
+
+static const struct {
+	enum mb_type type;
+	enum mb_word_order order;
+	uint16_t regs[4];
+	double want;
+} decode_cases[] = {
+	{ MB_TYPE_U16, MB_WORD_BIG, { 0xBEEF }, 48879 },
+	{ MB_TYPE_U32, MB_WORD_BIG, { 0x0001, 0xE240 }, 123456 },       /* Schneider: high first */
+	{ MB_TYPE_U32, MB_WORD_LITTLE, { 0xE240, 0x0001 }, 123456 },    /* Carlo Gavazzi: low first */
+	{ MB_TYPE_U32, MB_WORD_BIG, { 0xFFFF, 0xFFFF }, 4294967295.0 },
+	{ MB_TYPE_I32, MB_WORD_BIG, { 0xFFFF, 0xFFFE }, -2 },
+	{ MB_TYPE_I32, MB_WORD_LITTLE, { 0xFFFE, 0xFFFF }, -2 },
+	{ MB_TYPE_U64, MB_WORD_BIG, { 0x0000, 0x0001, 0x0000, 0x0000 }, 4294967296.0 },
+	{ MB_TYPE_U64, MB_WORD_LITTLE, { 0x0000, 0x0000, 0x0001, 0x0000 }, 4294967296.0 },
+	{ MB_TYPE_U64, MB_WORD_BIG, { 0x0000, 0x0000, 0x0000, 0x0005 }, 5 },
+	{ MB_TYPE_F32, MB_WORD_BIG, { 0x4049, 0x0FDB }, 3.1415927410125732 },
+	{ MB_TYPE_F32, MB_WORD_LITTLE, { 0x0FDB, 0x4049 }, 3.1415927410125732 },
+	{ MB_TYPE_F32, MB_WORD_BIG, { 0xC2F6, 0xE979 }, -123.45600128173828 },
+};
+
+static void test_decode_table(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(decode_cases) / sizeof(decode_cases[0]); i++) {
+		bool ok;
+		double v = mb_decode(decode_cases[i].regs, decode_cases[i].type, decode_cases[i].order, &ok);
+		if (!ok || v != decode_cases[i].want)
+			fail_msg("case %zu: %s/%s decoded %.17g, want %.17g", i, mb_type_name(decode_cases[i].type),
+				 decode_cases[i].order == MB_WORD_BIG ? "big" : "little", v, decode_cases[i].want);
+		uint16_t back[4] = { 0 };
+		mb_encode(decode_cases[i].want, decode_cases[i].type, decode_cases[i].order, back);
+		if (memcmp(back, decode_cases[i].regs, sizeof(uint16_t) * (size_t)mb_type_width(decode_cases[i].type)))
+			fail_msg("case %zu: encode does not invert decode", i);
+	}
+	uint16_t nan[2] = { 0x7FC0, 0x0000 };
+	bool ok;
+	mb_decode(nan, MB_TYPE_F32, MB_WORD_BIG, &ok);
+	assert_false(ok);
+}
+
+/* ---- against the simulator ------------------------------------------------------ */
+
+struct fx {
+	char *dir;
+	struct h_proc *sim;
+	int port[2];
+	struct config *cfg;
+	struct buffer *buf;
+	struct core *core;
+	void *drv;
+	char *extra;             /* extra instruments JSON */
+};
+
+static void sim_cmd(struct fx *f, const char *fmt, ...) PRINTF_LIKE(2, 3);
+static void sim_cmd(struct fx *f, const char *fmt, ...)
+{
+	char line[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	char *reply = h_request(f->sim, line, 5000);
+	if (!reply || strncmp(reply, "error", 5) == 0)
+		fail_msg("simulator: \"%s\": %s", line, reply ? reply : "(no reply)");
+	free(reply);
+}
+
+static void start_sim(struct fx *f)
+{
+	char *pf = h_path(f->dir, "ports");
+	char *argv[] = { (char *)h_build_path("modbus-sim"), (char *)"--tcp", (char *)"127.0.0.1:0",
+			 (char *)"--units", (char *)"1-5", (char *)"--tcp", (char *)"127.0.0.1:0",
+			 (char *)"--units", (char *)"1", (char *)"--port-file", pf, NULL };
+	char *log = h_path(f->dir, "sim.log");
+	f->sim = h_spawn(argv, NULL, true, true, log);
+	assert_non_null(f->sim);
+	assert_true(h_wait_file(pf, 10000));
+	char *ports = h_read_file(pf, NULL);
+	assert_int_equal(sscanf(ports, "%d %d", &f->port[0], &f->port[1]), 2);
+	free(ports);
+	free(pf);
+	free(log);
+}
+
+#define INST_FMT \
+	"{ \"agent\": { \"id\": \"t\", \"lab_code\": \"L\", \"timezone\": \"Asia/Shanghai\", \"state_dir\": \"%s/state\" }," \
+	"  \"platform\": { \"url\": \"https://127.0.0.1:9\", \"token_file\": \"%s/token\" }," \
+	"  \"buses\": [ { \"id\": \"gw\", \"url\": \"tcp://127.0.0.1:%d\", \"timeout_ms\": 200 }," \
+	"               { \"id\": \"gw2\", \"url\": \"tcp://127.0.0.1:%d\", \"timeout_ms\": 200 } ]," \
+	"  \"instruments\": [" \
+	"   { \"id\": \"A\", \"modbus\": { \"bus\": \"gw\", \"unit\": 1, \"interval_s\": 1," \
+	"      \"run_counter\": { \"table\": \"input\", \"address\": 10, \"type\": \"u32\", \"word_order\": \"little\", \"scale\": 0.000277777777777778 }," \
+	"      \"samples_counter\": { \"table\": \"input\", \"address\": 12, \"type\": \"u16\" }," \
+	"      \"in_use\": { \"table\": \"coil\", \"address\": 3 } } }," \
+	"   { \"id\": \"B\", \"modbus\": { \"bus\": \"gw\", \"unit\": 2, \"interval_s\": 1," \
+	"      \"run_counter\": { \"table\": \"holding\", \"address\": 0, \"type\": \"u16\", \"scale\": 0.000277777777777778 } } }," \
+	"   { \"id\": \"C\", \"modbus\": { \"bus\": \"gw\", \"unit\": 3, \"interval_s\": 1," \
+	"      \"run_counter\": { \"table\": \"holding\", \"address\": 0, \"type\": \"u64\", \"scale\": 0.01 }," \
+	"      \"in_use\": { \"table\": \"input\", \"address\": 20, \"type\": \"f32\", \"above\": 50 } } }," \
+	"   { \"id\": \"D\", \"modbus\": { \"bus\": \"gw2\", \"unit\": 1, \"interval_s\": 1," \
+	"      \"run_counter\": { \"table\": \"input\", \"address\": 0, \"type\": \"i32\", \"scale\": 0.000277777777777778 } } }" \
+	"  ] }"
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	f->dir = h_mkdtemp("test_modbus");
+	char *token = h_path(f->dir, "token");
+	h_write_file(token, "t\n", (size_t)-1, 0600);
+	free(token);
+	start_sim(f);
+	char *text = h_strdupf(INST_FMT, f->dir, f->dir, f->port[0], f->port[1]);
+	struct config_errors errs = { 0 };
+	if (config_parse("t.json", text, strlen(text), &f->cfg, &errs) != 0)
+		fail_msg("config: %s", errs.n ? errs.msg[0] : "?");
+	free(text);
+	timeutil_set_zone("Asia/Shanghai");
+	assert_int_equal(buffer_open(f->cfg->agent.state_dir, 0, &f->buf, NULL), 0);
+	f->core = core_new(f->cfg, f->buf);
+	*state = f;
+	return 0;
+}
+
+static void start_driver(struct fx *f)
+{
+	assert_int_equal(modbus_source.create(f->cfg, f->core, &f->drv), 0);
+	assert_non_null(f->drv);
+	assert_int_equal(modbus_source.start(f->drv), 0);
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	if (f->drv) {
+		modbus_source.stop(f->drv);
+		modbus_source.destroy(f->drv);
+	}
+	core_free(f->core);
+	buffer_close(f->buf);
+	config_free(f->cfg);
+	h_proc_free(f->sim);
+	h_rmtree(f->dir);
+	free(f->dir);
+	free(f);
+	return 0;
+}
+
+static const struct instrument_cfg *inst(struct fx *f, const char *id)
+{
+	return config_instrument(f->cfg, id);
+}
+
+static void test_read_every_table_and_type(void **state)
+{
+	struct fx *f = *state;
+	sim_cmd(f, "set 0 1 input 10 u32 little 123456");
+	sim_cmd(f, "set 0 1 input 12 u16 big 77");
+	sim_cmd(f, "set 0 1 coil 3 bit big 1");
+	sim_cmd(f, "set 0 2 holding 0 u16 big 65535");
+	sim_cmd(f, "set 0 3 holding 0 u64 big 4294967301");
+	sim_cmd(f, "set 0 3 input 20 f32 big 75.5");
+	sim_cmd(f, "set 1 1 input 0 i32 big -7");
+	struct mb_bus *bus = mb_bus_new(&f->cfg->buses[0]), *bus2 = mb_bus_new(&f->cfg->buses[1]);
+	struct mb_values v;
+	mb_read_instrument(bus, inst(f, "A"), &v);
+	assert_true(v.ok);
+	assert_true(v.run_raw == 123456 && v.samples_raw == 77 && v.in_use);
+	mb_read_instrument(bus, inst(f, "B"), &v);
+	assert_true(v.ok && v.run_raw == 65535 && !v.has_in_use);
+	mb_read_instrument(bus, inst(f, "C"), &v);
+	assert_true(v.ok && v.run_raw == 4294967301.0 && v.in_use_raw == 75.5 && v.in_use);
+	sim_cmd(f, "set 0 3 input 20 f32 big 12.25"); /* below the 50 W threshold */
+	mb_read_instrument(bus, inst(f, "C"), &v);
+	assert_true(v.ok && !v.in_use);
+	mb_read_instrument(bus2, inst(f, "D"), &v);
+	assert_true(v.ok && v.run_raw == -7);
+	/* A and its neighbours: run (10–11) and samples (12) are one request. */
+	sim_cmd(f, "reset-stats");
+	mb_read_instrument(bus, inst(f, "A"), &v);
+	char *stats = h_request(f->sim, "stats", 5000);
+	cJSON *s = cJSON_Parse(stats);
+	assert_non_null(s);
+	assert_int_equal((int)cJSON_GetObjectItem(s, "requests")->valuedouble, 2); /* registers + coil */
+	cJSON_Delete(s);
+	free(stats);
+	mb_bus_free(bus);
+	mb_bus_free(bus2);
+}
+
+static void test_exception_and_unserved_unit(void **state)
+{
+	struct fx *f = *state;
+	struct mb_bus *bus = mb_bus_new(&f->cfg->buses[0]);
+	struct mb_values v;
+	sim_cmd(f, "exception 0 2 2");
+	mb_read_instrument(bus, inst(f, "B"), &v);
+	assert_false(v.ok);
+	assert_non_null(strstr(v.error, "unit 2 holding 0..0"));
+	assert_non_null(strstr(v.error, "Illegal data address"));
+	sim_cmd(f, "exception 0 2 off");
+	mb_read_instrument(bus, inst(f, "B"), &v);
+	assert_true(v.ok);
+	mb_bus_free(bus);
+}
+
+struct rec_wait {
+	struct fx *f;
+	const char *needle;
+	int count;
+};
+
+static int count_records(struct fx *f, const char *needle)
+{
+	int n = 0;
+	struct chain_head h;
+	buffer_head(f->buf, &h);
+	for (int64_t s = 1; s <= h.seq; s++) {
+		struct stored_record r;
+		if (buffer_get_record(f->buf, s, &r) == 0 && strstr(r.line, needle))
+			n++;
+		buffer_record_clear(&r);
+	}
+	return n;
+}
+
+static bool have_records(void *arg)
+{
+	struct rec_wait *w = arg;
+	return count_records(w->f, w->needle) >= w->count;
+}
+
+static void wait_records(struct fx *f, const char *needle, int count, int timeout_ms)
+{
+	struct rec_wait w = { f, needle, count };
+	if (!h_wait_for(have_records, &w, timeout_ms))
+		fail_msg("no %d records with %s within %d ms (have %d)", count, needle, timeout_ms,
+			 count_records(f, needle));
+}
+
+static double run_hours(struct fx *f, const char *id)
+{
+	return metrics_run_hours_total(core_metrics(f->core), id);
+}
+
+struct hours_wait {
+	struct fx *f;
+	const char *id;
+	double want;
+};
+
+static bool hours_reached(void *arg)
+{
+	struct hours_wait *w = arg;
+	return run_hours(w->f, w->id) >= w->want;
+}
+
+static void wait_hours(struct fx *f, const char *id, double want)
+{
+	struct hours_wait w = { f, id, want };
+	if (!h_wait_for(hours_reached, &w, 10000))
+		fail_msg("\"%s\" never read %.4f h (has %.4f)", id, want, run_hours(f, id));
+}
+
+static void test_counter_events_from_device(void **state)
+{
+	struct fx *f = *state;
+	sim_cmd(f, "set 0 2 holding 0 u16 big 65530");
+	start_driver(f);
+	wait_hours(f, "B", 65530 / 3600.0);
+	sim_cmd(f, "set 0 2 holding 0 u16 big 20"); /* wraps: 26 s */
+	wait_records(f, "\"type\":\"counter_wrap\"", 1, 10000);
+	/* A reset: two consistent lower readings. */
+	sim_cmd(f, "set 0 2 holding 0 u16 big 3");
+	wait_records(f, "confirmed by the next reading", 1, 10000);
+	/* A jump far beyond the wall time is clamped. */
+	sim_cmd(f, "set 0 2 holding 0 u16 big 30000");
+	wait_records(f, "\"type\":\"counter_clamped\"", 1, 10000);
+}
+
+static void test_silent_instrument_does_not_stall_bus(void **state)
+{
+	struct fx *f = *state;
+	sim_cmd(f, "auto 0 1 input 10 u32 little 1");
+	sim_cmd(f, "silence 0 2 on");
+	start_driver(f);
+	wait_records(f, "\"instrument\":\"B\",\"type\":\"device_offline\"", 1, 10000);
+	/* The others keep their schedule: A gains ~1 s per second. */
+	double h0 = run_hours(f, "A");
+	wait_hours(f, "A", h0 + 4 / 3600.0);
+	cJSON *arr = cJSON_CreateArray();
+	modbus_source.status(f->drv, arr);
+	cJSON *a = cJSON_GetArrayItem(arr, 0), *b = cJSON_GetArrayItem(arr, 1);
+	cJSON *am = cJSON_GetObjectItem(a, "modbus"), *bm = cJSON_GetObjectItem(b, "modbus");
+	assert_string_equal(cJSON_GetObjectItem(am, "state")->valuestring, "ok");
+	assert_string_equal(cJSON_GetObjectItem(bm, "state")->valuestring, "offline");
+	assert_non_null(strstr(cJSON_GetObjectItem(bm, "last_error")->valuestring, "timed out"));
+	double a_polls = cJSON_GetObjectItem(am, "polls")->valuedouble;
+	double a_late = cJSON_GetObjectItem(am, "late_polls")->valuedouble;
+	double b_polls = cJSON_GetObjectItem(bm, "polls")->valuedouble;
+	assert_true(a_polls >= 4);
+	assert_true(a_late <= 1);
+	assert_true(b_polls < a_polls); /* B backs off */
+	cJSON_Delete(arr);
+	sim_cmd(f, "silence 0 2 off");
+	wait_records(f, "\"instrument\":\"B\",\"type\":\"device_online\"", 1, 20000);
+}
+
+static void test_gateway_reboot_reconnects(void **state)
+{
+	struct fx *f = *state;
+	sim_cmd(f, "auto 1 1 input 0 i32 big 1");
+	start_driver(f);
+	double h0;
+	wait_hours(f, "D", 1 / 3600.0);
+	sim_cmd(f, "close 1");
+	wait_records(f, "\"instrument\":\"D\",\"type\":\"device_offline\"", 1, 10000);
+	sim_cmd(f, "open 1");
+	wait_records(f, "\"instrument\":\"D\",\"type\":\"device_online\"", 1, 20000);
+	h0 = run_hours(f, "D");
+	wait_hours(f, "D", h0 + 2 / 3600.0);
+	/* A dropped connection (without the listener closing) is survived as well. */
+	sim_cmd(f, "drop 1");
+	h0 = run_hours(f, "D");
+	wait_hours(f, "D", h0 + 2 / 3600.0);
+}
+
+/* ---- RTU over a pair of pseudo-terminals ----------------------------------------- */
+
+struct relay {
+	int a, b;
+	volatile bool stop;
+};
+
+/* Two ptys joined back to back: what one side's program writes, the other's reads. */
+static void *relay_main(void *arg)
+{
+	struct relay *r = arg;
+	char buf[512];
+	while (!r->stop) {
+		struct pollfd p[2] = { { r->a, POLLIN, 0 }, { r->b, POLLIN, 0 } };
+		if (poll(p, 2, 50) <= 0)
+			continue;
+		for (int i = 0; i < 2; i++) {
+			if (!(p[i].revents & POLLIN))
+				continue;
+			ssize_t n = read(p[i].fd, buf, sizeof(buf));
+			if (n > 0 && write(i == 0 ? r->b : r->a, buf, (size_t)n) != n)
+				break;
+		}
+	}
+	return NULL;
+}
+
+static void raw_master(int fd)
+{
+	struct termios t;
+	tcgetattr(fd, &t);
+	cfmakeraw(&t);
+	tcsetattr(fd, TCSANOW, &t);
+}
+
+static void test_rtu_over_pty(void **state)
+{
+	(void)state;
+	int ma, sa, mb, sb;
+	char na[128], nb[128];
+	assert_int_equal(openpty(&ma, &sa, na, NULL, NULL), 0);
+	assert_int_equal(openpty(&mb, &sb, nb, NULL, NULL), 0);
+	raw_master(ma);
+	raw_master(mb);
+	struct relay r = { ma, mb, false };
+	pthread_t th;
+	pthread_create(&th, NULL, relay_main, &r);
+
+	char *dir = h_mkdtemp("test_modbus_rtu");
+	char *pf = h_path(dir, "ports");
+	char *spec = h_strdupf("%s?baud=19200&parity=E&data=8&stop=1", na);
+	char *argv[] = { (char *)h_build_path("modbus-sim"), (char *)"--rtu", spec, (char *)"--units",
+			 (char *)"1-3", (char *)"--port-file", pf, NULL };
+	char *log = h_path(dir, "sim.log");
+	struct h_proc *sim = h_spawn(argv, NULL, true, true, log);
+	assert_true(h_wait_file(pf, 10000));
+	char *reply = h_request(sim, "set 0 2 input 7 u32 big 987654", 5000);
+	assert_string_equal(reply, "ok");
+	free(reply);
+	reply = h_request(sim, "set 0 3 discrete 1 bit big 1", 5000);
+	free(reply);
+
+	struct bus_cfg bc = { .id = (char *)"rs485", .url = (char *)"rtu", .kind = BUS_RTU, .device = nb,
+			      .baud = 19200, .parity = 'E', .data_bits = 8, .stop_bits = 1,
+			      .timeout_ms = 300, .gap_ms = 5 };
+	struct instrument_cfg i2 = { .id = (char *)"R2" }, i3 = { .id = (char *)"R3" };
+	i2.modbus = (struct modbus_cfg){ .present = true, .unit = 2, .interval_s = 1,
+					 .run_counter = { .present = true, .table = MB_TABLE_INPUT, .address = 7,
+							  .type = MB_TYPE_U32, .word_order = MB_WORD_BIG, .scale = 1 } };
+	i3.modbus = (struct modbus_cfg){ .present = true, .unit = 3, .interval_s = 1,
+					 .in_use = { .present = true, .table = MB_TABLE_DISCRETE, .address = 1,
+						     .type = MB_TYPE_BIT, .scale = 1 } };
+	struct mb_bus *bus = mb_bus_new(&bc);
+	struct mb_values v;
+	/* Several units on one serial line, one after the other. */
+	for (int k = 0; k < 3; k++) {
+		mb_read_instrument(bus, &i2, &v);
+		if (!v.ok)
+			fail_msg("rtu unit 2: %s", v.error);
+		assert_true(v.run_raw == 987654);
+		mb_read_instrument(bus, &i3, &v);
+		if (!v.ok)
+			fail_msg("rtu unit 3: %s", v.error);
+		assert_true(v.in_use);
+	}
+	/* A unit nobody answers for times out, and the line still works after it. */
+	struct instrument_cfg i9 = i2;
+	i9.modbus.unit = 9;
+	mb_read_instrument(bus, &i9, &v);
+	assert_false(v.ok);
+	mb_read_instrument(bus, &i2, &v);
+	assert_true(v.ok);
+	mb_bus_free(bus);
+
+	h_proc_free(sim);
+	r.stop = true;
+	pthread_join(th, NULL);
+	close(ma);
+	close(sa);
+	close(mb);
+	close(sb);
+	h_rmtree(dir);
+	free(dir);
+	free(pf);
+	free(spec);
+	free(log);
+}
+
+int main(void)
+{
+	log_set_level(LOG_PRI_ERR);
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_decode_table),
+		cmocka_unit_test_setup_teardown(test_read_every_table_and_type, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_exception_and_unserved_unit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_counter_events_from_device, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_silent_instrument_does_not_stall_bus, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_gateway_reboot_reconnects, setup, teardown),
+		cmocka_unit_test(test_rtu_over_pty),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
