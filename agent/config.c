@@ -24,7 +24,9 @@
 #define CONFIG_MAX_BYTES ((size_t)4 << 20)  /* a real config is a few KiB */
 #define SECRET_MAX_BYTES 4096               /* token and user-id key files */
 #define PATTERN_MAX_BYTES 4096              /* a log line regex; regcomp's cost grows with it */
+#define PATTERN_MAX_WEIGHT 20000            /* atoms once {n} repeats are unrolled; see regex_weight */
 #define PATH_BUF 256                        /* JSON paths; a longer one is cut in messages */
+#define PROBLEMS_MAX 200                    /* more are counted, and the count reported */
 #define DEFAULT_STATE_DIR "/var/lib/labshare-agent"
 #define ROOT_PATH "(top level)"
 
@@ -47,23 +49,43 @@ struct ctx {
 	const struct jsonc_doc *doc;
 	struct problem *v;
 	size_t n, cap;
+	size_t dropped;          /* problems past PROBLEMS_MAX */
 	bool nomem;
 	bool nrii;               /* "nrii" is configured: every instrument needs inner_id */
 };
+
+/* printf into a new string; NULL when out of memory. */
+static char *strdupf(const char *fmt, ...) PRINTF_LIKE(1, 2);
+static char *strdupf(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	char *s = n < 0 ? NULL : malloc((size_t)n + 1);
+	if (s) {
+		va_start(ap, fmt);
+		vsnprintf(s, (size_t)n + 1, fmt, ap);
+		va_end(ap);
+	}
+	return s;
+}
 
 static void add_problem(struct ctx *c, size_t off, const char *path, const char *fmt, va_list ap)
 	PRINTF_LIKE(4, 0);
 static void add_problem(struct ctx *c, size_t off, const char *path, const char *fmt, va_list ap)
 {
 	char why[1024];
+	if (c->n >= PROBLEMS_MAX) {
+		c->dropped++;
+		return;
+	}
 	if (vsnprintf(why, sizeof(why), fmt, ap) < 0)
 		return;  /* a cut message is still worth showing; only an encoding error drops it */
 
 	struct jsonc_pos p = jsonc_pos_of(c->doc, off);
-	const char *sep = path ? ": " : "";
-	path = path ? path : "";
-	int n = snprintf(NULL, 0, "%s:%u:%u: %s%s%s", c->name, p.line, p.col, path, sep, why);
-	char *msg = n < 0 ? NULL : malloc((size_t)n + 1);
+	char *msg = strdupf("%s:%u:%u: %s%s%s", c->name, p.line, p.col, path ? path : "",
+			    path ? ": " : "", why);
 	if (msg && c->n == c->cap) {
 		size_t ncap = c->cap ? c->cap * 2 : 8;
 		struct problem *nv = reallocarray(c->v, ncap, sizeof(*nv));
@@ -77,7 +99,6 @@ static void add_problem(struct ctx *c, size_t off, const char *path, const char 
 		c->nomem = true;
 		return;
 	}
-	snprintf(msg, (size_t)n + 1, "%s:%u:%u: %s%s%s", c->name, p.line, p.col, path, sep, why);
 	c->v[c->n] = (struct problem){ .off = off, .seq = c->n, .msg = msg };
 	c->n++;
 }
@@ -287,17 +308,23 @@ static const char *str_member(struct ctx *c, const cJSON *obj, const char *path,
 	return v ? str_value(c, v, join(p, path, key)) : NULL;
 }
 
+/* 1.5 is not; 1e3 is. Past 2^53 every double is integral, and out of any range here. */
+static bool is_integer(const cJSON *v)
+{
+	double d = v->valuedouble;
+	return cJSON_IsNumber(v) && isfinite(d) &&
+	       (d > 9e15 || d < -9e15 || d == (double)(long long)d);
+}
+
 static bool int_value(struct ctx *c, const cJSON *v, const char *path, long long min, long long max,
 		      long long *out)
 {
 	double d = v->valuedouble;
-	/* Past 2^53 every double is integral; the range check below refuses those. */
-	bool big = isfinite(d) && (d > 9e15 || d < -9e15);
-	if (!cJSON_IsNumber(v) || !isfinite(d) || (!big && d != (double)(long long)d)) {
+	if (!is_integer(v)) {
 		err_val(c, v, path, "must be an integer");
 		return false;
 	}
-	if (big || d < (double)min || d > (double)max) {
+	if (d < (double)min || d > (double)max) {
 		err_val(c, v, path, "must be %lld..%lld", min, max);
 		return false;
 	}
@@ -425,8 +452,9 @@ static int open_regular(const char *file, struct stat *st)
 	int fd = open(file, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
 		return -errno;
-	if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) {
-		int rc = fstat(fd, st) == 0 && S_ISDIR(st->st_mode) ? -EISDIR : -EINVAL;
+	int rc = fstat(fd, st) != 0 ? -errno : S_ISREG(st->st_mode) ? 0 :
+		 S_ISDIR(st->st_mode) ? -EISDIR : -EINVAL;
+	if (rc < 0) {
 		close(fd);
 		return rc;
 	}
@@ -515,8 +543,9 @@ static void check_timezone(struct ctx *c, const cJSON *obj, const char *path, co
 		dir = "/usr/share/zoneinfo";
 	join(p, path, "timezone");
 
-	bool bad = tz[0] == '/' || strspn(tz, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-					  "0123456789/_+-.") != strlen(tz);
+	bool bad = tz[0] == '/' || strstr(tz, "..") ||
+		   strspn(tz, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/_+-.") !=
+			   strlen(tz);
 	for (const char *s = tz; !bad && *s; s++)
 		if ((s == tz || s[-1] == '/') && s[0] == '.')
 			bad = true;  /* "..", "./x", hidden files */
@@ -791,7 +820,7 @@ static void parse_agent(struct ctx *c, const cJSON *o, struct agent_cfg *a)
 	size_t n = orgs ? (size_t)cJSON_GetArraySize(orgs) : 0;
 	if (n && !(a->internal_orgs = calloc(n, sizeof(*a->internal_orgs))))
 		c->nomem = true;
-	if (a->internal_orgs) {
+	if (orgs && a->internal_orgs) {
 		size_t i = 0;
 		for (const cJSON *e = orgs->child; e; e = e->next, i++) {
 			const char *s = str_value(c, e, join_index(p, "agent.internal_orgs", i));
@@ -1134,17 +1163,21 @@ static void parse_fields(struct ctx *c, const cJSON *o, const char *P, enum fiel
 			fm->name[f] = xdup(c, str_value(c, m, p));
 			continue;
 		}
-		long long g;
-		if (!int_value(c, m, p, LLONG_MIN / 2, LLONG_MAX / 2, &g))
+		if (!is_integer(m)) {
+			err_val(c, m, p, "must be an integer");
 			continue;
-		if (g < 1 || g > (re ? (long long)re->re_nsub : INT_MAX)) {
+		}
+		double g = m->valuedouble;
+		if (g < 1 || g > (re ? (double)re->re_nsub : INT_MAX)) {
 			if (!re)
 				err_val(c, m, p, "must be a group number (1 or more)");
 			else if (re->re_nsub == 0)
 				err_val(c, m, p, "the pattern has no groups");
+			else if (re->re_nsub == 1)
+				err_val(c, m, p, "must be 1: the pattern has 1 group");
 			else
-				err_val(c, m, p, "must be 1..%zu: the pattern has %zu group%s",
-					re->re_nsub, re->re_nsub, re->re_nsub == 1 ? "" : "s");
+				err_val(c, m, p, "must be 1..%zu: the pattern has %zu groups",
+					re->re_nsub, re->re_nsub);
 			continue;
 		}
 		fm->group[f] = (int)g;
@@ -1164,6 +1197,87 @@ static void parse_fields(struct ctx *c, const cJSON *o, const char *P, enum fiel
 			"give \"end\" or \"duration\", not both");
 }
 
+static size_t sat_add(size_t a, size_t b)
+{
+	return a > SIZE_MAX - b ? SIZE_MAX : a + b;
+}
+
+static size_t sat_mul(size_t a, size_t b)
+{
+	return b && a > SIZE_MAX / b ? SIZE_MAX : a * b;
+}
+
+/* The number of atoms a pattern grows to once glibc's regcomp unrolls it: "x{n}" copies x
+ * n times and "x+" is "xx*", so nested or stacked repeats multiply: "((a{255}){255}){255}"
+ * or "a+++…+" would take regcomp minutes and gigabytes. An upper bound (alternatives are
+ * added, not maxed); SIZE_MAX past 64 nested groups. */
+static size_t regex_weight(const char *s)
+{
+	size_t stack[64], depth = 0, cur = 0, last = 0;
+	while (*s) {
+		const char *q = s + 1;
+		size_t atom = 1;
+		if (*s == '(') {
+			if (depth == sizeof(stack) / sizeof(stack[0]))
+				return SIZE_MAX;
+			stack[depth++] = cur;
+			cur = last = 0;
+			s++;
+			continue;
+		}
+		if (*s == ')' && depth > 0) {
+			last = cur;
+			cur = sat_add(stack[--depth], cur);
+			s++;
+			continue;
+		}
+		if (*s == '{' && *q >= '0' && *q <= '9') {
+			char *end;
+			unsigned long lo = strtoul(q, &end, 10), hi = lo;
+			if (*end == ',') {
+				end++;
+				hi = *end >= '0' && *end <= '9' ? strtoul(end, &end, 10) : lo;
+			}
+			if (*end == '}') {
+				size_t n = hi > lo ? hi : lo;  /* regcomp refuses hi < lo itself */
+				cur = sat_add(cur, sat_mul(last, n ? n - 1 : 0));
+				last = sat_mul(last, n ? n : 1);
+				s = end + 1;
+				continue;
+			}
+		} else if (*s == '\\') {
+			q = s[1] ? s + 2 : s + 1;
+		} else if (*s == '[') {
+			/* a bracket expression is one atom: skip to its closing ']' */
+			q += *q == '^';
+			q += *q == ']';
+			while (*q && *q != ']') {
+				if (*q == '[' && (q[1] == ':' || q[1] == '=' || q[1] == '.')) {
+					const char *e = q + 2;
+					while (*e && !(e[0] == q[1] && e[1] == ']'))
+						e++;
+					q = *e ? e + 2 : e;
+				} else {
+					q++;
+				}
+			}
+			q += *q == ']';
+		} else if (*s == '+') {
+			cur = sat_add(cur, last);
+			last = sat_mul(last, 2);
+			atom = 0;
+		} else if (strchr("*?|^$", *s)) {
+			atom = 0;  /* no copy: a loop or a branch over what is there */
+		}
+		if (atom) {
+			last = atom;
+			cur = sat_add(cur, atom);
+		}
+		s = q;
+	}
+	return cur;
+}
+
 static bool compile(struct ctx *c, const cJSON *o, const char *P, const char *key, char **pattern,
 		    regex_t *re, bool *compiled)
 {
@@ -1174,6 +1288,11 @@ static bool compile(struct ctx *c, const cJSON *o, const char *P, const char *ke
 	join(p, P, key);
 	if (strlen(s) > PATTERN_MAX_BYTES) {
 		err_val(c, get(o, key), p, "longer than %d bytes", PATTERN_MAX_BYTES);
+		return false;
+	}
+	if (regex_weight(s) > PATTERN_MAX_WEIGHT) {
+		err_val(c, get(o, key), p, "too complex: its repeats expand to over %d elements",
+			PATTERN_MAX_WEIGHT);
 		return false;
 	}
 	if (!(*pattern = xdup(c, s)))
@@ -1289,7 +1408,7 @@ static void parse_instrument(struct ctx *c, const cJSON *o, const char *P, const
 	size_t n = logs ? (size_t)cJSON_GetArraySize(logs) : 0;
 	if (n && !(in->logs = calloc(n, sizeof(*in->logs))))
 		c->nomem = true;
-	if (in->logs) {
+	if (logs && in->logs) {
 		join(p, P, "logs");
 		for (const cJSON *e = logs->child; e; e = e->next, in->n_logs++) {
 			join_index(q, p, in->n_logs);
@@ -1299,7 +1418,8 @@ static void parse_instrument(struct ctx *c, const cJSON *o, const char *P, const
 				parse_log(c, e, q, &in->logs[in->n_logs]);
 		}
 	}
-	if (!present(o, "modbus") && n == 0)
+	/* a "logs" of the wrong type is reported already */
+	if (!present(o, "modbus") && (!present(o, "logs") || (logs && n == 0)))
 		err_val(c, o, P, "needs \"modbus\" or \"logs\"");
 
 	const cJSON *prof = obj_member(c, o, P, "nrii_profile", false);
@@ -1461,6 +1581,7 @@ static int parse_with_base(const char *name, const char *base_dir, const char *t
 		const struct jsonc_problem *pr = jsonc_problem(doc, i);
 		err_at(&c, pr->off, NULL, "%s", pr->msg);
 	}
+	c.dropped += jsonc_n_dropped(doc);
 	if (jsonc_root(doc))
 		parse_root(&c, jsonc_root(doc), cfg);
 	rc = c.nomem ? -ENOMEM : c.n ? -EINVAL : 0;
@@ -1468,15 +1589,22 @@ static int parse_with_base(const char *name, const char *base_dir, const char *t
 done:
 	if (c.n > 1)
 		qsort(c.v, c.n, sizeof(*c.v), problem_cmp);
-	for (size_t i = 0; i < c.n; i++) {
-		char **nm = errs ? reallocarray(errs->msg, errs->n + 1, sizeof(*nm)) : NULL;
-		if (!nm) {
-			free(c.v[i].msg);
-			continue;
-		}
+	char *more = c.dropped ? strdupf("%s: %zu more problems not shown", name, c.dropped)
+			       : NULL;
+	char **nm = errs && c.n ? reallocarray(errs->msg, errs->n + c.n + (more != NULL),
+					       sizeof(*nm)) : NULL;
+	if (nm)
 		errs->msg = nm;
-		errs->msg[errs->n++] = c.v[i].msg;
+	for (size_t i = 0; i < c.n; i++) {
+		if (nm)
+			errs->msg[errs->n++] = c.v[i].msg;
+		else
+			free(c.v[i].msg);
 	}
+	if (nm && more)
+		errs->msg[errs->n++] = more;
+	else
+		free(more);
 	free(c.v);
 	jsonc_free(doc);
 	if (rc == 0)
@@ -1495,14 +1623,12 @@ int config_parse(const char *name, const char *text, size_t len, struct config *
 /* One message for a file that can't be read, so that `check` can print errs alone. */
 static int file_error(const char *path, int err, const char *why, struct config_errors *errs)
 {
-	int n = snprintf(NULL, 0, "%s: %s", path, why);
-	char *msg = n < 0 ? NULL : malloc((size_t)n + 1);
-	char **nm = msg && errs ? reallocarray(errs->msg, errs->n + 1, sizeof(*nm)) : NULL;
+	char *msg = errs ? strdupf("%s: %s", path, why) : NULL;
+	char **nm = msg ? reallocarray(errs->msg, errs->n + 1, sizeof(*nm)) : NULL;
 	if (!nm) {
 		free(msg);
 		return -err;
 	}
-	snprintf(msg, (size_t)n + 1, "%s: %s", path, why);
 	errs->msg = nm;
 	errs->msg[errs->n++] = msg;
 	return -err;
@@ -1529,31 +1655,57 @@ static char *base_dir_of(const char *path)
 	return base;
 }
 
+/* The whole file, at most max bytes; NULL with errno set (EFBIG when larger). Any file that
+ * reads, so that `check -c <(…)` works; a FIFO with no writer waits, as cat would. */
+static char *read_all(int fd, size_t max, size_t *len)
+{
+	size_t cap = 16384, n = 0;
+	char *buf = malloc(cap);
+	while (buf && n <= max) {
+		if (n == cap) {
+			char *nb = realloc(buf, cap * 2);
+			if (!nb)
+				break;
+			buf = nb;
+			cap *= 2;
+		}
+		ssize_t r = read(fd, buf + n, cap - n);
+		if (r == 0) {
+			*len = n;
+			return buf;
+		}
+		if (r < 0 && errno != EINTR) {
+			int err = errno;
+			free(buf);
+			errno = err;
+			return NULL;
+		}
+		n += r > 0 ? (size_t)r : 0;
+	}
+	errno = buf && n > max ? EFBIG : ENOMEM;
+	free(buf);
+	return NULL;
+}
+
 int config_load(const char *path, struct config **out, struct config_errors *errs)
 {
-	struct stat st;
+	size_t n = 0;
+	char *text = NULL;
 
 	*out = NULL;
-	int fd = open_regular(path, &st);
-	if (fd < 0)
-		return file_error(path, -fd, open_why(fd), errs);
-	if ((size_t)st.st_size > CONFIG_MAX_BYTES) {
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd >= 0) {
+		text = read_all(fd, CONFIG_MAX_BYTES, &n);
+		int err = errno;
 		close(fd);
-		return file_error(path, EFBIG, "larger than 4 MiB: not a configuration file", errs);
+		errno = err;
 	}
-	char *text = malloc((size_t)st.st_size + 1);
-	size_t n = 0;
-	ssize_t r = 0;
-	while (text && n < (size_t)st.st_size &&
-	       ((r = read(fd, text + n, (size_t)st.st_size - n)) > 0 || (r < 0 && errno == EINTR)))
-		n += r > 0 ? (size_t)r : 0;
-	int err = errno;
-	close(fd);
-	if (!text)
-		return -ENOMEM;
-	if (r < 0) {
-		free(text);
-		return file_error(path, err, strerror(err), errs);
+	if (!text) {
+		int err = errno;
+		if (err == ENOMEM)
+			return -ENOMEM;
+		return file_error(path, err, err == EFBIG ? "larger than 4 MiB: not a configuration file"
+							  : strerror(err), errs);
 	}
 
 	char *base = base_dir_of(path);

@@ -32,7 +32,7 @@ struct modbus_cfg {
 	bool present;
 	char *bus;                   /* the bus id, resolved to bus_index */
 	size_t bus_index;
-	int unit;                    /* 1..247 (0 accepted for TCP gateways that ignore it: no, 1..247 per SPEC) */
+	int unit;                    /* 1..247 (SPEC), also for TCP gateways */
 	int interval_s;              /* default 10, 1..86400 */
 	struct mb_point run_counter, samples_counter, in_use; /* at least one present */
 };
@@ -104,7 +104,7 @@ struct platform_cfg {
 	bool present;
 	char *url;                   /* feeds go to {url}/v1/feeds; no trailing slash kept */
 	char *token_file;
-	char *token;                 /* read from token_file, trailing whitespace cut */
+	char *token;                 /* read from token_file, surrounding whitespace cut */
 	char *ca_file, *client_cert, *client_key, *proxy; /* NULL when null/absent */
 	int upload_interval_s;       /* default 60 */
 	int batch_max_records;       /* default 1000 */
@@ -163,7 +163,12 @@ struct config_errors {
 
 /* Load and validate. Returns 0 and *out on success; -ENOENT (or another
  * negative errno) when the file can't be read; -EINVAL when it is invalid, with
- * every problem in errs. errs may be NULL. */
+ * every problem in errs. errs may be NULL.
+ * Messages are appended to errs (zero it first; config_errors_clear frees them); a
+ * file that can't be read gives one "path: why" message too. Past 200 problems the
+ * rest are counted in a last "path: N more problems not shown".
+ * Relative file names in the config (token, key, TLS files, log paths, state_dir)
+ * are resolved against the config file's folder and stored absolute. */
 int config_load(const char *path, struct config **out, struct config_errors *errs);
 /* Same from a string; name is used in messages (and relative files resolve against cwd). */
 int config_parse(const char *name, const char *text, size_t len, struct config **out,

@@ -10,6 +10,7 @@
 #include "source.h"
 #include "status.h"
 #include "timeutil.h"
+#include "uploader.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -37,6 +38,7 @@ struct daemon {
 	struct config *cfg;
 	struct buffer *buf;
 	struct core *core;
+	struct uploader *up;
 	void *drv[N_DRIVERS_MAX];
 	int lock_fd;
 	int64_t last_prune;
@@ -224,6 +226,8 @@ static void reload(struct daemon *d)
 		return;
 	}
 	stop_drivers(d);
+	uploader_stop(d->up);
+	d->up = NULL;
 	struct config *old = d->cfg;
 	d->cfg = next;
 	timeutil_set_zone(next->agent.timezone);
@@ -233,6 +237,7 @@ static void reload(struct daemon *d)
 	log_notice("reload: configuration \"%s\" applied", d->config_path);
 	if (start_drivers(d) < 0)
 		log_errx("reload: some sources failed to start; see above");
+	d->up = uploader_start(d->cfg, d->buf);
 	sd_notify(0, "READY=1");
 }
 
@@ -313,6 +318,8 @@ int daemon_run(const char *config_path)
 		code = EX_SOFTWARE;
 		goto stop;
 	}
+	uploader_clear_alarms(d.cfg, d.buf);
+	d.up = uploader_start(d.cfg, d.buf);
 	core_check_space(d.core);
 	prune(&d);
 	write_snapshots(&d);
@@ -324,6 +331,8 @@ int daemon_run(const char *config_path)
 stop:
 	sd_notify(0, "STOPPING=1");
 	stop_drivers(&d);
+	uploader_stop(d.up);
+	d.up = NULL;
 	if (core_stop(d.core) < 0)
 		log_errx("metrics: cannot seal the open slots at stop");
 	core_event(d.core, NULL, "agent_stop", code == 0 ? "clean stop" : "stopped after an error");

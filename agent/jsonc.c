@@ -12,7 +12,8 @@
 
 #include "log.h"
 
-#define PATH_CAP 512   /* JSON paths in messages; a longer one is cut */
+#define PATH_CAP 512       /* JSON paths in messages; a longer one is cut */
+#define PROBLEMS_MAX 200    /* more are counted, not kept: nobody reads the 201st */
 
 struct node_pos {
 	const cJSON *node;
@@ -22,47 +23,54 @@ struct node_pos {
 struct jsonc_doc {
 	cJSON *root;
 	char *text;                  /* the input with comments blanked, NUL-terminated */
+	char *orig;                  /* the input as given: columns count its characters, and a
+				      * comment's 中文 is one column a character, not three */
 	size_t len;
 	size_t *lines;               /* offset where each line starts */
 	size_t n_lines;
 	struct node_pos *pos;        /* sorted by node address once the walk is done */
 	size_t n_pos, cap_pos;
 	struct jsonc_problem *problems;
-	size_t n_problems, cap_problems;
+	size_t n_problems, cap_problems, dropped;
 	bool nomem;
 };
 
-static bool grow(void **v, size_t *cap, size_t n, size_t size)
+/* Room for one more of n elements: v itself, a larger copy, or NULL (v left as it was). */
+static void *grow(void *v, size_t *cap, size_t n, size_t size)
 {
 	if (n < *cap)
-		return true;
+		return v;
 	size_t ncap = *cap ? *cap * 2 : 16;
-	void *p = reallocarray(*v, ncap, size);
-	if (!p)
-		return false;
-	*v = p;
-	*cap = ncap;
-	return true;
+	void *p = reallocarray(v, ncap, size);
+	if (p)
+		*cap = ncap;
+	return p;
 }
 
 static void problem(struct jsonc_doc *d, size_t off, const char *fmt, ...) PRINTF_LIKE(3, 4);
 static void problem(struct jsonc_doc *d, size_t off, const char *fmt, ...)
 {
 	char buf[PATH_CAP + 256];
-	va_list ap;
 
+	if (d->n_problems >= PROBLEMS_MAX) {
+		d->dropped++;
+		return;
+	}
+	va_list ap;
 	va_start(ap, fmt);
 	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
 	if (n < 0)
 		return;
 	char *msg = strdup(buf);  /* a cut message is still worth showing */
-	if (!msg || !grow((void **)&d->problems, &d->cap_problems, d->n_problems,
-			  sizeof(*d->problems))) {
+	struct jsonc_problem *v = msg ? grow(d->problems, &d->cap_problems, d->n_problems,
+					     sizeof(*v)) : NULL;
+	if (!v) {
 		free(msg);
 		d->nomem = true;
 		return;
 	}
+	d->problems = v;
 	d->problems[d->n_problems++] = (struct jsonc_problem){ .off = off, .msg = msg };
 }
 
@@ -179,22 +187,139 @@ static bool blank_comments(struct jsonc_doc *d)
 	return true;
 }
 
-/* "unexpected ','": the character at off, whole if it is a multi-byte one (a full-width
- * comma from a Chinese input method is a classic). */
-static void unexpected(struct jsonc_doc *d, size_t off, const char *after)
+/* ---- syntax errors ----
+ * cJSON says where it stopped but not what it wanted, and when a key was expected it
+ * stops one character late. A scan of the structure alone (strings skipped, numbers and
+ * literals taken as runs) finds the first token that does not fit and what would have. */
+
+enum want { W_VALUE, W_VALUE_OR_END, W_KEY, W_KEY_OR_END, W_COLON, W_COMMA_OR_END, W_END };
+
+struct scan {
+	size_t i;
+	enum want want;
+	bool too_deep;
+	size_t depth;
+	char stack[CJSON_NESTING_LIMIT];  /* '{' or '[' */
+};
+
+static bool is_word(char c)
 {
-	if (off >= d->len) {
-		problem(d, d->len, "syntax error: unexpected end of input");
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '-' || c == '+' || c == '.';
+}
+
+/* Follows the text up to limit; s->i stops on the first token that does not fit. */
+static void scan(const struct jsonc_doc *d, size_t limit, struct scan *s)
+{
+	const char *t = d->text;
+	s->i = d->len >= 3 && memcmp(t, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
+	s->want = W_VALUE;
+	s->depth = 0;
+	s->too_deep = false;
+	for (;;) {
+		while (s->i < limit && (unsigned char)t[s->i] <= ' ')
+			s->i++;
+		if (s->i >= limit)
+			return;
+		char ch = t[s->i];
+		bool closes = (ch == ']' && s->want == W_VALUE_OR_END) ||
+			      (ch == '}' && s->want == W_KEY_OR_END) ||
+			      (s->want == W_COMMA_OR_END && ch == (s->stack[s->depth - 1] == '{' ? '}' : ']'));
+		if (closes) {
+			s->depth--;
+		} else if (s->want == W_VALUE || s->want == W_VALUE_OR_END) {
+			if (ch == '{' || ch == '[') {
+				if (s->depth == sizeof(s->stack)) {
+					s->too_deep = true;
+					return;
+				}
+				s->stack[s->depth++] = ch;
+				s->i++;
+				s->want = ch == '{' ? W_KEY_OR_END : W_VALUE_OR_END;
+				continue;
+			}
+			if (ch != '"' && !is_word(ch))
+				return;
+		} else if (s->want == W_KEY || s->want == W_KEY_OR_END) {
+			if (ch != '"')
+				return;
+		} else if (s->want == W_COLON || (s->want == W_COMMA_OR_END && ch == ',')) {
+			if (ch != (s->want == W_COLON ? ':' : ','))
+				return;
+			s->i++;
+			s->want = s->want == W_COLON || s->stack[s->depth - 1] == '[' ? W_VALUE : W_KEY;
+			continue;
+		} else {
+			return;  /* W_END, or no comma or closing bracket where one was due */
+		}
+
+		/* One token: a closing bracket, a string or a run of number/literal characters. */
+		bool key = s->want == W_KEY || s->want == W_KEY_OR_END;
+		if (closes) {
+			s->i++;
+		} else if (ch == '"') {
+			for (s->i++; s->i < limit && t[s->i] != '"'; s->i++)
+				s->i += t[s->i] == '\\';
+			s->i += s->i < limit;
+		} else {
+			while (s->i < limit && is_word(t[s->i]))
+				s->i++;
+		}
+		s->want = key ? W_COLON : s->depth ? W_COMMA_OR_END : W_END;
+	}
+}
+
+static const char *want_text(const struct scan *s)
+{
+	switch (s->want) {
+	case W_VALUE: return "a value";
+	case W_VALUE_OR_END: return "a value or ']'";
+	case W_KEY: return "a key in double quotes";
+	case W_KEY_OR_END: return "a key in double quotes or '}'";
+	case W_COLON: return "':'";
+	case W_COMMA_OR_END: return s->stack[s->depth - 1] == '{' ? "',' or '}'" : "',' or ']'";
+	case W_END: break;
+	}
+	return "the end of the document";
+}
+
+/* cjson_off: where cJSON gave up; it wins when it is earlier (a bad escape, number or
+ * literal, which the scan does not look into). */
+static void syntax_error(struct jsonc_doc *d, size_t cjson_off)
+{
+	struct scan *s = malloc(sizeof(*s));
+	if (!s) {
+		d->nomem = true;
 		return;
 	}
-	const unsigned char *t = (const unsigned char *)d->text;
-	size_t n = utf8_seq(t + off, d->len - off);
-	if (n == 0)
-		n = 1;
-	if (t[off] == '\\')
+	scan(d, d->len, s);
+	size_t off = s->i;
+	bool in_token = cjson_off < off;  /* inside a string, number or literal */
+	if (in_token) {
+		off = cjson_off;
+		scan(d, off, s);
+	}
+
+	const char *t = d->text;
+	size_t n = off < d->len ? utf8_seq((const unsigned char *)t + off, d->len - off) : 0;
+	bool at_value = s->want == W_VALUE || s->want == W_VALUE_OR_END;
+	if (off >= d->len) {
+		problem(d, d->len, "syntax error: unexpected end of input, expected %s", want_text(s));
+	} else if (s->too_deep && off == s->i) {
+		problem(d, off, "syntax error: nested more than %d deep", CJSON_NESTING_LIMIT);
+	} else if (in_token && t[off] == '\\') {
 		problem(d, off, "syntax error: invalid escape sequence");
-	else
-		problem(d, off, "syntax error: unexpected '%.*s'%s", (int)n, d->text + off, after);
+	} else if (at_value && is_word(t[off])) {
+		size_t w = 0;
+		while (off + w < d->len && w < 24 && is_word(t[off + w]))
+			w++;
+		problem(d, off, "syntax error: invalid value '%.*s'", (int)w, t + off);
+	} else {
+		/* the whole character: a full-width comma from a Chinese input method is a classic */
+		problem(d, off, "syntax error: unexpected '%.*s', expected %s", (int)(n ? n : 1),
+			t + off, want_text(s));
+	}
+	free(s);
 }
 
 /* The walk: the text is known to be valid JSON and cJSON keeps members in order, so the
@@ -274,10 +399,12 @@ static void path_push(struct walk *w, const char *key, size_t index)
 static bool record(struct walk *w, const cJSON *node, size_t key_off, size_t val_off)
 {
 	struct jsonc_doc *d = w->d;
-	if (!grow((void **)&d->pos, &d->cap_pos, d->n_pos, sizeof(*d->pos))) {
+	struct node_pos *v = grow(d->pos, &d->cap_pos, d->n_pos, sizeof(*v));
+	if (!v) {
 		d->nomem = true;
 		return false;
 	}
+	d->pos = v;
 	d->pos[d->n_pos++] = (struct node_pos){ node, key_off, val_off };
 	return true;
 }
@@ -302,6 +429,10 @@ static void report_duplicates(struct walk *w, struct member *m, size_t n)
 	for (size_t k = 1, first = 0; k < n; k++) {
 		if (strcmp(m[k].name, m[first].name) != 0) {
 			first = k;
+			continue;
+		}
+		if (w->d->n_problems >= PROBLEMS_MAX) {
+			w->d->dropped++;  /* and spare the line:col of the first */
 			continue;
 		}
 		struct jsonc_pos p = jsonc_pos_of(w->d, m[first].off);
@@ -434,14 +565,16 @@ static void parse(struct jsonc_doc *d)
 	d->root = cJSON_ParseWithLengthOpts(d->text, d->len + 1, &end, false);
 	if (!d->root) {
 		size_t off = end && end >= d->text ? (size_t)(end - d->text) : 0;
-		unexpected(d, off, "");
+		syntax_error(d, off);
 		return;
 	}
 
 	struct walk w = { .d = d, .i = (size_t)(end - d->text) };
 	skip_ws(&w);
 	if (w.i < d->len) {
-		unexpected(d, w.i, " after the end of the document");
+		size_t n = utf8_seq((const unsigned char *)d->text + w.i, d->len - w.i);
+		problem(d, w.i, "syntax error: unexpected '%.*s' after the end of the document",
+			(int)(n ? n : 1), d->text + w.i);
 		goto drop;
 	}
 
@@ -464,13 +597,15 @@ int jsonc_parse(const char *text, size_t len, struct jsonc_doc **out)
 {
 	*out = NULL;
 	struct jsonc_doc *d = calloc(1, sizeof(*d));
-	if (!d || len == SIZE_MAX || !(d->text = malloc(len + 1))) {
-		free(d);
+	if (!d || len == SIZE_MAX || !(d->text = malloc(len + 1)) || !(d->orig = malloc(len + 1))) {
+		jsonc_free(d);
 		return -ENOMEM;
 	}
-	if (len)
+	if (len) {
 		memcpy(d->text, text, len);
-	d->text[len] = '\0';
+		memcpy(d->orig, text, len);
+	}
+	d->text[len] = d->orig[len] = '\0';
 	d->len = len;
 	if (!index_lines(d)) {
 		jsonc_free(d);
@@ -498,6 +633,7 @@ void jsonc_free(struct jsonc_doc *d)
 	free(d->pos);
 	free(d->lines);
 	free(d->text);
+	free(d->orig);
 	free(d);
 }
 
@@ -514,6 +650,11 @@ size_t jsonc_n_problems(const struct jsonc_doc *d)
 const struct jsonc_problem *jsonc_problem(const struct jsonc_doc *d, size_t i)
 {
 	return d && i < d->n_problems ? &d->problems[i] : NULL;
+}
+
+size_t jsonc_n_dropped(const struct jsonc_doc *d)
+{
+	return d ? d->dropped : 0;
 }
 
 static const struct node_pos *find(const struct jsonc_doc *d, const cJSON *node)
@@ -547,10 +688,10 @@ struct jsonc_pos jsonc_pos_of(const struct jsonc_doc *d, size_t off)
 			hi = mid;
 	}
 	size_t from = d->lines[lo];
-	if (lo == 0 && off >= 3 && d->len >= 3 && memcmp(d->text, "\xEF\xBB\xBF", 3) == 0)
+	if (lo == 0 && off >= 3 && d->len >= 3 && memcmp(d->orig, "\xEF\xBB\xBF", 3) == 0)
 		from = 3;  /* editors do not show the BOM as a character */
 	unsigned col = 1;
 	for (size_t i = from; i < off; i++)
-		col += ((unsigned char)d->text[i] & 0xc0) != 0x80;
+		col += ((unsigned char)d->orig[i] & 0xc0) != 0x80;
 	return (struct jsonc_pos){ .line = (unsigned)lo + 1, .col = col };
 }

@@ -33,6 +33,8 @@ const cJSON *jsonc_root(const struct jsonc_doc *doc);
  * keys, \u0000 in a string) beside a root. */
 size_t jsonc_n_problems(const struct jsonc_doc *doc);
 const struct jsonc_problem *jsonc_problem(const struct jsonc_doc *doc, size_t i);
+/* Problems past the first 200, counted but not kept. */
+size_t jsonc_n_dropped(const struct jsonc_doc *doc);
 
 /* Byte offset of a node's key (its opening quote; the value's for the root and array
  * elements) and of its value's first character. 0 for a node not from this document. */

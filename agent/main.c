@@ -9,6 +9,7 @@
 #include "report.h"
 #include "status.h"
 #include "timeutil.h"
+#include "uploader.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -499,8 +500,24 @@ int main(int argc, char **argv)
 		return code;
 	}
 	if (strcmp(cmd, "flush") == 0) {
-		cli_error("%s: not available in this build yet", cmd);
-		return EX_UNAVAILABLE;
+		if (sub_argc > 1)
+			return usage_error("unexpected argument \"%s\"", sub_argv[1]);
+		struct config *cfg = NULL;
+		int code = load_config(config, &cfg);
+		if (code)
+			return code;
+		timeutil_set_zone(cfg->agent.timezone);
+		struct buffer *b = NULL;
+		int r = buffer_open(cfg->agent.state_dir, 0, &b, NULL);
+		if (r < 0) {
+			cli_error("flush: cannot open the buffer in \"%s\": %s", cfg->agent.state_dir, strerror(-r));
+			config_free(cfg);
+			return EX_CANTCREAT;
+		}
+		code = uploader_flush(cfg, b, stdout);
+		buffer_close(b);
+		config_free(cfg);
+		return code;
 	}
 	return usage_error("unknown command \"%s\"", cmd);
 }

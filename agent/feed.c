@@ -1,0 +1,577 @@
+/* feed.c — the chained feed of SPEC §6 over HTTPS with libcurl: one batch at a time, gzip
+ * over 4 KiB, every reply class handled as the SPEC says, nothing ever dropped. */
+#include "buffer.h"
+#include "chain.h"
+#include "clock.h"
+#include "config.h"
+#include "log.h"
+#include "sink.h"
+#include "timeutil.h"
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#define SINK_NAME "platform"
+#define GZIP_OVER 4096
+#define REPLY_MAX (64 * 1024)
+#define BACKOFF_MAX_S 300
+#define REFUSED_RETRY_S 3600
+#define AUTH_RETRY_S 300
+#define RETRY_AFTER_MAX_S 3600
+
+/* A growable byte buffer with a hard cap; on failure it frees itself (curl's dynbuf idea). */
+struct dbuf {
+	char *p;
+	size_t len, cap, max;
+};
+
+static int dbuf_add(struct dbuf *b, const void *data, size_t n)
+{
+	if (b->len + n + 1 > b->max) {
+		free(b->p);
+		b->p = NULL;
+		b->len = b->cap = 0;
+		return -E2BIG;
+	}
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 4096;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		char *q = realloc(b->p, cap);
+		if (!q) {
+			free(b->p);
+			b->p = NULL;
+			b->len = b->cap = 0;
+			return -ENOMEM;
+		}
+		b->p = q;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, data, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+	return 0;
+}
+
+static void dbuf_reset(struct dbuf *b)
+{
+	b->len = 0;
+	if (b->p)
+		b->p[0] = '\0';
+}
+
+static void dbuf_free(struct dbuf *b)
+{
+	free(b->p);
+	b->p = NULL;
+	b->len = b->cap = 0;
+}
+
+struct feed {
+	const struct config *cfg;
+	struct buffer *buf;
+	CURL *curl;
+	char *url;
+	int batch;                  /* halved on 413, restored after a success */
+	int failures;               /* consecutive temporary failures, for the back-off */
+	atomic_bool abort;
+	struct dbuf body, gz, reply;
+	char errbuf[CURL_ERROR_SIZE];
+	long retry_after;           /* from the last reply, seconds; -1 none */
+};
+
+static bool feed_configured(const struct config *cfg)
+{
+	return cfg->platform.present;
+}
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
+{
+	struct feed *f = arg;
+	size_t n = size * nmemb;
+	/* Past the cap the reply is cut, not failed: only its start matters. */
+	if (f->reply.len + n + 1 <= f->reply.max)
+		dbuf_add(&f->reply, data, n);
+	return n;
+}
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
+{
+	struct feed *f = arg;
+	size_t n = size * nmemb;
+	if (n > 12 && strncasecmp(data, "Retry-After:", 12) == 0) {
+		char v[128];
+		size_t len = n - 12 < sizeof(v) - 1 ? n - 12 : sizeof(v) - 1;
+		memcpy(v, data + 12, len);
+		v[len] = '\0';
+		char *s = v;
+		while (*s == ' ' || *s == '\t')
+			s++;
+		char *e = s + strlen(s);
+		while (e > s && (e[-1] == '\r' || e[-1] == '\n' || e[-1] == ' '))
+			*--e = '\0';
+		char *end;
+		long secs = strtol(s, &end, 10);
+		if (end != s && *end == '\0' && secs >= 0) {
+			f->retry_after = secs;
+		} else {
+			time_t when = curl_getdate(s, NULL); /* an HTTP-date */
+			if (when > 0)
+				f->retry_after = (long)(when - clock_wall()) > 0 ? (long)(when - clock_wall()) : 0;
+		}
+	}
+	return n;
+}
+
+static int on_progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
+{
+	(void)a; (void)b; (void)c; (void)d;
+	struct feed *f = arg;
+	return atomic_load(&f->abort) ? 1 : 0;
+}
+
+static void feed_destroy(void *state)
+{
+	struct feed *f = state;
+	if (!f)
+		return;
+	if (f->curl)
+		curl_easy_cleanup(f->curl);
+	free(f->url);
+	dbuf_free(&f->body);
+	dbuf_free(&f->gz);
+	dbuf_free(&f->reply);
+	free(f);
+}
+
+static int feed_create(const struct config *cfg, struct buffer *b, void **state)
+{
+	static atomic_flag curl_ready = ATOMIC_FLAG_INIT;
+	if (!atomic_flag_test_and_set(&curl_ready))
+		curl_global_init(CURL_GLOBAL_DEFAULT);
+	struct feed *f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	f->cfg = cfg;
+	f->buf = b;
+	f->batch = cfg->platform.batch_max_records;
+	f->body.max = 256u * 1024 * 1024;
+	f->gz.max = 256u * 1024 * 1024;
+	f->reply.max = REPLY_MAX;
+	if (asprintf(&f->url, "%s/v1/feeds", cfg->platform.url) < 0) {
+		f->url = NULL;
+		feed_destroy(f);
+		return -ENOMEM;
+	}
+	f->curl = curl_easy_init();
+	if (!f->curl) {
+		feed_destroy(f);
+		return -ENOMEM;
+	}
+	CURL *c = f->curl;
+	const struct platform_cfg *p = &cfg->platform;
+	curl_easy_setopt(c, CURLOPT_URL, f->url);
+	curl_easy_setopt(c, CURLOPT_POST, 1L);
+	curl_easy_setopt(c, CURLOPT_USERAGENT, "labshare-agent/" LABSHARE_VERSION);
+	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+	curl_easy_setopt(c, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https,http");
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, (long)p->timeout_s);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, (long)(p->timeout_s < 10 ? p->timeout_s : 10));
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+	if (p->ca_file)
+		curl_easy_setopt(c, CURLOPT_CAINFO, p->ca_file);
+	if (p->client_cert)
+		curl_easy_setopt(c, CURLOPT_SSLCERT, p->client_cert);
+	if (p->client_key)
+		curl_easy_setopt(c, CURLOPT_SSLKEY, p->client_key);
+	if (p->proxy)
+		curl_easy_setopt(c, CURLOPT_PROXY, p->proxy);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, f);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, f);
+	curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(c, CURLOPT_XFERINFODATA, f);
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, f->errbuf);
+	*state = f;
+	return 0;
+}
+
+static void feed_abort(void *state)
+{
+	struct feed *f = state;
+	atomic_store(&f->abort, true);
+}
+
+struct collect {
+	struct dbuf *body;
+	int64_t next;
+	int err;
+};
+
+static int add_line(const struct stored_record *r, void *arg)
+{
+	struct collect *c = arg;
+	if (r->seq != c->next) {
+		c->err = -EBADMSG; /* a hole in the chain: never send around it */
+		return 1;
+	}
+	c->next++;
+	if (dbuf_add(c->body, r->line, r->line_len) < 0 || dbuf_add(c->body, "\n", 1) < 0) {
+		c->err = -ENOMEM;
+		return 1;
+	}
+	return 0;
+}
+
+static int gzip_body(struct feed *f)
+{
+	dbuf_reset(&f->gz);
+	z_stream z;
+	memset(&z, 0, sizeof(z));
+	if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+		return -ENOMEM;
+	size_t bound = deflateBound(&z, (uLong)f->body.len);
+	if (f->gz.cap < bound + 1) {
+		char *q = realloc(f->gz.p, bound + 1);
+		if (!q) {
+			deflateEnd(&z);
+			return -ENOMEM;
+		}
+		f->gz.p = q;
+		f->gz.cap = bound + 1;
+	}
+	z.next_in = (Bytef *)f->body.p;
+	z.avail_in = (uInt)f->body.len;
+	z.next_out = (Bytef *)f->gz.p;
+	z.avail_out = (uInt)bound;
+	int rc = deflate(&z, Z_FINISH);
+	f->gz.len = bound - z.avail_out;
+	deflateEnd(&z);
+	return rc == Z_STREAM_END ? 0 : -EIO;
+}
+
+/* The sink's row, changed under a transaction so `flush` and the daemon can't interleave. */
+struct outcome {
+	enum sink_result result;
+	int64_t acked;              /* -1: unchanged */
+	int64_t next_attempt;
+	bool ok;                    /* last_ok = now */
+	char error[512];            /* "" clears last_error */
+	char alarm[512];            /* "" none */
+};
+
+static int save_outcome(struct feed *f, const struct outcome *o, int64_t now)
+{
+	int r = buffer_begin(f->buf);
+	if (r < 0)
+		return r;
+	struct sink_state st;
+	buffer_sink_get(f->buf, SINK_NAME, &st);
+	if (o->acked >= 0)
+		st.acked_seq = o->acked;
+	if (o->ok)
+		st.last_ok = now;
+	st.next_attempt = o->next_attempt;
+	free(st.last_error);
+	st.last_error = o->error[0] ? strdup(o->error) : NULL;
+	if (o->alarm[0]) {
+		free(st.alarm);
+		st.alarm = strdup(o->alarm);
+	}
+	r = buffer_sink_put(f->buf, SINK_NAME, &st);
+	buffer_sink_clear(&st);
+	if (r < 0) {
+		buffer_rollback(f->buf);
+		return r;
+	}
+	return buffer_commit(f->buf);
+}
+
+static int64_t backoff(struct feed *f, int64_t now)
+{
+	int64_t cap = 1;
+	for (int i = 0; i < f->failures && cap < BACKOFF_MAX_S; i++)
+		cap *= 2;
+	if (cap > BACKOFF_MAX_S)
+		cap = BACKOFF_MAX_S;
+	/* Full jitter: a lab's agents that lost the platform together don't return together. */
+	int64_t d = 1 + (int64_t)((double)random() / ((double)RAND_MAX + 1.0) * (double)cap);
+	return now + (d > cap ? cap : d);
+}
+
+static const char *jstr(const cJSON *o, const char *k)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+	return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static bool jint(const cJSON *o, const char *k, int64_t *out)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+	if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble != (double)(int64_t)v->valuedouble)
+		return false;
+	*out = (int64_t)v->valuedouble;
+	return true;
+}
+
+static void temp_failure(struct feed *f, struct outcome *o, int64_t now, const char *what)
+{
+	f->failures++;
+	o->result = SINK_RETRY;
+	o->next_attempt = backoff(f, now);
+	snprintf(o->error, sizeof(o->error), "%s", what);
+	log_warnx("upload: %s, retrying in %lld s", what, (long long)(o->next_attempt - now));
+}
+
+/* 200 {"ack":N,"hash":H}. */
+static void on_ack(struct feed *f, const cJSON *reply, int64_t acked, int64_t last, struct outcome *o,
+		   int64_t now)
+{
+	int64_t n;
+	const char *hash = jstr(reply, "hash");
+	if (!reply || !jint(reply, "ack", &n) || !hash) {
+		temp_failure(f, o, now, "platform replied 200 without \"ack\" and \"hash\"");
+		return;
+	}
+	/* N may be past what this batch carried (an earlier reply was lost); it only has to
+	 * be a record of ours, with our hash. */
+	char ours[HASH_HEX_LEN + 1];
+	struct chain_head head;
+	buffer_head(f->buf, &head);
+	if (n > head.seq || buffer_hash_of(f->buf, n, ours) < 0 || strcmp(ours, hash) != 0) {
+		o->result = SINK_ALARM;
+		snprintf(o->alarm, sizeof(o->alarm),
+			 "integrity alarm: the platform acknowledged seq %" PRId64 " with hash %.64s, which is not "
+			 "this agent's record %" PRId64 "; upload stopped. Ask the platform operator to compare "
+			 "chains, then restart the agent",
+			 n, hash, n);
+		snprintf(o->error, sizeof(o->error), "%s", o->alarm);
+		log_errx("upload: %s", o->alarm);
+		return;
+	}
+	o->ok = true;
+	o->acked = n;
+	if (n <= acked) {
+		/* Nothing new held: don't spin on the same batch. */
+		temp_failure(f, o, now, "platform acknowledged nothing new");
+		return;
+	}
+	f->failures = 0;
+	f->batch = f->cfg->platform.batch_max_records;
+	o->next_attempt = 0;
+	o->result = SINK_PROGRESS;
+	if (n < last)
+		log_info("upload: platform acknowledged through %" PRId64 " of %" PRId64, n, last);
+}
+
+/* 409 {"error":"sequence","expected_seq":M,"hash":H}. */
+static void on_conflict(struct feed *f, const cJSON *reply, int64_t last, struct outcome *o, int64_t now)
+{
+	int64_t m;
+	const char *hash = jstr(reply, "hash");
+	if (!reply || !jint(reply, "expected_seq", &m) || m < 1 || !hash) {
+		temp_failure(f, o, now, "platform replied 409 without \"expected_seq\" and \"hash\"");
+		return;
+	}
+	struct chain_head head;
+	buffer_head(f->buf, &head);
+	char ours[HASH_HEX_LEN + 1];
+	bool have = m - 1 <= head.seq && buffer_hash_of(f->buf, m - 1, ours) == 0;
+	if (have && strcmp(ours, hash) == 0) {
+		/* Same chain. At or before what we sent: resend from M; past it: a lost reply,
+		 * those records are stored already. */
+		o->acked = m - 1;
+		o->result = SINK_PROGRESS;
+		o->next_attempt = 0;
+		f->failures = 0;
+		log_notice("upload: platform expects seq %" PRId64 " (sent up to %" PRId64 "), %s", m, last,
+			   m <= last + 1 ? "resending from there" : "already stored, moving on");
+		return;
+	}
+	o->result = SINK_ALARM;
+	if (m - 1 > head.seq)
+		snprintf(o->alarm, sizeof(o->alarm),
+			 "integrity alarm: the platform holds records up to seq %" PRId64 " but this agent has "
+			 "only sealed %" PRId64 " (was the buffer restored from an old backup?); upload stopped. "
+			 "Do not delete anything: give the platform operator buffer.db and this message",
+			 m - 1, head.seq);
+	else if (!have)
+		snprintf(o->alarm, sizeof(o->alarm),
+			 "integrity alarm: the platform expects seq %" PRId64 " but record %" PRId64
+			 " was already pruned here; upload stopped. Contact the platform operator",
+			 m, m - 1);
+	else
+		snprintf(o->alarm, sizeof(o->alarm),
+			 "integrity alarm: the platform's hash of seq %" PRId64 " (%.64s) differs from this "
+			 "agent's (%s): it holds a different chain; upload stopped. Do not delete anything: "
+			 "give the platform operator buffer.db and this message",
+			 m - 1, hash, ours);
+	snprintf(o->error, sizeof(o->error), "%s", o->alarm);
+	log_errx("upload: %s", o->alarm);
+}
+
+static enum sink_result feed_step(void *state, int64_t now, bool force)
+{
+	struct feed *f = state;
+	struct sink_state st;
+	struct outcome o = { .result = SINK_RETRY, .acked = -1 };
+	if (buffer_sink_get(f->buf, SINK_NAME, &st) < 0)
+		return SINK_RETRY;
+	int64_t acked = st.acked_seq, next_attempt = st.next_attempt;
+	bool alarm = st.alarm != NULL;
+	buffer_sink_clear(&st);
+	if (alarm)
+		return SINK_ALARM;
+	if (!force && now < next_attempt)
+		return SINK_RETRY;
+	struct chain_head head;
+	buffer_head(f->buf, &head);
+	if (acked >= head.seq)
+		return SINK_IDLE;
+
+	int64_t first = acked + 1;
+	int64_t last = head.seq < acked + f->batch ? head.seq : acked + f->batch;
+	char prev[HASH_HEX_LEN + 1];
+	if (buffer_hash_of(f->buf, acked, prev) < 0) {
+		o.result = SINK_ALARM;
+		snprintf(o.alarm, sizeof(o.alarm),
+			 "integrity alarm: record %" PRId64 " is missing from the buffer, the feed can't continue",
+			 acked);
+		snprintf(o.error, sizeof(o.error), "%s", o.alarm);
+		save_outcome(f, &o, now);
+		return o.result;
+	}
+
+	/* The body: the header line, then each record exactly as stored. */
+	dbuf_reset(&f->body);
+	cJSON *h = cJSON_CreateObject();
+	cJSON_AddStringToObject(h, "schema", "labshare.feed.v1");
+	cJSON_AddStringToObject(h, "agent_id", f->cfg->agent.id);
+	cJSON_AddStringToObject(h, "lab_code", f->cfg->agent.lab_code);
+	cJSON_AddNumberToObject(h, "first_seq", (double)first);
+	cJSON_AddNumberToObject(h, "last_seq", (double)last);
+	cJSON_AddStringToObject(h, "prev_hash", prev);
+	char *htext = cJSON_PrintUnformatted(h);
+	cJSON_Delete(h);
+	int r = htext ? dbuf_add(&f->body, htext, strlen(htext)) : -ENOMEM;
+	cJSON_free(htext);
+	if (r == 0)
+		r = dbuf_add(&f->body, "\n", 1);
+	struct collect c = { &f->body, first, 0 };
+	if (r == 0) {
+		r = buffer_each_record(f->buf, first, last, add_line, &c);
+		if (r == 0 && c.err == 0 && c.next != last + 1)
+			c.err = -EBADMSG;
+	}
+	if (r < 0 || c.err < 0) {
+		int e = r < 0 ? r : c.err;
+		snprintf(o.error, sizeof(o.error), "cannot read records %" PRId64 "..%" PRId64 ": %s", first,
+			 last, strerror(-e));
+		o.next_attempt = now + 60;
+		log_errx("upload: %s", o.error);
+		save_outcome(f, &o, now);
+		return SINK_RETRY;
+	}
+
+	const char *payload = f->body.p;
+	size_t payload_len = f->body.len;
+	bool gz = f->body.len > GZIP_OVER && gzip_body(f) == 0;
+	if (gz) {
+		payload = f->gz.p;
+		payload_len = f->gz.len;
+	}
+	char auth[1024], idem[256];
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", f->cfg->platform.token);
+	snprintf(idem, sizeof(idem), "Idempotency-Key: %s:%" PRId64 "-%" PRId64, f->cfg->agent.id, first, last);
+	struct curl_slist *hdrs = NULL;
+	hdrs = curl_slist_append(hdrs, auth);
+	hdrs = curl_slist_append(hdrs, "Content-Type: application/x-ndjson");
+	if (gz)
+		hdrs = curl_slist_append(hdrs, "Content-Encoding: gzip");
+	hdrs = curl_slist_append(hdrs, idem);
+	hdrs = curl_slist_append(hdrs, "Expect:"); /* no 100-continue round trip */
+	curl_easy_setopt(f->curl, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(f->curl, CURLOPT_POSTFIELDS, payload);
+	curl_easy_setopt(f->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)payload_len);
+	dbuf_reset(&f->reply);
+	f->retry_after = -1;
+	f->errbuf[0] = '\0';
+	CURLcode cc = curl_easy_perform(f->curl);
+	curl_slist_free_all(hdrs);
+	curl_easy_setopt(f->curl, CURLOPT_HTTPHEADER, NULL);
+
+	long status = 0;
+	if (cc == CURLE_OK)
+		curl_easy_getinfo(f->curl, CURLINFO_RESPONSE_CODE, &status);
+	char what[600];
+	cJSON *reply = f->reply.p ? cJSON_Parse(f->reply.p) : NULL;
+	if (cc != CURLE_OK) {
+		snprintf(what, sizeof(what), "cannot reach \"%s\": %s", f->url,
+			 f->errbuf[0] ? f->errbuf : curl_easy_strerror(cc));
+		temp_failure(f, &o, now, what);
+	} else if (status == 200) {
+		on_ack(f, reply, acked, last, &o, now);
+	} else if (status == 409) {
+		on_conflict(f, reply, last, &o, now);
+	} else if (status == 413) {
+		int before = f->batch;
+		f->batch = f->batch > 1 ? f->batch / 2 : 1;
+		snprintf(o.error, sizeof(o.error), "platform: batch of %d records too large, trying %d", before,
+			 f->batch);
+		log_notice("upload: %s", o.error);
+		o.result = before > 1 ? SINK_PROGRESS : SINK_RETRY;
+		if (before == 1) {
+			f->failures++;
+			o.next_attempt = backoff(f, now);
+		}
+	} else if (status == 400 || status == 422) {
+		int64_t bad = 0;
+		const char *err = jstr(reply, "error");
+		jint(reply, "seq", &bad);
+		snprintf(o.error, sizeof(o.error), "platform refused record %" PRId64 " (HTTP %ld): %s; "
+			 "nothing is dropped, retrying hourly", bad, status, err ? err : "no reason given");
+		log_errx("upload: %s", o.error);
+		o.result = SINK_REFUSED;
+		o.next_attempt = now + REFUSED_RETRY_S;
+	} else if (status == 401 || status == 403) {
+		snprintf(o.error, sizeof(o.error), "platform refused the credentials (HTTP %ld): check "
+			 "platform.token_file; retrying in 5 min", status);
+		log_errx("upload: %s", o.error);
+		o.result = SINK_RETRY;
+		o.next_attempt = now + AUTH_RETRY_S;
+	} else if ((status == 429 || status == 503) && f->retry_after >= 0) {
+		long wait = f->retry_after < RETRY_AFTER_MAX_S ? f->retry_after : RETRY_AFTER_MAX_S;
+		snprintf(o.error, sizeof(o.error), "platform busy (HTTP %ld), retrying after %ld s", status, wait);
+		log_notice("upload: %s", o.error);
+		o.result = SINK_RETRY;
+		o.next_attempt = now + (wait > 0 ? wait : 0);
+	} else {
+		snprintf(what, sizeof(what), "platform replied HTTP %ld", status);
+		temp_failure(f, &o, now, what);
+	}
+	cJSON_Delete(reply);
+	if (save_outcome(f, &o, now) < 0)
+		return SINK_RETRY;
+	return o.result;
+}
+
+const struct sink_ops feed_sink = {
+	.name = SINK_NAME,
+	.configured = feed_configured,
+	.create = feed_create,
+	.step = feed_step,
+	.abort = feed_abort,
+	.destroy = feed_destroy,
+};

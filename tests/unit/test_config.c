@@ -1,0 +1,1130 @@
+/* test_config.c — the configuration loader (SPEC §3): every bad file is refused with each
+ * problem as "file:line:col: json.path: why", and a good one lands in the struct as written. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "config.h"
+#include "harness.h"
+
+/* The fixture folder: token and key files with various modes, and a zoneinfo of our own
+ * (TZDIR) so that the tests do not depend on the machine's tzdata. */
+static char *dir;
+
+/* ---- writing test configs ----
+ * Configs below are written with ' for " (C strings stay readable) and an @ in front of
+ * each place an error must point at ("@@" for a real one). The line:col expected is computed from the @, not
+ * from the loader, so a wrong position in the loader cannot agree with itself. */
+
+#define MAX_MARKS 8
+
+static char *render(const char *src, size_t marks[MAX_MARKS], size_t *n_marks)
+{
+	size_t len = strlen(src), n = 0, k = 0;
+	char *out = malloc(len + 1);
+	assert_non_null(out);
+	for (size_t i = 0; i < len; i++) {
+		if (src[i] == '@' && src[i + 1] == '@') {
+			out[n++] = src[++i];  /* "@@" is a literal @ */
+			continue;
+		}
+		if (src[i] == '@') {
+			assert_true(k < MAX_MARKS);
+			marks[k++] = n;
+			continue;
+		}
+		out[n++] = src[i] == '\'' ? '"' : src[i];
+	}
+	out[n] = '\0';
+	*n_marks = k;
+	return out;
+}
+
+/* Columns count characters (UTF-8 code points), as editors show them. */
+static void line_col(const char *text, size_t off, unsigned *line, unsigned *col)
+{
+	*line = 1;
+	*col = 1;
+	for (size_t i = 0; i < off; i++) {
+		if (text[i] == '\n') {
+			(*line)++;
+			*col = 1;
+		} else if (((unsigned char)text[i] & 0xc0) != 0x80) {
+			(*col)++;
+		}
+	}
+}
+
+/* "{dir}" in an expected message stands for the fixture folder. */
+static char *with_dir(const char *s)
+{
+	const char *at = strstr(s, "{dir}");
+	if (!at)
+		return h_strdupf("%s", s);
+	char *rest = with_dir(at + 5);
+	char *r = h_strdupf("%.*s%s%s", (int)(at - s), s, dir, rest);
+	free(rest);
+	return r;
+}
+
+static char *config_path(void)
+{
+	return h_path(dir, "c.json");
+}
+
+/* Writes text as dir/c.json and loads it. */
+static int load_text(const char *text, struct config **cfg, struct config_errors *errs)
+{
+	char *path = config_path();
+	assert_int_equal(h_write_file(path, text, (size_t)-1, 0644), 0);
+	int rc = config_load(path, cfg, errs);
+	free(path);
+	return rc;
+}
+
+static void print_errors(const struct config_errors *errs)
+{
+	for (size_t i = 0; i < errs->n; i++)
+		print_message("  got: %s\n", errs->msg[i]);
+}
+
+/* ---- bad configurations ---- */
+
+struct bad {
+	const char *name;
+	const char *json;               /* ' for ", @ before each place an error points at */
+	const char *why[MAX_MARKS];     /* "json.path: why" for each @, in file order */
+};
+
+/* Pieces of a small valid config; each case changes one thing. */
+#define AGENT    "{'agent': {'id': 'a1', 'lab_code': 'L', 'timezone': 'UTC'},\n"
+#define PLATFORM " 'platform': {'url': 'https://p.example/api', 'token_file': 'token'},\n"
+#define CSV      "{'path': 'x.csv', 'format': 'csv', 'fields': {'start': 's', 'end': 'e'}}"
+#define INSTR    " 'instruments': [{'id': 'I1', 'logs': [" CSV "]}]\n"
+#define INSTR_N  " 'instruments': [{'id': 'I1', 'inner_id': '7', 'logs': [" CSV "]}]\n"
+#define BUSES    " 'buses': [{'id': 'gw', 'url': 'tcp://127.0.0.1'}],\n"
+#define NRII(x)  " 'nrii': {'url': 'https://n.example/ws', 'ins_code': 'X1'" x "},\n"
+/* x: the members of instruments[0].modbus, or of instruments[0].logs[0] */
+#define MODBUS(x) AGENT PLATFORM BUSES " 'instruments': [{'id': 'I1', 'modbus': {" x "}}]}\n"
+#define MB(x)    MODBUS("'bus': 'gw', 'unit': 1, " x)
+#define LOG(x)   AGENT PLATFORM " 'instruments': [{'id': 'I1', 'logs': [{" x "}]}]}\n"
+#define LOG_AT(x) AGENT PLATFORM " 'instruments': [{'id': 'I1', 'logs': [@{" x "}]}]}\n"
+#define RE_LOG(x) LOG("'path': 'a.log', 'format': 'regex', " x)
+#define EV_LOG(x) LOG("'path': 'l.log', 'format': 'events', " x)
+#define EV_START "'start_pattern': '^(.+) IN ([a-z]+)$', 'start_fields': {'time': 1, 'user': 2}"
+#define EV_END   "'end_pattern': '^(.+) OUT$', 'end_fields': {'time': 1}"
+#define AGENT_WITH(x) "{'agent': {'id': 'a1', 'lab_code': 'L', 'timezone': 'UTC', " x "},\n" \
+		      PLATFORM INSTR "}\n"
+#define PLATFORM_WITH(x) AGENT " 'platform': {'url': 'https://p.example/api', " x "},\n" INSTR "}\n"
+#define BUS_URL(u) AGENT PLATFORM " 'buses': [{'id': 'gw', 'url': @'" u "'}],\n" INSTR "}\n"
+
+#define BAUDS "1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200 or 230400"
+#define MB0 "instruments[0].modbus."
+#define LOG0 "instruments[0].logs[0]."
+
+static const struct bad bad_cases[] = {
+	/* syntax and encoding: one error, the parse stops there */
+	{ "missing_comma", AGENT " 'platform': {'url': 'https://p.example/api' @'token_file': 'token'},\n"
+	  INSTR "}\n", { "syntax error: unexpected '\"', expected ',' or '}'" } },
+	{ "error_after_comments", "// header\n/* a block\n   comment */ {'agent': {'id': 'a1',@}}\n",
+	  { "syntax error: unexpected '}', expected a key in double quotes" } },
+	{ "fullwidth_comma", "{'agent': {'id': 'a1'@，'lab_code': 'L'}}\n",
+	  { "syntax error: unexpected '，', expected ',' or '}'" } },
+	{ "unquoted_key", "{'agent': {@id: 'a1'}}\n",
+	  { "syntax error: unexpected 'i', expected a key in double quotes or '}'" } },
+	{ "trailing_garbage", AGENT PLATFORM INSTR "}\n@]\n",
+	  { "syntax error: unexpected ']' after the end of the document" } },
+	{ "unterminated_comment", AGENT PLATFORM INSTR "}\n@/* unfinished\n",
+	  { "syntax error: unterminated comment" } },
+	{ "unterminated_string", "{'agent': {'id': @'a1}}\n", { "syntax error: unterminated string" } },
+	{ "unclosed_object", AGENT PLATFORM INSTR "@", { "syntax error: unexpected end of input, expected ',' or '}'" } },
+	{ "empty_file", "@", { "syntax error: unexpected end of input, expected a value" } },
+	{ "only_comments", "// nothing here\n@", { "syntax error: unexpected end of input, expected a value" } },
+	{ "invalid_value", "{'agent': {'id': @tru}}\n", { "syntax error: invalid value 'tru'" } },
+	{ "invalid_utf8", "{'agent': {'id': 'a1', 'lab_code': '@\xb2\xe2'}}\n",
+	  { "invalid UTF-8 (save the file as UTF-8)" } },
+	{ "control_character", "{'agent': {'id': 'a@\x01'}}\n", { "control character 0x01 is not allowed" } },
+	{ "nul_escape", "{'agent': {'id': 'a1', 'lab_code': 'L@\\u0000X', 'timezone': 'UTC'},\n" PLATFORM INSTR "}\n",
+	  { "agent.lab_code: \\u0000 is not allowed in a string" } },
+	{ "root_not_object", "@[1]\n", { "(top level): must be an object" } },
+
+	/* unknown keys, at every level */
+	{ "unknown_top", AGENT PLATFORM INSTR " ,@'extra': 1}\n", { "extra: unknown key" } },
+	{ "unknown_agent", AGENT_WITH("@'timezon': 'x'"),
+	  { "agent.timezon: unknown key (did you mean \"timezone\"?)" } },
+	{ "unknown_platform", PLATFORM_WITH("'token_file': 'token', @'retries': 3"), { "platform.retries: unknown key" } },
+	{ "unknown_buffer", AGENT PLATFORM " 'buffer': {'max_mb': 10, @'max_gb': 1},\n" INSTR "}\n",
+	  { "buffer.max_gb: unknown key (did you mean \"max_mb\"?)" } },
+	{ "unknown_bus", AGENT PLATFORM " 'buses': [{'id': 'gw', 'url': 'tcp://127.0.0.1', @'speed': 9600}],\n"
+	  INSTR "}\n", { "buses[0].speed: unknown key" } },
+	{ "unknown_instrument", AGENT PLATFORM " 'instruments': [{'id': 'I1', @'nmae': 'x', 'logs': [" CSV "]}]}\n",
+	  { "instruments[0].nmae: unknown key (did you mean \"name\"?)" } },
+	{ "unknown_modbus", MB("'in_use': {'table': 'coil', 'address': 1}, @'slave': 1"),
+	  { MB0 "slave: unknown key" } },
+	{ "unknown_point", MB("'run_counter': {'table': 'input', 'address': 1, @'typ': 'u32'}"),
+	  { MB0 "run_counter.typ: unknown key (did you mean \"type\"?)" } },
+	{ "unknown_log", LOG("'path': 'x.csv', 'format': 'csv', @'delimiter': ';', 'fields': {'start': 's', 'end': 'e'}"),
+	  { LOG0 "delimiter: unknown key" } },
+	{ "unknown_fields", LOG("'path': 'x.csv', 'format': 'csv', 'fields': {'start': 's', 'end': 'e', @'users': 'u'}"),
+	  { LOG0 "fields.users: unknown key (did you mean \"user\"?)" } },
+	{ "unknown_nrii", AGENT NRII(", @'password': 'p'") INSTR_N "}\n", { "nrii.password: unknown key" } },
+	{ "unknown_nrii_defaults", AGENT NRII(", 'defaults': {'service_way': '占用共享', @'region': '山西'}") INSTR_N "}\n",
+	  { "nrii.defaults.region: unknown key" } },
+	{ "key_case_matters", AGENT_WITH("@'State_dir': '/x'"),
+	  { "agent.State_dir: unknown key (did you mean \"state_dir\"?)" } },
+
+	/* duplicates */
+	{ "duplicate_key", "{'agent': {'id': 'a1', 'lab_code': 'L', @'id': 'a2', 'timezone': 'UTC'},\n" PLATFORM INSTR "}\n",
+	  { "agent.id: duplicate key (first at 1:12)" } },
+	{ "duplicate_bus_id", AGENT PLATFORM " 'buses': [{'id': 'gw', 'url': 'tcp://10.0.0.1'}, "
+	  "{'id': @'gw', 'url': 'tcp://10.0.0.2'}],\n" INSTR "}\n",
+	  { "buses[1].id: duplicate bus id \"gw\" (first in buses[0])" } },
+	{ "duplicate_instrument_id", AGENT PLATFORM " 'instruments': [{'id': 'I1', 'logs': [" CSV "]},\n"
+	  "  {'id': @'I1', 'logs': [" CSV "]}]}\n",
+	  { "instruments[1].id: duplicate instrument id \"I1\" (first in instruments[0])" } },
+
+	/* wrong types */
+	{ "agent_not_object", "{'agent': @'a1',\n" PLATFORM INSTR "}\n", { "agent: must be an object" } },
+	{ "id_not_string", "{'agent': {'id': @42, 'lab_code': 'L', 'timezone': 'UTC'},\n" PLATFORM INSTR "}\n",
+	  { "agent.id: must be a string" } },
+	{ "column_after_chinese_comment", "{'agent': {/* 实验室编号 */ 'id': @42, 'lab_code': 'L', 'timezone': 'UTC'},\n"
+	  PLATFORM INSTR "}\n", { "agent.id: must be a string" } },
+	{ "required_null", "{'agent': {'id': 'a1', 'lab_code': @null, 'timezone': 'UTC'},\n" PLATFORM INSTR "}\n",
+	  { "agent.lab_code: must be a string" } },
+	{ "instruments_not_array", AGENT PLATFORM " 'instruments': @{'id': 'I1'}\n}\n",
+	  { "instruments: must be an array" } },
+	{ "instrument_not_object", AGENT PLATFORM " 'instruments': [@'I1']\n}\n",
+	  { "instruments[0]: must be an object" } },
+	{ "org_not_string", AGENT_WITH("'internal_orgs': ['山西大学', @7]"), { "agent.internal_orgs[1]: must be a string" } },
+	{ "unit_string", MODBUS("'bus': 'gw', 'unit': @'1', 'in_use': {'table': 'coil', 'address': 1}"),
+	  { MB0 "unit: must be an integer" } },
+	{ "unit_fraction", MODBUS("'bus': 'gw', 'unit': @1.5, 'in_use': {'table': 'coil', 'address': 1}"),
+	  { MB0 "unit: must be an integer" } },
+	{ "insecure_http_string", AGENT NRII(", 'insecure_http': @'yes'") INSTR_N "}\n",
+	  { "nrii.insecure_http: must be true or false" } },
+	{ "scale_string", MB("'run_counter': {'table': 'input', 'address': 1, 'scale': @'x'}"),
+	  { MB0 "run_counter.scale: must be a number" } },
+	{ "logs_not_array", AGENT PLATFORM " 'instruments': [{'id': 'I1', 'logs': @" CSV "}]}\n",
+	  { "instruments[0].logs: must be an array" } },
+
+	/* missing required keys: pointed at the enclosing object */
+	{ "missing_agent_id", "{'agent': @{'lab_code': 'L', 'timezone': 'UTC'},\n" PLATFORM INSTR "}\n",
+	  { "agent.id: missing required key" } },
+	{ "missing_lab_code", "{'agent': @{'id': 'a1', 'timezone': 'UTC'},\n" PLATFORM INSTR "}\n",
+	  { "agent.lab_code: missing required key" } },
+	{ "missing_timezone", "{'agent': @{'id': 'a1', 'lab_code': 'L'},\n" PLATFORM INSTR "}\n",
+	  { "agent.timezone: missing required key" } },
+	{ "missing_agent", "@{" PLATFORM INSTR "}\n", { "agent: missing required key" } },
+	{ "missing_instruments", "@" AGENT " 'platform': {'url': 'https://p.example/api', 'token_file': 'token'}}\n",
+	  { "instruments: missing required key" } },
+	{ "no_instruments", AGENT PLATFORM " 'instruments': @[]\n}\n", { "instruments: must list at least one instrument" } },
+	{ "missing_instrument_id", AGENT PLATFORM " 'instruments': [@{'logs': [" CSV "]}]}\n",
+	  { "instruments[0].id: missing required key" } },
+	{ "missing_log_path", LOG_AT("'format': 'csv', 'fields': {'start': 's', 'end': 'e'}"),
+	  { LOG0 "path: missing required key" } },
+	{ "missing_log_format", LOG_AT("'path': 'x.csv'"), { LOG0 "format: missing required key" } },
+	{ "missing_token_file", AGENT " 'platform': @{'url': 'https://p.example/api'},\n" INSTR "}\n",
+	  { "platform.token_file: missing required key" } },
+	{ "missing_platform_url", AGENT " 'platform': @{'token_file': 'token'},\n" INSTR "}\n",
+	  { "platform.url: missing required key" } },
+
+	/* agent */
+	{ "agent_id_pattern", "{'agent': {'id': @'sxu nmr', 'lab_code': 'L', 'timezone': 'UTC'},\n" PLATFORM INSTR "}\n",
+	  { "agent.id: must match [A-Za-z0-9._-]{1,64}" } },
+	{ "agent_id_too_long", "{'agent': {'id': @'a123456789b123456789c123456789d123456789e123456789f123456789g1234',"
+	  " 'lab_code': 'L', 'timezone': 'UTC'},\n" PLATFORM INSTR "}\n",
+	  { "agent.id: must match [A-Za-z0-9._-]{1,64}" } },
+	{ "unknown_timezone", "{'agent': {'id': 'a1', 'lab_code': 'L', 'timezone': @'Mars/Olympus'},\n" PLATFORM INSTR "}\n",
+	  { "agent.timezone: unknown time zone \"Mars/Olympus\" (no TZif file under {dir}/zoneinfo)" } },
+	{ "timezone_not_tzif", "{'agent': {'id': 'a1', 'lab_code': 'L', 'timezone': @'Bad'},\n" PLATFORM INSTR "}\n",
+	  { "agent.timezone: unknown time zone \"Bad\" (no TZif file under {dir}/zoneinfo)" } },
+	{ "timezone_dotdot", "{'agent': {'id': 'a1', 'lab_code': 'L', 'timezone': @'../zoneinfo/UTC'},\n" PLATFORM INSTR "}\n",
+	  { "agent.timezone: \"../zoneinfo/UTC\" is not an IANA time zone name (like \"Asia/Shanghai\")" } },
+	{ "timezone_absolute", "{'agent': {'id': 'a1', 'lab_code': 'L', 'timezone': @'/etc/localtime'},\n" PLATFORM INSTR "}\n",
+	  { "agent.timezone: \"/etc/localtime\" is not an IANA time zone name (like \"Asia/Shanghai\")" } },
+	{ "user_ids_bad", AGENT_WITH("'user_ids': @'hash'"), { "agent.user_ids: must be \"plain\", \"hmac\" or \"omit\"" } },
+	{ "hmac_without_key_file", "{'agent': @{'id': 'a1', 'lab_code': 'L', 'timezone': 'UTC', 'user_ids': 'hmac'},\n"
+	  PLATFORM INSTR "}\n", { "agent.user_id_key_file: missing required key (user_ids is \"hmac\")" } },
+	{ "hmac_key_file_missing", AGENT_WITH("'user_ids': 'hmac', 'user_id_key_file': @'nokey'"),
+	  { "agent.user_id_key_file: cannot read \"{dir}/nokey\": No such file or directory" } },
+	{ "hmac_key_file_empty", AGENT_WITH("'user_ids': 'hmac', 'user_id_key_file': @'key_empty'"),
+	  { "agent.user_id_key_file: \"{dir}/key_empty\" is empty" } },
+	{ "hmac_key_world_readable", AGENT_WITH("'user_ids': 'hmac', 'user_id_key_file': @'key644'"),
+	  { "agent.user_id_key_file: \"{dir}/key644\" has mode 0644: must not be group- or world-readable (chmod 600)" } },
+	{ "state_dir_empty", AGENT_WITH("'state_dir': @''"), { "agent.state_dir: must not be empty" } },
+
+	/* platform */
+	{ "token_0640", PLATFORM_WITH("'token_file': @'token640'"),
+	  { "platform.token_file: \"{dir}/token640\" has mode 0640: must not be group- or world-readable (chmod 600)" } },
+	{ "token_0604", PLATFORM_WITH("'token_file': @'token604'"),
+	  { "platform.token_file: \"{dir}/token604\" has mode 0604: must not be group- or world-readable (chmod 600)" } },
+	{ "token_0620", PLATFORM_WITH("'token_file': @'token620'"),
+	  { "platform.token_file: \"{dir}/token620\" has mode 0620: must not be group- or world-writable (chmod 600)" } },
+	{ "token_file_missing", PLATFORM_WITH("'token_file': @'no-token'"),
+	  { "platform.token_file: cannot read \"{dir}/no-token\": No such file or directory" } },
+	{ "token_file_is_folder", PLATFORM_WITH("'token_file': @'zoneinfo'"),
+	  { "platform.token_file: cannot read \"{dir}/zoneinfo\": Is a directory" } },
+	{ "token_empty", PLATFORM_WITH("'token_file': @'token_empty'"),
+	  { "platform.token_file: \"{dir}/token_empty\" is empty" } },
+	{ "token_two_lines", PLATFORM_WITH("'token_file': @'token_lines'"),
+	  { "platform.token_file: the token in \"{dir}/token_lines\" must be one line of printable ASCII without spaces" } },
+	{ "http_not_loopback", AGENT " 'platform': {'url': @'http://share.example.gov.cn/api', 'token_file': 'token'},\n"
+	  INSTR "}\n", { "platform.url: plain http:// is only allowed to a loopback address (use https://)" } },
+	{ "http_lan_address", AGENT " 'platform': {'url': @'http://192.168.1.10:8080', 'token_file': 'token'},\n"
+	  INSTR "}\n", { "platform.url: plain http:// is only allowed to a loopback address (use https://)" } },
+	{ "http_not_quite_localhost", AGENT " 'platform': {'url': @'http://localhost.example.com', 'token_file': 'token'},\n"
+	  INSTR "}\n", { "platform.url: plain http:// is only allowed to a loopback address (use https://)" } },
+	{ "url_scheme", AGENT " 'platform': {'url': @'ftp://share.example.gov.cn', 'token_file': 'token'},\n"
+	  INSTR "}\n", { "platform.url: must start with https:// or http://" } },
+	{ "url_credentials", AGENT " 'platform': {'url': @'https://u:p@@host/api', 'token_file': 'token'},\n"
+	  INSTR "}\n", { "platform.url: must not contain credentials (the token goes in a file)" } },
+	{ "url_query", AGENT " 'platform': {'url': @'https://host/api?x=1', 'token_file': 'token'},\n"
+	  INSTR "}\n", { "platform.url: must not have a query or a fragment" } },
+	{ "url_bad_port", AGENT " 'platform': {'url': @'https://host:99999/api', 'token_file': 'token'},\n"
+	  INSTR "}\n", { "platform.url: has a bad port" } },
+	{ "client_cert_alone", PLATFORM_WITH("'token_file': 'token', @'client_cert': 'ca.pem'"),
+	  { "platform.client_cert: needs \"client_key\" too" } },
+	{ "ca_file_missing", PLATFORM_WITH("'token_file': 'token', 'ca_file': @'nope.pem'"),
+	  { "platform.ca_file: cannot read \"{dir}/nope.pem\": No such file or directory" } },
+	{ "upload_interval_0", PLATFORM_WITH("'token_file': 'token', 'upload_interval_s': @0"),
+	  { "platform.upload_interval_s: must be 1..86400" } },
+	{ "proxy_number", PLATFORM_WITH("'token_file': 'token', 'proxy': @3128"), { "platform.proxy: must be a string" } },
+
+	/* buffer */
+	{ "max_mb_0", AGENT PLATFORM " 'buffer': {'max_mb': @0},\n" INSTR "}\n", { "buffer.max_mb: must be 1..1048576" } },
+	{ "max_mb_negative", AGENT PLATFORM " 'buffer': {'max_mb': @-5},\n" INSTR "}\n",
+	  { "buffer.max_mb: must be 1..1048576" } },
+	{ "keep_acked_days_0", AGENT PLATFORM " 'buffer': {'keep_acked_days': @0},\n" INSTR "}\n",
+	  { "buffer.keep_acked_days: must be 1..36500" } },
+
+	/* buses */
+	{ "tcp_port_0", BUS_URL("tcp://10.0.0.1:0"), { "buses[0].url: port must be 1..65535" } },
+	{ "tcp_port_too_big", BUS_URL("tcp://10.0.0.1:70000"), { "buses[0].url: port must be 1..65535" } },
+	{ "tcp_port_empty", BUS_URL("tcp://10.0.0.1:"), { "buses[0].url: port must be 1..65535" } },
+	{ "tcp_ipv6_without_brackets", BUS_URL("tcp://fd00::20:502"),
+	  { "buses[0].url: write an IPv6 address in brackets: tcp://[::1]:502" } },
+	{ "tcp_path", BUS_URL("tcp://10.0.0.1:502/x"), { "buses[0].url: port must be 1..65535" } },
+	{ "rtu_parity", BUS_URL("rtu:/dev/ttyUSB0?baud=9600&parity=X"), { "buses[0].url: parity must be N, E or O" } },
+	{ "rtu_baud", BUS_URL("rtu:/dev/ttyUSB0?baud=9601"), { "buses[0].url: baud must be " BAUDS } },
+	{ "rtu_unknown_parameter", BUS_URL("rtu:/dev/ttyUSB0?speed=9600"),
+	  { "buses[0].url: unknown parameter \"speed\" (baud, parity, data, stop)" } },
+	{ "rtu_data_bits", BUS_URL("rtu:/dev/ttyUSB0?data=9"), { "buses[0].url: data must be 5..8" } },
+	{ "rtu_stop_bits", BUS_URL("rtu:/dev/ttyUSB0?stop=3"), { "buses[0].url: stop must be 1 or 2" } },
+	{ "rtu_no_device", BUS_URL("rtu:ttyUSB0"),
+	  { "buses[0].url: must be rtu:/dev/DEVICE[?baud=9600&parity=N&data=8&stop=1]" } },
+	{ "bus_scheme", BUS_URL("udp://10.0.0.1"),
+	  { "buses[0].url: must be tcp://HOST[:PORT] or rtu:/dev/DEVICE[?baud=…&parity=…&data=…&stop=…]" } },
+	{ "bus_timeout_0", AGENT PLATFORM " 'buses': [{'id': 'gw', 'url': 'tcp://h', 'timeout_ms': @0}],\n" INSTR "}\n",
+	  { "buses[0].timeout_ms: must be 1..60000" } },
+	{ "bus_gap_too_long", AGENT PLATFORM " 'buses': [{'id': 'gw', 'url': 'tcp://h', 'gap_ms': @10001}],\n" INSTR "}\n",
+	  { "buses[0].gap_ms: must be 0..10000" } },
+	{ "bus_id_pattern", AGENT PLATFORM " 'buses': [{'id': @'gw 1', 'url': 'tcp://h'}],\n" INSTR "}\n",
+	  { "buses[0].id: must match [A-Za-z0-9._-]{1,64}" } },
+
+	/* modbus */
+	{ "unit_0", MODBUS("'bus': 'gw', 'unit': @0, 'in_use': {'table': 'coil', 'address': 1}"),
+	  { MB0 "unit: must be 1..247" } },
+	{ "unit_248", MODBUS("'bus': 'gw', 'unit': @248, 'in_use': {'table': 'coil', 'address': 1}"),
+	  { MB0 "unit: must be 1..247" } },
+	{ "unit_missing", AGENT PLATFORM BUSES " 'instruments': [{'id': 'I1', 'modbus': @{'bus': 'gw', "
+	  "'in_use': {'table': 'coil', 'address': 1}}}]}\n", { MB0 "unit: missing required key" } },
+	{ "interval_0", MB("'interval_s': @0, 'in_use': {'table': 'coil', 'address': 1}"),
+	  { MB0 "interval_s: must be 1..86400" } },
+	{ "bad_table", MB("'run_counter': {'table': @'holding_register', 'address': 1}"),
+	  { MB0 "run_counter.table: must be \"holding\", \"input\", \"coil\" or \"discrete\"" } },
+	{ "bad_type", MB("'run_counter': {'table': 'input', 'address': 1, 'type': @'u24'}"),
+	  { MB0 "run_counter.type: must be \"u16\", \"u32\", \"i32\", \"u64\" or \"f32\"" } },
+	{ "type_on_coil", MB("'in_use': {'table': 'coil', 'address': 1, @'type': 'u16'}"),
+	  { MB0 "in_use.type: not allowed for a coil (coils and discretes are bits)" } },
+	{ "bad_word_order", MB("'run_counter': {'table': 'input', 'address': 1, 'word_order': @'middle'}"),
+	  { MB0 "run_counter.word_order: must be \"big\" or \"little\"" } },
+	{ "scale_0", MB("'run_counter': {'table': 'input', 'address': 1, 'scale': @0}"),
+	  { MB0 "run_counter.scale: must be greater than 0" } },
+	{ "scale_negative", MB("'samples_counter': {'table': 'input', 'address': 1, 'scale': @-0.5}"),
+	  { MB0 "samples_counter.scale: must be greater than 0" } },
+	{ "address_past_end_u32", MB("'run_counter': {'table': 'input', 'address': @65535, 'type': 'u32'}"),
+	  { MB0 "run_counter.address: a u32 at 65535 runs past register 65535" } },
+	{ "address_past_end_u64", MB("'run_counter': {'table': 'input', 'address': @65533, 'type': 'u64'}"),
+	  { MB0 "run_counter.address: a u64 at 65533 runs past register 65535" } },
+	{ "address_too_big", MB("'run_counter': {'table': 'input', 'address': @65536}"),
+	  { MB0 "run_counter.address: must be 0..65535" } },
+	{ "address_missing", MB("'run_counter': @{'table': 'input'}"), { MB0 "run_counter.address: missing required key" } },
+	{ "in_use_register_without_above", MB("'in_use': @{'table': 'input', 'address': 30, 'type': 'f32'}"),
+	  { MB0 "in_use.above: missing required key" } },
+	{ "in_use_bit_with_above", MB("'in_use': {'table': 'discrete', 'address': 3, @'above': 1}"),
+	  { MB0 "in_use.above: not allowed for a discrete (a bit is in use when set)" } },
+	{ "above_on_counter", MB("'run_counter': {'table': 'input', 'address': 1, @'above': 5}"),
+	  { MB0 "run_counter.above: only for \"in_use\" on a register" } },
+	{ "coil_run_counter", MB("'run_counter': {'table': @'coil', 'address': 1}"),
+	  { MB0 "run_counter.table: a counter must be a register (\"holding\" or \"input\")" } },
+	{ "unknown_bus_reference", MODBUS("'bus': @'gw9', 'unit': 1, 'in_use': {'table': 'coil', 'address': 1}"),
+	  { MB0 "bus: unknown bus \"gw9\"" } },
+	{ "no_buses_configured", AGENT PLATFORM " 'instruments': [{'id': 'I1', 'modbus': {'bus': @'gw', 'unit': 1, "
+	  "'in_use': {'table': 'coil', 'address': 1}}}]}\n", { MB0 "bus: unknown bus \"gw\" (no \"buses\" are configured)" } },
+	{ "modbus_without_points", AGENT PLATFORM BUSES " 'instruments': [{'id': 'I1', 'modbus': @{'bus': 'gw', 'unit': 1}}]}\n",
+	  { "instruments[0].modbus: needs at least one of \"run_counter\", \"samples_counter\" or \"in_use\"" } },
+
+	/* instruments */
+	{ "neither_modbus_nor_logs", AGENT PLATFORM " 'instruments': [@{'id': 'I1', 'name': 'NMR'}]}\n",
+	  { "instruments[0]: needs \"modbus\" or \"logs\"" } },
+	{ "empty_logs_and_no_modbus", AGENT PLATFORM " 'instruments': [@{'id': 'I1', 'logs': []}]}\n",
+	  { "instruments[0]: needs \"modbus\" or \"logs\"" } },
+	{ "instrument_id_pattern", AGENT PLATFORM " 'instruments': [{'id': @'SX/INS/1', 'logs': [" CSV "]}]}\n",
+	  { "instruments[0].id: must match [A-Za-z0-9._-]{1,64}" } },
+	{ "rated_hours_0", AGENT PLATFORM " 'instruments': [{'id': 'I1', 'rated_hours': @0, 'logs': [" CSV "]}]}\n",
+	  { "instruments[0].rated_hours: must be 1..8784" } },
+	{ "rated_hours_negative", AGENT PLATFORM " 'instruments': [{'id': 'I1', 'rated_hours': @-800, 'logs': [" CSV "]}]}\n",
+	  { "instruments[0].rated_hours: must be 1..8784" } },
+	{ "worth_negative", AGENT PLATFORM " 'instruments': [{'id': 'I1', 'worth_wan': @-1, 'logs': [" CSV "]}]}\n",
+	  { "instruments[0].worth_wan: must be 0 or more" } },
+	{ "nrii_profile_nested", AGENT PLATFORM " 'instruments': [{'id': 'I1', 'nrii_profile': {'cname': 'x', 'dims': @{'w': 1}},"
+	  " 'logs': [" CSV "]}]}\n", { "instruments[0].nrii_profile.dims: must be a string or a number" } },
+
+	/* logs */
+	{ "bad_format", LOG("'path': 'x', 'format': @'xml'"),
+	  { LOG0 "format: must be \"csv\", \"jsonl\", \"regex\" or \"events\"" } },
+	{ "bad_encoding", LOG("'path': 'x.csv', 'format': 'csv', 'encoding': @'latin1', 'fields': {'start': 's', 'end': 'e'}"),
+	  { LOG0 "encoding: must be \"utf-8\", \"utf8\", \"gbk\" or \"gb18030\"" } },
+	{ "csv_without_fields", LOG_AT("'path': 'x.csv', 'format': 'csv'"), { LOG0 "fields: missing required key" } },
+	{ "csv_without_start", LOG("'path': 'x.csv', 'format': 'csv', 'fields': @{'end': 'e'}"),
+	  { LOG0 "fields.start: missing required key" } },
+	{ "neither_end_nor_duration", LOG("'path': 'x.csv', 'format': 'jsonl', 'fields': @{'start': 's', 'user': 'u'}"),
+	  { LOG0 "fields.end: missing required key (or \"duration\")" } },
+	{ "end_and_duration", LOG("'path': 'x.csv', 'format': 'csv', 'fields': {'start': 's', 'end': 'e', @'duration': 'd'}"),
+	  { LOG0 "fields.duration: give \"end\" or \"duration\", not both" } },
+	{ "time_in_csv_fields", LOG("'path': 'x.csv', 'format': 'csv', 'fields': {'start': 's', 'end': 'e', @'time': 't'}"),
+	  { LOG0 "fields.time: only used by \"events\" logs" } },
+	{ "csv_field_number", LOG("'path': 'x.csv', 'format': 'csv', 'fields': {'start': @1, 'end': 'e'}"),
+	  { LOG0 "fields.start: must be a string" } },
+	{ "pattern_on_csv", LOG("'path': 'x.csv', 'format': 'csv', @'pattern': 'x', 'fields': {'start': 's', 'end': 'e'}"),
+	  { LOG0 "pattern: not used by format \"csv\"" } },
+	{ "regex_without_pattern", LOG_AT("'path': 'a.log', 'format': 'regex', 'fields': {'start': 1, 'end': 2}"),
+	  { LOG0 "pattern: missing required key" } },
+	{ "invalid_regex", RE_LOG("'pattern': @'([0-9]+', 'fields': {'start': 1, 'end': 1}"),
+	  { LOG0 "pattern: invalid regular expression: Unmatched ( or \\(" } },
+	{ "regex_too_complex", RE_LOG("'pattern': @'((a{255}){255}){255}', 'fields': {'start': 1, 'end': 1}"),
+	  { LOG0 "pattern: too complex: its repeats expand to over 20000 elements" } },
+	{ "regex_stacked_plus", RE_LOG("'pattern': @'(x[a-z]+++++++++++++++++++++++)', 'fields': {'start': 1, 'end': 1}"),
+	  { LOG0 "pattern: too complex: its repeats expand to over 20000 elements" } },
+	{ "group_past_pattern", RE_LOG("'pattern': '([0-9]+) ([0-9]+)', 'fields': {'start': 1, 'end': @3}"),
+	  { LOG0 "fields.end: must be 1..2: the pattern has 2 groups" } },
+	{ "group_0", RE_LOG("'pattern': '([0-9]+) ([0-9]+)', 'fields': {'start': @0, 'end': 2}"),
+	  { LOG0 "fields.start: must be 1..2: the pattern has 2 groups" } },
+	{ "group_not_integer", RE_LOG("'pattern': '([0-9]+) ([0-9]+)', 'fields': {'start': @'1', 'end': 2}"),
+	  { LOG0 "fields.start: must be an integer" } },
+	{ "pattern_without_groups", RE_LOG("'pattern': '^x$', 'fields': {'start': @1, 'duration': @1}"),
+	  { LOG0 "fields.start: the pattern has no groups", LOG0 "fields.duration: the pattern has no groups" } },
+	{ "events_without_end_pattern", LOG_AT("'path': 'l.log', 'format': 'events', " EV_START ", 'end_fields': {'time': 1}"),
+	  { LOG0 "end_pattern: missing required key" } },
+	{ "events_without_time", EV_LOG("'start_pattern': '^(.+) IN$', 'start_fields': @{'user': 1}, " EV_END),
+	  { LOG0 "start_fields.time: missing required key" } },
+	{ "events_end_in_fields", EV_LOG(EV_START ", 'end_pattern': '^(.+) OUT$', 'end_fields': {'time': 1, @'end': 1}"),
+	  { LOG0 "end_fields.end: not used by \"events\" logs (a session's times come from \"time\")" } },
+	{ "events_group_past_end_pattern", EV_LOG(EV_START ", 'end_pattern': '^(.+) OUT$', 'end_fields': {'time': 1, 'user': @2}"),
+	  { LOG0 "end_fields.user: must be 1: the pattern has 1 group" } },
+	{ "fields_on_events", EV_LOG(EV_START ", " EV_END ", @'fields': {'start': 1}"),
+	  { LOG0 "fields: not used by format \"events\"" } },
+	{ "max_session_h_0", LOG("'path': 'x.csv', 'format': 'csv', 'max_session_h': @0, 'fields': {'start': 's', 'end': 'e'}"),
+	  { LOG0 "max_session_h: must be greater than 0 and at most 168" } },
+	{ "max_session_h_200", LOG("'path': 'x.csv', 'format': 'csv', 'max_session_h': @200, 'fields': {'start': 's', 'end': 'e'}"),
+	  { LOG0 "max_session_h: must be greater than 0 and at most 168" } },
+	{ "log_path_empty", LOG("'path': @'', 'format': 'csv', 'fields': {'start': 's', 'end': 'e'}"),
+	  { LOG0 "path: must not be empty" } },
+
+	/* platform and nrii */
+	{ "neither_platform_nor_nrii", "@" AGENT INSTR "}\n", { "platform: missing required key (or \"nrii\")" } },
+	{ "nrii_plain_http", AGENT " 'nrii': {'url': @'http://nrii.example.gov.cn/WS_shanxi/cxf/instru', 'ins_code': 'X1'},\n"
+	  INSTR_N "}\n", { "nrii.url: plain http:// needs \"insecure_http\": true" } },
+	{ "nrii_without_inner_id", AGENT NRII("") " 'instruments': [@{'id': 'I1', 'logs': [" CSV "]}]}\n",
+	  { "instruments[0].inner_id: missing required key (\"nrii\" is configured)" } },
+	{ "nrii_without_ins_code", AGENT " 'nrii': @{'url': 'https://n.example/ws'},\n" INSTR_N "}\n",
+	  { "nrii.ins_code: missing required key" } },
+	{ "nrii_direction_139", AGENT NRII(", 'defaults': {'service_direction': @139}") INSTR_N "}\n",
+	  { "nrii.defaults.service_direction: must be 135..138" } },
+	{ "nrii_codes", AGENT NRII(", 'codes': @'names'") INSTR_N "}\n", { "nrii.codes: must be \"int\" or \"labels\"" } },
+
+	/* several errors: all of them, in file order, though found in another order */
+	{ "several_errors",
+	  "{'instruments': [{'id': @'bad id', 'logs': [" CSV "]}],\n"
+	  " 'agent': @{'id': 'a1', 'timezone': @'Nowhere/Zone'},\n"
+	  " 'platform': {'url': 'https://p.example/api', 'token_file': 'token', @'timeout': 5},\n"
+	  " 'buffer': {'max_mb': @0}}\n",
+	  { "instruments[0].id: must match [A-Za-z0-9._-]{1,64}",
+	    "agent.lab_code: missing required key",
+	    "agent.timezone: unknown time zone \"Nowhere/Zone\" (no TZif file under {dir}/zoneinfo)",
+	    "platform.timeout: unknown key (did you mean \"timeout_s\"?)",
+	    "buffer.max_mb: must be 1..1048576" } },
+};
+
+static void test_bad(void **state)
+{
+	const struct bad *b = *state;
+	size_t marks[MAX_MARKS], n_marks, n_why = 0;
+	char *text = render(b->json, marks, &n_marks);
+	while (n_why < MAX_MARKS && b->why[n_why])
+		n_why++;
+	assert_int_equal(n_marks, n_why);  /* the case itself is consistent */
+
+	struct config *cfg = (struct config *)1;
+	struct config_errors errs = { 0 };
+	int rc = load_text(text, &cfg, &errs);
+	char *path = config_path();
+	bool same = rc == -EINVAL && errs.n == n_why;
+	for (size_t i = 0; same && i < n_why; i++) {
+		unsigned line, col;
+		line_col(text, marks[i], &line, &col);
+		char *why = with_dir(b->why[i]);
+		char *want = h_strdupf("%s:%u:%u: %s", path, line, col, why);
+		if (strcmp(errs.msg[i], want) != 0) {
+			print_message("  want: %s\n", want);
+			same = false;
+		}
+		free(why);
+		free(want);
+	}
+	if (!same) {
+		print_message("  rc %d, %zu error(s), %zu expected\n", rc, errs.n, n_why);
+		print_errors(&errs);
+	}
+	assert_null(cfg);
+	config_errors_clear(&errs);
+	free(path);
+	free(text);
+	assert_true(same);
+}
+
+/* ---- good configurations ---- */
+
+static const char full_config[] =
+	"// 测试配置: every key the loader knows, none at its default\n"
+	"{\n"
+	"  /* 实验室 */\n"
+	"  'agent': {\n"
+	"    'id': 'sxu-nmr-center',            // 中心\n"
+	"    'lab_code': 'SXKL-2023-017',\n"
+	"    'timezone': 'Asia/Shanghai',       // TZDIR is the fixture's\n"
+	"    'state_dir': 'state',              // relative: the config file's folder\n"
+	"    'internal_orgs': ['山西大学', 'Shanxi University'],\n"
+	"    'user_ids': 'hmac',\n"
+	"    'user_id_key_file': 'key'\n"
+	"  },\n"
+	"  'platform': {\n"
+	"    'url': 'https://share.example.gov.cn/api/',  // the slash is dropped\n"
+	"    'token_file': 'token',\n"
+	"    'ca_file': 'ca.pem', 'client_cert': 'ca.pem', 'client_key': 'ca.pem',\n"
+	"    'upload_interval_s': 120, 'batch_max_records': 500, 'timeout_s': 15,\n"
+	"    'proxy': 'http://proxy.lab:3128'\n"
+	"  },\n"
+	"  'nrii': {\n"
+	"    'url': 'http://nrii.example.gov.cn/WS_shanxi/cxf/instru', 'ins_code': '14000000SX0001',\n"
+	"    'insecure_http': true, 'codes': 'labels',\n"
+	"    'defaults': { 'service_way': '委托共享', 'service_direction': 137, 'subject_income': '国家级',\n"
+	"                  'subject_area': '物理', 'comment': '满意', 'service_content': '样品测试' }\n"
+	"  },\n"
+	"  'buffer': { 'max_mb': 64, 'keep_acked_days': 30 },\n"
+	"  'buses': [\n"
+	"    { 'id': 'gw1', 'url': 'tcp://[fd00::20]:1502', 'timeout_ms': 800, 'gap_ms': 2 },\n"
+	"    { 'id': 'rs485', 'url': 'rtu:/dev/ttyUSB0?baud=19200&parity=e&data=7&stop=2', 'timeout_ms': 300 }\n"
+	"  ],\n"
+	"  'instruments': [\n"
+	"    {\n"
+	"      'id': 'SX-INS-000123', 'name': '600 MHz 核磁共振波谱仪', 'inner_id': '2019-0042',\n"
+	"      'worth_wan': 560.5, 'rated_hours': 800,\n"
+	"      'modbus': {\n"
+	"        'bus': 'rs485', 'unit': 17, 'interval_s': 30,\n"
+	"        'run_counter': { 'table': 'input', 'address': 100, 'type': 'u32', 'word_order': 'little', 'scale': 0.25 },\n"
+	"        'samples_counter': { 'table': 'holding', 'address': 65532, 'type': 'u64' },\n"
+	"        'in_use': { 'table': 'holding', 'address': 7, 'type': 'i32', 'above': -12.5 }\n"
+	"      },\n"
+	"      'logs': [\n"
+	"        { 'path': 'logs/usage-*.csv', 'format': 'csv', 'encoding': 'GB18030',\n"
+	"          'time_format': '%Y/%m/%d %H:%M', 'max_session_h': 2.5,\n"
+	"          'fields': { 'start': '开始时间', 'duration': '时长', 'user': '用户', 'org': '单位', 'samples': '样品数',\n"
+	"                      'external': '校外', 'way': '方式', 'fee': '费用', 'project': '课题' } },\n"
+	"        { 'path': '/srv/sem/access.log', 'format': 'regex',\n"
+	"          'pattern': '^([0-9-]+ [0-9:]+) ([0-9-]+ [0-9:]+) ([^,]+),(.*)$',\n"
+	"          'fields': { 'start': 1, 'end': 2, 'user': 3, 'org': 4 } },\n"
+	"        { 'path': '/srv/sem/login.log', 'format': 'events', 'encoding': 'UTF8',\n"
+	"          'start_pattern': '^(.+) LOGIN ([^ ]+) (.*)$', 'start_fields': { 'time': 1, 'user': 2, 'org': 3 },\n"
+	"          'end_pattern': '^(.+) LOGOUT ([^ ]+)$', 'end_fields': { 'time': 1, 'user': 2 } },\n"
+	"        { 'path': '/srv/lcms/s.jsonl', 'format': 'jsonl', 'fields': { 'start': 'begin', 'end': 'end' } }\n"
+	"      ],\n"
+	"      'nrii_profile': { 'cname': '核磁共振波谱仪', 'worth': 560.5 }\n"
+	"    },\n"
+	"    { 'id': 'SX-INS-000124', 'inner_id': '2020-0107',\n"
+	"      'modbus': { 'bus': 'gw1', 'unit': 1,\n"
+	"                  'run_counter': { 'table': 'input', 'address': 0 },\n"
+	"                  'in_use': { 'table': 'discrete', 'address': 3 } } }\n"
+	"  ]\n"
+	"}\n";
+
+static struct config *load_ok(const char *src)
+{
+	size_t marks[MAX_MARKS], n;
+	char *text = render(src, marks, &n);
+	struct config *cfg = NULL;
+	struct config_errors errs = { 0 };
+	int rc = load_text(text, &cfg, &errs);
+	if (rc != 0)
+		print_errors(&errs);
+	assert_int_equal(rc, 0);
+	assert_int_equal(errs.n, 0);
+	assert_non_null(cfg);
+	free(text);
+	return cfg;
+}
+
+static void assert_in_dir(const char *got, const char *name)
+{
+	char *want = h_path(dir, name);
+	assert_string_equal(got, want);
+	free(want);
+}
+
+static void test_full_config(void **state)
+{
+	(void)state;
+	struct config *cfg = load_ok(full_config);
+	char *path = config_path();
+	assert_string_equal(cfg->path, path);
+	free(path);
+
+	const struct agent_cfg *a = &cfg->agent;
+	assert_string_equal(a->id, "sxu-nmr-center");
+	assert_string_equal(a->lab_code, "SXKL-2023-017");
+	assert_string_equal(a->timezone, "Asia/Shanghai");
+	assert_in_dir(a->state_dir, "state");
+	assert_int_equal(a->n_internal_orgs, 2);
+	assert_string_equal(a->internal_orgs[0], "山西大学");
+	assert_string_equal(a->internal_orgs[1], "Shanxi University");
+	assert_int_equal(a->user_ids, USER_IDS_HMAC);
+	assert_in_dir(a->user_id_key_file, "key");
+	assert_int_equal(a->user_id_key_len, 3);
+	assert_memory_equal(a->user_id_key, "k3y", 3);
+
+	const struct platform_cfg *p = &cfg->platform;
+	assert_true(p->present);
+	assert_string_equal(p->url, "https://share.example.gov.cn/api");
+	assert_in_dir(p->token_file, "token");
+	assert_string_equal(p->token, "secret-token-1");
+	assert_in_dir(p->ca_file, "ca.pem");
+	assert_in_dir(p->client_cert, "ca.pem");
+	assert_in_dir(p->client_key, "ca.pem");
+	assert_string_equal(p->proxy, "http://proxy.lab:3128");
+	assert_int_equal(p->upload_interval_s, 120);
+	assert_int_equal(p->batch_max_records, 500);
+	assert_int_equal(p->timeout_s, 15);
+
+	const struct nrii_cfg *n = &cfg->nrii;
+	assert_true(n->present);
+	assert_string_equal(n->url, "http://nrii.example.gov.cn/WS_shanxi/cxf/instru");
+	assert_string_equal(n->ins_code, "14000000SX0001");
+	assert_true(n->insecure_http);
+	assert_int_equal(n->codes, NRII_CODES_LABELS);
+	assert_string_equal(n->service_way, "委托共享");
+	assert_int_equal(n->service_direction, 137);
+	assert_string_equal(n->subject_income, "国家级");
+	assert_string_equal(n->subject_area, "物理");
+	assert_string_equal(n->comment, "满意");
+	assert_string_equal(n->service_content, "样品测试");
+
+	assert_int_equal(cfg->buffer.max_mb, 64);
+	assert_int_equal(cfg->buffer.keep_acked_days, 30);
+
+	assert_int_equal(cfg->n_buses, 2);
+	const struct bus_cfg *b = &cfg->buses[0];
+	assert_string_equal(b->id, "gw1");
+	assert_string_equal(b->url, "tcp://[fd00::20]:1502");
+	assert_int_equal(b->kind, BUS_TCP);
+	assert_string_equal(b->host, "fd00::20");
+	assert_int_equal(b->port, 1502);
+	assert_int_equal(b->timeout_ms, 800);
+	assert_int_equal(b->gap_ms, 2);
+	b = &cfg->buses[1];
+	assert_int_equal(b->kind, BUS_RTU);
+	assert_string_equal(b->device, "/dev/ttyUSB0");
+	assert_int_equal(b->baud, 19200);
+	assert_int_equal(b->parity, 'E');
+	assert_int_equal(b->data_bits, 7);
+	assert_int_equal(b->stop_bits, 2);
+	assert_int_equal(b->timeout_ms, 300);
+	assert_int_equal(b->gap_ms, 5);
+
+	assert_int_equal(cfg->n_instruments, 2);
+	const struct instrument_cfg *in = &cfg->instruments[0];
+	assert_string_equal(in->id, "SX-INS-000123");
+	assert_string_equal(in->name, "600 MHz 核磁共振波谱仪");
+	assert_string_equal(in->inner_id, "2019-0042");
+	assert_true(in->has_worth);
+	assert_true(in->worth_wan == 560.5);
+	assert_int_equal(in->rated_hours, 800);
+
+	const struct modbus_cfg *m = &in->modbus;
+	assert_true(m->present);
+	assert_string_equal(m->bus, "rs485");
+	assert_int_equal(m->bus_index, 1);
+	assert_int_equal(m->unit, 17);
+	assert_int_equal(m->interval_s, 30);
+	assert_true(m->run_counter.present);
+	assert_int_equal(m->run_counter.table, MB_TABLE_INPUT);
+	assert_int_equal(m->run_counter.address, 100);
+	assert_int_equal(m->run_counter.type, MB_TYPE_U32);
+	assert_int_equal(m->run_counter.word_order, MB_WORD_LITTLE);
+	assert_true(m->run_counter.scale == 0.25);
+	assert_false(m->run_counter.has_above);
+	assert_int_equal(m->samples_counter.table, MB_TABLE_HOLDING);
+	assert_int_equal(m->samples_counter.address, 65532);
+	assert_int_equal(m->samples_counter.type, MB_TYPE_U64);
+	assert_int_equal(m->samples_counter.word_order, MB_WORD_BIG);
+	assert_true(m->samples_counter.scale == 1.0);
+	assert_int_equal(m->in_use.type, MB_TYPE_I32);
+	assert_true(m->in_use.has_above);
+	assert_true(m->in_use.above == -12.5);
+
+	assert_int_equal(in->n_logs, 4);
+	const struct log_cfg *l = &in->logs[0];
+	assert_in_dir(l->path, "logs/usage-*.csv");
+	assert_int_equal(l->format, LOG_FMT_CSV);
+	assert_int_equal(l->encoding, LOG_ENC_GBK);
+	assert_string_equal(l->time_format, "%Y/%m/%d %H:%M");
+	assert_true(l->max_session_h == 2.5);
+	const char *cols[SF__COUNT] = { [SF_START] = "开始时间", [SF_DURATION] = "时长", [SF_USER] = "用户",
+		[SF_ORG] = "单位", [SF_SAMPLES] = "样品数", [SF_EXTERNAL] = "校外", [SF_WAY] = "方式",
+		[SF_FEE] = "费用", [SF_PROJECT] = "课题" };
+	for (int f = 0; f < SF__COUNT; f++) {
+		if (cols[f])
+			assert_string_equal(l->fields.name[f], cols[f]);
+		else
+			assert_null(l->fields.name[f]);
+	}
+	assert_false(l->re_compiled);
+
+	l = &in->logs[1];
+	assert_int_equal(l->format, LOG_FMT_REGEX);
+	assert_string_equal(l->path, "/srv/sem/access.log");
+	assert_int_equal(l->encoding, LOG_ENC_UTF8);
+	assert_true(l->re_compiled);
+	assert_int_equal(l->re.re_nsub, 4);
+	assert_int_equal(l->fields.group[SF_START], 1);
+	assert_int_equal(l->fields.group[SF_END], 2);
+	assert_int_equal(l->fields.group[SF_USER], 3);
+	assert_int_equal(l->fields.group[SF_ORG], 4);
+	assert_int_equal(l->fields.group[SF_SAMPLES], 0);
+	regmatch_t mt[5];
+	assert_int_equal(regexec(&l->re, "2026-11-02 08:00:00 2026-11-02 10:30:00 张三,太原理工大学", 5, mt, 0), 0);
+	assert_int_equal(mt[3].rm_so, 40);
+
+	l = &in->logs[2];
+	assert_int_equal(l->format, LOG_FMT_EVENTS);
+	assert_int_equal(l->encoding, LOG_ENC_UTF8);
+	assert_true(l->start_re_compiled && l->end_re_compiled);
+	assert_string_equal(l->start_pattern, "^(.+) LOGIN ([^ ]+) (.*)$");
+	assert_string_equal(l->end_pattern, "^(.+) LOGOUT ([^ ]+)$");
+	assert_int_equal(l->start_fields.group[SF_TIME], 1);
+	assert_int_equal(l->start_fields.group[SF_ORG], 3);
+	assert_int_equal(l->end_fields.group[SF_USER], 2);
+	assert_int_equal(l->end_fields.group[SF_ORG], 0);
+	assert_true(l->max_session_h == 12);
+
+	l = &in->logs[3];
+	assert_int_equal(l->format, LOG_FMT_JSONL);
+	assert_string_equal(l->fields.name[SF_START], "begin");
+	assert_string_equal(l->fields.name[SF_END], "end");
+
+	assert_non_null(in->nrii_profile);
+	assert_string_equal(cJSON_GetObjectItem(in->nrii_profile, "cname")->valuestring, "核磁共振波谱仪");
+	assert_true(cJSON_GetObjectItem(in->nrii_profile, "worth")->valuedouble == 560.5);
+
+	/* the second instrument takes the defaults */
+	in = &cfg->instruments[1];
+	assert_string_equal(in->name, "SX-INS-000124");
+	assert_int_equal(in->rated_hours, 1400);
+	assert_false(in->has_worth);
+	assert_int_equal(in->n_logs, 0);
+	assert_null(in->nrii_profile);
+	assert_int_equal(in->modbus.bus_index, 0);
+	assert_int_equal(in->modbus.interval_s, 10);
+	assert_int_equal(in->modbus.run_counter.type, MB_TYPE_U16);
+	assert_int_equal(in->modbus.run_counter.address, 0);
+	assert_false(in->modbus.samples_counter.present);
+	assert_int_equal(in->modbus.in_use.table, MB_TABLE_DISCRETE);
+	assert_int_equal(in->modbus.in_use.type, MB_TYPE_BIT);
+	assert_false(in->modbus.in_use.has_above);
+
+	assert_ptr_equal(config_instrument(cfg, "SX-INS-000124"), in);
+	assert_null(config_instrument(cfg, "SX-INS-999"));
+	config_free(cfg);
+}
+
+static void test_defaults(void **state)
+{
+	(void)state;
+	struct config *cfg = load_ok(AGENT PLATFORM
+		" 'buses': [{'id': 'gw', 'url': 'tcp://plc.lab'}, {'id': 'rs', 'url': 'rtu:/dev/ttyS1'}],\n"
+		" 'instruments': [{'id': 'I1', 'logs': [" CSV "]},\n"
+		"   {'id': 'I2', 'modbus': {'bus': 'rs', 'unit': 2, 'run_counter': {'table': 'holding', 'address': 9},"
+		"    'in_use': {'table': 'coil', 'address': 1, 'word_order': 'little'}}}]}\n");
+
+	assert_string_equal(cfg->agent.state_dir, "/var/lib/labshare-agent");
+	assert_int_equal(cfg->agent.n_internal_orgs, 0);
+	assert_int_equal(cfg->agent.user_ids, USER_IDS_PLAIN);
+	assert_null(cfg->agent.user_id_key);
+	assert_int_equal(cfg->platform.upload_interval_s, 60);
+	assert_int_equal(cfg->platform.batch_max_records, 1000);
+	assert_int_equal(cfg->platform.timeout_s, 30);
+	assert_null(cfg->platform.ca_file);
+	assert_null(cfg->platform.client_cert);
+	assert_null(cfg->platform.client_key);
+	assert_null(cfg->platform.proxy);
+	assert_false(cfg->nrii.present);
+	assert_int_equal(cfg->buffer.max_mb, 1024);
+	assert_int_equal(cfg->buffer.keep_acked_days, 400);
+
+	const struct bus_cfg *b = &cfg->buses[0];
+	assert_string_equal(b->host, "plc.lab");
+	assert_int_equal(b->port, 502);
+	assert_int_equal(b->timeout_ms, 500);
+	assert_int_equal(b->gap_ms, 0);
+	b = &cfg->buses[1];
+	assert_string_equal(b->device, "/dev/ttyS1");
+	assert_int_equal(b->baud, 9600);
+	assert_int_equal(b->parity, 'N');
+	assert_int_equal(b->data_bits, 8);
+	assert_int_equal(b->stop_bits, 1);
+	assert_int_equal(b->timeout_ms, 500);
+	assert_int_equal(b->gap_ms, 5);
+
+	const struct instrument_cfg *in = &cfg->instruments[0];
+	assert_string_equal(in->name, "I1");
+	assert_null(in->inner_id);
+	assert_int_equal(in->rated_hours, 1400);
+	assert_false(in->modbus.present);
+	const struct log_cfg *l = &in->logs[0];
+	assert_int_equal(l->encoding, LOG_ENC_UTF8);
+	assert_null(l->time_format);
+	assert_true(l->max_session_h == 12);
+	assert_in_dir(l->path, "x.csv");
+
+	const struct modbus_cfg *m = &cfg->instruments[1].modbus;
+	assert_int_equal(m->bus_index, 1);
+	assert_int_equal(m->interval_s, 10);
+	assert_int_equal(m->run_counter.type, MB_TYPE_U16);
+	assert_int_equal(m->run_counter.word_order, MB_WORD_BIG);
+	assert_true(m->run_counter.scale == 1.0);
+	assert_int_equal(m->in_use.type, MB_TYPE_BIT);
+	assert_int_equal(m->in_use.word_order, MB_WORD_LITTLE);  /* accepted, meaningless on a bit */
+	config_free(cfg);
+}
+
+static void test_nrii_defaults(void **state)
+{
+	(void)state;
+	struct config *cfg = load_ok(AGENT NRII("") INSTR_N "}\n");
+	assert_false(cfg->platform.present);
+	assert_null(cfg->platform.url);
+	const struct nrii_cfg *n = &cfg->nrii;
+	assert_true(n->present);
+	assert_false(n->insecure_http);
+	assert_int_equal(n->codes, NRII_CODES_INT);
+	assert_string_equal(n->service_way, "占用共享");
+	assert_int_equal(n->service_direction, 135);
+	assert_string_equal(n->subject_income, "其他");
+	assert_string_equal(n->subject_area, "化学");
+	assert_string_equal(n->comment, "基本满意");
+	assert_string_equal(n->service_content, "仪器测试");
+	assert_string_equal(cfg->instruments[0].inner_id, "7");
+	config_free(cfg);
+}
+
+static void test_token_trimmed(void **state)
+{
+	(void)state;
+	char *tok = h_path(dir, "token_ws"), *key = h_path(dir, "key_crlf");
+	assert_int_equal(h_write_file(tok, "  tok-123 \r\n\n", (size_t)-1, 0600), 0);
+	assert_int_equal(h_write_file(key, " k y\r\n", (size_t)-1, 0400), 0);
+	struct config *cfg = load_ok("{'agent': {'id': 'a1', 'lab_code': 'L', 'timezone': 'UTC',"
+				     " 'user_ids': 'hmac', 'user_id_key_file': 'key_crlf'},\n"
+				     " 'platform': {'url': 'https://p.example/api', 'token_file': 'token_ws'},\n"
+				     INSTR "}\n");
+	assert_string_equal(cfg->platform.token, "tok-123");
+	/* the key is bytes: only the line end goes */
+	assert_int_equal(cfg->agent.user_id_key_len, 4);
+	assert_memory_equal(cfg->agent.user_id_key, " k y", 4);
+	config_free(cfg);
+	free(tok);
+	free(key);
+}
+
+static void test_loopback_http_allowed(void **state)
+{
+	(void)state;
+	static const char *const urls[][2] = {
+		{ "http://127.0.0.1:8080/api/", "http://127.0.0.1:8080/api" },
+		{ "http://127.8.9.10", "http://127.8.9.10" },
+		{ "http://[::1]:8443/", "http://[::1]:8443" },
+		{ "http://localhost/labshare", "http://localhost/labshare" },
+		{ "HTTPS://share.example.gov.cn:8443//", "HTTPS://share.example.gov.cn:8443" },
+	};
+	for (size_t i = 0; i < sizeof(urls) / sizeof(urls[0]); i++) {
+		char *text = h_strdupf("%s 'platform': {'url': '%s', 'token_file': 'token'},\n%s}\n",
+				       AGENT, urls[i][0], INSTR);
+		struct config *cfg = load_ok(text);
+		assert_string_equal(cfg->platform.url, urls[i][1]);
+		config_free(cfg);
+		free(text);
+	}
+}
+
+static void test_token_modes(void **state)
+{
+	(void)state;
+	/* 0600 and 0400 are the agent's alone; anything for group or others is refused above */
+	struct config *cfg = load_ok(PLATFORM_WITH("'token_file': 'token400'"));
+	assert_string_equal(cfg->platform.token, "secret-token-1");
+	config_free(cfg);
+}
+
+static void test_missing_file(void **state)
+{
+	(void)state;
+	char *path = h_path(dir, "no-such.json");
+	struct config *cfg = (struct config *)1;
+	struct config_errors errs = { 0 };
+	assert_int_equal(config_load(path, &cfg, &errs), -ENOENT);
+	assert_null(cfg);
+	assert_int_equal(errs.n, 1);
+	char *want = h_strdupf("%s: No such file or directory", path);
+	assert_string_equal(errs.msg[0], want);
+	config_errors_clear(&errs);
+	assert_int_equal(errs.n, 0);
+	/* errs may be NULL */
+	assert_int_equal(config_load(path, &cfg, NULL), -ENOENT);
+	assert_int_equal(config_load(dir, &cfg, &errs), -EISDIR);
+	assert_int_equal(errs.n, 1);
+	free(want);
+	want = h_strdupf("%s: Is a directory", dir);
+	assert_string_equal(errs.msg[0], want);
+	config_errors_clear(&errs);
+	free(want);
+	free(path);
+}
+
+static void test_parse_string(void **state)
+{
+	(void)state;
+	char *tok = h_path(dir, "token");
+	char *good = h_strdupf("{\"agent\": {\"id\": \"a1\", \"lab_code\": \"L\", \"timezone\": \"UTC\"},\n"
+			       " \"platform\": {\"url\": \"https://p\", \"token_file\": \"%s\"},\n"
+			       " \"instruments\": [{\"id\": \"I1\", \"modbus\": {\"bus\": \"b\", \"unit\": 1,"
+			       " \"in_use\": {\"table\": \"coil\", \"address\": 0}}}],\n"
+			       " \"buses\": [{\"id\": \"b\", \"url\": \"tcp://[::1]\"}]}\n"
+			       "garbage past len", tok);
+	size_t len = strlen(good) - strlen("garbage past len");
+	struct config *cfg = NULL;
+	struct config_errors errs = { 0 };
+	assert_int_equal(config_parse("inline.json", good, len, &cfg, &errs), 0);
+	assert_int_equal(errs.n, 0);
+	assert_string_equal(cfg->path, "inline.json");
+	assert_string_equal(cfg->platform.token_file, tok);
+	assert_string_equal(cfg->buses[0].host, "::1");
+	assert_int_equal(cfg->buses[0].port, 502);
+	config_free(cfg);
+
+	/* messages are named after the name given; errs collects across calls until cleared */
+	const char *bad = "{\"agent\": {\"id\": \"a1\"}}";
+	assert_int_equal(config_parse("inline.json", bad, strlen(bad), &cfg, &errs), -EINVAL);
+	assert_null(cfg);
+	assert_int_equal(errs.n, 4);
+	assert_string_equal(errs.msg[0], "inline.json:1:1: platform: missing required key (or \"nrii\")");
+	assert_string_equal(errs.msg[1], "inline.json:1:1: instruments: missing required key");
+	assert_string_equal(errs.msg[2], "inline.json:1:11: agent.lab_code: missing required key");
+	assert_string_equal(errs.msg[3], "inline.json:1:11: agent.timezone: missing required key");
+	config_errors_clear(&errs);
+	config_errors_clear(NULL);
+	config_free(NULL);
+	free(good);
+	free(tok);
+}
+
+/* A generated file can hold thousands of mistakes: 200 are listed, the rest counted. */
+static void test_many_problems(void **state)
+{
+	(void)state;
+	size_t cap = 64 * 1024, used = 0;
+	char *text = malloc(cap);
+	assert_non_null(text);
+	used += (size_t)snprintf(text, cap, "{\"agent\": {");
+	for (int i = 0; i < 300; i++)
+		used += (size_t)snprintf(text + used, cap - used, "\"k%d\": 0, ", i);
+	snprintf(text + used, cap - used, "\"id\": \"a1\", \"lab_code\": \"L\", \"timezone\": \"UTC\"},"
+		 " \"nrii\": {\"url\": \"https://n\", \"ins_code\": \"c\"}, \"instruments\": [{\"id\": \"I\","
+		 " \"inner_id\": \"1\", \"logs\": [{\"path\": \"p\", \"format\": \"jsonl\","
+		 " \"fields\": {\"start\": \"a\", \"end\": \"b\"}}]}]}");
+	struct config *cfg = NULL;
+	struct config_errors errs = { 0 };
+	assert_int_equal(config_parse("gen.json", text, strlen(text), &cfg, &errs), -EINVAL);
+	assert_int_equal(errs.n, 201);
+	assert_string_equal(errs.msg[0], "gen.json:1:12: agent.k0: unknown key");
+	assert_string_equal(errs.msg[200], "gen.json: 100 more problems not shown");
+	config_errors_clear(&errs);
+	free(text);
+}
+
+static void test_system_zoneinfo(void **state)
+{
+	(void)state;
+	if (access("/usr/share/zoneinfo/Asia/Shanghai", R_OK) != 0)
+		skip();
+	const char *tzdir = getenv("TZDIR");
+	assert_non_null(tzdir);
+	char *saved = h_strdupf("%s", tzdir);
+	unsetenv("TZDIR");
+	struct config *cfg = load_ok("{'agent': {'id': 'a1', 'lab_code': 'L', 'timezone': 'Asia/Shanghai'},\n"
+				     PLATFORM INSTR "}\n");
+	config_free(cfg);
+	struct config_errors errs = { 0 };
+	size_t marks[MAX_MARKS], n;
+	char *text = render("{'agent': {'id': 'a1', 'lab_code': 'L', 'timezone': 'Bad'},\n"
+			    PLATFORM INSTR "}\n", marks, &n);
+	assert_int_equal(load_text(text, &cfg, &errs), -EINVAL);  /* the fixture's "Bad" is not there */
+	assert_int_equal(errs.n, 1);
+	assert_non_null(strstr(errs.msg[0], "(no TZif file under /usr/share/zoneinfo)"));
+	config_errors_clear(&errs);
+	setenv("TZDIR", saved, 1);
+	free(saved);
+	free(text);
+}
+
+/* The shipped example must stay valid: its /etc/labshare-agent files are made in the fixture. */
+static void test_example_config(void **state)
+{
+	(void)state;
+	char *example = h_read_file("config/agent.example.json", NULL);
+	if (!example)
+		skip();  /* not run from the source tree */
+	char *prefix = h_strdupf("%s/", dir);
+	size_t n = 0;
+	for (const char *s = example; (s = strstr(s, "/etc/labshare-agent/")); s++)
+		n++;
+	size_t cap = strlen(example) + n * strlen(prefix) + 1, used = 0;
+	char *text = malloc(cap);
+	assert_non_null(text);
+	for (const char *s = example;;) {
+		const char *at = strstr(s, "/etc/labshare-agent/");
+		size_t k = at ? (size_t)(at - s) : strlen(s);
+		memcpy(text + used, s, k);
+		used += k;
+		if (!at)
+			break;
+		memcpy(text + used, prefix, strlen(prefix));
+		used += strlen(prefix);
+		s = at + strlen("/etc/labshare-agent/");
+	}
+	text[used] = '\0';
+
+	struct config *cfg = NULL;
+	struct config_errors errs = { 0 };
+	int rc = load_text(text, &cfg, &errs);
+	print_errors(&errs);
+	assert_int_equal(rc, 0);
+	assert_string_equal(cfg->agent.id, "sxu-nmr-center");
+	assert_int_equal(cfg->agent.user_ids, USER_IDS_HMAC);
+	assert_true(cfg->platform.present && cfg->nrii.present);
+	assert_int_equal(cfg->n_buses, 2);
+	assert_int_equal(cfg->n_instruments, 3);
+	assert_true(cfg->instruments[1].modbus.in_use.has_above);
+	assert_int_equal(cfg->instruments[2].logs[1].format, LOG_FMT_EVENTS);
+	config_free(cfg);
+	free(text);
+	free(prefix);
+	free(example);
+}
+
+/* ---- fixture ---- */
+
+static void fixture_file(const char *name, const char *data, int mode)
+{
+	char *p = h_path(dir, name);
+	assert_int_equal(h_write_file(p, data, (size_t)-1, mode), 0);
+	free(p);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	dir = h_mkdtemp("test-config");
+	if (!dir)
+		return -1;
+	fixture_file("token", "secret-token-1\n", 0600);
+	fixture_file("token400", "secret-token-1\n", 0400);
+	fixture_file("token640", "secret-token-1\n", 0640);
+	fixture_file("token604", "secret-token-1\n", 0604);
+	fixture_file("token620", "secret-token-1\n", 0620);
+	fixture_file("token_empty", " \n", 0600);
+	fixture_file("token_lines", "secret\ntoken\n", 0600);
+	fixture_file("key", "k3y\n", 0600);
+	fixture_file("key_empty", "\n", 0600);
+	fixture_file("key644", "k3y\n", 0644);
+	fixture_file("ca.pem", "-----BEGIN CERTIFICATE-----\n", 0644);
+	fixture_file("user-id.key", "example-key\n", 0600);
+
+	/* A zoneinfo of our own: the loader only checks for a TZif file. */
+	char *zi = h_path(dir, "zoneinfo"), *asia = h_path(zi, "Asia");
+	if (mkdir(zi, 0755) != 0 || mkdir(asia, 0755) != 0)
+		return -1;
+	fixture_file("zoneinfo/UTC", "TZif2\n", 0644);
+	fixture_file("zoneinfo/Asia/Shanghai", "TZif2\n", 0644);
+	fixture_file("zoneinfo/Bad", "not a zone\n", 0644);
+	setenv("TZDIR", zi, 1);
+	free(asia);
+	free(zi);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	h_rmtree(dir);
+	free(dir);
+	return 0;
+}
+
+int main(void)
+{
+	size_t n = sizeof(bad_cases) / sizeof(bad_cases[0]);
+	struct CMUnitTest *bad = calloc(n, sizeof(*bad));
+	if (!bad)
+		return 1;
+	for (size_t i = 0; i < n; i++)
+		bad[i] = (struct CMUnitTest){ .name = bad_cases[i].name, .test_func = test_bad,
+					      .initial_state = (void *)&bad_cases[i] };
+
+	const struct CMUnitTest good[] = {
+		cmocka_unit_test(test_full_config),
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_nrii_defaults),
+		cmocka_unit_test(test_token_trimmed),
+		cmocka_unit_test(test_token_modes),
+		cmocka_unit_test(test_loopback_http_allowed),
+		cmocka_unit_test(test_missing_file),
+		cmocka_unit_test(test_parse_string),
+		cmocka_unit_test(test_many_problems),
+		cmocka_unit_test(test_system_zoneinfo),
+		cmocka_unit_test(test_example_config),
+	};
+	int failed = _cmocka_run_group_tests("config_bad", bad, n, setup, teardown);
+	failed += cmocka_run_group_tests_name("config_good", good, setup, teardown);
+	free(bad);
+	return failed != 0;
+}

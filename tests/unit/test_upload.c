@@ -1,0 +1,519 @@
+/* test_upload.c — the feed against the reference platform over real HTTPS (a CA made at test
+ * time): acknowledgements, every reply class, faults, and what the platform ends up holding. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <cjson/cJSON.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buffer.h"
+#include "chain.h"
+#include "clock.h"
+#include "config.h"
+#include "core.h"
+#include "harness.h"
+#include "log.h"
+#include "sink.h"
+#include "timeutil.h"
+#include "uploader.h"
+
+struct fx {
+	char *dir, *certs;
+	struct h_proc *plat;
+	int port;
+	struct config *cfg;
+	struct buffer *buf;
+	struct core *core;
+	FILE *devnull;
+};
+
+static void make_certs(struct fx *f)
+{
+	f->certs = h_path(f->dir, "certs");
+	char *argv[] = { (char *)"/bin/sh", (char *)"tests/refplat/mkcerts.sh", f->certs, NULL };
+	char *out, *err;
+	int rc = h_run(argv, NULL, &out, &err, 60000);
+	if (rc != 0)
+		fail_msg("mkcerts: %s", err);
+	free(out);
+	free(err);
+}
+
+static void start_platform(struct fx *f, const char *db_name, bool mtls)
+{
+	char *pf = h_path(f->dir, "port"), *db = h_path(f->dir, db_name);
+	char *cert = h_path(f->certs, "server.pem"), *key = h_path(f->certs, "server.key");
+	char *ca = h_path(f->certs, "ca.pem"), *log = h_path(f->dir, "refplat.log");
+	char *listen = f->port ? h_strdupf("127.0.0.1:%d", f->port) : strdup("127.0.0.1:0");
+	unlink(pf);
+	char *argv[16] = { (char *)h_build_path("refplat"), (char *)"--listen", listen, (char *)"--port-file", pf,
+			   (char *)"--cert", cert, (char *)"--key", key, (char *)"--db", db,
+			   (char *)"--token", (char *)"s3cret", NULL };
+	if (mtls) {
+		argv[13] = (char *)"--client-ca";
+		argv[14] = ca;
+	}
+	f->plat = h_spawn(argv, NULL, true, true, log);
+	assert_true(h_wait_file(pf, 10000));
+	char *p = h_read_file(pf, NULL);
+	f->port = atoi(p);
+	free(p);
+	free(pf);
+	free(db);
+	free(cert);
+	free(key);
+	free(ca);
+	free(log);
+	free(listen);
+}
+
+static void plat_cmd(struct fx *f, const char *line)
+{
+	char *reply = h_request(f->plat, line, 5000);
+	if (!reply || strncmp(reply, "error", 5) == 0)
+		fail_msg("refplat: \"%s\": %s", line, reply ? reply : "(no reply)");
+	free(reply);
+}
+
+static cJSON *plat_json(struct fx *f, const char *line)
+{
+	char *reply = h_request(f->plat, line, 5000);
+	cJSON *o = reply ? cJSON_Parse(reply) : NULL;
+	if (!o)
+		fail_msg("refplat: \"%s\": %s", line, reply ? reply : "(no reply)");
+	free(reply);
+	return o;
+}
+
+static int64_t plat_head(struct fx *f, char hash[HASH_HEX_LEN + 1])
+{
+	cJSON *h = plat_json(f, "head agent-1");
+	int64_t seq = (int64_t)cJSON_GetObjectItem(h, "seq")->valuedouble;
+	if (hash)
+		snprintf(hash, HASH_HEX_LEN + 1, "%s", cJSON_GetObjectItem(h, "hash")->valuestring);
+	cJSON_Delete(h);
+	return seq;
+}
+
+static void load_config(struct fx *f, const char *extra_platform)
+{
+	char *text = h_strdupf(
+		"{ \"agent\": { \"id\": \"agent-1\", \"lab_code\": \"SXKL-1\", \"timezone\": \"Asia/Shanghai\","
+		"    \"state_dir\": \"%s/state\", \"internal_orgs\": [\"山西大学\"] },"
+		"  \"platform\": { \"url\": \"https://127.0.0.1:%d/api\", \"token_file\": \"%s/token\","
+		"    \"ca_file\": \"%s/ca.pem\", \"upload_interval_s\": 1, \"batch_max_records\": 500,"
+		"    \"timeout_s\": 5 %s },"
+		"  \"instruments\": [ { \"id\": \"NMR\", \"logs\": [ { \"path\": \"/x\", \"format\": \"csv\","
+		"    \"fields\": { \"start\": \"s\", \"end\": \"e\" } } ] } ] }",
+		f->dir, f->port, f->dir, f->certs, extra_platform ? extra_platform : "");
+	char *path = h_path(f->dir, "agent.json");
+	h_write_file(path, text, (size_t)-1, 0644);
+	struct config_errors errs = { 0 };
+	struct config *old = f->cfg;
+	if (config_load(path, &f->cfg, &errs) != 0)
+		fail_msg("config: %s", errs.n ? errs.msg[0] : "?");
+	if (f->core)
+		core_set_config(f->core, f->cfg);
+	config_free(old);
+	free(text);
+	free(path);
+}
+
+static int setup_common(void **state, bool mtls)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	f->dir = h_mkdtemp("test_upload");
+	make_certs(f);
+	char *token = h_path(f->dir, "token");
+	h_write_file(token, "s3cret\n", (size_t)-1, 0600);
+	free(token);
+	start_platform(f, "platform.db", mtls);
+	char *extra = mtls ? h_strdupf(", \"client_cert\": \"%s/client.pem\", \"client_key\": \"%s/client.key\"",
+				       f->certs, f->certs) : NULL;
+	load_config(f, extra);
+	free(extra);
+	timeutil_set_zone("Asia/Shanghai");
+	assert_int_equal(buffer_open(f->cfg->agent.state_dir, 0, &f->buf, NULL), 0);
+	f->core = core_new(f->cfg, f->buf);
+	f->devnull = fopen("/dev/null", "w");
+	*state = f;
+	return 0;
+}
+
+static int setup(void **state) { return setup_common(state, false); }
+static int setup_mtls(void **state) { return setup_common(state, true); }
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	core_free(f->core);
+	buffer_close(f->buf);
+	config_free(f->cfg);
+	h_proc_free(f->plat);
+	fclose(f->devnull);
+	if (getenv("KEEP_TMP"))
+		fprintf(stderr, "kept %s\n", f->dir);
+	else
+		h_rmtree(f->dir);
+	free(f->dir);
+	free(f->certs);
+	free(f);
+	return 0;
+}
+
+static void seal_sessions(struct fx *f, int n)
+{
+	for (int i = 0; i < n; i++) {
+		struct obs o = { .type = OBS_SESSION, .instrument = "NMR" };
+		char user[32];
+		snprintf(user, sizeof(user), "user-%d", i);
+		o.u.session = (struct obs_session){ .start = 1793577600 + i * 3600, .end = 1793577600 + i * 3600 + 1800,
+						    .user = user, .org = i % 2 ? "太原理工大学" : "山西大学",
+						    .external = -1, .samples = i % 5 };
+		assert_int_equal(core_submit(f->core, &o, 1, NULL, NULL, 0), 0);
+	}
+}
+
+static int64_t acked(struct fx *f)
+{
+	struct sink_state st;
+	buffer_sink_get(f->buf, "platform", &st);
+	int64_t a = st.acked_seq;
+	buffer_sink_clear(&st);
+	return a;
+}
+
+static char *last_error(struct fx *f)
+{
+	struct sink_state st;
+	buffer_sink_get(f->buf, "platform", &st);
+	char *e = st.last_error ? strdup(st.last_error) : (st.alarm ? strdup(st.alarm) : NULL);
+	buffer_sink_clear(&st);
+	return e;
+}
+
+static void assert_platform_matches(struct fx *f)
+{
+	struct chain_head h;
+	buffer_head(f->buf, &h);
+	char hash[HASH_HEX_LEN + 1];
+	assert_int_equal(plat_head(f, hash), h.seq);
+	assert_string_equal(hash, h.hash);
+}
+
+static void test_flush_everything(void **state)
+{
+	struct fx *f = *state;
+	seal_sessions(f, 1234);
+	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), 0);
+	assert_int_equal(acked(f), 1234);
+	assert_platform_matches(f);
+	cJSON *s = plat_json(f, "stats");
+	assert_int_equal((int)cJSON_GetObjectItem(s, "records")->valuedouble, 1234);
+	assert_int_equal((int)cJSON_GetObjectItem(s, "dups")->valuedouble, 0);
+	assert_true(cJSON_GetObjectItem(s, "gzip_requests")->valuedouble >= 3);
+	assert_string_equal(cJSON_GetObjectItem(s, "last_idempotency_key")->valuestring, "agent-1:1001-1234");
+	assert_string_equal(cJSON_GetObjectItem(s, "last_user_agent")->valuestring, "labshare-agent/0.1.0");
+	cJSON_Delete(s);
+	/* Nothing pending: flush is a no-op that still succeeds. */
+	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), 0);
+}
+
+static void test_small_body_not_gzipped(void **state)
+{
+	struct fx *f = *state;
+	seal_sessions(f, 2);
+	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), 0);
+	cJSON *s = plat_json(f, "stats");
+	assert_int_equal((int)cJSON_GetObjectItem(s, "gzip_requests")->valuedouble, 0);
+	cJSON_Delete(s);
+	assert_platform_matches(f);
+}
+
+static void test_retry_after_honoured(void **state)
+{
+	struct fx *f = *state;
+	seal_sessions(f, 10);
+	plat_cmd(f, "fault status 503 retry_after=1 count=2");
+	int64_t t0 = clock_mono_ms();
+	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), 0);
+	assert_true(clock_mono_ms() - t0 >= 1900); /* waited twice */
+	assert_platform_matches(f);
+}
+
+static void test_lost_reply_resent_harmlessly(void **state)
+{
+	struct fx *f = *state;
+	seal_sessions(f, 700);
+	plat_cmd(f, "fault drop_reply count=1");
+	/* The first batch is stored but its reply lost: the resend is de-duplicated. */
+	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), 0);
+	assert_platform_matches(f);
+	cJSON *s = plat_json(f, "stats");
+	assert_int_equal((int)cJSON_GetObjectItem(s, "records")->valuedouble, 700);
+	assert_int_equal((int)cJSON_GetObjectItem(s, "dups")->valuedouble, 500);
+	cJSON_Delete(s);
+}
+
+static void test_too_large_halves_batch(void **state)
+{
+	struct fx *f = *state;
+	seal_sessions(f, 600);
+	plat_cmd(f, "fault max_body 2500");
+	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), 0);
+	assert_platform_matches(f);
+	cJSON *s = plat_json(f, "stats");
+	assert_true(cJSON_GetObjectItem(cJSON_GetObjectItem(s, "by_status"), "413")->valuedouble >= 2);
+	cJSON_Delete(s);
+}
+
+static void test_refused_record_stops_and_keeps(void **state)
+{
+	struct fx *f = *state;
+	seal_sessions(f, 50);
+	plat_cmd(f, "fault reject 17 status=422 error=unknown-instrument");
+	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), EX_PROTOCOL);
+	assert_int_equal(acked(f), 0);
+	char *e = last_error(f);
+	assert_non_null(strstr(e, "refused record 17"));
+	assert_non_null(strstr(e, "unknown-instrument"));
+	free(e);
+	/* Fixed on the platform's side: the next flush delivers everything. */
+	plat_cmd(f, "clear");
+	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), 0);
+	assert_platform_matches(f);
+}
+
+static void test_credentials_refused(void **state)
+{
+	struct fx *f = *state;
+	seal_sessions(f, 3);
+	plat_cmd(f, "fault status 401 count=1");
+	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), EX_TEMPFAIL);
+	char *e = last_error(f);
+	assert_non_null(strstr(e, "credentials"));
+	free(e);
+	struct sink_state st;
+	buffer_sink_get(f->buf, "platform", &st);
+	assert_true(st.next_attempt - clock_wall() >= 290); /* every 5 minutes */
+	buffer_sink_clear(&st);
+}
+
+static void test_wrong_ack_hash_is_alarm(void **state)
+{
+	struct fx *f = *state;
+	seal_sessions(f, 5);
+	plat_cmd(f, "fault wrong_hash count=1");
+	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), EX_PROTOCOL);
+	assert_int_equal(acked(f), 0);
+	char *e = last_error(f);
+	assert_non_null(strstr(e, "integrity alarm"));
+	free(e);
+	/* Upload stays stopped until the alarm is cleared (a restart). */
+	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), EX_PROTOCOL);
+	uploader_clear_alarms(f->cfg, f->buf);
+	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), 0);
+	assert_platform_matches(f);
+}
+
+static void test_unreachable_then_back(void **state)
+{
+	struct fx *f = *state;
+	seal_sessions(f, 20);
+	h_stop(f->plat, 5000);
+	h_proc_free(f->plat);
+	f->plat = NULL;
+	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), EX_TEMPFAIL);
+	char *e = last_error(f);
+	assert_non_null(strstr(e, "cannot reach"));
+	free(e);
+	start_platform(f, "platform.db", false); /* same port, same store */
+	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), 0);
+	assert_platform_matches(f);
+}
+
+static void test_platform_lost_data_resend_from_expected(void **state)
+{
+	struct fx *f = *state;
+	seal_sessions(f, 300);
+	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), 0);
+	/* The platform comes back from an older backup: empty. It answers 409 expected 1. */
+	h_proc_free(f->plat);
+	f->plat = NULL;
+	start_platform(f, "platform-restored.db", false);
+	seal_sessions(f, 10);
+	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), 0);
+	assert_platform_matches(f);
+}
+
+static void test_different_chain_is_alarm(void **state)
+{
+	struct fx *f = *state;
+	seal_sessions(f, 30);
+	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), 0);
+	/* The agent's buffer is replaced by another one (restored from an old backup that
+	 * sealed different records): the platform's chain is not ours. */
+	core_free(f->core);
+	buffer_close(f->buf);
+	char *state_dir = h_path(f->dir, "state");
+	h_rmtree(state_dir);
+	assert_int_equal(buffer_open(state_dir, 0, &f->buf, NULL), 0);
+	free(state_dir);
+	f->core = core_new(f->cfg, f->buf);
+	assert_int_equal(core_event(f->core, NULL, "agent_start", "another history"), 0);
+	seal_sessions(f, 40);
+	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), EX_PROTOCOL);
+	char *e = last_error(f);
+	assert_non_null(strstr(e, "integrity alarm"));
+	free(e);
+	cJSON *s = plat_json(f, "stats");
+	assert_int_equal((int)cJSON_GetObjectItem(s, "records")->valuedouble, 30); /* untouched */
+	cJSON_Delete(s);
+}
+
+static void test_mutual_tls(void **state)
+{
+	struct fx *f = *state;
+	seal_sessions(f, 4);
+	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), 0);
+	assert_platform_matches(f);
+	/* Without the client certificate the platform refuses the handshake. */
+	load_config(f, NULL);
+	seal_sessions(f, 1);
+	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), EX_TEMPFAIL);
+}
+
+static void test_untrusted_server_refused(void **state)
+{
+	struct fx *f = *state;
+	seal_sessions(f, 2);
+	/* The system store does not know the test CA: verification is always on. */
+	char *ca = h_path(f->certs, "ca.pem");
+	char *rogue = h_path(f->certs, "rogue.pem");
+	free(f->cfg->platform.ca_file);
+	f->cfg->platform.ca_file = rogue;
+	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), EX_TEMPFAIL);
+	char *e = last_error(f);
+	assert_non_null(strstr(e, "cannot reach"));
+	free(e);
+	free(ca);
+	cJSON *s = plat_json(f, "stats");
+	assert_int_equal((int)cJSON_GetObjectItem(s, "records")->valuedouble, 0);
+	cJSON_Delete(s);
+}
+
+struct daemon_wait {
+	struct fx *f;
+	int64_t want;
+};
+
+static bool platform_has(void *arg)
+{
+	struct daemon_wait *w = arg;
+	return plat_head(w->f, NULL) >= w->want;
+}
+
+/* Everything sealed so far (the daemon keeps sealing events) is on the platform. */
+static bool platform_caught_up(void *arg)
+{
+	struct fx *f = arg;
+	struct chain_head h;
+	buffer_head(f->buf, &h);
+	return plat_head(f, NULL) == h.seq && h.seq > 5000;
+}
+
+/* The daemon holds its lock once signals are handled and the buffer is open. */
+static bool daemon_ready(void *arg)
+{
+	const char *state_dir = arg;
+	char *path = h_path(state_dir, "agent.lock");
+	int fd = open(path, O_RDONLY);
+	free(path);
+	if (fd < 0)
+		return false;
+	bool held = flock(fd, LOCK_SH | LOCK_NB) < 0;
+	close(fd);
+	return held;
+}
+
+/* The daemon uploads on its own, and a SIGKILL at any moment loses nothing. */
+static void test_daemon_uploads_and_survives_kills(void **state)
+{
+	struct fx *f = *state;
+	seal_sessions(f, 5000);
+	core_free(f->core);
+	f->core = NULL;
+	char *cfg = h_path(f->dir, "agent.json");
+	char *log = h_path(f->dir, "agent.log");
+	char *argv[] = { (char *)h_build_path("labshare-agent"), (char *)"-c", cfg, (char *)"run", NULL };
+	plat_cmd(f, "fault slow 20 count=0");
+	srand(7);
+	for (int i = 0; i < 8; i++) {
+		struct h_proc *p = h_spawn(argv, NULL, false, false, log);
+		int64_t before = plat_head(f, NULL);
+		struct daemon_wait w = { f, before + 1 };
+		h_wait_for(platform_has, &w, 10000);
+		struct timespec ts = { 0, (rand() % 200) * 1000000L };
+		nanosleep(&ts, NULL); /* a random moment inside the upload, not a wait for a result */
+		h_kill(p, SIGKILL);
+		h_wait(p, 5000);
+		h_proc_free(p);
+	}
+	plat_cmd(f, "clear");
+	struct h_proc *p = h_spawn(argv, NULL, false, false, log);
+	char *state_dir = h_path(f->dir, "state");
+	assert_true(h_wait_for(daemon_ready, state_dir, 10000));
+	free(state_dir);
+	assert_true(h_wait_for(platform_caught_up, f, 60000));
+	struct chain_head h;
+	assert_int_equal(h_kill(p, SIGTERM), 0);
+	assert_int_equal(h_wait(p, 20000), 0);
+	h_proc_free(p);
+	/* Everything exactly once, in one chain the platform verified record by record. */
+	cJSON *s = plat_json(f, "stats");
+	buffer_head(f->buf, &h);
+	int64_t stored = (int64_t)cJSON_GetObjectItem(s, "records")->valuedouble;
+	assert_true(stored >= 5000 + 9);      /* sessions + nine agent_start events */
+	assert_true(stored <= h.seq);         /* the last agent_stop may still be pending */
+	cJSON_Delete(s);
+	char hash[HASH_HEX_LEN + 1], ours[HASH_HEX_LEN + 1];
+	int64_t ph = plat_head(f, hash);
+	assert_int_equal(buffer_hash_of(f->buf, ph, ours), 0);
+	assert_string_equal(hash, ours);
+	free(cfg);
+	free(log);
+}
+
+int main(void)
+{
+	log_set_level(LOG_PRI_ERR - 1);
+	srandom(1);
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_flush_everything, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_small_body_not_gzipped, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_retry_after_honoured, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lost_reply_resent_harmlessly, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_too_large_halves_batch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_refused_record_stops_and_keeps, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_credentials_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wrong_ack_hash_is_alarm, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unreachable_then_back, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_platform_lost_data_resend_from_expected, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_different_chain_is_alarm, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mutual_tls, setup_mtls, teardown),
+		cmocka_unit_test_setup_teardown(test_untrusted_server_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_daemon_uploads_and_survives_kills, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
