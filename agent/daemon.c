@@ -42,6 +42,7 @@ struct daemon {
 	void *drv[N_DRIVERS_MAX];
 	int lock_fd;
 	int64_t last_prune;
+	bool was_healthy;
 };
 
 static char *state_file(const struct config *cfg, const char *name)
@@ -169,6 +170,15 @@ static void write_snapshots(struct daemon *d)
 		 cJSON_GetObjectItemCaseSensitive(buf, "bytes")->valuedouble / 1048576.0,
 		 core_paused(d->core) ? ", buffer full: sources paused" : "");
 	sd_notify(0, line);
+	char *prom = status_prometheus(st);
+	char *ppath = state_file(d->cfg, METRICS_FILE);
+	if (prom && ppath) {
+		int r = write_file_atomic(ppath, prom, strlen(prom), 0644);
+		if (r < 0)
+			log_warnx("cannot write \"%s\": %s", ppath, strerror(-r));
+	}
+	free(ppath);
+	free(prom);
 	cJSON_Delete(st);
 	cJSON_Delete(live);
 }
@@ -187,6 +197,32 @@ static void prune(struct daemon *d)
 		log_info("buffer: pruned %" PRId64 " acknowledged records older than %d days", pruned,
 			 d->cfg->buffer.keep_acked_days);
 	d->last_prune = clock_wall();
+	/* The cap wins over the retention: at max_mb, acknowledged records go first (the
+	 * platform holds them), so that sources can resume. Unacknowledged ones never go. */
+	if (core_paused(d->core)) {
+		pruned = buffer_prune(d->buf, sinks, INT64_MAX);
+		if (pruned > 0) {
+			log_warnx("buffer: full: pruned %" PRId64 " acknowledged records before their %d days "
+				  "to make room; report and verify now start later", pruned,
+				  d->cfg->buffer.keep_acked_days);
+			core_check_space(d->core);
+		}
+	}
+}
+
+/* Every part that should move is moving: the metrics step just ran, and no thread of a
+ * driver or a sink is stuck. */
+static bool healthy(struct daemon *d, bool tick_ok, char *why, size_t whylen)
+{
+	if (!tick_ok) {
+		snprintf(why, whylen, "metrics: records can't be sealed");
+		return false;
+	}
+	for (size_t i = 0; source_registry[i] && i < N_DRIVERS_MAX; i++)
+		if (d->drv[i] && source_registry[i]->healthy &&
+		    !source_registry[i]->healthy(d->drv[i], why, whylen))
+			return false;
+	return uploader_healthy(d->up, why, whylen);
 }
 
 static void tick(struct daemon *d)
@@ -195,16 +231,23 @@ static void tick(struct daemon *d)
 	if (r < 0)
 		log_errx("metrics: cannot seal records: %s, retrying in %d s", strerror(-r), TICK_MS / 1000);
 	core_check_space(d->core);
-	if (clock_wall() - d->last_prune >= PRUNE_EVERY_S)
+	if (clock_wall() - d->last_prune >= PRUNE_EVERY_S || core_paused(d->core))
 		prune(d);
 	write_snapshots(d);
-	sd_notify(0, "WATCHDOG=1");
+	char why[256] = "";
+	bool ok = healthy(d, r >= 0, why, sizeof(why));
+	if (ok)
+		sd_notify(0, "WATCHDOG=1");
+	if (ok != d->was_healthy)
+		ok ? log_notice("healthy again") : log_errx("not healthy: %s; watchdog withheld", why);
+	d->was_healthy = ok;
 }
 
 /* SIGHUP: the new config must be valid before anything is torn down. */
 static void reload(struct daemon *d)
 {
-	sd_notify(0, "RELOADING=1");
+	/* systemd ≥ 253 wants the time the reload began beside RELOADING=1. */
+	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%lld", (long long)clock_mono_us());
 	struct config_errors errs = { 0 };
 	struct config *next = NULL;
 	int r = config_load(d->config_path, &next, &errs);
@@ -263,7 +306,7 @@ static int run_loop(struct daemon *d)
 
 int daemon_run(const char *config_path)
 {
-	struct daemon d = { .config_path = config_path, .lock_fd = -1 };
+	struct daemon d = { .config_path = config_path, .lock_fd = -1, .was_healthy = true };
 	struct config_errors errs = { 0 };
 	char *moved = NULL;
 	int code = EX_SOFTWARE;

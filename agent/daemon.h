@@ -5,6 +5,7 @@
 #include <stdbool.h>
 
 #define LOCK_FILE "agent.lock"
+#define METRICS_FILE "metrics.prom"
 
 /* Runs until SIGTERM/SIGINT; returns a sysexits code (0 after a clean stop). */
 int daemon_run(const char *config_path);

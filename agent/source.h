@@ -70,6 +70,9 @@ struct source_ops {
 	void (*stop)(void *state);
 	/* Add per-instrument state to the status object (SPEC §7); NULL: nothing to add. */
 	void (*status)(void *state, struct cJSON *instruments);
+	/* False when a thread of the driver stopped making progress (the daemon then stops
+	 * sending WATCHDOG=1, so systemd restarts it); why gets a short reason. NULL: healthy. */
+	bool (*healthy)(void *state, char *why, size_t whylen);
 	void (*destroy)(void *state);
 };
 

@@ -12,7 +12,12 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <unistd.h>
+
+#include "log.h"
 
 int write_file_atomic(const char *path, const char *data, size_t len, int mode)
 {
@@ -238,4 +243,147 @@ void status_print_text(const cJSON *st, FILE *out)
 				num_or(l, "lines", 0), num_or(l, "malformed", 0));
 		}
 	}
+}
+
+/* ---- Prometheus text format ------------------------------------------------------- */
+
+struct text {
+	char *p;
+	size_t len, cap;
+	bool failed;
+};
+
+static void text_add(struct text *t, const char *fmt, ...) PRINTF_LIKE(2, 3);
+static void text_add(struct text *t, const char *fmt, ...)
+{
+	if (t->failed)
+		return;
+	for (;;) {
+		va_list ap;
+		va_start(ap, fmt);
+		int n = vsnprintf(t->p ? t->p + t->len : NULL, t->p ? t->cap - t->len : 0, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			t->failed = true;
+			return;
+		}
+		if (t->p && t->len + (size_t)n < t->cap) {
+			t->len += (size_t)n;
+			return;
+		}
+		size_t cap = t->cap ? t->cap * 2 : 4096;
+		while (cap < t->len + (size_t)n + 1)
+			cap *= 2;
+		char *q = realloc(t->p, cap);
+		if (!q) {
+			t->failed = true;
+			return;
+		}
+		t->p = q;
+		t->cap = cap;
+	}
+}
+
+/* Label values: backslash, quote and newline escaped, as the format requires. */
+static void label(char *dst, size_t cap, const char *s)
+{
+	size_t j = 0;
+	for (; s && *s && j + 3 < cap; s++) {
+		if (*s == '\\' || *s == '"') {
+			dst[j++] = '\\';
+			dst[j++] = *s;
+		} else if (*s == '\n') {
+			dst[j++] = '\\';
+			dst[j++] = 'n';
+		} else {
+			dst[j++] = *s;
+		}
+	}
+	dst[j] = '\0';
+}
+
+static double unix_of(const cJSON *o, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+	int64_t t;
+	if (cJSON_IsString(v) && time_parse_iso(v->valuestring, &t) == 0)
+		return (double)t;
+	return 0;
+}
+
+static void help(struct text *t, const char *name, const char *type, const char *what)
+{
+	text_add(t, "# HELP %s %s\n# TYPE %s %s\n", name, what, name, type);
+}
+
+char *status_prometheus(const cJSON *st)
+{
+	struct text t = { 0 };
+	const cJSON *buf = cJSON_GetObjectItemCaseSensitive(st, "buffer");
+	const cJSON *up = cJSON_GetObjectItemCaseSensitive(st, "upload");
+	help(&t, "labshare_up", "gauge", "1 while the daemon runs");
+	text_add(&t, "labshare_up %d\n", cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(st, "running")) ? 1 : 0);
+	help(&t, "labshare_buffer_last_seq", "counter", "seq of the newest sealed record");
+	text_add(&t, "labshare_buffer_last_seq %.0f\n", num_or(buf, "last_seq", 0));
+	help(&t, "labshare_buffer_acked_seq", "counter", "seq acknowledged by the platform");
+	text_add(&t, "labshare_buffer_acked_seq %.0f\n", num_or(buf, "acked_seq", 0));
+	help(&t, "labshare_buffer_pending_records", "gauge", "sealed records not yet acknowledged");
+	text_add(&t, "labshare_buffer_pending_records %.0f\n", num_or(buf, "pending", 0));
+	help(&t, "labshare_buffer_oldest_pending_age_seconds", "gauge", "age of the oldest unacknowledged record");
+	text_add(&t, "labshare_buffer_oldest_pending_age_seconds %.0f\n", num_or(buf, "oldest_pending_age_s", 0));
+	help(&t, "labshare_buffer_bytes", "gauge", "bytes the buffer uses");
+	text_add(&t, "labshare_buffer_bytes %.0f\n", num_or(buf, "bytes", 0));
+	help(&t, "labshare_buffer_max_bytes", "gauge", "buffer.max_mb in bytes");
+	text_add(&t, "labshare_buffer_max_bytes %.0f\n", num_or(buf, "max_bytes", 0));
+	help(&t, "labshare_buffer_full", "gauge", "1 while sources are paused because the buffer is full");
+	text_add(&t, "labshare_buffer_full %d\n", cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(buf, "full")) ? 1 : 0);
+	help(&t, "labshare_upload_last_ok_timestamp_seconds", "gauge", "when the platform last acknowledged");
+	text_add(&t, "labshare_upload_last_ok_timestamp_seconds %.0f\n", unix_of(up, "last_ok"));
+	help(&t, "labshare_upload_failing", "gauge", "1 while the last upload attempt failed");
+	text_add(&t, "labshare_upload_failing %d\n", cJSON_IsString(cJSON_GetObjectItemCaseSensitive(up, "last_error")) ? 1 : 0);
+	help(&t, "labshare_upload_alarm", "gauge", "1 when upload stopped on an integrity alarm");
+	text_add(&t, "labshare_upload_alarm %d\n", cJSON_IsString(cJSON_GetObjectItemCaseSensitive(up, "alarm")) ? 1 : 0);
+
+	const cJSON *insts = cJSON_GetObjectItemCaseSensitive(st, "instruments");
+	const cJSON *in;
+	help(&t, "labshare_instrument_up", "gauge", "1 when the instrument's Modbus source was read at the last poll");
+	cJSON_ArrayForEach(in, insts) {
+		const cJSON *m = cJSON_GetObjectItemCaseSensitive(in, "modbus");
+		if (!cJSON_IsObject(m))
+			continue;
+		char id[256];
+		label(id, sizeof(id), str_or(in, "id", ""));
+		const char *state = str_or(m, "state", "");
+		text_add(&t, "labshare_instrument_up{instrument=\"%s\"} %d\n", id, strcmp(state, "ok") == 0);
+	}
+	help(&t, "labshare_instrument_run_hours_total", "counter", "the run counter as last read, in hours");
+	cJSON_ArrayForEach(in, insts) {
+		const cJSON *h = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(in, "modbus"),
+								 "run_hours_total");
+		if (!cJSON_IsNumber(h))
+			continue;
+		char id[256];
+		label(id, sizeof(id), str_or(in, "id", ""));
+		text_add(&t, "labshare_instrument_run_hours_total{instrument=\"%s\"} %.6f\n", id, h->valuedouble);
+	}
+	help(&t, "labshare_log_lines_total", "counter", "log lines read");
+	help(&t, "labshare_log_malformed_total", "counter", "log lines refused as malformed");
+	cJSON_ArrayForEach(in, insts) {
+		char id[256];
+		label(id, sizeof(id), str_or(in, "id", ""));
+		const cJSON *l;
+		cJSON_ArrayForEach(l, cJSON_GetObjectItemCaseSensitive(in, "logs")) {
+			char path[1024];
+			label(path, sizeof(path), str_or(l, "path", ""));
+			text_add(&t, "labshare_log_lines_total{instrument=\"%s\",path=\"%s\"} %.0f\n", id, path,
+				 num_or(l, "lines", 0));
+			text_add(&t, "labshare_log_malformed_total{instrument=\"%s\",path=\"%s\"} %.0f\n", id, path,
+				 num_or(l, "malformed", 0));
+		}
+	}
+	if (t.failed) {
+		free(t.p);
+		return NULL;
+	}
+	return t.p;
 }

@@ -18,6 +18,10 @@ struct cJSON *status_build(const struct config *cfg, struct buffer *b, const str
 			   bool running, long pid);
 void status_print_text(const struct cJSON *st, FILE *out);
 
+/* The same state as Prometheus text format (for node_exporter's textfile collector).
+ * Caller frees. */
+char *status_prometheus(const struct cJSON *st);
+
 /* Write obj to path atomically (temp file, fsync, rename). 0 or -errno. */
 int write_file_atomic(const char *path, const char *data, size_t len, int mode);
 

@@ -9,6 +9,8 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +30,7 @@ struct runner {
 	pthread_t thread;
 	bool started;
 	struct uploader *u;
+	_Atomic int64_t beat;       /* monotonic ms when the loop last went round */
 };
 
 struct uploader {
@@ -71,7 +74,9 @@ static void *runner_main(void *arg)
 	struct uploader *u = r->u;
 	int64_t idle_s = u->cfg->platform.present ? u->cfg->platform.upload_interval_s : 60;
 	for (;;) {
+		atomic_store(&r->beat, clock_mono_ms());
 		enum sink_result res = r->ops->step(r->state, clock_wall(), false);
+		atomic_store(&r->beat, clock_mono_ms());
 		int64_t wait = 0;
 		switch (res) {
 		case SINK_PROGRESS:
@@ -121,6 +126,7 @@ struct uploader *uploader_start(const struct config *cfg, struct buffer *b)
 			ops->destroy(r->state);
 			continue;
 		}
+		atomic_store(&r->beat, clock_mono_ms());
 		r->started = true;
 		u->n++;
 	}
@@ -146,6 +152,25 @@ void uploader_stop(struct uploader *u)
 	pthread_mutex_destroy(&u->mu);
 	pthread_cond_destroy(&u->cv);
 	free(u);
+}
+
+bool uploader_healthy(struct uploader *u, char *why, size_t whylen)
+{
+	if (!u)
+		return true;
+	/* A round is at most a wait of upload_interval_s plus one transfer of timeout_s. */
+	int64_t idle = u->cfg->platform.present ? u->cfg->platform.upload_interval_s : 60;
+	int64_t timeout = u->cfg->platform.present ? u->cfg->platform.timeout_s : 30;
+	int64_t limit_ms = (idle + 2 * timeout + 30) * 1000;
+	for (size_t i = 0; i < u->n; i++) {
+		int64_t silent = clock_mono_ms() - atomic_load(&u->run[i].beat);
+		if (silent > limit_ms) {
+			snprintf(why, whylen, "upload: %s stuck for %lld s", u->run[i].ops->name,
+				 (long long)(silent / 1000));
+			return false;
+		}
+	}
+	return true;
 }
 
 void uploader_clear_alarms(const struct config *cfg, struct buffer *b)

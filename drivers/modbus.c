@@ -266,6 +266,7 @@ struct modbus_driver {
 	pthread_cond_t cv;           /* lanes became ready, or stop */
 	pthread_cond_t flush_cv;
 	bool stopping;
+	_Atomic int64_t flusher_beat; /* monotonic ms of the flusher's last round */
 	struct qitem *queue;         /* readings and events waiting for the core */
 	size_t q_len, q_cap;
 	uint64_t q_dropped;
@@ -503,6 +504,7 @@ static void *flusher(void *arg)
 		pthread_cond_timedwait(&d->flush_cv, &d->mu, &ts);
 		pthread_mutex_unlock(&d->mu);
 		flush_queue(d);
+		atomic_store(&d->flusher_beat, clock_mono_ms());
 		pthread_mutex_lock(&d->mu);
 	}
 	pthread_mutex_unlock(&d->mu);
@@ -605,6 +607,7 @@ static int driver_start(void *state)
 		return -EAGAIN;
 	}
 	d->flusher_started = true;
+	atomic_store(&d->flusher_beat, clock_mono_ms());
 	pthread_attr_destroy(&attr);
 	log_info("modbus: polling %zu instruments on %zu buses with %zu workers", d->n_insts, used,
 		 d->n_workers);
@@ -680,12 +683,26 @@ static void driver_status(void *state, cJSON *arr)
 	pthread_mutex_unlock(&d->mu);
 }
 
+/* Readings reach the buffer: the flusher went round lately (a commit can wait on a busy
+ * buffer for up to its busy timeout, so allow for that). */
+static bool driver_healthy(void *state, char *why, size_t whylen)
+{
+	struct modbus_driver *d = state;
+	int64_t silent = clock_mono_ms() - atomic_load(&d->flusher_beat);
+	if (d->flusher_started && silent > 30000) {
+		snprintf(why, whylen, "modbus: no readings stored for %lld s", (long long)(silent / 1000));
+		return false;
+	}
+	return true;
+}
+
 const struct source_ops modbus_source = {
 	.name = "modbus",
 	.create = driver_create,
 	.start = driver_start,
 	.stop = driver_stop,
 	.status = driver_status,
+	.healthy = driver_healthy,
 	.destroy = driver_destroy,
 };
 
