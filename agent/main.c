@@ -64,8 +64,11 @@ static int load_config(const char *path, struct config **cfg)
 {
 	struct config_errors errs = { 0 };
 	int r = config_load(path, cfg, &errs);
-	if (r == 0)
+	if (r == 0) {
+		/* Every command speaks the lab's local time. */
+		timeutil_set_zone((*cfg)->agent.timezone);
 		return 0;
+	}
 	for (size_t i = 0; i < errs.n; i++)
 		cli_error("%s", errs.msg[i]);
 	config_errors_clear(&errs);
@@ -103,7 +106,6 @@ static int cmd_verify(const char *path)
 	int code = load_config(path, &cfg);
 	if (code)
 		return code;
-	timeutil_set_zone(cfg->agent.timezone);
 	struct buffer *b = NULL;
 	int r = open_buffer_ro(cfg, &b);
 	if (r == 1) {
@@ -162,7 +164,6 @@ static int cmd_status(const char *path, int argc, char **argv)
 	int code = load_config(path, &cfg);
 	if (code)
 		return code;
-	timeutil_set_zone(cfg->agent.timezone);
 	long pid = 0;
 	bool running = daemon_running(cfg->agent.state_dir, &pid);
 	struct buffer *b = NULL;
@@ -253,7 +254,6 @@ static int cmd_record(const char *path, int argc, char **argv)
 	int code = load_config(path, &cfg);
 	if (code)
 		return code;
-	timeutil_set_zone(cfg->agent.timezone);
 	struct obs o = { .type = OBS_SESSION, .instrument = instrument };
 	struct obs_session *s = &o.u.session;
 	s->user = user;
@@ -377,7 +377,6 @@ static int cmd_report(const char *path, int argc, char **argv)
 	int code = load_config(path, &cfg);
 	if (code)
 		return code;
-	timeutil_set_zone(cfg->agent.timezone);
 	code = EX_USAGE;
 	if ((o.from_day = time_parse_date(from)) < 0) {
 		cli_error("report: --from \"%s\": not a date (YYYY-MM-DD)", from);
@@ -494,7 +493,6 @@ int main(int argc, char **argv)
 		int code = load_config(config, &cfg);
 		if (code)
 			return code;
-		timeutil_set_zone(cfg->agent.timezone);
 		code = modbus_poll_once(cfg, stdout);
 		config_free(cfg);
 		return code;
@@ -506,7 +504,6 @@ int main(int argc, char **argv)
 		int code = load_config(config, &cfg);
 		if (code)
 			return code;
-		timeutil_set_zone(cfg->agent.timezone);
 		struct buffer *b = NULL;
 		int r = buffer_open(cfg->agent.state_dir, 0, &b, NULL);
 		if (r < 0) {

@@ -48,7 +48,8 @@ void time_rfc3339(int64_t t, char out[RFC3339_LEN])
 		off = -off;
 	char base[20];
 	strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(out, RFC3339_LEN, "%.19s%c%02ld:%02ld", base, sign, (off / 3600) % 100, (off / 60) % 60);
+	snprintf(out, RFC3339_LEN, "%.19s%c%02d:%02d", base, sign, (int)((off / 3600) % 100),
+		 (int)((off / 60) % 60));
 }
 
 void time_date(int64_t t, char out[DATE_LEN])

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -186,6 +187,8 @@ struct h_proc *h_spawn(char *const argv[], char *const env[], bool pipe_stdin, b
 	if (pid < 0)
 		return NULL;
 	if (pid == 0) {
+		/* A test that crashes must not leave its servers behind. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (pipe_stdin)
 			dup2(in[0], 0);
 		else {

@@ -17,6 +17,7 @@
 #include "clock.h"
 #include "config.h"
 #include "core.h"
+#include "agentfix.h"
 #include "harness.h"
 #include "log.h"
 #include "metrics.h"
@@ -27,18 +28,10 @@
 #define D0 1793548800LL
 #define DAY 86400
 
-struct fx {
-	char *dir;
-	struct config *cfg;
-	struct buffer *buf;
-	struct core *core;
-	struct fake_clock clock;
-};
-
 static const char config_fmt[] =
-	"{ \"agent\": { \"id\": \"t\", \"lab_code\": \"L\", \"timezone\": \"%s\", \"state_dir\": \"%s/state\","
+	"{ \"agent\": { \"id\": \"t\", \"lab_code\": \"L\", \"timezone\": \"UTC\", \"state_dir\": \"@DIR@/state\","
 	"    \"internal_orgs\": [\"山西大学\"] },"
-	"  \"platform\": { \"url\": \"https://127.0.0.1:9\", \"token_file\": \"%s/token\", \"upload_interval_s\": 60 },"
+	"  \"platform\": { \"url\": \"https://127.0.0.1:9\", \"token_file\": \"@DIR@/token\", \"upload_interval_s\": 60 },"
 	"  \"buses\": [ { \"id\": \"b\", \"url\": \"tcp://127.0.0.1:1502\" } ],"
 	"  \"instruments\": ["
 	"    { \"id\": \"LOG\", \"logs\": [ { \"path\": \"/nonexistent/x.csv\", \"format\": \"csv\","
@@ -52,23 +45,12 @@ static const char config_fmt[] =
 	"        \"run_counter\": { \"table\": \"input\", \"address\": 0, \"type\": \"u16\", \"scale\": 0.000277777777777778 } } }"
 	"  ] }";
 
+#define fx agent_fix
+
 static int setup_zone(void **state, const char *zone)
 {
-	struct fx *f = calloc(1, sizeof(*f));
-	f->dir = h_mkdtemp("test_metrics");
-	char *token = h_path(f->dir, "token");
-	h_write_file(token, "t\n", (size_t)-1, 0600);
-	free(token);
-	char *text = h_strdupf(config_fmt, zone, f->dir, f->dir);
-	struct config_errors errs = { 0 };
-	if (config_parse("test.json", text, strlen(text), &f->cfg, &errs) != 0)
-		fail_msg("config: %s", errs.n ? errs.msg[0] : "?");
-	free(text);
-	assert_int_equal(timeutil_set_zone(zone), 0);
-	fake_clock_install(&f->clock, D0);
-	assert_int_equal(buffer_open(f->cfg->agent.state_dir, 0, &f->buf, NULL), 0);
-	f->core = core_new(f->cfg, f->buf);
-	assert_non_null(f->core);
+	struct agent_fix *f = agent_fix_new("test_metrics", config_fmt, zone, D0);
+	assert_non_null(f);
 	*state = f;
 	return 0;
 }
@@ -78,28 +60,14 @@ static int setup_berlin(void **state) { return setup_zone(state, "Europe/Berlin"
 
 static int teardown(void **state)
 {
-	struct fx *f = *state;
-	core_free(f->core);
-	buffer_close(f->buf);
-	config_free(f->cfg);
-	h_rmtree(f->dir);
-	free(f->dir);
-	free(f);
-	clock_set(NULL);
+	agent_fix_free(*state);
 	return 0;
 }
 
 static void session(struct fx *f, const char *inst, int64_t start, int64_t end, const char *user,
 		    const char *org, int external, int64_t samples)
 {
-	struct obs o = { .type = OBS_SESSION, .instrument = inst };
-	o.u.session.start = start;
-	o.u.session.end = end;
-	o.u.session.user = user;
-	o.u.session.org = org;
-	o.u.session.external = external;
-	o.u.session.samples = samples;
-	assert_int_equal(core_submit(f->core, &o, 1, NULL, NULL, 0), 0);
+	assert_int_equal(agent_fix_session(f, inst, start, end, user, org, external, samples), 0);
 }
 
 /* A run-counter reading: value in raw units (seconds, with the scale above). */

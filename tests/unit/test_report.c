@@ -15,6 +15,7 @@
 #include "clock.h"
 #include "config.h"
 #include "core.h"
+#include "agentfix.h"
 #include "harness.h"
 #include "log.h"
 #include "metrics.h"
@@ -25,53 +26,29 @@
 #define DAY 86400
 #define D0 1793548800LL /* 2026-11-02T00:00:00+08:00 */
 
-struct fx {
-	char *dir;
-	struct config *cfg;
-	struct buffer *buf;
-	struct core *core;
-	struct fake_clock clock;
-};
+#define fx agent_fix
+
+static const char config_json[] =
+	"{ \"agent\": { \"id\": \"lab-1\", \"lab_code\": \"SXKL-1\", \"timezone\": \"Asia/Shanghai\","
+	"  \"state_dir\": \"@DIR@/state\", \"internal_orgs\": [\"山西大学\"] },"
+	"  \"platform\": { \"url\": \"https://127.0.0.1:9\", \"token_file\": \"@DIR@/token\" },"
+	"  \"instruments\": ["
+	"   { \"id\": \"NMR\", \"name\": \"600 MHz 核磁, \\\"A\\\"\", \"rated_hours\": 1460,"
+	"     \"logs\": [ { \"path\": \"/x\", \"format\": \"csv\", \"fields\": { \"start\": \"s\", \"end\": \"e\" } } ] },"
+	"   { \"id\": \"SEM\", \"rated_hours\": 800,"
+	"     \"logs\": [ { \"path\": \"/y\", \"format\": \"csv\", \"fields\": { \"start\": \"s\", \"end\": \"e\" } } ] } ] }";
 
 static int setup(void **state)
 {
-	struct fx *f = calloc(1, sizeof(*f));
-	f->dir = h_mkdtemp("test_report");
-	char *token = h_path(f->dir, "token");
-	h_write_file(token, "t\n", (size_t)-1, 0600);
-	free(token);
-	char *text = h_strdupf(
-		"{ \"agent\": { \"id\": \"lab-1\", \"lab_code\": \"SXKL-1\", \"timezone\": \"Asia/Shanghai\","
-		"  \"state_dir\": \"%s/state\", \"internal_orgs\": [\"山西大学\"] },"
-		"  \"platform\": { \"url\": \"https://127.0.0.1:9\", \"token_file\": \"%s/token\" },"
-		"  \"instruments\": ["
-		"   { \"id\": \"NMR\", \"name\": \"600 MHz 核磁, \\\"A\\\"\", \"rated_hours\": 1460,"
-		"     \"logs\": [ { \"path\": \"/x\", \"format\": \"csv\", \"fields\": { \"start\": \"s\", \"end\": \"e\" } } ] },"
-		"   { \"id\": \"SEM\", \"rated_hours\": 800,"
-		"     \"logs\": [ { \"path\": \"/y\", \"format\": \"csv\", \"fields\": { \"start\": \"s\", \"end\": \"e\" } } ] } ] }",
-		f->dir, f->dir);
-	struct config_errors errs = { 0 };
-	if (config_parse("t.json", text, strlen(text), &f->cfg, &errs) != 0)
-		fail_msg("config: %s", errs.n ? errs.msg[0] : "?");
-	free(text);
-	timeutil_set_zone("Asia/Shanghai");
-	fake_clock_install(&f->clock, D0);
-	assert_int_equal(buffer_open(f->cfg->agent.state_dir, 0, &f->buf, NULL), 0);
-	f->core = core_new(f->cfg, f->buf);
+	struct agent_fix *f = agent_fix_new("test_report", config_json, "Asia/Shanghai", D0);
+	assert_non_null(f);
 	*state = f;
 	return 0;
 }
 
 static int teardown(void **state)
 {
-	struct fx *f = *state;
-	core_free(f->core);
-	buffer_close(f->buf);
-	config_free(f->cfg);
-	h_rmtree(f->dir);
-	free(f->dir);
-	free(f);
-	clock_set(NULL);
+	agent_fix_free(*state);
 	return 0;
 }
 
