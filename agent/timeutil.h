@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RFC3339_LEN 26  /* "2026-11-02T08:00:00+08:00" + NUL */
+#define RFC3339_LEN 32  /* "2026-11-02T08:00:00+08:00" + NUL, with room the compiler can prove */
 #define DATE_LEN 11     /* "2026-11-02" + NUL */
 
 /* Make zone the process's local time zone (before threads start). 0 or -EINVAL. */
