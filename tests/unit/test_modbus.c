@@ -392,34 +392,71 @@ static void raw_master(int fd)
 	tcsetattr(fd, TCSANOW, &t);
 }
 
-static void test_rtu_over_pty(void **state)
-{
-	(void)state;
+struct rtu_fx {
 	int ma, sa, mb, sb;
 	char na[128], nb[128];
-	assert_int_equal(openpty(&ma, &sa, na, NULL, NULL), 0);
-	assert_int_equal(openpty(&mb, &sb, nb, NULL, NULL), 0);
-	raw_master(ma);
-	raw_master(mb);
-	struct relay r = { ma, mb, false };
+	struct relay relay;
 	pthread_t th;
-	pthread_create(&th, NULL, relay_main, &r);
+	bool relay_started;
+	char *dir;
+	struct h_proc *sim;
+};
 
-	char *dir = h_mkdtemp("test_modbus_rtu");
-	char *pf = h_path(dir, "ports");
-	char *spec = h_strdupf("%s?baud=19200&parity=E&data=8&stop=1", na);
+/* Teardown runs even when the test fails half-way, so the relay never outlives its state. */
+static int rtu_setup(void **state)
+{
+	struct rtu_fx *r = calloc(1, sizeof(*r));
+	assert_int_equal(openpty(&r->ma, &r->sa, r->na, NULL, NULL), 0);
+	assert_int_equal(openpty(&r->mb, &r->sb, r->nb, NULL, NULL), 0);
+	raw_master(r->ma);
+	raw_master(r->mb);
+	r->relay = (struct relay){ r->ma, r->mb, false };
+	assert_int_equal(pthread_create(&r->th, NULL, relay_main, &r->relay), 0);
+	r->relay_started = true;
+	r->dir = h_mkdtemp("test_modbus_rtu");
+	*state = r;
+	return 0;
+}
+
+static int rtu_teardown(void **state)
+{
+	struct rtu_fx *r = *state;
+	h_proc_free(r->sim);
+	if (r->relay_started) {
+		r->relay.stop = true;
+		pthread_join(r->th, NULL);
+	}
+	close(r->ma);
+	close(r->sa);
+	close(r->mb);
+	close(r->sb);
+	h_rmtree(r->dir);
+	free(r->dir);
+	free(r);
+	return 0;
+}
+
+static void test_rtu_over_pty(void **state)
+{
+	struct rtu_fx *r = *state;
+	char *pf = h_path(r->dir, "ports");
+	char *spec = h_strdupf("%s?baud=19200&parity=E&data=8&stop=1", r->na);
 	char *argv[] = { (char *)h_build_path("modbus-sim"), (char *)"--rtu", spec, (char *)"--units",
 			 (char *)"1-3", (char *)"--port-file", pf, NULL };
-	char *log = h_path(dir, "sim.log");
-	struct h_proc *sim = h_spawn(argv, NULL, true, true, log);
-	assert_true(h_wait_file(pf, 10000));
-	char *reply = h_request(sim, "set 0 2 input 7 u32 big 987654", 5000);
+	char *log = h_path(r->dir, "sim.log");
+	r->sim = h_spawn(argv, NULL, true, true, log);
+	free(spec);
+	free(log);
+	assert_true(h_wait_file(pf, 20000));
+	free(pf);
+	char *reply = h_request(r->sim, "set 0 2 input 7 u32 big 987654", 5000);
+	assert_non_null(reply);
 	assert_string_equal(reply, "ok");
 	free(reply);
-	reply = h_request(sim, "set 0 3 discrete 1 bit big 1", 5000);
+	reply = h_request(r->sim, "set 0 3 discrete 1 bit big 1", 5000);
 	free(reply);
 
-	struct bus_cfg bc = { .id = (char *)"rs485", .url = (char *)"rtu", .kind = BUS_RTU, .device = nb,
+	struct bus_cfg bc = { .id = (char *)"rs485", .url = (char *)"rtu", .kind = BUS_RTU, .device = r->nb,
 			      .baud = 19200, .parity = 'E', .data_bits = 8, .stop_bits = 1,
 			      .timeout_ms = 300, .gap_ms = 5 };
 	struct instrument_cfg i2 = { .id = (char *)"R2" }, i3 = { .id = (char *)"R3" };
@@ -450,19 +487,6 @@ static void test_rtu_over_pty(void **state)
 	mb_read_instrument(bus, &i2, &v);
 	assert_true(v.ok);
 	mb_bus_free(bus);
-
-	h_proc_free(sim);
-	r.stop = true;
-	pthread_join(th, NULL);
-	close(ma);
-	close(sa);
-	close(mb);
-	close(sb);
-	h_rmtree(dir);
-	free(dir);
-	free(pf);
-	free(spec);
-	free(log);
 }
 
 int main(void)
@@ -475,7 +499,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_counter_events_from_device, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_silent_instrument_does_not_stall_bus, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_gateway_reboot_reconnects, setup, teardown),
-		cmocka_unit_test(test_rtu_over_pty),
+		cmocka_unit_test_setup_teardown(test_rtu_over_pty, rtu_setup, rtu_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
