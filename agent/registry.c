@@ -3,9 +3,11 @@
 
 #include <stddef.h>
 
+#include "logtail.h"
 #include "modbus.h"
 
 const struct source_ops *const source_registry[] = {
 	&modbus_source,
+	&logtail_source,
 	NULL,
 };

@@ -97,6 +97,52 @@ static bool is_exception(int e)
 	return e >= EMBXILFUN && e <= EMBXGTAR;
 }
 
+/* One read request, checked by hand: libmodbus's own read calls accept a Modbus/TCP reply
+ * that carries another unit's id (a misconfigured gateway), so the request goes out raw and
+ * the reply's unit, function, byte count and length are all checked here. */
+static int raw_read(modbus_t *ctx, int unit, enum mb_table table, int address, int count,
+		    uint16_t *regs, uint8_t *bits, char *why, size_t whylen)
+{
+	static const uint8_t fc_of[] = { [MB_TABLE_HOLDING] = 0x03, [MB_TABLE_INPUT] = 0x04,
+					 [MB_TABLE_COIL] = 0x01, [MB_TABLE_DISCRETE] = 0x02 };
+	uint8_t fc = fc_of[table];
+	uint8_t req[6] = { (uint8_t)unit, fc, (uint8_t)(address >> 8), (uint8_t)address,
+			   (uint8_t)(count >> 8), (uint8_t)count };
+	uint8_t rsp[MODBUS_MAX_ADU_LENGTH];
+	if (modbus_send_raw_request(ctx, req, (int)sizeof(req)) < 0)
+		return -errno;
+	int n = modbus_receive_confirmation(ctx, rsp);
+	if (n < 0)
+		return -errno;
+	int hl = modbus_get_header_length(ctx);
+	if (n < hl + 2) {
+		snprintf(why, whylen, "reply of %d bytes is too short", n);
+		return -EMBBADDATA;
+	}
+	if (rsp[hl - 1] != unit) {
+		snprintf(why, whylen, "reply from unit %d, not %d", rsp[hl - 1], unit);
+		return -EMBBADSLAVE;
+	}
+	if (rsp[hl] == (fc | 0x80)) {
+		int code = rsp[hl + 1];
+		return code >= 1 && code <= 11 ? -(MODBUS_ENOBASE + code) : -EMBBADEXC;
+	}
+	int expect = table == MB_TABLE_HOLDING || table == MB_TABLE_INPUT ? 2 * count : (count + 7) / 8;
+	if (rsp[hl] != fc || rsp[hl + 1] != expect || n < hl + 2 + expect) {
+		snprintf(why, whylen, "malformed reply (function %#x, %d data bytes, %d bytes in all)", rsp[hl],
+			 rsp[hl + 1], n);
+		return -EMBBADDATA;
+	}
+	const uint8_t *data = rsp + hl + 2;
+	for (int i = 0; i < count; i++) {
+		if (regs)
+			regs[i] = (uint16_t)((data[2 * i] << 8) | data[2 * i + 1]);
+		else
+			bits[i] = (data[i / 8] >> (i % 8)) & 1;
+	}
+	return 0;
+}
+
 /* A request of count registers or bits starting at address. */
 static int bus_read(struct mb_bus *b, int unit, enum mb_table table, int address, int count,
 		    uint16_t *regs, uint8_t *bits, char *err, size_t errlen)
@@ -105,35 +151,27 @@ static int bus_read(struct mb_bus *b, int unit, enum mb_table table, int address
 	if (r < 0)
 		return r;
 	modbus_set_slave(b->ctx, unit);
-	int got;
-	switch (table) {
-	case MB_TABLE_HOLDING: got = modbus_read_registers(b->ctx, address, count, regs); break;
-	case MB_TABLE_INPUT: got = modbus_read_input_registers(b->ctx, address, count, regs); break;
-	case MB_TABLE_COIL: got = modbus_read_bits(b->ctx, address, count, bits); break;
-	default: got = modbus_read_input_bits(b->ctx, address, count, bits); break;
-	}
-	int e = errno;
+	bool registers = table == MB_TABLE_HOLDING || table == MB_TABLE_INPUT;
+	char why[128] = "";
+	r = raw_read(b->ctx, unit, table, address, count, registers ? regs : NULL, registers ? NULL : bits,
+		     why, sizeof(why));
 	if (b->cfg->gap_ms > 0)
 		b->ready_ms = clock_mono_ms() + b->cfg->gap_ms;
-	if (got == count)
+	if (r == 0)
 		return 0;
-	if (got >= 0) {
-		snprintf(err, errlen, "unit %d %s %d: short reply (%d of %d)", unit, mb_table_name(table),
-			 address, got, count);
-		bus_drop(b);
-		return -EBADMSG;
-	}
+	int e = -r;
 	snprintf(err, errlen, "unit %d %s %d..%d: %s", unit, mb_table_name(table), address,
-		 address + count - 1, modbus_strerror(e));
+		 address + count - 1, why[0] ? why : modbus_strerror(e));
 	if (is_exception(e))
-		return -e;
+		return r;
 	/* Time-outs, bad frames, a gateway that went away: the stream can't be trusted
 	 * (a late reply would be taken for the next one), so start over. */
-	if (b->cfg->kind == BUS_TCP || (e != ETIMEDOUT && e != EMBBADCRC && e != EMBBADDATA))
+	if (b->cfg->kind == BUS_TCP || (e != ETIMEDOUT && e != EMBBADCRC && e != EMBBADDATA &&
+					e != EMBBADSLAVE))
 		bus_drop(b);
 	else
 		modbus_flush(b->ctx);
-	return -e;
+	return r;
 }
 
 static void sleep_ms(int64_t ms)

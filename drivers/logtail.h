@@ -1,0 +1,31 @@
+/* logtail.h — the log source driver: follows instrument session logs (a path or a glob) across
+ * rotation and turns their lines into sessions and events, each batch committed to the core
+ * together with the file positions that produced it, so every line counts exactly once. */
+#ifndef LABSHARE_LOGTAIL_H
+#define LABSHARE_LOGTAIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "source.h"
+
+extern const struct source_ops logtail_source;
+
+/* Timings and batch sizes; tests and the benchmark may change them before create(). */
+struct logtail_tuning {
+	int poll_ms;          /* 250: how often paths are looked at */
+	int rotate_wait_ms;   /* 5000: a renamed or deleted file is read until quiet this long */
+	int idle_close_ms;    /* 300000: a quiet file's descriptor is closed (reopened on change) */
+	size_t batch_obs;     /* 1000 observations per transaction at most */
+	size_t batch_bytes;   /* 1 MiB of log per transaction at most */
+};
+extern struct logtail_tuning logtail_tuning;
+
+/* The cursor key of one configured log: "log:<instrument>:<path>". Caller frees. */
+char *logtail_cursor_key(const char *instrument, const char *path);
+
+/* Poll rounds completed since start (all logs looked at once per round): a test waits for
+ * this to move on instead of sleeping when it checks that nothing happened. */
+uint64_t logtail_rounds(void *state);
+
+#endif

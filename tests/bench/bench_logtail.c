@@ -1,0 +1,250 @@
+/* bench_logtail.c — how fast the log driver scans and commits: lines/s through a log where one
+ * line in 100 is a session, sessions/s from a CSV where every line is one, beside what the core
+ * alone seals and the raw SQLite insert rate of this machine (the limit under both). Prints
+ * figures; it passes or fails nothing. */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "buffer.h"
+#include "config.h"
+#include "core.h"
+#include "harness.h"
+#include "log.h"
+#include "logtail.h"
+#include "timeutil.h"
+
+#define SCAN_LINES 1000000
+#define SESSION_LINES 100000
+#define RAW_ROWS 100000
+
+static const char config_fmt[] =
+	"{ \"agent\": { \"id\": \"bench\", \"lab_code\": \"L\", \"timezone\": \"Asia/Shanghai\","
+	"    \"state_dir\": \"%s/state-%s\", \"internal_orgs\": [\"山西大学\"] },"
+	"  \"platform\": { \"url\": \"https://127.0.0.1:9\", \"token_file\": \"%s/token\" },"
+	"  \"instruments\": [ { \"id\": \"BENCH\", \"logs\": [ %s ] } ] }";
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static double cpu_s(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+	       ru.ru_stime.tv_usec / 1e6;
+}
+
+static struct config *make_config(const char *dir, const char *name, const char *logs)
+{
+	char *text = h_strdupf(config_fmt, dir, name, dir, logs);
+	struct config *cfg = NULL;
+	struct config_errors errs = { 0 };
+	if (config_parse("bench.json", text, strlen(text), &cfg, &errs) != 0) {
+		fprintf(stderr, "bench: config: %s\n", errs.n ? errs.msg[0] : "?");
+		exit(1);
+	}
+	free(text);
+	return cfg;
+}
+
+struct progress {
+	void *lt;
+	double lines;
+};
+
+static bool all_read(void *arg)
+{
+	struct progress *p = arg;
+	cJSON *insts = cJSON_CreateArray();
+	logtail_source.status(p->lt, insts);
+	const cJSON *l = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetArrayItem(insts, 0), "logs"), 0);
+	bool done = l && cJSON_GetObjectItem(l, "lines")->valuedouble >= p->lines;
+	cJSON_Delete(insts);
+	return done;
+}
+
+/* Run the driver over a log already written; seconds until every line is committed
+ * (*cpu: processor seconds of the whole process meanwhile, the waiting thread's included). */
+static double run_driver(struct config *cfg, double lines, double *cpu)
+{
+	struct buffer *b;
+	if (buffer_open(cfg->agent.state_dir, 0, &b, NULL) < 0) {
+		fprintf(stderr, "bench: cannot open the buffer\n");
+		exit(1);
+	}
+	struct core *c = core_new(cfg, b);
+	struct progress p = { NULL, lines };
+	if (logtail_source.create(cfg, c, &p.lt) < 0) {
+		fprintf(stderr, "bench: cannot create the driver\n");
+		exit(1);
+	}
+	double t0 = now_s(), c0 = cpu_s();
+	logtail_source.start(p.lt);
+	if (!h_wait_for(all_read, &p, 600000)) {
+		fprintf(stderr, "bench: the driver did not finish\n");
+		exit(1);
+	}
+	double took = now_s() - t0;
+	*cpu = cpu_s() - c0;
+	logtail_source.destroy(p.lt);
+	core_free(c);
+	buffer_close(b);
+	return took;
+}
+
+static void write_scan_log(const char *path)
+{
+	FILE *f = fopen(path, "w");
+	for (int i = 0; i < SCAN_LINES; i++) {
+		int s = i % 86400;
+		if (i % 100 == 0)
+			fprintf(f, "2026-11-02 %02d:%02d:%02d SESSION user%05d 太原理工大学 60 %d\n", s / 3600,
+				s / 60 % 60, s % 60, i / 100 % 100000, i % 7);
+		else
+			fprintf(f, "2026-11-02 %02d:%02d:%02d INFO stage temperature %d.%d K, pressure ok\n",
+				s / 3600, s / 60 % 60, s % 60, 290 + i % 10, i % 10);
+	}
+	fclose(f);
+}
+
+static void write_session_csv(const char *path)
+{
+	FILE *f = fopen(path, "w");
+	fputs("开始时间,结束时间,用户,单位,样品数\n", f);
+	for (int i = 0; i < SESSION_LINES; i++) {
+		int s = i % 80000;
+		fprintf(f, "2026-11-02 %02d:%02d:%02d,2026-11-02 %02d:%02d:%02d,user%05d,太原理工大学,%d\n",
+			s / 3600, s / 60 % 60, s % 60, (s + 600) / 3600, (s + 600) / 60 % 60, (s + 600) % 60,
+			i, i % 5);
+	}
+	fclose(f);
+}
+
+/* The core alone: sessions sealed per second through core_submit, in batches of 1000. */
+static double core_rate(const char *dir, double *cpu)
+{
+	struct config *cfg = make_config(dir, "core", "{ \"path\": \"/nonexistent\", \"format\": \"csv\","
+					 " \"fields\": { \"start\": \"s\", \"end\": \"e\" } }");
+	struct buffer *b;
+	buffer_open(cfg->agent.state_dir, 0, &b, NULL);
+	struct core *c = core_new(cfg, b);
+	static struct obs v[1000];
+	char users[1000][16];
+	double t0 = now_s(), c0 = cpu_s();
+	for (int k = 0; k < SESSION_LINES / 1000; k++) {
+		for (int i = 0; i < 1000; i++) {
+			snprintf(users[i], sizeof(users[i]), "user%05d", i);
+			v[i] = (struct obs){ .type = OBS_SESSION, .instrument = "BENCH",
+				.u.session = { .start = 1793577600 + k * 1000 + i, .end = 1793578200 + k * 1000 + i,
+					       .user = users[i], .org = "太原理工大学", .external = -1, .samples = 1 } };
+		}
+		char cursor[32];
+		int n = snprintf(cursor, sizeof(cursor), "%d", k);
+		if (core_submit(c, v, 1000, "bench", cursor, (size_t)n) < 0) {
+			fprintf(stderr, "bench: core_submit failed\n");
+			exit(1);
+		}
+	}
+	double took = now_s() - t0;
+	*cpu = cpu_s() - c0;
+	core_free(c);
+	buffer_close(b);
+	config_free(cfg);
+	return SESSION_LINES / took;
+}
+
+/* Plain SQLite on the same disk, same settings as the buffer: rows of a record's size per second. */
+static double raw_insert_rate(const char *dir, double *cpu)
+{
+	char *path = h_strdupf("%s/raw.db", dir);
+	sqlite3 *db;
+	sqlite3_open(path, &db);
+	sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+		     "CREATE TABLE records(seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, line TEXT NOT NULL,"
+		     " hash TEXT NOT NULL, sealed_at INTEGER NOT NULL)", NULL, NULL, NULL);
+	sqlite3_stmt *st;
+	sqlite3_prepare_v2(db, "INSERT INTO records VALUES(?1, 'session', ?2, ?3, ?4)", -1, &st, NULL);
+	char line[320];
+	memset(line, 'x', sizeof(line) - 1);
+	line[sizeof(line) - 1] = '\0';
+	const char hash[] = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+	double t0 = now_s(), c0 = cpu_s();
+	for (int k = 0; k < RAW_ROWS; k += 1000) {
+		sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+		for (int i = k; i < k + 1000; i++) {
+			sqlite3_bind_int64(st, 1, i + 1);
+			sqlite3_bind_text(st, 2, line, -1, SQLITE_STATIC);
+			sqlite3_bind_text(st, 3, hash, -1, SQLITE_STATIC);
+			sqlite3_bind_int64(st, 4, 1793577600);
+			sqlite3_step(st);
+			sqlite3_reset(st);
+		}
+		sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	}
+	double took = now_s() - t0;
+	*cpu = cpu_s() - c0;
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	free(path);
+	return RAW_ROWS / took;
+}
+
+int main(void)
+{
+	log_set_level(LOG_PRI_WARNING);
+	timeutil_set_zone("Asia/Shanghai");
+	logtail_tuning.poll_ms = 10;
+	char *dir = h_mkdtemp("bench_logtail");
+	char *token = h_path(dir, "token");
+	h_write_file(token, "t\n", (size_t)-1, 0600);
+	free(token);
+
+	char *scan = h_path(dir, "scan.log"), *csv = h_path(dir, "sessions.csv");
+	write_scan_log(scan);
+	write_session_csv(csv);
+
+	char *logs = h_strdupf("{ \"path\": \"%s\", \"format\": \"regex\","
+			       " \"pattern\": \"^([0-9-]+ [0-9:]+) SESSION ([^ ]+) ([^ ]+) ([0-9]+) ([0-9]+)$\","
+			       " \"fields\": { \"start\": 1, \"user\": 2, \"org\": 3, \"duration\": 4, \"samples\": 5 } }",
+			       scan);
+	struct config *cfg = make_config(dir, "scan", logs);
+	free(logs);
+	double c_scan, c_csv, c_core, c_raw;
+	double t_scan = run_driver(cfg, SCAN_LINES, &c_scan);
+	config_free(cfg);
+
+	logs = h_strdupf("{ \"path\": \"%s\", \"format\": \"csv\", \"fields\": { \"start\": \"开始时间\","
+			 " \"end\": \"结束时间\", \"user\": \"用户\", \"org\": \"单位\", \"samples\": \"样品数\" } }", csv);
+	cfg = make_config(dir, "csv", logs);
+	free(logs);
+	double t_csv = run_driver(cfg, SESSION_LINES + 1, &c_csv);
+	config_free(cfg);
+
+	double core = core_rate(dir, &c_core);
+	double raw = raw_insert_rate(dir, &c_raw);
+
+	printf("logtail: scan    %9.0f lines/s    (%d lines, 1 in 100 a session, regex, %.2f s, %.2f s cpu; goal 300000)\n",
+	       SCAN_LINES / t_scan, SCAN_LINES, t_scan, c_scan);
+	printf("logtail: commit  %9.0f sessions/s (%d CSV sessions sealed, %.2f s, %.2f s cpu; goal 50000)\n",
+	       SESSION_LINES / t_csv, SESSION_LINES, t_csv, c_csv);
+	printf("core:    seal    %9.0f sessions/s (core_submit alone, batches of 1000, %.2f s cpu)\n", core, c_core);
+	printf("sqlite:  insert  %9.0f rows/s     (raw, WAL, synchronous=FULL, 1000 per transaction, %.2f s cpu: the limit)\n",
+	       raw, c_raw);
+
+	free(scan);
+	free(csv);
+	h_rmtree(dir);
+	free(dir);
+	return 0;
+}
