@@ -12,7 +12,10 @@ LDFLAGS   ?=
 DEPS_PC   := libmodbus:libmodbus-dev libcurl:libcurl4-openssl-dev sqlite3:libsqlite3-dev \
              libcjson:libcjson-dev cmocka:libcmocka-dev libcrypto:libssl-dev libssl:libssl-dev \
              zlib:zlib1g-dev libsystemd:libsystemd-dev
-DEPS_CMD  := pkg-config:pkg-config cc:gcc openssl:openssl sqlite3:sqlite3
+DEPS_CMD  := pkg-config:pkg-config cc:gcc openssl:openssl sqlite3:sqlite3 \
+             chromium:chromium fc-list:fontconfig
+# fontconfig language:Debian package — a font for the HTML report's browser test (SPEC §4).
+DEPS_FONT := zh:fonts-wqy-microhei
 
 PKGS      := libmodbus libcurl sqlite3 libcjson libcrypto zlib libsystemd
 WARN      := -std=c11 -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
@@ -92,6 +95,9 @@ deps:
 	done; \
 	for pair in $(DEPS_CMD); do cmd=$${pair%%:*}; deb=$${pair#*:}; \
 	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$deb"; \
+	done; \
+	for pair in $(DEPS_FONT); do lang=$${pair%%:*}; deb=$${pair#*:}; \
+	  [ -n "$$(fc-list :lang=$$lang family 2>/dev/null)" ] || missing="$$missing $$deb"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  missing=$$(echo $$missing | tr ' ' '\n' | sort -u | tr '\n' ' '); \

@@ -88,6 +88,11 @@ struct buffer {
 	char *path;
 	bool readonly;
 	int txn_depth;
+	/* Inside a write transaction nobody else can seal, so the head is kept here instead
+	 * of being asked for at every seal; sealed_seq is written once, at commit. */
+	bool head_valid;
+	struct chain_head head;
+	int64_t sealed_pending;
 	pthread_mutex_t mu;          /* recursive: public calls nest inside begin/commit */
 	sqlite3_stmt *st[ST__COUNT];
 };
@@ -392,6 +397,8 @@ int buffer_begin(struct buffer *b)
 	pthread_mutex_lock(&b->mu);
 	if (b->txn_depth++ > 0)
 		return 0; /* nested: the outer transaction decides */
+	b->head_valid = false;
+	b->sealed_pending = 0;
 	int rc = sqlite3_exec(b->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
 	if (rc != SQLITE_OK) {
 		b->txn_depth--;
@@ -405,7 +412,19 @@ int buffer_begin(struct buffer *b)
 int buffer_commit(struct buffer *b)
 {
 	int r = 0;
+	if (b->txn_depth == 1 && b->sealed_pending > 0) {
+		/* A high-water mark, so records cut from the end are noticed by verify. */
+		char num[24];
+		snprintf(num, sizeof(num), "%lld", (long long)b->sealed_pending);
+		r = buffer_meta_put(b, "sealed_seq", num);
+		b->sealed_pending = 0;
+		if (r < 0) {
+			buffer_rollback(b);
+			return r;
+		}
+	}
 	if (b->txn_depth == 1) {
+		b->head_valid = false;
 		int rc = sqlite3_exec(b->db, "COMMIT", NULL, NULL, NULL);
 		if (rc != SQLITE_OK) {
 			r = buffer_sqlite_error(b, rc, "commit");
@@ -419,8 +438,11 @@ int buffer_commit(struct buffer *b)
 
 void buffer_rollback(struct buffer *b)
 {
-	if (b->txn_depth == 1)
+	if (b->txn_depth == 1) {
 		sqlite3_exec(b->db, "ROLLBACK", NULL, NULL, NULL);
+		b->head_valid = false;
+		b->sealed_pending = 0;
+	}
 	b->txn_depth--;
 	pthread_mutex_unlock(&b->mu);
 }
@@ -459,6 +481,11 @@ void buffer_pruned(struct buffer *b, struct chain_head *pruned)
 void buffer_head(struct buffer *b, struct chain_head *head)
 {
 	pthread_mutex_lock(&b->mu);
+	if (b->txn_depth > 0 && b->head_valid) {
+		*head = b->head;
+		pthread_mutex_unlock(&b->mu);
+		return;
+	}
 	sqlite3_stmt *s = stmt(b, ST_HEAD);
 	if (sqlite3_step(s) == SQLITE_ROW) {
 		head->seq = sqlite3_column_int64(s, 0);
@@ -467,6 +494,10 @@ void buffer_head(struct buffer *b, struct chain_head *head)
 		buffer_pruned(b, head);
 	}
 	sqlite3_reset(s);
+	if (b->txn_depth > 0) {
+		b->head = *head;
+		b->head_valid = true;
+	}
 	pthread_mutex_unlock(&b->mu);
 }
 
@@ -495,8 +526,15 @@ int buffer_append_record(struct buffer *b, int64_t seq, const char *kind, const 
 	sqlite3_bind_int64(s, 5, sealed_at);
 	int rc = sqlite3_step(s);
 	sqlite3_reset(s);
-	if (rc != SQLITE_DONE)
+	if (rc != SQLITE_DONE) {
+		b->head_valid = false;
 		return buffer_sqlite_error(b, rc, "sealing a record");
+	}
+	b->head.seq = seq;
+	memcpy(b->head.hash, hash, HASH_HEX_LEN);
+	b->head.hash[HASH_HEX_LEN] = '\0';
+	b->head_valid = true;
+	b->sealed_pending = seq;
 	return 0;
 }
 

