@@ -27,6 +27,9 @@ int timeutil_zone_exists(const char *zone)
 	return n == 4 && memcmp(magic, "TZif", 4) == 0;
 }
 
+/* Bumped when the zone changes, so cached offsets are dropped. */
+static _Atomic unsigned long zone_generation = 1;
+
 int timeutil_set_zone(const char *zone)
 {
 	if (!timeutil_zone_exists(zone))
@@ -34,33 +37,86 @@ int timeutil_set_zone(const char *zone)
 	if (setenv("TZ", zone, 1) < 0)
 		return -errno;
 	tzset();
+	zone_generation++;
 	return 0;
+}
+
+/* The zone's offset at t. glibc re-parses the zone's rule string on every conversion past
+ * its last listed transition (which is every conversion today), so offsets are cached per
+ * 15-minute span: every offset in use, and every transition, falls on a multiple of it. */
+static long offset_at(int64_t t)
+{
+	enum { SPAN = 900, WAYS = 8 };
+	static _Thread_local struct {
+		int64_t span;
+		long off;
+		bool valid;
+	} cache[WAYS];
+	static _Thread_local unsigned long zone_gen_seen;
+	if (zone_gen_seen != zone_generation) {
+		memset(cache, 0, sizeof(cache));
+		zone_gen_seen = zone_generation;
+	}
+	int64_t span = t >= 0 ? t / SPAN : -((-t + SPAN - 1) / SPAN);
+	unsigned slot = (unsigned)((uint64_t)span % WAYS);
+	if (cache[slot].valid && cache[slot].span == span)
+		return cache[slot].off;
+	time_t tt = (time_t)t;
+	struct tm tm;
+	localtime_r(&tt, &tm);
+	cache[slot].span = span;
+	cache[slot].off = tm.tm_gmtoff;
+	cache[slot].valid = true;
+	return tm.tm_gmtoff;
+}
+
+/* Civil date of a day number counted from 1970-01-01 (Howard Hinnant's algorithm). */
+static void civil_from_days(int64_t z, int *y, int *m, int *d)
+{
+	z += 719468;
+	int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+	int64_t doe = z - era * 146097;
+	int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	int64_t mp = (5 * doy + 2) / 153;
+	*d = (int)(doy - (153 * mp + 2) / 5 + 1);
+	*m = (int)(mp < 10 ? mp + 3 : mp - 9);
+	*y = (int)(yoe + era * 400 + (*m <= 2));
+}
+
+static int64_t floor_div(int64_t a, int64_t b)
+{
+	return a >= 0 ? a / b : -((-a + b - 1) / b);
 }
 
 void time_rfc3339(int64_t t, char out[RFC3339_LEN])
 {
-	time_t tt = (time_t)t;
-	struct tm tm;
-	localtime_r(&tt, &tm);
-	long off = tm.tm_gmtoff;
+	long off = offset_at(t);
+	int64_t local = t + off;
+	int64_t days = floor_div(local, 86400), secs = local - days * 86400;
+	int y, mo, d;
+	civil_from_days(days, &y, &mo, &d);
 	char sign = off < 0 ? '-' : '+';
 	if (off < 0)
 		off = -off;
-	char base[20];
-	strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(out, RFC3339_LEN, "%.19s%c%02d:%02d", base, sign, (int)((off / 3600) % 100),
-		 (int)((off / 60) % 60));
+	/* Unsigned and bounded, so the compiler can see the text fits. */
+	snprintf(out, RFC3339_LEN, "%04u-%02u-%02uT%02u:%02u:%02u%c%02u:%02u", (unsigned)y % 10000u,
+		 (unsigned)mo % 100u, (unsigned)d % 100u, (unsigned)(secs / 3600) % 100u,
+		 (unsigned)(secs / 60 % 60), (unsigned)(secs % 60), sign, (unsigned)((off / 3600) % 100),
+		 (unsigned)((off / 60) % 60));
 }
 
 void time_date(int64_t t, char out[DATE_LEN])
 {
-	time_t tt = (time_t)t;
-	struct tm tm;
-	localtime_r(&tt, &tm);
-	strftime(out, DATE_LEN, "%Y-%m-%d", &tm);
+	int64_t days = floor_div(t + offset_at(t), 86400);
+	int y, mo, d;
+	civil_from_days(days, &y, &mo, &d);
+	snprintf(out, DATE_LEN, "%04u-%02u-%02u", (unsigned)y % 10000u, (unsigned)mo % 100u,
+		 (unsigned)d % 100u);
 }
 
-int64_t time_day_start(int64_t t)
+/* The slow, always right way, for days on which the offset changes. */
+static int64_t day_start_mktime(int64_t t)
 {
 	time_t tt = (time_t)t;
 	struct tm tm;
@@ -74,9 +130,23 @@ int64_t time_day_start(int64_t t)
 	return (int64_t)m;
 }
 
+int64_t time_day_start(int64_t t)
+{
+	long off = offset_at(t);
+	int64_t local = t + off;
+	int64_t m = local - (local - floor_div(local, 86400) * 86400) - off;
+	if (offset_at(m) == off && offset_at(m + 86399) == off)
+		return m; /* no transition on this day */
+	return day_start_mktime(t);
+}
+
 int64_t time_next_day(int64_t t)
 {
-	time_t tt = (time_t)time_day_start(t);
+	int64_t start = time_day_start(t), next = start + 86400;
+	long off = offset_at(start);
+	if (offset_at(next) == off && offset_at(next - 1) == off)
+		return next;
+	time_t tt = (time_t)start;
 	struct tm tm;
 	localtime_r(&tt, &tm);
 	tm.tm_mday += 1;
