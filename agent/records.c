@@ -1,12 +1,13 @@
 /* records.c — builds each record kind exactly as SPEC §6 lays it out and seals it. */
 #include "records.h"
 #include "chain.h"
+#include "jsonw.h"
 #include "source.h"
 #include "timeutil.h"
 
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *const event_types[] = {
@@ -28,18 +29,22 @@ double round4(double x)
 	return round(x * 10000.0) / 10000.0;
 }
 
-static int64_t seal(struct buffer *b, cJSON *rec)
+static int64_t seal(struct buffer *b, struct jsonw *w)
 {
-	int64_t seq = rec ? chain_seal(b, rec, NULL) : -ENOMEM;
-	cJSON_Delete(rec);
+	size_t len;
+	char *text = jw_end(w, &len);
+	if (!text)
+		return -ENOMEM;
+	int64_t seq = chain_seal_text(b, NULL, text, len, NULL);
+	free(text);
 	return seq;
 }
 
-static void add_time(cJSON *o, const char *key, int64_t t)
+static void add_time(struct jsonw *w, const char *key, int64_t t)
 {
 	char buf[RFC3339_LEN];
 	time_rfc3339(t, buf);
-	cJSON_AddStringToObject(o, key, buf);
+	jw_str(w, key, buf);
 }
 
 int64_t record_event(struct buffer *b, int64_t at, const char *instrument, const char *type,
@@ -47,19 +52,20 @@ int64_t record_event(struct buffer *b, int64_t at, const char *instrument, const
 {
 	if (!event_type_valid(type))
 		return -EINVAL;
-	cJSON *rec = cJSON_CreateObject();
-	cJSON_AddStringToObject(rec, "kind", "event");
-	add_time(rec, "at", at);
+	struct jsonw rec;
+	jw_begin(&rec);
+	jw_str(&rec, "kind", "event");
+	add_time(&rec, "at", at);
 	if (instrument)
-		cJSON_AddStringToObject(rec, "instrument", instrument);
+		jw_str(&rec, "instrument", instrument);
 	else
-		cJSON_AddNullToObject(rec, "instrument");
-	cJSON_AddStringToObject(rec, "type", type);
+		jw_null(&rec, "instrument");
+	jw_str(&rec, "type", type);
 	if (detail)
-		cJSON_AddStringToObject(rec, "detail", detail);
+		jw_str(&rec, "detail", detail);
 	else
-		cJSON_AddNullToObject(rec, "detail");
-	return seal(b, rec);
+		jw_null(&rec, "detail");
+	return seal(b, &rec);
 }
 
 int64_t record_session(struct buffer *b, const char *instrument, const struct obs_session *s,
@@ -67,68 +73,71 @@ int64_t record_session(struct buffer *b, const char *instrument, const struct ob
 {
 	if (!instrument || s->end <= s->start || s->samples < -1)
 		return -EINVAL;
-	cJSON *rec = cJSON_CreateObject();
-	cJSON_AddStringToObject(rec, "kind", "session");
-	cJSON_AddStringToObject(rec, "instrument", instrument);
-	add_time(rec, "start", s->start);
-	add_time(rec, "end", s->end);
-	cJSON_AddNumberToObject(rec, "duration_s", (double)(s->end - s->start));
+	struct jsonw rec;
+	jw_begin(&rec);
+	jw_str(&rec, "kind", "session");
+	jw_str(&rec, "instrument", instrument);
+	add_time(&rec, "start", s->start);
+	add_time(&rec, "end", s->end);
+	jw_int(&rec, "duration_s", (s->end - s->start));
 	if (user_id)
-		cJSON_AddStringToObject(rec, "user", user_id);
-	cJSON_AddStringToObject(rec, "org", s->org ? s->org : "");
-	cJSON_AddBoolToObject(rec, "external", external);
+		jw_str(&rec, "user", user_id);
+	jw_str(&rec, "org", s->org ? s->org : "");
+	jw_bool(&rec, "external", external);
 	if (s->samples >= 0)
-		cJSON_AddNumberToObject(rec, "samples", (double)s->samples);
+		jw_int(&rec, "samples", s->samples);
 	if (s->way)
-		cJSON_AddStringToObject(rec, "way", s->way);
+		jw_str(&rec, "way", s->way);
 	if (s->fee)
-		cJSON_AddStringToObject(rec, "fee", s->fee);
+		jw_str(&rec, "fee", s->fee);
 	if (s->project)
-		cJSON_AddStringToObject(rec, "project", s->project);
+		jw_str(&rec, "project", s->project);
 	if (s->closed_auto)
-		cJSON_AddStringToObject(rec, "closed", "auto");
-	cJSON_AddStringToObject(rec, "source", s->manual ? "manual" : "log");
+		jw_str(&rec, "closed", "auto");
+	jw_str(&rec, "source", s->manual ? "manual" : "log");
 	if (s->manual) {
-		cJSON_AddStringToObject(rec, "operator", s->operator_name ? s->operator_name : "unknown");
+		jw_str(&rec, "operator", s->operator_name ? s->operator_name : "unknown");
 		if (s->note)
-			cJSON_AddStringToObject(rec, "note", s->note);
+			jw_str(&rec, "note", s->note);
 	}
-	return seal(b, rec);
+	return seal(b, &rec);
 }
 
 int64_t record_run(struct buffer *b, const char *instrument, int64_t from, int64_t to, int64_t run_s,
 		   int64_t samples)
 {
-	cJSON *rec = cJSON_CreateObject();
-	cJSON_AddStringToObject(rec, "kind", "run");
-	cJSON_AddStringToObject(rec, "instrument", instrument);
-	add_time(rec, "from", from);
-	add_time(rec, "to", to);
-	cJSON_AddNumberToObject(rec, "run_s", (double)run_s);
+	struct jsonw rec;
+	jw_begin(&rec);
+	jw_str(&rec, "kind", "run");
+	jw_str(&rec, "instrument", instrument);
+	add_time(&rec, "from", from);
+	add_time(&rec, "to", to);
+	jw_int(&rec, "run_s", run_s);
 	if (samples >= 0)
-		cJSON_AddNumberToObject(rec, "samples", (double)samples);
-	return seal(b, rec);
+		jw_int(&rec, "samples", samples);
+	return seal(b, &rec);
 }
 
 int64_t record_daily(struct buffer *b, const char *instrument, const char *date, int revision,
 		     const struct daily_figures *f)
 {
-	cJSON *rec = cJSON_CreateObject();
-	cJSON_AddStringToObject(rec, "kind", "daily");
-	cJSON_AddStringToObject(rec, "instrument", instrument);
-	cJSON_AddStringToObject(rec, "date", date);
-	cJSON_AddNumberToObject(rec, "revision", revision);
-	cJSON_AddNumberToObject(rec, "effective_s", (double)f->effective_s);
-	cJSON_AddNumberToObject(rec, "service_s", (double)f->service_s);
-	cJSON_AddNumberToObject(rec, "external_s", (double)f->external_s);
-	cJSON_AddNumberToObject(rec, "internal_s", (double)f->internal_s);
-	cJSON_AddNumberToObject(rec, "sharing_rate", round4(f->sharing_rate));
-	cJSON_AddNumberToObject(rec, "sessions", (double)f->sessions);
-	cJSON_AddNumberToObject(rec, "external_sessions", (double)f->external_sessions);
-	cJSON_AddNumberToObject(rec, "samples", (double)f->samples);
-	cJSON_AddNumberToObject(rec, "external_users", (double)f->external_users);
-	cJSON_AddNumberToObject(rec, "unattributed_s", (double)f->unattributed_s);
-	cJSON_AddNumberToObject(rec, "overclaimed_s", (double)f->overclaimed_s);
-	cJSON_AddNumberToObject(rec, "offline_s", (double)f->offline_s);
-	return seal(b, rec);
+	struct jsonw rec;
+	jw_begin(&rec);
+	jw_str(&rec, "kind", "daily");
+	jw_str(&rec, "instrument", instrument);
+	jw_str(&rec, "date", date);
+	jw_int(&rec, "revision", revision);
+	jw_int(&rec, "effective_s", f->effective_s);
+	jw_int(&rec, "service_s", f->service_s);
+	jw_int(&rec, "external_s", f->external_s);
+	jw_int(&rec, "internal_s", f->internal_s);
+	jw_num(&rec, "sharing_rate", round4(f->sharing_rate));
+	jw_int(&rec, "sessions", f->sessions);
+	jw_int(&rec, "external_sessions", f->external_sessions);
+	jw_int(&rec, "samples", f->samples);
+	jw_int(&rec, "external_users", f->external_users);
+	jw_int(&rec, "unattributed_s", f->unattributed_s);
+	jw_int(&rec, "overclaimed_s", f->overclaimed_s);
+	jw_int(&rec, "offline_s", f->offline_s);
+	return seal(b, &rec);
 }

@@ -41,14 +41,23 @@ int timeutil_set_zone(const char *zone)
 	return 0;
 }
 
+static long localtime_offset(int64_t t)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+	localtime_r(&tt, &tm);
+	return tm.tm_gmtoff;
+}
+
 /* The zone's offset at t. glibc re-parses the zone's rule string on every conversion past
  * its last listed transition (which is every conversion today), so offsets are cached per
- * 15-minute span: every offset in use, and every transition, falls on a multiple of it. */
+ * UTC day, for days whose first and last second share one offset (no transition that day;
+ * zones change at most once a day). */
 static long offset_at(int64_t t)
 {
-	enum { SPAN = 900, WAYS = 8 };
+	enum { WAYS = 8 };
 	static _Thread_local struct {
-		int64_t span;
+		int64_t day;
 		long off;
 		bool valid;
 	} cache[WAYS];
@@ -57,17 +66,17 @@ static long offset_at(int64_t t)
 		memset(cache, 0, sizeof(cache));
 		zone_gen_seen = zone_generation;
 	}
-	int64_t span = t >= 0 ? t / SPAN : -((-t + SPAN - 1) / SPAN);
-	unsigned slot = (unsigned)((uint64_t)span % WAYS);
-	if (cache[slot].valid && cache[slot].span == span)
+	int64_t day = t >= 0 ? t / 86400 : -((-t + 86399) / 86400);
+	unsigned slot = (unsigned)((uint64_t)day % WAYS);
+	if (cache[slot].valid && cache[slot].day == day)
 		return cache[slot].off;
-	time_t tt = (time_t)t;
-	struct tm tm;
-	localtime_r(&tt, &tm);
-	cache[slot].span = span;
-	cache[slot].off = tm.tm_gmtoff;
+	long first = localtime_offset(day * 86400), last = localtime_offset(day * 86400 + 86399);
+	if (first != last)
+		return localtime_offset(t); /* a transition day: ask every time */
+	cache[slot].day = day;
+	cache[slot].off = first;
 	cache[slot].valid = true;
-	return tm.tm_gmtoff;
+	return first;
 }
 
 /* Civil date of a day number counted from 1970-01-01 (Howard Hinnant's algorithm). */
@@ -82,6 +91,16 @@ static void civil_from_days(int64_t z, int *y, int *m, int *d)
 	*d = (int)(doy - (153 * mp + 2) / 5 + 1);
 	*m = (int)(mp < 10 ? mp + 3 : mp - 9);
 	*y = (int)(yoe + era * 400 + (*m <= 2));
+}
+
+/* n as exactly `width` decimal digits (zero-padded); returns the end. */
+static char *put_digits(char *p, unsigned n, int width)
+{
+	for (int i = width - 1; i >= 0; i--) {
+		p[i] = (char)('0' + n % 10);
+		n /= 10;
+	}
+	return p + width;
 }
 
 static int64_t floor_div(int64_t a, int64_t b)
@@ -99,11 +118,24 @@ void time_rfc3339(int64_t t, char out[RFC3339_LEN])
 	char sign = off < 0 ? '-' : '+';
 	if (off < 0)
 		off = -off;
-	/* Unsigned and bounded, so the compiler can see the text fits. */
-	snprintf(out, RFC3339_LEN, "%04u-%02u-%02uT%02u:%02u:%02u%c%02u:%02u", (unsigned)y % 10000u,
-		 (unsigned)mo % 100u, (unsigned)d % 100u, (unsigned)(secs / 3600) % 100u,
-		 (unsigned)(secs / 60 % 60), (unsigned)(secs % 60), sign, (unsigned)((off / 3600) % 100),
-		 (unsigned)((off / 60) % 60));
+	/* Written digit by digit: this runs for every record sealed. */
+	char *p = out;
+	p = put_digits(p, (unsigned)y % 10000u, 4);
+	*p++ = '-';
+	p = put_digits(p, (unsigned)mo, 2);
+	*p++ = '-';
+	p = put_digits(p, (unsigned)d, 2);
+	*p++ = 'T';
+	p = put_digits(p, (unsigned)(secs / 3600), 2);
+	*p++ = ':';
+	p = put_digits(p, (unsigned)(secs / 60 % 60), 2);
+	*p++ = ':';
+	p = put_digits(p, (unsigned)(secs % 60), 2);
+	*p++ = sign;
+	p = put_digits(p, (unsigned)(off / 3600 % 100), 2);
+	*p++ = ':';
+	p = put_digits(p, (unsigned)(off / 60 % 60), 2);
+	*p = '\0';
 }
 
 void time_date(int64_t t, char out[DATE_LEN])
@@ -111,8 +143,12 @@ void time_date(int64_t t, char out[DATE_LEN])
 	int64_t days = floor_div(t + offset_at(t), 86400);
 	int y, mo, d;
 	civil_from_days(days, &y, &mo, &d);
-	snprintf(out, DATE_LEN, "%04u-%02u-%02u", (unsigned)y % 10000u, (unsigned)mo % 100u,
-		 (unsigned)d % 100u);
+	char *p = put_digits(out, (unsigned)y % 10000u, 4);
+	*p++ = '-';
+	p = put_digits(p, (unsigned)mo, 2);
+	*p++ = '-';
+	p = put_digits(p, (unsigned)d, 2);
+	*p = '\0';
 }
 
 /* The slow, always right way, for days on which the offset changes. */
