@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "buffer.h"
@@ -357,6 +358,90 @@ static void test_gateway_reboot_reconnects(void **state)
 	wait_hours(f, "D", h0 + 2 / 3600.0);
 }
 
+static int64_t unit_requests(struct fx *f, int endpoint, int unit)
+{
+	char *stats = h_request(f->sim, "stats", 5000);
+	cJSON *s = stats ? cJSON_Parse(stats) : NULL;
+	free(stats);
+	char e[8], u[8];
+	snprintf(e, sizeof(e), "%d", endpoint);
+	snprintf(u, sizeof(u), "%d", unit);
+	const cJSON *n = cJSON_GetObjectItem(
+		cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(s, "endpoints"), e), "units"), u);
+	int64_t v = cJSON_IsNumber(n) ? (int64_t)n->valuedouble : 0;
+	cJSON_Delete(s);
+	return v;
+}
+
+struct req_wait {
+	struct fx *f;
+	int64_t past;
+};
+
+static bool unit2_polled(void *arg)
+{
+	struct req_wait *w = arg;
+	return unit_requests(w->f, 0, 2) > w->past;
+}
+
+static void test_lone_zero_is_a_glitch(void **state)
+{
+	struct fx *f = *state;
+	sim_cmd(f, "set 0 2 holding 0 u16 big 1000");
+	start_driver(f);
+	wait_hours(f, "B", 1000 / 3600.0);
+	/* A meter that reads 0 for exactly one poll, then goes on. */
+	struct req_wait w = { f, 0 };
+	w.past = unit_requests(f, 0, 2);
+	sim_cmd(f, "set 0 2 holding 0 u16 big 0");
+	assert_true(h_wait_for(unit2_polled, &w, 10000));
+	sim_cmd(f, "set 0 2 holding 0 u16 big 1002");
+	wait_records(f, "glitch: a lone lower reading 0 was discarded", 1, 10000);
+	assert_int_equal(count_records(f, "confirmed by the next reading"), 0);
+	assert_true(run_hours(f, "B") >= 1002 / 3600.0 - 1e-9);
+}
+
+/* Wall time shifted by what the test says, monotonic time left alone: the agent can be
+ * "down" for an hour without the test waiting an hour. */
+static int64_t shift_us;
+
+static int64_t shifted_wall(void *ctx)
+{
+	(void)ctx;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 + shift_us;
+}
+
+static int64_t real_mono(void *ctx)
+{
+	(void)ctx;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void test_downtime_spread_as_gap(void **state)
+{
+	struct fx *f = *state;
+	static const struct clock_ops shifted = { shifted_wall, real_mono, NULL };
+	shift_us = 0;
+	clock_set(&shifted);
+	sim_cmd(f, "set 1 1 input 0 i32 big 100");
+	start_driver(f);
+	wait_hours(f, "D", 100 / 3600.0);
+	modbus_source.stop(f->drv);
+	modbus_source.destroy(f->drv);
+	f->drv = NULL;
+	/* Down for an hour, during which the instrument ran 30 minutes. */
+	shift_us += 3600LL * 1000000;
+	sim_cmd(f, "set 1 1 input 0 i32 big 1900");
+	start_driver(f);
+	wait_records(f, "\"instrument\":\"D\",\"type\":\"gap\"", 1, 10000);
+	assert_true(count_records(f, "1800 s of run time over a 36") == 1);
+	clock_set(NULL);
+}
+
 /* ---- RTU over a pair of pseudo-terminals ----------------------------------------- */
 
 struct relay {
@@ -499,6 +584,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_counter_events_from_device, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_silent_instrument_does_not_stall_bus, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_gateway_reboot_reconnects, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lone_zero_is_a_glitch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_downtime_spread_as_gap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rtu_over_pty, rtu_setup, rtu_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
