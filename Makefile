@@ -11,13 +11,13 @@ LDFLAGS   ?=
 # pkg-config name:Debian package — `make deps` installs what pkg-config can't find.
 DEPS_PC   := libmodbus:libmodbus-dev libcurl:libcurl4-openssl-dev sqlite3:libsqlite3-dev \
              libcjson:libcjson-dev cmocka:libcmocka-dev libcrypto:libssl-dev libssl:libssl-dev \
-             zlib:zlib1g-dev libsystemd:libsystemd-dev
+             zlib:zlib1g-dev libsystemd:libsystemd-dev libxml-2.0:libxml2-dev
 DEPS_CMD  := pkg-config:pkg-config cc:gcc openssl:openssl sqlite3:sqlite3 \
              chromium:chromium fc-list:fontconfig
 # fontconfig language:Debian package — a font for the HTML report's browser test (SPEC §4).
 DEPS_FONT := zh:fonts-wqy-microhei
 
-PKGS      := libmodbus libcurl sqlite3 libcjson libcrypto zlib libsystemd
+PKGS      := libmodbus libcurl sqlite3 libcjson libcrypto zlib libsystemd libxml-2.0
 WARN      := -std=c11 -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
              -Wmissing-prototypes -Wformat=2 -Wvla -Wwrite-strings
 HARDEN    := -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE

@@ -87,7 +87,7 @@ int buffer_cursor_put(struct buffer *b, const char *key, const void *data, size_
 int buffer_meta_get(struct buffer *b, const char *key, char **value);
 int buffer_meta_put(struct buffer *b, const char *key, const char *value);
 
-/* Bytes in use by the database (pages in use, not free ones) plus the WAL file. */
+/* Bytes in use by the database (pages in use, not free ones; the WAL is bounded apart). */
 int64_t buffer_bytes(struct buffer *b);
 
 /* Delete records acknowledged by every sink in `sinks` (NULL-terminated) and sealed

@@ -7,6 +7,7 @@
 #include "config.h"
 #include "core.h"
 #include "log.h"
+#include "metrics.h"
 #include "source.h"
 #include "status.h"
 #include "timeutil.h"
@@ -193,6 +194,9 @@ static void prune(struct daemon *d)
 		sinks[n++] = "nrii";
 	int64_t before = clock_wall() - (int64_t)d->cfg->buffer.keep_acked_days * 86400;
 	int64_t pruned = buffer_prune(d->buf, sinks, before);
+	if (metrics_prune(core_metrics(d->core), before) < 0)
+		log_warnx("buffer: cannot prune metrics older than %d days, retrying in an hour",
+			  d->cfg->buffer.keep_acked_days);
 	if (pruned > 0)
 		log_info("buffer: pruned %" PRId64 " acknowledged records older than %d days", pruned,
 			 d->cfg->buffer.keep_acked_days);

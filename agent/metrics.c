@@ -25,7 +25,7 @@ enum mx_stmt {
 	MX_STATE_GET, MX_STATE_PUT, MX_SLOT_ADD, MX_SLOT_LATE, MX_SLOTS_DUE, MX_SLOT_SEALED,
 	MX_SLOT_OPEN, MX_DAY_SUMS, MX_SESSION_PUT, MX_DAY_SESSIONS, MX_FRONTIER, MX_FIRST_SLOT,
 	MX_FIRST_SESSION, MX_DAILY_GET, MX_DAILY_PUT, MX_DIRTY_ADD, MX_DIRTY_LIST, MX_DIRTY_DEL,
-	MX_RECORD_LINE, MX__COUNT
+	MX_RECORD_LINE, MX_PRUNE_SESSIONS, MX_PRUNE_SLOTS, MX_PRUNE_DAILY, MX__COUNT
 };
 
 static const char *const mx_sql[MX__COUNT] = {
@@ -67,6 +67,12 @@ static const char *const mx_sql[MX__COUNT] = {
 	[MX_DIRTY_LIST] = "SELECT day FROM mx_dirty WHERE instrument = ?1 ORDER BY day",
 	[MX_DIRTY_DEL] = "DELETE FROM mx_dirty WHERE instrument = ?1 AND day = ?2",
 	[MX_RECORD_LINE] = "SELECT line FROM records WHERE seq = ?1",
+	[MX_PRUNE_SESSIONS] = "DELETE FROM mx_sessions WHERE end < ?1",
+	/* Only slots whose records are out: an open one still waits for its readings. */
+	[MX_PRUNE_SLOTS] = "DELETE FROM mx_slots WHERE slot + 900 < ?1 AND sealed_to >= slot + 900 AND late_from IS NULL",
+	/* The newest daily of each instrument stays: it is the frontier the next day follows. */
+	[MX_PRUNE_DAILY] = "DELETE FROM mx_daily WHERE day < ?1 AND day < (SELECT MAX(day) FROM mx_daily d"
+			   " WHERE d.instrument = mx_daily.instrument)",
 };
 
 struct metrics {
@@ -887,6 +893,26 @@ int metrics_stop(struct metrics *m, int64_t now)
 	}
 	r = buffer_commit(m->buf);
 	return r < 0 ? r : sealed;
+}
+
+int metrics_prune(struct metrics *m, int64_t before)
+{
+	int r = buffer_begin(m->buf);
+	if (r < 0)
+		return r;
+	static const enum mx_stmt order[] = { MX_PRUNE_SESSIONS, MX_PRUNE_SLOTS, MX_PRUNE_DAILY };
+	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+		sqlite3_stmt *s = mx(m, order[i]);
+		sqlite3_bind_int64(s, 1, before);
+		int rc = sqlite3_step(s);
+		sqlite3_reset(s);
+		if (rc != SQLITE_DONE) {
+			r = buffer_sqlite_error(m->buf, rc, "pruning metrics");
+			buffer_rollback(m->buf);
+			return r;
+		}
+	}
+	return buffer_commit(m->buf);
 }
 
 double metrics_run_hours_total(struct metrics *m, const char *inst)

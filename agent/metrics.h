@@ -37,6 +37,10 @@ int metrics_stop(struct metrics *m, int64_t now);
 int metrics_day(struct metrics *m, const char *instrument, int64_t day_start,
 		struct daily_figures *f);
 
+/* Forget what only served days before `before` (sessions that ended, slots, day marks): those
+ * days' records are sealed, and pruned with the chain. Own transaction; 0 or -errno. */
+int metrics_prune(struct metrics *m, int64_t before);
+
 /* Run hours counted so far for status (the run counter's last value × scale), < 0 unknown. */
 double metrics_run_hours_total(struct metrics *m, const char *instrument);
 

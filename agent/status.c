@@ -3,6 +3,7 @@
 #include "buffer.h"
 #include "clock.h"
 #include "config.h"
+#include "nrii.h"
 #include "timeutil.h"
 
 #include <cjson/cJSON.h>
@@ -153,8 +154,12 @@ cJSON *status_build(const struct config *cfg, struct buffer *b, const cJSON *liv
 
 	cJSON *upload = sink_status(b, main_sink, head.seq);
 	cJSON_AddItemToObject(st, "upload", upload);
-	if (cfg->platform.present && cfg->nrii.present)
-		cJSON_AddItemToObject(st, "nrii", sink_status(b, "nrii", head.seq));
+	if (cfg->nrii.present) {
+		/* Its own cursor, and the records the platform refused (kept, listed here). */
+		cJSON *nrii = sink_status(b, "nrii", head.seq);
+		nrii_status_add(b, nrii);
+		cJSON_AddItemToObject(st, "nrii", nrii);
+	}
 
 	cJSON *insts = cJSON_AddArrayToObject(st, "instruments");
 	for (size_t i = 0; i < cfg->n_instruments; i++) {
@@ -225,6 +230,20 @@ void status_print_text(const cJSON *st, FILE *out)
 	const char *alarm = str_or(up, "alarm", NULL);
 	if (alarm)
 		fprintf(out, "          ALARM: %s\n", alarm);
+	const cJSON *nrii = cJSON_GetObjectItemCaseSensitive(st, "nrii");
+	if (cJSON_IsObject(nrii)) {
+		fprintf(out, "nrii      acked %.0f, last ok %s, %.0f sent, %.0f parked\n", num_or(nrii, "acked_seq", 0),
+			str_or(nrii, "last_ok", "never"), num_or(nrii, "sent_count", 0), num_or(nrii, "parked_count", 0));
+		if (str_or(nrii, "alarm", NULL))
+			fprintf(out, "          ALARM: %s\n", str_or(nrii, "alarm", ""));
+		const cJSON *p;
+		cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(nrii, "parked"))
+			fprintf(out, "          parked seq %.0f: %.0f %s\n", num_or(p, "seq", 0), num_or(p, "code", 0),
+				str_or(p, "text", ""));
+		cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(nrii, "parked_totals"))
+			fprintf(out, "          parked totals %s %.0f-%02.0f: %.0f %s\n", str_or(p, "instrument", "?"),
+				num_or(p, "year", 0), num_or(p, "month", 0), num_or(p, "code", 0), str_or(p, "text", ""));
+	}
 	const cJSON *in;
 	cJSON_ArrayForEach(in, cJSON_GetObjectItemCaseSensitive(st, "instruments")) {
 		fprintf(out, "instrument %s (%s)\n", str_or(in, "id", "?"), str_or(in, "name", ""));

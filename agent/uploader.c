@@ -5,6 +5,7 @@
 #include "clock.h"
 #include "config.h"
 #include "log.h"
+#include "nrii.h"
 #include "sink.h"
 
 #include <errno.h>
@@ -19,6 +20,7 @@
 
 const struct sink_ops *const sink_registry[] = {
 	&feed_sink,
+	&nrii_sink,
 	NULL,
 };
 

@@ -453,6 +453,55 @@ static const char *cmd_fault(const char *p)
 	return "fault: unknown kind (status, drop_reply, drop_before, max_body, slow, reject, wrong_hash, ack_behind)";
 }
 
+/* "nrii …": the NRII endpoint's faults (SPEC §8), kept in nrii.c. NULL (ok) or an error text. */
+static const char *cmd_nrii(const char *p)
+{
+	struct word verb, kind, arg;
+	struct opts o;
+	const char *err;
+	long long n = 0;
+	if (!next_word(&p, &verb))
+		return "nrii: expected return, fault, unknown_instrument or ins_code";
+	if (word_is(&verb, "return")) {
+		if (!next_word(&p, &arg) || !parse_num(arg.s, arg.len, 0, 999, &n))
+			return "nrii return: CODE must be 0..999";
+		if ((err = parse_opts(p, true, false, false, "text", &o)))
+			return err;
+		return nrii_fault_set(NRII_F_RETURN, (int)n, to_count(o.count), o.text, o.text_len);
+	}
+	if (word_is(&verb, "unknown_instrument") || word_is(&verb, "ins_code")) {
+		if (!next_word(&p, &arg))
+			return "nrii: expected a value";
+		return word_is(&verb, "ins_code") ? nrii_add_ins_code(arg.s, arg.len)
+						  : nrii_unknown_instrument(arg.s, arg.len);
+	}
+	if (!word_is(&verb, "fault") || !next_word(&p, &kind))
+		return "nrii: expected return, fault, unknown_instrument or ins_code";
+	enum nrii_fault_kind k;
+	if (word_is(&kind, "status")) {
+		k = NRII_F_STATUS;
+		if (!next_word(&p, &arg) || !parse_num(arg.s, arg.len, STATUS_MIN, STATUS_MAX, &n))
+			return "nrii fault status: CODE must be 100..599";
+	} else if (word_is(&kind, "slow")) {
+		k = NRII_F_SLOW;
+		if (!next_word(&p, &arg) || !parse_num(arg.s, arg.len, 0, 600000, &n))
+			return "nrii fault slow: MS must be 0..600000";
+	} else if (word_is(&kind, "soap")) {
+		k = NRII_F_SOAP;
+	} else if (word_is(&kind, "noreturn")) {
+		k = NRII_F_NORETURN;
+	} else if (word_is(&kind, "drop_reply")) {
+		k = NRII_F_DROP;
+	} else if (word_is(&kind, "wrap")) {
+		k = NRII_F_WRAP;
+	} else {
+		return "nrii fault: unknown kind (status, slow, soap, noreturn, drop_reply, wrap)";
+	}
+	if ((err = parse_opts(p, true, false, false, NULL, &o)))
+		return err;
+	return nrii_fault_set(k, (int)n, to_count(o.count), NULL, 0);
+}
+
 static const char *cmd_token(const char *p)
 {
 	struct word verb, tok;
@@ -562,20 +611,29 @@ static char *run_command(struct rp_server *srv, const char *line, bool *quit)
 	}
 	if (word_is(&cmd, "stats"))
 		return cmd_stats(srv);
+	if (word_is(&cmd, "nrii")) {
+		struct word w;
+		const char *q = p;
+		if (next_word(&q, &w) && word_is(&w, "stats"))
+			return nrii_stats_json();
+	}
 	if (word_is(&cmd, "head"))
 		return cmd_head(srv, p);
 	if (word_is(&cmd, "clear")) {
 		pthread_mutex_lock(&control.mu);
 		clear_faults_locked();
 		pthread_mutex_unlock(&control.mu);
+		nrii_clear();
 		return strdup("ok");
 	}
 	if (word_is(&cmd, "fault"))
 		err = cmd_fault(p);
 	else if (word_is(&cmd, "token"))
 		err = cmd_token(p);
+	else if (word_is(&cmd, "nrii"))
+		err = cmd_nrii(p);
 	else
-		err = "unknown command (ping, stats, head, fault, token, clear, quit)";
+		err = "unknown command (ping, stats, head, fault, token, nrii, clear, quit)";
 	if (!err)
 		return strdup("ok");
 	char out[512];

@@ -1,5 +1,6 @@
-/* http.c — HTTP/1.1 over one TLS connection: request parsing with caps, Content-Length and chunked
- * bodies, Expect: 100-continue, keep-alive, the route table, and the request log. */
+/* http.c — HTTP/1.1 over one TLS (or, on the --listen-http listener, plain) connection: request
+ * parsing with caps, Content-Length and chunked bodies, Expect: 100-continue, keep-alive, the route
+ * table, and the request log. */
 #include "refplat.h"
 
 #include <ctype.h>
@@ -20,6 +21,7 @@ const struct rp_route rp_routes[] = {
 	{ "POST", "/v1/feeds", feeds_post },
 	{ "GET", "/v1/feeds/*/records", feeds_get_records },
 	{ "GET", "/v1/feeds/*/head", feeds_get_head },
+	{ "POST", "/cxf/instru", nrii_post },
 	{ NULL, NULL, NULL },
 };
 
@@ -28,12 +30,54 @@ const struct rp_route rp_routes[] = {
 #define LINGER_MS 2000
 
 struct conn {
-	SSL *ssl;
+	SSL *ssl;                     /* NULL on the plain-HTTP listener */
+	int fd;
 	unsigned long id;
 	unsigned char buf[16384];     /* bytes read but not yet consumed */
 	size_t off, len;
 	bool eof;
 };
+
+/* ---- the transport: TLS, or the socket itself ---- */
+
+/* Up to n bytes; > 0 read, -1 at EOF or on an error. */
+static int io_read(struct conn *c, void *dst, size_t n)
+{
+	int want = n > (1u << 30) ? (1 << 30) : (int)n;
+	if (c->ssl) {
+		int r = SSL_read(c->ssl, dst, want);
+		if (r <= 0) {
+			ERR_clear_error();
+			return -1;
+		}
+		return r;
+	}
+	for (;;) {
+		ssize_t r = read(c->fd, dst, (size_t)want);
+		if (r < 0 && errno == EINTR)
+			continue;
+		return r > 0 ? (int)r : -1;
+	}
+}
+
+static int io_write(struct conn *c, const void *src, size_t n)
+{
+	int want = n > (1u << 30) ? (1 << 30) : (int)n;
+	if (c->ssl) {
+		int w = SSL_write(c->ssl, src, want);
+		if (w <= 0) {
+			ERR_clear_error();
+			return -1;
+		}
+		return w;
+	}
+	for (;;) {
+		ssize_t w = write(c->fd, src, (size_t)want);
+		if (w < 0 && errno == EINTR)
+			continue;
+		return w > 0 ? (int)w : -1;
+	}
+}
 
 /* ---- buffered reading ---- */
 
@@ -48,10 +92,9 @@ static int conn_fill(struct conn *c)
 		c->len -= c->off;
 		c->off = 0;
 	}
-	int n = SSL_read(c->ssl, c->buf + c->len, (int)(sizeof(c->buf) - c->len));
+	int n = io_read(c, c->buf + c->len, sizeof(c->buf) - c->len);
 	if (n <= 0) {
 		c->eof = true;
-		ERR_clear_error();
 		return -1;
 	}
 	c->len += (size_t)n;
@@ -79,10 +122,9 @@ static int conn_read(struct conn *c, unsigned char *dst, size_t n)
 	while (n > 0) {
 		if (dst && n >= sizeof(c->buf)) {
 			/* Large bodies go straight into their buffer. */
-			int r = SSL_read(c->ssl, dst, n > (1u << 30) ? (1 << 30) : (int)n);
+			int r = io_read(c, dst, n);
 			if (r <= 0) {
 				c->eof = true;
-				ERR_clear_error();
 				return -1;
 			}
 			dst += r;
@@ -129,11 +171,9 @@ static int conn_write(struct conn *c, const void *data, size_t len)
 {
 	const unsigned char *p = data;
 	while (len > 0) {
-		int w = SSL_write(c->ssl, p, len > (1u << 30) ? (1 << 30) : (int)len);
-		if (w <= 0) {
-			ERR_clear_error();
+		int w = io_write(c, p, len);
+		if (w <= 0)
 			return -1;
-		}
 		p += w;
 		len -= (size_t)w;
 	}
@@ -766,9 +806,9 @@ static void linger_close(int fd)
 	}
 }
 
-void http_serve(struct rp_server *srv, SSL *ssl, unsigned long conn_id)
+void http_serve(struct rp_server *srv, SSL *ssl, int fd, unsigned long conn_id)
 {
-	if (SSL_accept(ssl) != 1) {
+	if (ssl && SSL_accept(ssl) != 1) {
 		unsigned long e = ERR_peek_error();
 		char buf[256] = "connection closed";
 		if (e)
@@ -783,14 +823,16 @@ void http_serve(struct rp_server *srv, SSL *ssl, unsigned long conn_id)
 	char *hbuf = malloc(RP_HEADER_MAX);
 	if (c && hbuf) {
 		c->ssl = ssl;
+		c->fd = fd;
 		c->id = conn_id;
 		enum next nx;
 		while ((nx = serve_one(srv, c, hbuf)) == NEXT_KEEP)
 			;
 		/* Not for dropped replies: there the peer must see a plain close, as from a crash. */
 		if (nx == NEXT_CLOSE && !c->eof) {
-			SSL_shutdown(ssl);
-			linger_close(SSL_get_fd(ssl));
+			if (ssl)
+				SSL_shutdown(ssl);
+			linger_close(fd);
 		}
 	}
 	ERR_clear_error();

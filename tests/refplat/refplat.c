@@ -1,5 +1,6 @@
-/* refplat.c — the reference platform's main: options, TLS context, the listening socket, one
- * thread per connection, signals and a clean stop. The protocol itself is in feeds.c. */
+/* refplat.c — the reference platform's main: options, TLS context, the listening sockets (HTTPS,
+ * and plain HTTP for the NRII endpoints that often run so), one thread per connection, signals and
+ * a clean stop. The protocols themselves are in feeds.c and nrii.c. */
 #include "refplat.h"
 
 #include <errno.h>
@@ -28,6 +29,7 @@
 struct rp_conn {
 	struct rp_server *srv;
 	int fd;
+	bool plain;                   /* accepted on --listen-http: no TLS */
 	unsigned long id;
 	struct rp_conn *next, *prev;
 };
@@ -94,16 +96,18 @@ void rp_request_stop(void)
 /* ---- options ---- */
 
 struct options {
-	const char *listen, *port_file, *cert, *key, *client_ca, *db, *log;
+	const char *listen, *listen_http, *port_file, *cert, *key, *client_ca, *db, *log;
 	const char *tokens[RP_TOKENS_MAX];
 	size_t ntokens;
+	const char *ins_codes[RP_INS_CODES_MAX];
+	size_t nins_codes;
 };
 
 static void usage(FILE *f)
 {
 	fputs("usage: refplat --listen HOST:PORT --cert server.pem --key server.key --db store.db\n"
 	      "               --token TOKEN [--token TOKEN2 ...] [--port-file F] [--client-ca ca.pem]\n"
-	      "               [--log FILE]\n"
+	      "               [--log FILE] [--listen-http HOST:PORT] [--ins-code CODE ...]\n"
 	      "control on stdin, one command a line: see tests/refplat/README.md\n", f);
 }
 
@@ -111,6 +115,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 {
 	static const struct option longopts[] = {
 		{ "listen", required_argument, NULL, 'l' },
+		{ "listen-http", required_argument, NULL, 'H' },
+		{ "ins-code", required_argument, NULL, 'i' },
 		{ "port-file", required_argument, NULL, 'p' },
 		{ "cert", required_argument, NULL, 'c' },
 		{ "key", required_argument, NULL, 'k' },
@@ -125,6 +131,15 @@ static int parse_options(int argc, char **argv, struct options *o)
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'l': o->listen = optarg; break;
+		case 'H': o->listen_http = optarg; break;
+		case 'i':
+			if (o->nins_codes == RP_INS_CODES_MAX || !*optarg || strlen(optarg) >= RP_INS_CODE_LEN) {
+				fprintf(stderr, "refplat: --ins-code: at most %d, each 1..%d bytes\n", RP_INS_CODES_MAX,
+					RP_INS_CODE_LEN - 1);
+				return -1;
+			}
+			o->ins_codes[o->nins_codes++] = optarg;
+			break;
 		case 'p': o->port_file = optarg; break;
 		case 'c': o->cert = optarg; break;
 		case 'k': o->key = optarg; break;
@@ -301,12 +316,14 @@ static int listen_on(const char *spec, int *port_out)
 	return fd;
 }
 
-/* Temp file + rename, so a test waiting for the file never reads half a number. */
-static int write_port_file(const char *path, int port)
+/* Temp file + rename, so a test waiting for the file never reads half a number. The HTTPS port,
+ * then the plain-HTTP one on a second line when there is one. */
+static int write_port_file(const char *path, int port, int http_port)
 {
-	char tmp[4096], text[16];
+	char tmp[4096], text[32];
 	int n = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	int m = snprintf(text, sizeof(text), "%d\n", port);
+	int m = http_port > 0 ? snprintf(text, sizeof(text), "%d\n%d\n", port, http_port)
+			      : snprintf(text, sizeof(text), "%d\n", port);
 	if (n < 0 || (size_t)n >= sizeof(tmp) || m < 0 || (size_t)m >= sizeof(text))
 		return -ENAMETOOLONG;
 	FILE *f = fopen(tmp, "we");
@@ -329,12 +346,16 @@ static void *conn_main(void *arg)
 	struct rp_conn *c = arg;
 	struct rp_server *srv = c->srv;
 
-	SSL *ssl = SSL_new(srv->ssl_ctx);
-	if (ssl && SSL_set_fd(ssl, c->fd) == 1)
-		http_serve(srv, ssl, c->id);
-	else
-		log_ssl_errors("cannot start tls on a connection");
-	SSL_free(ssl);
+	if (c->plain) {
+		http_serve(srv, NULL, c->fd, c->id);
+	} else {
+		SSL *ssl = SSL_new(srv->ssl_ctx);
+		if (ssl && SSL_set_fd(ssl, c->fd) == 1)
+			http_serve(srv, ssl, c->fd, c->id);
+		else
+			log_ssl_errors("cannot start tls on a connection");
+		SSL_free(ssl);
+	}
 
 	pthread_mutex_lock(&srv->mu);
 	if (c->prev)
@@ -351,7 +372,7 @@ static void *conn_main(void *arg)
 	return NULL;
 }
 
-static void start_connection(struct rp_server *srv, int fd)
+static void start_connection(struct rp_server *srv, int fd, bool plain)
 {
 	int one = 1;
 	/* Replies are one write; Nagle plus delayed ACK would add 40 ms to every keep-alive request. */
@@ -367,6 +388,7 @@ static void start_connection(struct rp_server *srv, int fd)
 	}
 	c->srv = srv;
 	c->fd = fd;
+	c->plain = plain;
 	pthread_mutex_lock(&srv->mu);
 	if (srv->stopping || srv->nconns >= RP_CONNS_MAX) {
 		pthread_mutex_unlock(&srv->mu);
@@ -409,9 +431,11 @@ static void start_connection(struct rp_server *srv, int fd)
 static void *accept_main(void *arg)
 {
 	struct rp_server *srv = arg;
-	struct pollfd pfd[2] = { { srv->listen_fd, POLLIN, 0 }, { srv->wake_fd, POLLIN, 0 } };
+	/* An absent plain listener (-1) is ignored by poll. */
+	struct pollfd pfd[3] = { { srv->listen_fd, POLLIN, 0 }, { srv->wake_fd, POLLIN, 0 },
+				 { srv->http_fd, POLLIN, 0 } };
 	for (;;) {
-		int r = poll(pfd, 2, -1);
+		int r = poll(pfd, 3, -1);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
@@ -420,9 +444,10 @@ static void *accept_main(void *arg)
 		}
 		if (pfd[1].revents)
 			break;
-		if (!(pfd[0].revents & POLLIN))
+		bool plain = !(pfd[0].revents & POLLIN);
+		if (plain && !(pfd[2].revents & POLLIN))
 			continue;
-		int fd = accept4(srv->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		int fd = accept4(plain ? srv->http_fd : srv->listen_fd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED || errno == EAGAIN)
 				continue;
@@ -432,7 +457,7 @@ static void *accept_main(void *arg)
 			nanosleep(&ts, NULL);
 			continue;
 		}
-		start_connection(srv, fd);
+		start_connection(srv, fd, plain);
 	}
 	return NULL;
 }
@@ -487,6 +512,7 @@ int main(int argc, char **argv)
 	pthread_condattr_destroy(&ca);
 	pthread_mutex_init(&srv.mu, NULL);
 	srv.listen_fd = -1;
+	srv.http_fd = -1;
 	srv.wake_fd = -1;
 	for (size_t i = 0; i < o.ntokens; i++)
 		srv.initial_tokens[i] = o.tokens[i];
@@ -503,9 +529,13 @@ int main(int argc, char **argv)
 		goto out;
 	if (control_init(&srv) < 0)
 		goto out;
-	int port = 0;
+	if (nrii_init(&srv, o.db, o.ins_codes, o.nins_codes) < 0)
+		goto out;
+	int port = 0, http_port = 0;
 	srv.listen_fd = listen_on(o.listen, &port);
 	if (srv.listen_fd < 0)
+		goto out;
+	if (o.listen_http && (srv.http_fd = listen_on(o.listen_http, &http_port)) < 0)
 		goto out;
 	srv.wake_fd = eventfd(0, EFD_CLOEXEC);
 	if (srv.wake_fd < 0) {
@@ -524,13 +554,15 @@ int main(int argc, char **argv)
 	}
 	pthread_detach(controller);
 	if (o.port_file) {
-		int r = write_port_file(o.port_file, port);
+		int r = write_port_file(o.port_file, port, http_port);
 		if (r < 0) {
 			rp_log("cannot write --port-file '%s': %s", o.port_file, strerror(-r));
 			goto out;
 		}
 	}
 	rp_log("listening on %s (port %d)%s", o.listen, port, o.client_ca ? ", client certificates required" : "");
+	if (o.listen_http)
+		rp_log("listening on %s (port %d) for plain http", o.listen_http, http_port);
 
 	int sig = 0;
 	while (sigwait(&stopset, &sig) != 0)
@@ -546,6 +578,8 @@ out:
 	}
 	if (srv.listen_fd >= 0)
 		close(srv.listen_fd);
+	if (srv.http_fd >= 0)
+		close(srv.http_fd);
 	bool all_stopped = stop_connections(&srv);
 	if (srv.wake_fd >= 0)
 		close(srv.wake_fd);
@@ -555,6 +589,7 @@ out:
 		return rc;
 	}
 	control_free(&srv); /* waits for a control command in progress, then blocks the rest */
+	nrii_free(&srv);
 	store_free(srv.store);
 	SSL_CTX_free(srv.ssl_ctx);
 	if (log_file)

@@ -24,6 +24,8 @@
 #define RP_AGENT_ID_MAX  64                       /* SPEC §3: [A-Za-z0-9._-]{1,64} */
 #define RP_CONNS_MAX     512
 #define RP_HASH_HEX      64
+#define RP_INS_CODES_MAX 16                       /* --ins-code */
+#define RP_INS_CODE_LEN  128
 
 struct rp_server;
 
@@ -89,6 +91,32 @@ extern const struct rp_route rp_routes[];
 void feeds_post(struct rp_server *srv, struct rp_request *req, struct rp_response *resp);
 void feeds_get_records(struct rp_server *srv, struct rp_request *req, struct rp_response *resp);
 void feeds_get_head(struct rp_server *srv, struct rp_request *req, struct rp_response *resp);
+
+/* ---- NRII SOAP, SPEC §8 (nrii.c): its own table in the same db, its own faults ---- */
+
+void nrii_post(struct rp_server *srv, struct rp_request *req, struct rp_response *resp);
+/* ins_codes: the institution codes accepted (none: any non-empty one). */
+int nrii_init(struct rp_server *srv, const char *db_path, const char *const ins_codes[], size_t n);
+void nrii_free(struct rp_server *srv);
+
+enum nrii_fault_kind {
+	NRII_F_RETURN,      /* answer `return` CODE[:TEXT] without storing */
+	NRII_F_SOAP,        /* a SOAP Fault, HTTP 500 */
+	NRII_F_STATUS,      /* a bare HTTP status with a text body */
+	NRII_F_NORETURN,    /* an envelope without `return` */
+	NRII_F_DROP,        /* store, then close without replying */
+	NRII_F_SLOW,        /* store, then wait arg ms before replying */
+	NRII_F_WRAP,        /* the reply inside a MIME multipart, another prefix, CDATA */
+};
+/* count: remaining uses, -1 until clear. text (may be NULL) is copied. NULL or an error text. */
+const char *nrii_fault_set(enum nrii_fault_kind kind, int arg, long count, const char *text, size_t text_len);
+/* 204 for type-6 records of this innerId, until clear. */
+const char *nrii_unknown_instrument(const char *inner_id, size_t len);
+const char *nrii_add_ins_code(const char *code, size_t len);
+void nrii_clear(void);
+/* {"posts","stored","dups","updates","faults","dropped","by_return":{…},"last_soap_action",
+ * "last_content_type"}: malloc'd. */
+char *nrii_stats_json(void);
 
 /* ---- the store (store.c): one SQLite connection behind one mutex ---- */
 
@@ -195,6 +223,7 @@ struct rp_server {
 	struct rp_store *store;
 	struct rp_control *ctl;                       /* faults, tokens, counters */
 	int listen_fd;
+	int http_fd;                                  /* --listen-http, -1 when not given */
 	int wake_fd;                                  /* eventfd: wakes the accept loop at shutdown */
 	pthread_mutex_t mu;                           /* conns, nconns, stopping */
 	pthread_cond_t cv;                            /* signalled on stop and when a connection ends */
@@ -213,8 +242,8 @@ void rp_wait_ms(struct rp_server *srv, int ms);
 void rp_request_stop(void);
 int64_t rp_now_ms(void);
 
-/* One connection's life: TLS handshake, requests until close (http.c). */
-void http_serve(struct rp_server *srv, SSL *ssl, unsigned long conn_id);
+/* One connection's life: TLS handshake (ssl NULL: plain HTTP on fd), requests until close (http.c). */
+void http_serve(struct rp_server *srv, SSL *ssl, int fd, unsigned long conn_id);
 
 /* 64 zeros: the hash before seq 1 (feeds.c). */
 extern const char rp_zero_hash[RP_HASH_HEX + 1];

@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <sqlite3.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -510,6 +511,128 @@ static void test_daemon_uploads_and_survives_kills(void **state)
 	free(log);
 }
 
+static int64_t platform_count(struct fx *f, const char *where)
+{
+	char *pdb = h_path(f->dir, "platform.db");
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	int64_t n = -1;
+	char *sql = h_strdupf("SELECT COUNT(*) FROM records WHERE agent_id = 'agent-1' AND %s", where);
+	if (sqlite3_open(pdb, &db) == SQLITE_OK) {
+		sqlite3_busy_timeout(db, 5000);
+		if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+			if (sqlite3_step(st) == SQLITE_ROW)
+				n = sqlite3_column_int64(st, 0);
+			sqlite3_finalize(st);
+		}
+	}
+	sqlite3_close(db);
+	free(sql);
+	free(pdb);
+	return n;
+}
+
+struct bp {
+	struct fx *f;
+	char *cfg;
+	int64_t want;
+};
+
+static cJSON *agent_status(const char *cfg)
+{
+	char *argv[] = { (char *)h_build_path("labshare-agent"), (char *)"-c", (char *)cfg, (char *)"status",
+			 (char *)"--json", NULL };
+	char *out = NULL, *err = NULL;
+	cJSON *st = NULL;
+	if (h_run(argv, NULL, &out, &err, 10000) == 0)
+		st = cJSON_Parse(out);
+	free(out);
+	free(err);
+	return st;
+}
+
+static bool buffer_is_full(void *arg)
+{
+	struct bp *b = arg;
+	cJSON *st = agent_status(b->cfg);
+	bool full = cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(st, "buffer"), "full"));
+	cJSON_Delete(st);
+	return full;
+}
+
+static bool all_sessions_on_platform(void *arg)
+{
+	struct bp *b = arg;
+	return platform_count(b->f, "line LIKE '%\"kind\":\"session\"%'") >= b->want;
+}
+
+/* A tiny cap, the platform down: the log source pauses (its lines wait on disk), nothing is
+ * dropped; when the platform returns, acknowledged records make room and reading resumes. */
+static void test_back_pressure_pauses_and_resumes(void **state)
+{
+	struct fx *f = *state;
+	enum { N = 6000 };
+	char *logdir = h_path(f->dir, "logs");
+	mkdir(logdir, 0755);
+	char *logpath = h_path(logdir, "usage.csv");
+	FILE *lf = fopen(logpath, "w");
+	fputs("start,end,user,org,project\n", lf);
+	char project[301];
+	memset(project, 'p', 300);
+	project[300] = '\0';
+	for (int i = 0; i < N; i++)
+		fprintf(lf, "2026-10-01T00:00:00Z,2026-10-01T00:30:00Z,user-%d,Org %d,%s\n", i, i % 7, project);
+	fclose(lf);
+	char *cfg = h_path(f->dir, "agent-bp.json");
+	char *text = h_strdupf(
+		"{ \"agent\": { \"id\": \"agent-1\", \"lab_code\": \"SXKL-1\", \"timezone\": \"Asia/Shanghai\","
+		"    \"state_dir\": \"%s/bp-state\" },"
+		"  \"platform\": { \"url\": \"https://127.0.0.1:%d/api\", \"token_file\": \"%s/token\","
+		"    \"ca_file\": \"%s/ca.pem\", \"upload_interval_s\": 1, \"timeout_s\": 5 },"
+		"  \"buffer\": { \"max_mb\": 2 },"
+		"  \"instruments\": [ { \"id\": \"NMR\", \"logs\": [ { \"path\": \"%s\", \"format\": \"csv\","
+		"    \"fields\": { \"start\": \"start\", \"end\": \"end\", \"user\": \"user\", \"org\": \"org\","
+		"                \"project\": \"project\" } } ] } ] }",
+		f->dir, f->port, f->dir, f->certs, logpath);
+	h_write_file(cfg, text, (size_t)-1, 0644);
+	free(text);
+
+	h_stop(f->plat, 5000); /* the platform is down */
+	h_proc_free(f->plat);
+	f->plat = NULL;
+	char *log = h_path(f->dir, "agent-bp.log");
+	char *argv[] = { (char *)h_build_path("labshare-agent"), (char *)"-c", cfg, (char *)"run", NULL };
+	struct h_proc *p = h_spawn(argv, NULL, false, false, log);
+	struct bp b = { f, cfg, N };
+	assert_true(h_wait_for(buffer_is_full, &b, 60000));
+	/* Paused: part of the log is still unread, and the agent says so. */
+	cJSON *st = agent_status(cfg);
+	const cJSON *logs = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(st, "instruments"), 0), "logs");
+	double lines = cJSON_GetObjectItem(cJSON_GetArrayItem(logs, 0), "lines")->valuedouble;
+	assert_true(lines < N);
+	cJSON_Delete(st);
+	char *text_log = h_read_file(log, NULL);
+	assert_non_null(strstr(text_log, "buffer: full"));
+	free(text_log);
+
+	start_platform(f, "platform.db", false); /* back, same port */
+	assert_true(h_wait_for(all_sessions_on_platform, &b, 180000));
+	assert_int_equal(h_kill(p, SIGTERM), 0);
+	assert_int_equal(h_wait(p, 20000), 0);
+	h_proc_free(p);
+	/* Every line exactly once, and the buffer_full event among the records. */
+	assert_int_equal(platform_count(f, "line LIKE '%\"kind\":\"session\"%'"), N);
+	char *distinct = h_strdupf("seq IN (SELECT MIN(seq) FROM records WHERE line LIKE '%%\"kind\":\"session\"%%'"
+				   " GROUP BY json_extract(line, '$.user'))");
+	assert_int_equal(platform_count(f, distinct), N);
+	free(distinct);
+	assert_true(platform_count(f, "line LIKE '%\"type\":\"buffer_full\"%'") >= 1);
+	free(log);
+	free(cfg);
+	free(logpath);
+	free(logdir);
+}
+
 int main(void)
 {
 	log_set_level(LOG_PRI_ERR - 1);
@@ -529,6 +652,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_mutual_tls, setup_mtls, teardown),
 		cmocka_unit_test_setup_teardown(test_untrusted_server_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_daemon_uploads_and_survives_kills, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_back_pressure_pauses_and_resumes, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

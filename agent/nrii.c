@@ -1,0 +1,1592 @@
+/* nrii.c — the NRII SOAP sink of SPEC §8: each sealed session goes to the national or provincial
+ * platform as one type-6 call, each closed month's year-to-date totals as one type-4 call, with
+ * its own cursor and per-record state beside the chained feed, nothing ever dropped. */
+#include "nrii.h"
+#include "buffer.h"
+#include "clock.h"
+#include "config.h"
+#include "log.h"
+#include "sink.h"
+#include "timeutil.h"
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+#include <math.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SINK_NAME "nrii"
+#define META_CONFIG "nrii_config_hash"
+#define REPLY_MAX (64 * 1024)
+#define ENVELOPE_MAX (1024 * 1024)  /* one record; a profile is the largest and still tiny */
+#define BACKOFF_MAX_S 300
+#define BUSY_ATTEMPTS 4             /* 203: the first try and 3 retries, then parked */
+#define WALK_MAX 5000               /* records skipped per step: keeps one transaction short */
+#define PARKED_RECHECK_S 60
+#define NO_CODE 0                   /* parked here, before any call: the config lacks something */
+
+static const char SOAP11_NS[] = "http://schemas.xmlsoap.org/soap/envelope/";
+static const char SOAP12_NS[] = "http://www.w3.org/2003/05/soap-envelope";
+
+/* ---- a growable byte buffer with a hard cap (curl's dynbuf; as in feed.c) ---- */
+
+struct dbuf {
+	char *p;
+	size_t len, cap, max;
+};
+
+static int dbuf_add(struct dbuf *b, const void *data, size_t n)
+{
+	if (b->len + n + 1 > b->max) {
+		free(b->p);
+		b->p = NULL;
+		b->len = b->cap = 0;
+		return -E2BIG;
+	}
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 1024;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		char *q = realloc(b->p, cap);
+		if (!q) {
+			free(b->p);
+			b->p = NULL;
+			b->len = b->cap = 0;
+			return -ENOMEM;
+		}
+		b->p = q;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, data, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+	return 0;
+}
+
+static int dbuf_str(struct dbuf *b, const char *s)
+{
+	return dbuf_add(b, s, strlen(s));
+}
+
+static void dbuf_reset(struct dbuf *b)
+{
+	b->len = 0;
+	if (b->p)
+		b->p[0] = '\0';
+}
+
+static void dbuf_free(struct dbuf *b)
+{
+	free(b->p);
+	b->p = NULL;
+	b->len = b->cap = 0;
+}
+
+/* ---- UTF-8 ---- */
+
+/* The character at s (n bytes left): its code point, its length in *len. A malformed byte is
+ * one character, U+FFFD, so a bad byte can neither hide a delimiter nor stop the text. */
+static uint32_t utf8_next(const unsigned char *s, size_t n, size_t *len)
+{
+	unsigned c = s[0];
+	size_t k;
+	uint32_t cp, min;
+	if (c < 0x80) {
+		*len = 1;
+		return c;
+	}
+	if (c >= 0xc2 && c <= 0xdf) {
+		k = 2, cp = c & 0x1f, min = 0x80;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		k = 3, cp = c & 0x0f, min = 0x800;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		k = 4, cp = c & 0x07, min = 0x10000;
+	} else {
+		goto bad;
+	}
+	if (n < k)
+		goto bad;
+	for (size_t i = 1; i < k; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			goto bad;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		goto bad;
+	*len = k;
+	return cp;
+bad:
+	*len = 1;
+	return 0xfffd;
+}
+
+size_t nrii_utf8_cut(const char *s, size_t len, size_t max_chars)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t off = 0, chars = 0;
+	while (off < len && chars < max_chars) {
+		size_t k;
+		utf8_next(u + off, len - off, &k);
+		off += k;
+		chars++;
+	}
+	return off;
+}
+
+/* ---- the instruList JSON: a fixed field order, ASCII only ---- */
+
+struct jw {
+	struct dbuf *b;
+	bool first;
+	int err;
+};
+
+static void jw_put(struct jw *w, const char *s, size_t n)
+{
+	if (!w->err && dbuf_add(w->b, s, n) < 0)
+		w->err = -ENOMEM;
+}
+
+static void jw_puts(struct jw *w, const char *s)
+{
+	jw_put(w, s, strlen(s));
+}
+
+static void jw_u16(struct jw *w, uint32_t unit)
+{
+	static const char hx[] = "0123456789abcdef";
+	char e[6] = { '\\', 'u', hx[unit >> 12 & 15], hx[unit >> 8 & 15], hx[unit >> 4 & 15], hx[unit & 15] };
+	jw_put(w, e, sizeof(e));
+}
+
+/* A JSON string of s cut to max_chars characters; non-ASCII as \uXXXX, beyond the BMP as a
+ * UTF-16 surrogate pair, so the text survives any charset the platform's stack assumes. */
+static void jw_string(struct jw *w, const char *s, size_t max_chars)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t len = strlen(s), end = nrii_utf8_cut(s, len, max_chars);
+	jw_put(w, "\"", 1);
+	for (size_t off = 0; off < end;) {
+		size_t k;
+		uint32_t cp = utf8_next(u + off, end - off, &k);
+		off += k;
+		switch (cp) {
+		case '"': jw_put(w, "\\\"", 2); continue;
+		case '\\': jw_put(w, "\\\\", 2); continue;
+		case '\b': jw_put(w, "\\b", 2); continue;
+		case '\f': jw_put(w, "\\f", 2); continue;
+		case '\n': jw_put(w, "\\n", 2); continue;
+		case '\r': jw_put(w, "\\r", 2); continue;
+		case '\t': jw_put(w, "\\t", 2); continue;
+		default: break;
+		}
+		if (cp >= 0x20 && cp < 0x7f) {
+			char c = (char)cp;
+			jw_put(w, &c, 1);
+		} else if (cp < 0x10000) {
+			jw_u16(w, cp);
+		} else {
+			jw_u16(w, 0xd800 + ((cp - 0x10000) >> 10));
+			jw_u16(w, 0xdc00 + ((cp - 0x10000) & 0x3ff));
+		}
+	}
+	jw_put(w, "\"", 1);
+}
+
+static void jw_key(struct jw *w, const char *key)
+{
+	if (!w->first)
+		jw_put(w, ",", 1);
+	w->first = false;
+	jw_string(w, key, SIZE_MAX);
+	jw_put(w, ":", 1);
+}
+
+static void jw_str(struct jw *w, const char *key, const char *v, size_t max_chars)
+{
+	jw_key(w, key);
+	jw_string(w, v, max_chars);
+}
+
+/* "无" (none) is what the platform's forms expect for a field nobody filled in. */
+static void jw_str_or_none(struct jw *w, const char *key, const char *v, size_t max_chars)
+{
+	jw_str(w, key, v && *v ? v : "无", max_chars);
+}
+
+static void jw_int(struct jw *w, const char *key, long long v)
+{
+	char num[32];
+	snprintf(num, sizeof(num), "%lld", v); /* fits: 20 digits at most */
+	jw_key(w, key);
+	jw_puts(w, num);
+}
+
+/* scaled / 10^decimals with exactly that many decimals ("2.5", "99.99"); scaled >= 0. */
+static void jw_fixed(struct jw *w, const char *key, long long scaled, int decimals)
+{
+	long long div = decimals == 1 ? 10 : 100;
+	char num[48];
+	snprintf(num, sizeof(num), "%lld.%0*lld", scaled / div, decimals, scaled % div);
+	jw_key(w, key);
+	jw_puts(w, num);
+}
+
+/* Hours to 2 decimals, half up, from integer seconds: "5.00", "3.43". */
+static void hours2(int64_t seconds, char out[32])
+{
+	long long h = (long long)((seconds * 100 + 1800) / 3600);
+	snprintf(out, 32, "%lld.%02lld", h / 100, h % 100);
+}
+
+/* A cJSON number exactly as cJSON prints it (shortest text that reads back the same). */
+static void jw_number(struct jw *w, const char *key, double v)
+{
+	cJSON *n = cJSON_CreateNumber(v);
+	char *text = n ? cJSON_PrintUnformatted(n) : NULL;
+	cJSON_Delete(n);
+	if (!text) {
+		w->err = -ENOMEM;
+		return;
+	}
+	jw_key(w, key);
+	jw_puts(w, text);
+	cJSON_free(text);
+}
+
+/* ---- the envelope ---- */
+
+/* XML character data: the three markup characters escaped; characters XML 1.0 can't carry at
+ * all (C0 controls but tab, LF, CR) become '?', CR a reference so it survives line-end
+ * normalisation. Our JSON is ASCII, so only the institution code can meet the last two. */
+static int xml_text(struct dbuf *b, const char *s)
+{
+	int r = 0;
+	for (const char *p = s; *p && r == 0; p++) {
+		unsigned char c = (unsigned char)*p;
+		switch (c) {
+		case '&': r = dbuf_str(b, "&amp;"); break;
+		case '<': r = dbuf_str(b, "&lt;"); break;
+		case '>': r = dbuf_str(b, "&gt;"); break;
+		case '\r': r = dbuf_str(b, "&#13;"); break;
+		default:
+			r = c < 0x20 && c != '\t' && c != '\n' ? dbuf_add(b, "?", 1) : dbuf_add(b, p, 1);
+		}
+	}
+	return r;
+}
+
+/* One SOAP 1.1 request, as a CXF client of the service sends it: the wrapper elements in the
+ * service's namespace, their children unqualified, no whitespace between elements. */
+static char *envelope(const char *ins_code, int type, const char *json)
+{
+	struct dbuf b = { .max = ENVELOPE_MAX };
+	char t[8];
+	snprintf(t, sizeof(t), "%d", type); /* 4 or 6 */
+	int r = dbuf_str(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+			 "<soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\""
+			 " xmlns:ins=\"" NRII_NS "\">"
+			 "<soapenv:Header><ins:MySoapHeader><UserName></UserName><PassWord></PassWord>"
+			 "</ins:MySoapHeader></soapenv:Header>"
+			 "<soapenv:Body><ins:instruInfo><insCode>");
+	if (r == 0)
+		r = xml_text(&b, ins_code);
+	if (r == 0)
+		r = dbuf_str(&b, "</insCode><instruType>");
+	if (r == 0)
+		r = dbuf_str(&b, t);
+	if (r == 0)
+		r = dbuf_str(&b, "</instruType><instruList>");
+	if (r == 0)
+		r = xml_text(&b, json);
+	if (r == 0)
+		r = dbuf_str(&b, "</instruList></ins:instruInfo></soapenv:Body></soapenv:Envelope>\n");
+	if (r < 0) {
+		dbuf_free(&b);
+		return NULL;
+	}
+	return b.p;
+}
+
+/* ---- session → type 6 ---- */
+
+static const char *jget_str(const cJSON *o, const char *k)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+	return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* "2026-11-02T08:00:00+08:00" (the lab's offset, as sealed) → "2026-11-02 08". */
+static bool local_hour(const char *rfc3339, char out[14])
+{
+	static const char shape[] = "dddd-dd-ddTdd";
+	if (!rfc3339 || strlen(rfc3339) < 13)
+		return false;
+	for (size_t i = 0; i < 13; i++) {
+		char c = rfc3339[i];
+		if (shape[i] == 'd' ? !(c >= '0' && c <= '9') : shape[i] == 'T' ? (c != 'T' && c != ' ') : c != shape[i])
+			return false;
+	}
+	memcpy(out, rfc3339, 10);
+	out[10] = ' ';
+	out[11] = rfc3339[11];
+	out[12] = rfc3339[12];
+	out[13] = '\0';
+	return true;
+}
+
+/* The session's fee in fen (1/100 yuan): "120", "120.5", " 98.00 元"; -1 when not a plain
+ * non-negative amount (then 0 is reported: the platform's field is a number). */
+static long long fee_fen(const char *fee)
+{
+	if (!fee)
+		return -1;
+	char *end = NULL;
+	errno = 0;
+	double v = strtod(fee, &end);
+	if (end == fee || errno || !isfinite(v) || v < 0 || v > 1e12)
+		return -1;
+	while (*end == ' ' || *end == '\t')
+		end++;
+	if (strcmp(end, "元") == 0)
+		end += strlen("元");
+	if (*end)
+		return -1;
+	return llround(v * 100.0);
+}
+
+/* Money with no trailing zeros after the point: 120, 120.5, 99.99. */
+static void jw_money(struct jw *w, const char *key, long long fen)
+{
+	if (fen % 100 == 0)
+		jw_int(w, key, fen / 100);
+	else if (fen % 10 == 0)
+		jw_fixed(w, key, fen / 10, 1);
+	else
+		jw_fixed(w, key, fen, 2);
+}
+
+/* The session's `way` (SPEC §3: 占用, 技术, 委托, 远程, 其他) as the platform's service way. */
+static const char *service_way(const struct config *cfg, const char *way)
+{
+	static const char *const map[][2] = {
+		{ "占用", "占用共享" }, { "技术", "技术共享" }, { "委托", "委托共享" },
+		{ "远程", "远程共享" }, { "其他", "其他" },
+	};
+	for (size_t i = 0; way && i < sizeof(map) / sizeof(map[0]); i++)
+		if (strcmp(way, map[i][0]) == 0 || strcmp(way, map[i][1]) == 0)
+			return map[i][1];
+	return cfg->nrii.service_way;
+}
+
+/* With "codes": "labels" the platform takes text; this is the label set (README). */
+static const char *const direction_labels[] = { "科学研究", "技术开发", "教学培训", "其他" };
+
+static void session_fields(struct jw *w, const struct config *cfg, const struct instrument_cfg *ic,
+			   int64_t seq, const cJSON *rec, const char *start, const char *end)
+{
+	const struct nrii_cfg *n = &cfg->nrii;
+	const cJSON *dur = cJSON_GetObjectItemCaseSensitive(rec, "duration_s");
+	long long duration = (long long)dur->valuedouble;
+	bool external = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "external"));
+	long long fen = fee_fen(jget_str(rec, "fee"));
+	char id[32];
+	snprintf(id, sizeof(id), "%lld", (long long)seq); /* fits */
+
+	jw_str(w, "insCode", n->ins_code, SIZE_MAX);
+	jw_str(w, "recordInnerId", id, SIZE_MAX);
+	jw_int(w, "auditStatus", -1);
+	jw_str(w, "innerId", ic->inner_id, SIZE_MAX);
+	jw_money(w, "amounts", fen < 0 ? 0 : fen);
+	jw_str(w, "serviceTime", start, SIZE_MAX);
+	jw_str(w, "endTime", end, SIZE_MAX);
+	/* Hours to 0.1, half up, in integers: 0.25 h must not become 0.2 through a double. */
+	jw_fixed(w, "serviceAmount", (duration + 180) / 360, 1);
+	jw_str(w, "serviceContent", n->service_content, NRII_TEXT_MAX);
+	jw_str(w, "serviceWay", service_way(cfg, jget_str(rec, "way")), NRII_TEXT_MAX);
+	if (n->codes == NRII_CODES_INT) {
+		jw_int(w, "serviceType", external ? 130 : 120);
+		jw_int(w, "serviceDirection", n->service_direction);
+	} else {
+		jw_str(w, "serviceType", external ? "外部用户" : "内部用户", SIZE_MAX);
+		jw_str(w, "serviceDirection", direction_labels[n->service_direction - 135], SIZE_MAX);
+	}
+	jw_str_or_none(w, "subjectName", jget_str(rec, "project"), NRII_TEXT_MAX);
+	jw_str_or_none(w, "subjectContent", NULL, NRII_TEXT_MAX);
+	jw_str_or_none(w, "record", NULL, NRII_TEXT_MAX);
+	jw_str(w, "subjectIncome", n->subject_income, NRII_TEXT_MAX);
+	jw_str(w, "subjectArea", n->subject_area, NRII_TEXT_MAX);
+	jw_str_or_none(w, "applicant", jget_str(rec, "user"), NRII_APPLICANT_MAX);
+	jw_str_or_none(w, "applicantUnit", jget_str(rec, "org"), NRII_UNIT_MAX);
+	jw_str_or_none(w, "applicantPhone", NULL, NRII_TEXT_MAX);
+	jw_str_or_none(w, "applicantEmail", NULL, NRII_TEXT_MAX);
+	jw_str(w, "comment", n->comment, NRII_TEXT_MAX);
+	jw_int(w, "adressType", 0); /* sic: the platform's spelling */
+	jw_int(w, "signAgreement", 1);
+}
+
+char *nrii_json_session(const struct config *cfg, int64_t seq, const char *line, char *why, size_t whylen)
+{
+	cJSON *rec = line ? cJSON_Parse(line) : NULL;
+	const char *kind = jget_str(rec, "kind"), *inst = jget_str(rec, "instrument");
+	const cJSON *dur = cJSON_GetObjectItemCaseSensitive(rec, "duration_s");
+	char start[14], end[14];
+	char *out = NULL;
+	if (!kind || strcmp(kind, "session") != 0 || !inst || !cJSON_IsNumber(dur) || dur->valuedouble < 0 ||
+	    !local_hour(jget_str(rec, "start"), start) || !local_hour(jget_str(rec, "end"), end)) {
+		snprintf(why, whylen, "record %" PRId64 " is not a well-formed session record", seq);
+		goto out;
+	}
+	const struct instrument_cfg *ic = config_instrument(cfg, inst);
+	if (!ic || !ic->inner_id) {
+		snprintf(why, whylen, "instrument \"%s\" of record %" PRId64 " %s", inst, seq,
+			 ic ? "has no inner_id" : "is no longer in the configuration");
+		goto out;
+	}
+	struct dbuf b = { .max = ENVELOPE_MAX };
+	struct jw w = { .b = &b, .first = true };
+	jw_put(&w, "{", 1);
+	session_fields(&w, cfg, ic, seq, rec, start, end);
+	jw_put(&w, "}", 1);
+	if (w.err) {
+		dbuf_free(&b);
+		snprintf(why, whylen, "out of memory");
+		goto out;
+	}
+	out = b.p;
+out:
+	cJSON_Delete(rec);
+	return out;
+}
+
+char *nrii_envelope_session(const struct config *cfg, int64_t seq, const char *line, char *why, size_t whylen)
+{
+	char *json = nrii_json_session(cfg, seq, line, why, whylen);
+	if (!json)
+		return NULL;
+	char *env = envelope(cfg->nrii.ins_code, NRII_TYPE_SERVICE, json);
+	free(json);
+	if (!env)
+		snprintf(why, whylen, "out of memory");
+	return env;
+}
+
+/* ---- yearly totals → type 4 ---- */
+
+/* Keys the agent fills itself; the same keys in nrii_profile are ignored (README). */
+static bool own_key(const char *k)
+{
+	return strcmp(k, "insCode") == 0 || strcmp(k, "innerId") == 0 || strcmp(k, "runMachine") == 0 ||
+	       strcmp(k, "serviceMachine") == 0;
+}
+
+char *nrii_envelope_profile(const struct config *cfg, const struct instrument_cfg *ic, int64_t effective_s,
+			    int64_t service_s)
+{
+	struct dbuf b = { .max = ENVELOPE_MAX };
+	struct jw w = { .b = &b, .first = true };
+	bool profile_worth = false;
+	jw_put(&w, "{", 1);
+	jw_str(&w, "insCode", cfg->nrii.ins_code, SIZE_MAX);
+	jw_str(&w, "innerId", ic->inner_id ? ic->inner_id : "", SIZE_MAX);
+	const cJSON *m;
+	cJSON_ArrayForEach(m, ic->nrii_profile) {
+		if (!m->string || own_key(m->string))
+			continue;
+		if (strcmp(m->string, "worth") == 0)
+			profile_worth = true;
+		if (cJSON_IsString(m))
+			jw_str(&w, m->string, m->valuestring, SIZE_MAX);
+		else if (cJSON_IsNumber(m))
+			jw_number(&w, m->string, m->valuedouble);
+	}
+	if (ic->has_worth && !profile_worth)
+		jw_number(&w, "worth", ic->worth_wan);
+	char run[32], svc[32];
+	hours2(effective_s, run);
+	hours2(service_s, svc);
+	jw_key(&w, "runMachine");
+	jw_puts(&w, run);
+	jw_key(&w, "serviceMachine");
+	jw_puts(&w, svc);
+	jw_put(&w, "}", 1);
+	char *env = w.err ? NULL : envelope(cfg->nrii.ins_code, NRII_TYPE_INSTRUMENT, b.p);
+	dbuf_free(&b);
+	return env;
+}
+
+/* ---- the reply ---- */
+
+static pthread_once_t xml_once = PTHREAD_ONCE_INIT;
+
+static void xml_init(void)
+{
+	xmlInitParser();
+}
+
+static bool name_char(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+	       c == '-' || c == '.' || c >= 0x80;
+}
+
+static bool tag_end(unsigned char c)
+{
+	return c == '>' || c == '/' || c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* The span of the first "<[prefix:]Envelope …>" through the last matching end tag, with an XML
+ * declaration right before it (its encoding matters). Replies come wrapped in MIME parts
+ * (MTOM), after a proxy's banner, or inside an HTML error page. */
+static bool find_envelope(const char *s, size_t len, size_t *from, size_t *to)
+{
+	static const char tag[] = "Envelope";
+	const size_t tl = sizeof(tag) - 1;
+	int tries = 0;
+	/* A few candidates only: each one scans for its end tag, and the reply is not trusted. */
+	for (size_t i = 1; i + tl <= len && tries < 8; i++) {
+		if (memcmp(s + i, tag, tl) != 0 || (i + tl < len && !tag_end((unsigned char)s[i + tl])))
+			continue;
+		size_t q = i; /* start of the qualified name */
+		if (s[q - 1] == ':') {
+			q--;
+			while (q > 0 && name_char((unsigned char)s[q - 1]))
+				q--;
+			if (q == i - 1)
+				continue;
+		}
+		if (q == 0 || s[q - 1] != '<')
+			continue;
+		size_t qlen = i + tl - q;
+		tries++;
+		/* The last end tag: a body may carry more than one envelope-like string before it. */
+		for (size_t j = len; j-- > i + tl;) {
+			if (s[j] != '<' || j + 2 + qlen > len || s[j + 1] != '/' || memcmp(s + j + 2, s + q, qlen) != 0)
+				continue;
+			size_t k = j + 2 + qlen;
+			while (k < len && (s[k] == ' ' || s[k] == '\t' || s[k] == '\r' || s[k] == '\n'))
+				k++;
+			if (k >= len || s[k] != '>')
+				continue;
+			*from = q - 1;
+			*to = k + 1;
+			/* An XML declaration just before it (whitespace between) goes with it. */
+			size_t p = q - 1;
+			while (p > 0 && (s[p - 1] == ' ' || s[p - 1] == '\t' || s[p - 1] == '\r' || s[p - 1] == '\n'))
+				p--;
+			if (p >= 2 && s[p - 1] == '>' && s[p - 2] == '?') {
+				for (size_t d = p - 2; d-- > 0;) {
+					if (s[d] == '<') {
+						if (p - d >= 7 && memcmp(s + d, "<?xml", 5) == 0 && tag_end((unsigned char)s[d + 5]))
+							*from = d;
+						break;
+					}
+				}
+			}
+			return true;
+		}
+	}
+	return false;
+}
+
+static bool is_elem(const xmlNode *n, const char *local)
+{
+	return n && n->type == XML_ELEMENT_NODE && strcmp((const char *)n->name, local) == 0;
+}
+
+static bool in_ns(const xmlNode *n, const char *href)
+{
+	return n->ns && n->ns->href && strcmp((const char *)n->ns->href, href) == 0;
+}
+
+static xmlNode *child(const xmlNode *parent, const char *local, const char *href)
+{
+	for (xmlNode *c = parent ? parent->children : NULL; c; c = c->next)
+		if (is_elem(c, local) && (!href || in_ns(c, href)))
+			return c;
+	return NULL;
+}
+
+/* Depth-first, bounded: the first element with this local name in any namespace. */
+static xmlNode *descendant(xmlNode *n, const char *local, int depth)
+{
+	if (depth > 32)
+		return NULL;
+	for (xmlNode *c = n ? n->children : NULL; c; c = c->next) {
+		if (c->type != XML_ELEMENT_NODE)
+			continue;
+		if (is_elem(c, local))
+			return c;
+		xmlNode *d = descendant(c, local, depth + 1);
+		if (d)
+			return d;
+	}
+	return NULL;
+}
+
+/* The element's text (entities, character references and CDATA resolved), trimmed, cut at a
+ * character boundary, on one line. */
+static void node_text(xmlNode *n, char *out, size_t outlen)
+{
+	xmlChar *t = n ? xmlNodeGetContent(n) : NULL;
+	const char *s = t ? (const char *)t : "";
+	while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n')
+		s++;
+	size_t len = strlen(s);
+	while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t' || s[len - 1] == '\r' || s[len - 1] == '\n'))
+		len--;
+	size_t keep = len < outlen - 1 ? len : outlen - 1;
+	while (keep > 0 && keep < len && ((unsigned char)s[keep] & 0xc0) == 0x80)
+		keep--; /* never end inside a UTF-8 sequence */
+	memcpy(out, s, keep);
+	out[keep] = '\0';
+	for (char *p = out; *p; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' '; /* one log line per message */
+	xmlFree(t);
+}
+
+void nrii_parse_reply(const char *body, size_t len, struct nrii_reply *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->kind = NRII_REPLY_NONE;
+	size_t from, to;
+	if (!body || !find_envelope(body, len, &from, &to)) {
+		snprintf(out->text, sizeof(out->text), "no SOAP envelope in the reply");
+		return;
+	}
+	if (to - from > INT_MAX) {
+		snprintf(out->text, sizeof(out->text), "the reply's envelope is too large");
+		return;
+	}
+	/* SOAP forbids a DTD, and refusing one keeps entity expansion out of reach. */
+	if (memmem(body + from, to - from, "<!DOCTYPE", 9) || memmem(body + from, to - from, "<!ENTITY", 8)) {
+		snprintf(out->text, sizeof(out->text), "the reply's envelope carries a DTD");
+		return;
+	}
+	pthread_once(&xml_once, xml_init);
+	xmlDoc *doc = xmlReadMemory(body + from, (int)(to - from), "reply.xml", NULL,
+				    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_NOCDATA);
+	xmlNode *root = doc ? xmlDocGetRootElement(doc) : NULL;
+	const char *env_ns = root && in_ns(root, SOAP11_NS) ? SOAP11_NS : root && in_ns(root, SOAP12_NS) ? SOAP12_NS : NULL;
+	if (!doc || !is_elem(root, "Envelope") || !env_ns) {
+		snprintf(out->text, sizeof(out->text), "%s", doc ? "the reply is not a SOAP envelope" :
+			 "the reply's envelope is not well-formed XML");
+		goto done;
+	}
+	xmlNode *sbody = child(root, "Body", env_ns);
+	xmlNode *fault = child(sbody, "Fault", env_ns);
+	if (fault) {
+		out->kind = NRII_REPLY_FAULT;
+		xmlNode *why = child(fault, "faultstring", NULL);
+		if (!why) /* SOAP 1.2: Reason/Text */
+			why = child(child(fault, "Reason", env_ns), "Text", env_ns);
+		node_text(why ? why : fault, out->text, sizeof(out->text));
+		goto done;
+	}
+	xmlNode *ret = descendant(sbody, "return", 0);
+	if (!ret) {
+		snprintf(out->text, sizeof(out->text), "the reply has no \"return\"");
+		goto done;
+	}
+	node_text(ret, out->text, sizeof(out->text));
+	const char *p = out->text;
+	int code = 0, digits = 0;
+	while (*p >= '0' && *p <= '9' && digits < 9) {
+		code = code * 10 + (*p++ - '0');
+		digits++;
+	}
+	if (digits == 0 || (*p >= '0' && *p <= '9'))
+		goto done; /* NONE, with the text for the log */
+	out->kind = NRII_REPLY_RETURN;
+	out->code = code;
+done:
+	xmlFreeDoc(doc);
+}
+
+/* ---- the sink's tables (schema 3, buffer.c), every statement here ---- */
+
+enum nst {
+	N_REC_GET, N_REC_PUT, N_REC_REDO, N_REC_REQUEUE, N_TOT_DUE, N_TOT_REDUE, N_TOT_NEXT, N_TOT_PUT,
+	N_TOT_REQUEUE, N_SUMS, N_PARKED, N__COUNT
+};
+
+static const char *const nst_sql[N__COUNT] = {
+	[N_REC_GET] = "SELECT state, attempts, line FROM nrii_records WHERE seq = ?1",
+	/* ?7 line: kept for parked records, so a correction can re-send them even after the
+	 * sealed record was pruned; NULL keeps what is there. */
+	[N_REC_PUT] = "INSERT INTO nrii_records(seq, kind, state, code, text, attempts, line, updated_at)"
+		      " VALUES(?1, 'session', ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(seq) DO UPDATE SET"
+		      " state = excluded.state, code = excluded.code, text = excluded.text,"
+		      " attempts = excluded.attempts, line = COALESCE(excluded.line, line),"
+		      " updated_at = excluded.updated_at",
+	/* Re-sends (parked records after a config change) behind the cursor, oldest first. */
+	[N_REC_REDO] = "SELECT seq, attempts, line FROM nrii_records WHERE state = 'pending' AND seq <= ?1"
+		       " ORDER BY seq LIMIT 1",
+	[N_REC_REQUEUE] = "UPDATE nrii_records SET state = 'pending', attempts = 0, updated_at = ?1"
+			  " WHERE state = 'parked'",
+	[N_TOT_DUE] = "INSERT INTO nrii_totals(instrument, year, month, state, attempts, updated_at)"
+		      " VALUES(?1, ?2, ?3, 'pending', 0, ?4) ON CONFLICT(instrument, year, month) DO UPDATE"
+		      " SET state = 'pending', attempts = 0, updated_at = excluded.updated_at",
+	/* A revised day: the year's latest send at or after its month goes again. */
+	[N_TOT_REDUE] = "UPDATE nrii_totals SET state = 'pending', attempts = 0, updated_at = ?4"
+			" WHERE instrument = ?1 AND year = ?2 AND month >= ?3 AND month ="
+			" (SELECT MAX(month) FROM nrii_totals WHERE instrument = ?1 AND year = ?2)",
+	[N_TOT_NEXT] = "SELECT instrument, year, month, attempts FROM nrii_totals WHERE state = 'pending'"
+		       " ORDER BY year, month, instrument LIMIT 1",
+	[N_TOT_PUT] = "UPDATE nrii_totals SET state = ?4, code = ?5, text = ?6, attempts = ?7, run_h = ?8,"
+		      " service_h = ?9, updated_at = ?10 WHERE instrument = ?1 AND year = ?2 AND month = ?3",
+	[N_TOT_REQUEUE] = "UPDATE nrii_totals SET state = 'pending', attempts = 0, updated_at = ?1"
+			  " WHERE state = 'parked'",
+	/* The latest revision of each day, as the report sums them. */
+	[N_SUMS] = "SELECT COALESCE(SUM(json_extract(r.line, '$.effective_s')), 0),"
+		   " COALESCE(SUM(json_extract(r.line, '$.service_s')), 0)"
+		   " FROM mx_daily d JOIN records r ON r.seq = d.seq"
+		   " WHERE d.instrument = ?1 AND d.day >= ?2 AND d.day < ?3",
+	[N_PARKED] = "SELECT (SELECT COUNT(*) FROM nrii_records WHERE state = 'parked')"
+		     " + (SELECT COUNT(*) FROM nrii_totals WHERE state = 'parked')",
+};
+
+struct nrii {
+	const struct config *cfg;
+	struct buffer *buf;
+	CURL *curl;
+	int failures;               /* consecutive temporary failures, for the back-off */
+	atomic_bool abort;
+	struct dbuf reply;
+	char errbuf[CURL_ERROR_SIZE];
+	sqlite3_stmt *st[N__COUNT];
+};
+
+static sqlite3_stmt *nst(struct nrii *n, enum nst id)
+{
+	sqlite3_stmt *s = n->st[id];
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return s;
+}
+
+static int step_done(struct nrii *n, sqlite3_stmt *s, const char *what)
+{
+	int rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? 0 : buffer_sqlite_error(n->buf, rc, what);
+}
+
+static bool nrii_configured(const struct config *cfg)
+{
+	return cfg->nrii.present;
+}
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
+{
+	struct nrii *n = arg;
+	size_t len = size * nmemb;
+	/* Past the cap the reply is cut, not failed: a cut envelope reads as "no return". */
+	if (n->reply.len + len + 1 <= n->reply.max)
+		dbuf_add(&n->reply, data, len);
+	return len;
+}
+
+static int on_progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
+{
+	(void)a; (void)b; (void)c; (void)d;
+	struct nrii *n = arg;
+	return atomic_load(&n->abort) ? 1 : 0;
+}
+
+static void nrii_destroy(void *state)
+{
+	struct nrii *n = state;
+	if (!n)
+		return;
+	if (n->curl)
+		curl_easy_cleanup(n->curl);
+	buffer_lock(n->buf);
+	for (int i = 0; i < N__COUNT; i++)
+		sqlite3_finalize(n->st[i]);
+	buffer_unlock(n->buf);
+	dbuf_free(&n->reply);
+	free(n);
+}
+
+/* A digest of everything that shapes what is sent: when it changes (a reload or a restart
+ * with a corrected config), parked records are tried again. */
+static int config_digest(const struct config *cfg, char out[65])
+{
+	const struct nrii_cfg *n = &cfg->nrii;
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "url", n->url ? n->url : "");
+	cJSON_AddStringToObject(o, "ins_code", n->ins_code ? n->ins_code : "");
+	cJSON_AddNumberToObject(o, "codes", n->codes);
+	cJSON_AddStringToObject(o, "service_way", n->service_way ? n->service_way : "");
+	cJSON_AddNumberToObject(o, "service_direction", n->service_direction);
+	cJSON_AddStringToObject(o, "subject_income", n->subject_income ? n->subject_income : "");
+	cJSON_AddStringToObject(o, "subject_area", n->subject_area ? n->subject_area : "");
+	cJSON_AddStringToObject(o, "comment", n->comment ? n->comment : "");
+	cJSON_AddStringToObject(o, "service_content", n->service_content ? n->service_content : "");
+	cJSON *insts = cJSON_AddArrayToObject(o, "instruments");
+	for (size_t i = 0; i < cfg->n_instruments; i++) {
+		const struct instrument_cfg *ic = &cfg->instruments[i];
+		cJSON *e = cJSON_CreateObject();
+		cJSON_AddStringToObject(e, "id", ic->id);
+		cJSON_AddStringToObject(e, "inner_id", ic->inner_id ? ic->inner_id : "");
+		cJSON_AddNumberToObject(e, "worth", ic->has_worth ? ic->worth_wan : -1);
+		if (ic->nrii_profile)
+			cJSON_AddItemToObject(e, "profile", cJSON_Duplicate(ic->nrii_profile, true));
+		cJSON_AddItemToArray(insts, e);
+	}
+	char *text = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	if (!text)
+		return -ENOMEM;
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	int ok = EVP_Digest(text, strlen(text), md, &mdlen, EVP_sha256(), NULL);
+	cJSON_free(text);
+	if (ok != 1 || mdlen != 32)
+		return -EIO;
+	for (unsigned i = 0; i < 32; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+	return 0;
+}
+
+/* On a changed config: parked records and totals go back to pending, and an alarm (a refused
+ * institution code) is lifted, all in one transaction with the new digest. */
+static int requeue_on_change(struct nrii *n)
+{
+	char digest[65];
+	int r = config_digest(n->cfg, digest);
+	if (r < 0)
+		return r;
+	if ((r = buffer_begin(n->buf)) < 0)
+		return r;
+	char *old = NULL;
+	buffer_meta_get(n->buf, META_CONFIG, &old);
+	if (old && strcmp(old, digest) != 0) {
+		int64_t now = clock_wall();
+		sqlite3_stmt *s = nst(n, N_REC_REQUEUE);
+		sqlite3_bind_int64(s, 1, now);
+		r = step_done(n, s, "re-queueing parked records");
+		int recs = sqlite3_changes(buffer_db(n->buf));
+		int tots = 0;
+		if (r == 0) {
+			s = nst(n, N_TOT_REQUEUE);
+			sqlite3_bind_int64(s, 1, now);
+			r = step_done(n, s, "re-queueing parked totals");
+			tots = sqlite3_changes(buffer_db(n->buf));
+		}
+		struct sink_state st;
+		if (r == 0 && (r = buffer_sink_get(n->buf, SINK_NAME, &st)) == 0) {
+			if (st.alarm)
+				log_notice("nrii: configuration changed, lifting the alarm: %s", st.alarm);
+			free(st.alarm);
+			st.alarm = NULL;
+			st.next_attempt = 0;
+			r = buffer_sink_put(n->buf, SINK_NAME, &st);
+			buffer_sink_clear(&st);
+		}
+		if (r == 0 && recs + tots > 0)
+			log_notice("nrii: configuration changed: re-sending %d parked records and %d parked totals",
+				   recs, tots);
+	}
+	if (r == 0 && (!old || strcmp(old, digest) != 0))
+		r = buffer_meta_put(n->buf, META_CONFIG, digest);
+	free(old);
+	if (r < 0) {
+		buffer_rollback(n->buf);
+		return r;
+	}
+	return buffer_commit(n->buf);
+}
+
+static int nrii_create(const struct config *cfg, struct buffer *b, void **state)
+{
+	static atomic_flag curl_ready = ATOMIC_FLAG_INIT;
+	if (!atomic_flag_test_and_set(&curl_ready))
+		curl_global_init(CURL_GLOBAL_DEFAULT);
+	pthread_once(&xml_once, xml_init); /* before this sink's thread: libxml2 wants it so */
+	struct nrii *n = calloc(1, sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	n->cfg = cfg;
+	n->buf = b;
+	n->reply.max = REPLY_MAX;
+	int r = 0;
+	buffer_lock(b);
+	for (int i = 0; i < N__COUNT && r == 0; i++) {
+		int rc = sqlite3_prepare_v3(buffer_db(b), nst_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &n->st[i], NULL);
+		if (rc != SQLITE_OK)
+			r = buffer_sqlite_error(b, rc, nst_sql[i]);
+	}
+	buffer_unlock(b);
+	if (r == 0)
+		r = requeue_on_change(n);
+	if (r == 0 && !(n->curl = curl_easy_init()))
+		r = -ENOMEM;
+	if (r < 0) {
+		nrii_destroy(n);
+		return r;
+	}
+	/* NRII has no transport keys of its own: the platform section's, when there is one. */
+	const struct platform_cfg *p = &cfg->platform;
+	long timeout = p->present ? p->timeout_s : 30;
+	CURL *c = n->curl;
+	curl_easy_setopt(c, CURLOPT_URL, cfg->nrii.url);
+	curl_easy_setopt(c, CURLOPT_POST, 1L);
+	curl_easy_setopt(c, CURLOPT_USERAGENT, "labshare-agent/" LABSHARE_VERSION);
+	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+	curl_easy_setopt(c, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+	/* Plain HTTP only when the config allowed it (config.c refuses it otherwise). */
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, cfg->nrii.insecure_http ? "https,http" : "https");
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, timeout);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, timeout < 10 ? timeout : 10L);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+	if (p->present && p->ca_file)
+		curl_easy_setopt(c, CURLOPT_CAINFO, p->ca_file);
+	if (p->present && p->proxy)
+		curl_easy_setopt(c, CURLOPT_PROXY, p->proxy);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, n);
+	curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(c, CURLOPT_XFERINFODATA, n);
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, n->errbuf);
+	*state = n;
+	return 0;
+}
+
+static void nrii_abort(void *state)
+{
+	struct nrii *n = state;
+	atomic_store(&n->abort, true);
+}
+
+/* ---- what to send next ---- */
+
+struct item {
+	bool totals;
+	/* a session */
+	int64_t seq;
+	bool at_cursor;             /* seq == acked + 1: sending it moves the cursor */
+	char *line;                 /* malloc'd */
+	/* totals */
+	char *instrument;           /* malloc'd */
+	int year, month;
+	int64_t effective_s, service_s;
+	int attempts;               /* 203 replies so far */
+};
+
+static void item_clear(struct item *it)
+{
+	free(it->line);
+	free(it->instrument);
+	memset(it, 0, sizeof(*it));
+}
+
+static int days_in_month(int y, int m)
+{
+	static const int d[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+	return m == 2 && leap ? 29 : d[m - 1];
+}
+
+/* A daily record the cursor passes: the last day of a month makes that month's totals due; a
+ * revision of a day already reported makes the year's latest totals due again. Inside the
+ * walk's transaction, so a crash can neither skip nor repeat the trigger. */
+static int daily_due(struct nrii *n, const char *line, int64_t now)
+{
+	cJSON *rec = cJSON_Parse(line);
+	const char *inst = jget_str(rec, "instrument"), *date = jget_str(rec, "date");
+	const cJSON *rev = cJSON_GetObjectItemCaseSensitive(rec, "revision");
+	int y, m, d, r = 0;
+	char tail;
+	const struct instrument_cfg *ic = inst ? config_instrument(n->cfg, inst) : NULL;
+	if (!ic || !ic->nrii_profile || !date || !cJSON_IsNumber(rev) ||
+	    sscanf(date, "%4d-%2d-%2d%c", &y, &m, &d, &tail) != 3 || m < 1 || m > 12 || d < 1 ||
+	    d > days_in_month(y, m))
+		goto out; /* no profile: this instrument sends no type 4 */
+	int changed = 0;
+	if (rev->valuedouble > 1) {
+		sqlite3_stmt *s = nst(n, N_TOT_REDUE);
+		sqlite3_bind_text(s, 1, inst, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int(s, 2, y);
+		sqlite3_bind_int(s, 3, m);
+		sqlite3_bind_int64(s, 4, now);
+		if ((r = step_done(n, s, "marking totals due")) < 0)
+			goto out;
+		changed = sqlite3_changes(buffer_db(n->buf));
+	}
+	if (!changed && d == days_in_month(y, m)) {
+		sqlite3_stmt *s = nst(n, N_TOT_DUE);
+		sqlite3_bind_text(s, 1, inst, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int(s, 2, y);
+		sqlite3_bind_int(s, 3, m);
+		sqlite3_bind_int64(s, 4, now);
+		r = step_done(n, s, "marking totals due");
+	}
+out:
+	cJSON_Delete(rec);
+	return r;
+}
+
+struct walk {
+	struct nrii *n;
+	int64_t expect, pruned_below, last_skipped, session, now;
+	int count, err;
+};
+
+static int walk_one(const struct stored_record *r, void *arg)
+{
+	struct walk *w = arg;
+	/* Records pruned before this sink was configured are simply not there to report. */
+	if (r->seq != w->expect && !(w->expect < w->pruned_below && r->seq == w->pruned_below)) {
+		w->err = -EBADMSG;
+		return 1;
+	}
+	if (strcmp(r->kind, "session") == 0) {
+		w->session = r->seq;
+		return 1;
+	}
+	if (strcmp(r->kind, "daily") == 0 && (w->err = daily_due(w->n, r->line, w->now)) < 0)
+		return 1;
+	w->last_skipped = r->seq;
+	w->expect = r->seq + 1;
+	return ++w->count >= WALK_MAX;
+}
+
+/* Moves the cursor over records this sink doesn't send, up to the next session. Returns 1 with
+ * *session set when one follows the (new) cursor, 0 when none, 2 when capped, or -errno. */
+static int walk(struct nrii *n, int64_t acked, int64_t head, int64_t now, int64_t *session, int64_t *new_acked)
+{
+	struct walk w = { .n = n, .expect = acked + 1, .pruned_below = buffer_first_seq(n->buf),
+			  .last_skipped = acked, .now = now };
+	int64_t to = head < acked + WALK_MAX + 1 ? head : acked + WALK_MAX + 1;
+	int r = buffer_begin(n->buf);
+	if (r < 0)
+		return r;
+	if (w.pruned_below == 0 || w.pruned_below > to) {
+		w.last_skipped = to; /* all of it pruned before this sink saw it */
+		w.expect = to + 1;
+	} else {
+		r = buffer_each_record(n->buf, acked + 1, to, walk_one, &w);
+	}
+	if (r == 0 && w.err == 0 && w.session == 0 && w.expect <= to && w.count < WALK_MAX)
+		w.err = -EBADMSG; /* a hole: never report around it */
+	if (r >= 0 && w.err == 0 && w.last_skipped > acked) {
+		struct sink_state st;
+		if ((r = buffer_sink_get(n->buf, SINK_NAME, &st)) == 0) {
+			st.acked_seq = w.last_skipped;
+			r = buffer_sink_put(n->buf, SINK_NAME, &st);
+			buffer_sink_clear(&st);
+		}
+	}
+	if (r < 0 || w.err < 0) {
+		buffer_rollback(n->buf);
+		return r < 0 ? r : w.err;
+	}
+	if ((r = buffer_commit(n->buf)) < 0)
+		return r;
+	*new_acked = w.last_skipped;
+	*session = w.session;
+	return w.session ? 1 : w.count >= WALK_MAX ? 2 : 0;
+}
+
+static int year_sums(struct nrii *n, struct item *it)
+{
+	char a[32], b[32];
+	if (it->year < 1970 || it->year > 9998 || it->month < 1 || it->month > 12)
+		return -EINVAL;
+	snprintf(a, sizeof(a), "%04d-01-01", it->year);
+	if (it->month == 12)
+		snprintf(b, sizeof(b), "%04d-01-01", it->year + 1);
+	else
+		snprintf(b, sizeof(b), "%04d-%02d-01", it->year, it->month + 1);
+	int64_t from = time_parse_date(a), to = time_parse_date(b);
+	if (from < 0 || to < 0)
+		return -EINVAL;
+	buffer_lock(n->buf);
+	sqlite3_stmt *s = nst(n, N_SUMS);
+	sqlite3_bind_text(s, 1, it->instrument, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, from);
+	sqlite3_bind_int64(s, 3, to);
+	int rc = sqlite3_step(s), r = 0;
+	if (rc == SQLITE_ROW) {
+		it->effective_s = sqlite3_column_int64(s, 0);
+		it->service_s = sqlite3_column_int64(s, 1);
+	} else {
+		r = buffer_sqlite_error(n->buf, rc, "summing daily records");
+	}
+	sqlite3_reset(s);
+	buffer_unlock(n->buf);
+	return r;
+}
+
+static char *dup_text(sqlite3_stmt *s, int col)
+{
+	const unsigned char *t = sqlite3_column_text(s, col);
+	return t ? strdup((const char *)t) : NULL;
+}
+
+/* A session's line: kept with a parked record, else the sealed record itself. */
+static int session_line(struct nrii *n, struct item *it)
+{
+	if (it->line)
+		return 0;
+	struct stored_record r;
+	int e = buffer_get_record(n->buf, it->seq, &r);
+	if (e == 0) {
+		it->line = r.line;
+		r.line = NULL;
+	}
+	buffer_record_clear(&r);
+	return e;
+}
+
+enum next { NEXT_NONE, NEXT_ITEM, NEXT_MORE };
+
+static int next_item(struct nrii *n, int64_t acked, int64_t now, struct item *it)
+{
+	memset(it, 0, sizeof(*it));
+	int r = 0;
+	/* 1. A record re-queued by a config change. */
+	buffer_lock(n->buf);
+	sqlite3_stmt *s = nst(n, N_REC_REDO);
+	sqlite3_bind_int64(s, 1, acked);
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		it->seq = sqlite3_column_int64(s, 0);
+		it->attempts = sqlite3_column_int(s, 1);
+		it->line = dup_text(s, 2);
+	} else if (rc != SQLITE_DONE) {
+		r = buffer_sqlite_error(n->buf, rc, "reading re-sends");
+	}
+	sqlite3_reset(s);
+	/* 2. Totals that fell due. */
+	if (r == 0 && !it->seq) {
+		s = nst(n, N_TOT_NEXT);
+		rc = sqlite3_step(s);
+		if (rc == SQLITE_ROW) {
+			it->totals = true;
+			it->instrument = dup_text(s, 0);
+			it->year = sqlite3_column_int(s, 1);
+			it->month = sqlite3_column_int(s, 2);
+			it->attempts = sqlite3_column_int(s, 3);
+			if (!it->instrument)
+				r = -ENOMEM;
+		} else if (rc != SQLITE_DONE) {
+			r = buffer_sqlite_error(n->buf, rc, "reading due totals");
+		}
+		sqlite3_reset(s);
+	}
+	buffer_unlock(n->buf);
+	if (r < 0)
+		return r;
+	if (it->seq)
+		return (r = session_line(n, it)) < 0 ? r : NEXT_ITEM;
+	if (it->totals)
+		return (r = year_sums(n, it)) < 0 ? r : NEXT_ITEM;
+
+	/* 3. The cursor: past what isn't a session, to the next one. */
+	struct chain_head head;
+	buffer_head(n->buf, &head);
+	if (acked >= head.seq)
+		return NEXT_NONE;
+	int64_t session = 0, moved = acked;
+	r = walk(n, acked, head.seq, now, &session, &moved);
+	if (r < 0)
+		return r;
+	if (r == 2 || (r == 0 && moved > acked))
+		return NEXT_MORE; /* moved: totals may have fallen due, look again */
+	if (r == 0)
+		return NEXT_NONE;
+	it->seq = session;
+	it->at_cursor = true;
+	buffer_lock(n->buf);
+	s = nst(n, N_REC_GET);
+	sqlite3_bind_int64(s, 1, session);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		it->attempts = sqlite3_column_int(s, 1);
+	sqlite3_reset(s);
+	buffer_unlock(n->buf);
+	return (r = session_line(n, it)) < 0 ? r : NEXT_ITEM;
+}
+
+/* ---- one call and what it came to ---- */
+
+enum verdict { V_SENT, V_PARK, V_RETRY, V_ALARM };
+
+struct outcome {
+	enum verdict v;
+	int code;                   /* the platform's code, NO_CODE before any call, -1 none */
+	char text[512];             /* the reply's text: for the record's row */
+	char error[768];            /* for the sink's last_error ("" clears) */
+	char alarm[768];
+	int64_t next_attempt;
+};
+
+static int64_t backoff(struct nrii *n, int64_t now)
+{
+	int64_t cap = 1;
+	for (int i = 0; i < n->failures && cap < BACKOFF_MAX_S; i++)
+		cap *= 2;
+	if (cap > BACKOFF_MAX_S)
+		cap = BACKOFF_MAX_S;
+	/* Full jitter, as the feed: agents that lost the platform together don't return together. */
+	int64_t d = 1 + (int64_t)((double)random() / ((double)RAND_MAX + 1.0) * (double)cap);
+	return now + (d > cap ? cap : d);
+}
+
+static void what_of(const struct item *it, char *out, size_t len)
+{
+	if (it->totals)
+		snprintf(out, len, "totals of \"%s\" for %04d-%02d", it->instrument, it->year, it->month);
+	else
+		snprintf(out, len, "record %" PRId64, it->seq);
+}
+
+static void retry(struct nrii *n, struct outcome *o, int64_t now, const char *what)
+{
+	n->failures++;
+	o->v = V_RETRY;
+	o->next_attempt = backoff(n, now);
+	snprintf(o->error, sizeof(o->error), "%s", what);
+	log_warnx("nrii: %s, retrying in %lld s", what, (long long)(o->next_attempt - now));
+}
+
+static void post(struct nrii *n, const struct item *it, const char *env, int64_t now, struct outcome *o)
+{
+	char what[96], msg[1024];
+	what_of(it, what, sizeof(what));
+	struct curl_slist *hdrs = NULL;
+	hdrs = curl_slist_append(hdrs, "Content-Type: text/xml; charset=utf-8");
+	hdrs = curl_slist_append(hdrs, "SOAPAction: \"\"");
+	hdrs = curl_slist_append(hdrs, "Expect:"); /* no 100-continue round trip */
+	curl_easy_setopt(n->curl, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(n->curl, CURLOPT_POSTFIELDS, env);
+	curl_easy_setopt(n->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(env));
+	dbuf_reset(&n->reply);
+	n->errbuf[0] = '\0';
+	CURLcode cc = curl_easy_perform(n->curl);
+	curl_slist_free_all(hdrs);
+	curl_easy_setopt(n->curl, CURLOPT_HTTPHEADER, NULL);
+	long status = 0;
+	if (cc == CURLE_OK)
+		curl_easy_getinfo(n->curl, CURLINFO_RESPONSE_CODE, &status);
+
+	struct nrii_reply rep;
+	nrii_parse_reply(n->reply.p, n->reply.len, &rep);
+	o->code = -1;
+	if (cc != CURLE_OK) {
+		snprintf(msg, sizeof(msg), "%s: cannot reach \"%s\": %s", what, n->cfg->nrii.url,
+			 n->errbuf[0] ? n->errbuf : curl_easy_strerror(cc));
+		retry(n, o, now, msg);
+		return;
+	}
+	/* 5xx, SOAP faults, replies without a readable `return`: the platform's trouble, not the
+	 * record's (CXF sends its faults as HTTP 500). Retried, never parked. */
+	if (status < 200 || status > 299) {
+		snprintf(msg, sizeof(msg), "%s: platform replied HTTP %ld%s%s", what, status,
+			 rep.kind == NRII_REPLY_FAULT ? " with a SOAP fault: " : "",
+			 rep.kind == NRII_REPLY_FAULT ? rep.text : "");
+		retry(n, o, now, msg);
+		return;
+	}
+	if (rep.kind == NRII_REPLY_FAULT) {
+		snprintf(msg, sizeof(msg), "%s: platform replied with a SOAP fault: %s", what, rep.text);
+		retry(n, o, now, msg);
+		return;
+	}
+	if (rep.kind != NRII_REPLY_RETURN) {
+		snprintf(msg, sizeof(msg), "%s: %s", what, rep.text[0] ? rep.text : "unreadable reply");
+		retry(n, o, now, msg);
+		return;
+	}
+	o->code = rep.code;
+	snprintf(o->text, sizeof(o->text), "%s", rep.text);
+	switch (rep.code) {
+	case 100:
+		n->failures = 0;
+		o->v = V_SENT;
+		log_debug("nrii: %s sent", what);
+		return;
+	case 200:
+		o->v = V_ALARM;
+		snprintf(o->alarm, sizeof(o->alarm),
+			 "the platform refused the institution code \"%s\" (return \"%s\"): NRII reporting "
+			 "stopped; correct nrii.ins_code and reload (nothing is dropped)",
+			 n->cfg->nrii.ins_code, rep.text);
+		snprintf(o->error, sizeof(o->error), "%s", o->alarm);
+		log_errx("nrii: %s", o->alarm);
+		return;
+	case 101: case 201: case 202: case 204:
+		o->v = V_PARK;
+		n->failures = 0;
+		log_warnx("nrii: %s parked: the platform answered \"%s\"; nothing is dropped: correct the "
+			  "configuration and reload to re-send it", what, rep.text);
+		return;
+	case 203:
+		if (it->attempts + 1 >= BUSY_ATTEMPTS) {
+			o->v = V_PARK;
+			n->failures = 0;
+			log_warnx("nrii: %s parked after %d tries: the platform answered \"%s\"", what,
+				  BUSY_ATTEMPTS, rep.text);
+			return;
+		}
+		snprintf(msg, sizeof(msg), "%s: platform answered \"%s\" (try %d of %d)", what, rep.text,
+			 it->attempts + 1, BUSY_ATTEMPTS);
+		retry(n, o, now, msg);
+		return;
+	default: /* 301 and anything the platform may add: temporary, never parked */
+		snprintf(msg, sizeof(msg), "%s: platform answered \"%s\"", what, rep.text);
+		retry(n, o, now, msg);
+		return;
+	}
+}
+
+/* The record's (or totals') row and the sink's row change together: a crash before this
+ * commit re-sends the same recordInnerId, never skips. */
+static int save(struct nrii *n, const struct item *it, const struct outcome *o, int64_t now)
+{
+	int r = buffer_begin(n->buf);
+	if (r < 0)
+		return r;
+	bool settled = o->v == V_SENT || o->v == V_PARK;
+	bool counted = settled || (o->v == V_RETRY && o->code == 203);
+	const char *state = o->v == V_SENT ? "sent" : o->v == V_PARK ? "parked" : "pending";
+	int attempts = it->attempts + (o->code == 203 ? 1 : 0);
+	if (counted && !it->totals) {
+		sqlite3_stmt *s = nst(n, N_REC_PUT);
+		sqlite3_bind_int64(s, 1, it->seq);
+		sqlite3_bind_text(s, 2, state, -1, SQLITE_STATIC);
+		sqlite3_bind_int(s, 3, o->code);
+		sqlite3_bind_text(s, 4, o->text, -1, SQLITE_STATIC);
+		sqlite3_bind_int(s, 5, attempts);
+		if (o->v == V_PARK)
+			sqlite3_bind_text(s, 6, it->line, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 7, now);
+		r = step_done(n, s, "recording a record's state");
+	} else if (counted) {
+		char run[32], svc[32]; /* as sent */
+		hours2(it->effective_s, run);
+		hours2(it->service_s, svc);
+		sqlite3_stmt *s = nst(n, N_TOT_PUT);
+		sqlite3_bind_text(s, 1, it->instrument, -1, SQLITE_STATIC);
+		sqlite3_bind_int(s, 2, it->year);
+		sqlite3_bind_int(s, 3, it->month);
+		sqlite3_bind_text(s, 4, state, -1, SQLITE_STATIC);
+		sqlite3_bind_int(s, 5, o->code);
+		sqlite3_bind_text(s, 6, o->text, -1, SQLITE_STATIC);
+		sqlite3_bind_int(s, 7, attempts);
+		sqlite3_bind_text(s, 8, run, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 9, svc, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 10, now);
+		r = step_done(n, s, "recording totals' state");
+	}
+	struct sink_state st;
+	if (r == 0 && (r = buffer_sink_get(n->buf, SINK_NAME, &st)) == 0) {
+		if (settled && it->at_cursor && it->seq == st.acked_seq + 1)
+			st.acked_seq = it->seq;
+		if (settled)
+			st.last_ok = now;
+		st.next_attempt = o->next_attempt;
+		free(st.last_error);
+		st.last_error = o->error[0] ? strdup(o->error) : NULL;
+		if (o->alarm[0]) {
+			free(st.alarm);
+			st.alarm = strdup(o->alarm);
+		}
+		r = buffer_sink_put(n->buf, SINK_NAME, &st);
+		buffer_sink_clear(&st);
+	}
+	if (r < 0) {
+		buffer_rollback(n->buf);
+		return r;
+	}
+	return buffer_commit(n->buf);
+}
+
+static int64_t parked_count(struct nrii *n)
+{
+	buffer_lock(n->buf);
+	sqlite3_stmt *s = nst(n, N_PARKED);
+	int64_t c = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+	sqlite3_reset(s);
+	buffer_unlock(n->buf);
+	return c;
+}
+
+static int save_sink(struct nrii *n, int64_t next_attempt, const char *error)
+{
+	int r = buffer_begin(n->buf);
+	if (r < 0)
+		return r;
+	struct sink_state st;
+	if ((r = buffer_sink_get(n->buf, SINK_NAME, &st)) == 0) {
+		st.next_attempt = next_attempt;
+		free(st.last_error);
+		st.last_error = error ? strdup(error) : NULL;
+		r = buffer_sink_put(n->buf, SINK_NAME, &st);
+		buffer_sink_clear(&st);
+	}
+	if (r < 0) {
+		buffer_rollback(n->buf);
+		return r;
+	}
+	return buffer_commit(n->buf);
+}
+
+static enum sink_result nrii_step(void *state, int64_t now, bool force)
+{
+	struct nrii *n = state;
+	struct sink_state st;
+	if (buffer_sink_get(n->buf, SINK_NAME, &st) < 0)
+		return SINK_RETRY;
+	int64_t acked = st.acked_seq, next_attempt = st.next_attempt;
+	bool alarm = st.alarm != NULL, had_error = st.last_error != NULL;
+	buffer_sink_clear(&st);
+	if (alarm)
+		return SINK_ALARM;
+	if (!force && now < next_attempt)
+		return SINK_RETRY;
+
+	struct item it;
+	int r = next_item(n, acked, now, &it);
+	if (r < 0) {
+		char msg[256];
+		snprintf(msg, sizeof(msg), "cannot read what to send next: %s", strerror(-r));
+		log_errx("nrii: %s, retrying in 60 s", msg);
+		save_sink(n, now + 60, msg);
+		item_clear(&it);
+		return SINK_RETRY;
+	}
+	if (r == NEXT_MORE)
+		return SINK_PROGRESS;
+	if (r == NEXT_NONE) {
+		int64_t parked = parked_count(n);
+		if (parked > 0) {
+			/* Caught up, but the platform refused some: `flush` says so (76), and the
+			 * daemon looks again once a minute. */
+			char msg[256];
+			snprintf(msg, sizeof(msg), "%" PRId64 " record%s parked by the platform (see status); nothing "
+				 "is dropped: correct the configuration and reload to re-send", parked,
+				 parked == 1 ? "" : "s");
+			save_sink(n, now + PARKED_RECHECK_S, msg);
+			return SINK_REFUSED;
+		}
+		if (had_error)
+			save_sink(n, 0, NULL);
+		return SINK_IDLE;
+	}
+
+	struct outcome o = { .v = V_RETRY, .code = -1 };
+	char why[256] = "";
+	char *env = NULL;
+	if (it.totals) {
+		const struct instrument_cfg *ic = config_instrument(n->cfg, it.instrument);
+		if (ic && ic->nrii_profile && ic->inner_id)
+			env = nrii_envelope_profile(n->cfg, ic, it.effective_s, it.service_s);
+		else
+			snprintf(why, sizeof(why), "instrument \"%s\" has no nrii_profile in the configuration",
+				 it.instrument);
+	} else {
+		env = nrii_envelope_session(n->cfg, it.seq, it.line, why, sizeof(why));
+	}
+	if (!env && strcmp(why, "out of memory") != 0) {
+		/* Nothing the platform could take: parked here, re-sent once the config changes. */
+		if (!why[0])
+			snprintf(why, sizeof(why), "cannot build the request");
+		o.v = V_PARK;
+		o.code = NO_CODE;
+		snprintf(o.text, sizeof(o.text), "%s", why);
+		log_warnx("nrii: %s; parked until the configuration changes", why);
+	} else if (!env) {
+		retry(n, &o, now, "out of memory building a request");
+	} else {
+		post(n, &it, env, now, &o);
+	}
+	free(env);
+	r = save(n, &it, &o, now);
+	item_clear(&it);
+	if (r < 0)
+		return SINK_RETRY;
+	switch (o.v) {
+	case V_SENT: case V_PARK: return SINK_PROGRESS;
+	case V_ALARM: return SINK_ALARM;
+	default: return SINK_RETRY;
+	}
+}
+
+const struct sink_ops nrii_sink = {
+	.name = SINK_NAME,
+	.configured = nrii_configured,
+	.create = nrii_create,
+	.step = nrii_step,
+	.abort = nrii_abort,
+	.destroy = nrii_destroy,
+};
+
+/* ---- status ---- */
+
+/* Prepared here, not with the sink's statements: status runs without a sink, on a buffer that
+ * may be opened read-only by another process. */
+void nrii_status_add(struct buffer *b, cJSON *obj)
+{
+	static const char *const sql[] = {
+		"SELECT seq, code, text FROM nrii_records WHERE state = 'parked' ORDER BY seq LIMIT 100",
+		"SELECT instrument, year, month, code, text FROM nrii_totals WHERE state = 'parked'"
+		" ORDER BY year, month, instrument LIMIT 100",
+		"SELECT (SELECT COUNT(*) FROM nrii_records WHERE state = 'parked')"
+		" + (SELECT COUNT(*) FROM nrii_totals WHERE state = 'parked'),"
+		" (SELECT COUNT(*) FROM nrii_records WHERE state = 'sent')",
+	};
+	cJSON *parked = cJSON_AddArrayToObject(obj, "parked");
+	cJSON *totals = cJSON_AddArrayToObject(obj, "parked_totals");
+	int64_t count = 0, sent = 0;
+	if (b) {
+		buffer_lock(b);
+		sqlite3_stmt *s[3] = { NULL, NULL, NULL };
+		bool ok = true;
+		for (int i = 0; i < 3 && ok; i++)
+			ok = sqlite3_prepare_v2(buffer_db(b), sql[i], -1, &s[i], NULL) == SQLITE_OK;
+		while (ok && sqlite3_step(s[0]) == SQLITE_ROW) {
+			cJSON *e = cJSON_CreateObject();
+			cJSON_AddNumberToObject(e, "seq", (double)sqlite3_column_int64(s[0], 0));
+			cJSON_AddNumberToObject(e, "code", sqlite3_column_int(s[0], 1));
+			const unsigned char *t = sqlite3_column_text(s[0], 2);
+			cJSON_AddStringToObject(e, "text", t ? (const char *)t : "");
+			cJSON_AddItemToArray(parked, e);
+		}
+		while (ok && sqlite3_step(s[1]) == SQLITE_ROW) {
+			cJSON *e = cJSON_CreateObject();
+			const unsigned char *inst = sqlite3_column_text(s[1], 0), *t = sqlite3_column_text(s[1], 4);
+			cJSON_AddStringToObject(e, "instrument", inst ? (const char *)inst : "");
+			cJSON_AddNumberToObject(e, "year", sqlite3_column_int(s[1], 1));
+			cJSON_AddNumberToObject(e, "month", sqlite3_column_int(s[1], 2));
+			cJSON_AddNumberToObject(e, "code", sqlite3_column_int(s[1], 3));
+			cJSON_AddStringToObject(e, "text", t ? (const char *)t : "");
+			cJSON_AddItemToArray(totals, e);
+		}
+		if (ok && sqlite3_step(s[2]) == SQLITE_ROW) {
+			count = sqlite3_column_int64(s[2], 0);
+			sent = sqlite3_column_int64(s[2], 1);
+		}
+		for (int i = 0; i < 3; i++)
+			sqlite3_finalize(s[i]);
+		buffer_unlock(b);
+	}
+	cJSON_AddNumberToObject(obj, "parked_count", (double)count);
+	cJSON_AddNumberToObject(obj, "sent_count", (double)sent);
+}
