@@ -7,6 +7,7 @@
 #include "log.h"
 #include "sink.h"
 #include "timeutil.h"
+#include "transfer.h"
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
@@ -26,65 +27,13 @@
 #define AUTH_RETRY_S 300
 #define RETRY_AFTER_MAX_S 3600
 
-/* A growable byte buffer with a hard cap; on failure it frees itself (curl's dynbuf idea). */
-struct dbuf {
-	char *p;
-	size_t len, cap, max;
-};
-
-static int dbuf_add(struct dbuf *b, const void *data, size_t n)
-{
-	if (b->len + n + 1 > b->max) {
-		free(b->p);
-		b->p = NULL;
-		b->len = b->cap = 0;
-		return -E2BIG;
-	}
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 4096;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		char *q = realloc(b->p, cap);
-		if (!q) {
-			free(b->p);
-			b->p = NULL;
-			b->len = b->cap = 0;
-			return -ENOMEM;
-		}
-		b->p = q;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, data, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-	return 0;
-}
-
-static void dbuf_reset(struct dbuf *b)
-{
-	b->len = 0;
-	if (b->p)
-		b->p[0] = '\0';
-}
-
-static void dbuf_free(struct dbuf *b)
-{
-	free(b->p);
-	b->p = NULL;
-	b->len = b->cap = 0;
-}
-
 struct feed {
 	const struct config *cfg;
 	struct buffer *buf;
-	CURL *curl;
+	struct transfer http;
 	char *url;
 	int batch;                  /* halved on 413, restored after a success */
-	int failures;               /* consecutive temporary failures, for the back-off */
-	atomic_bool abort;
-	struct dbuf body, gz, reply;
-	char errbuf[CURL_ERROR_SIZE];
-	long retry_after;           /* from the last reply, seconds; -1 none */
+	struct dbuf body, gz;
 };
 
 static bool feed_configured(const struct config *cfg)
@@ -92,70 +41,20 @@ static bool feed_configured(const struct config *cfg)
 	return cfg->platform.present;
 }
 
-static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
-{
-	struct feed *f = arg;
-	size_t n = size * nmemb;
-	/* Past the cap the reply is cut, not failed: only its start matters. */
-	if (f->reply.len + n + 1 <= f->reply.max)
-		dbuf_add(&f->reply, data, n);
-	return n;
-}
-
-static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
-{
-	struct feed *f = arg;
-	size_t n = size * nmemb;
-	if (n > 12 && strncasecmp(data, "Retry-After:", 12) == 0) {
-		char v[128];
-		size_t len = n - 12 < sizeof(v) - 1 ? n - 12 : sizeof(v) - 1;
-		memcpy(v, data + 12, len);
-		v[len] = '\0';
-		char *s = v;
-		while (*s == ' ' || *s == '\t')
-			s++;
-		char *e = s + strlen(s);
-		while (e > s && (e[-1] == '\r' || e[-1] == '\n' || e[-1] == ' '))
-			*--e = '\0';
-		char *end;
-		long secs = strtol(s, &end, 10);
-		if (end != s && *end == '\0' && secs >= 0) {
-			f->retry_after = secs;
-		} else {
-			time_t when = curl_getdate(s, NULL); /* an HTTP-date */
-			if (when > 0)
-				f->retry_after = (long)(when - clock_wall()) > 0 ? (long)(when - clock_wall()) : 0;
-		}
-	}
-	return n;
-}
-
-static int on_progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
-{
-	(void)a; (void)b; (void)c; (void)d;
-	struct feed *f = arg;
-	return atomic_load(&f->abort) ? 1 : 0;
-}
-
 static void feed_destroy(void *state)
 {
 	struct feed *f = state;
 	if (!f)
 		return;
-	if (f->curl)
-		curl_easy_cleanup(f->curl);
+	transfer_cleanup(&f->http);
 	free(f->url);
 	dbuf_free(&f->body);
 	dbuf_free(&f->gz);
-	dbuf_free(&f->reply);
 	free(f);
 }
 
 static int feed_create(const struct config *cfg, struct buffer *b, void **state)
 {
-	static atomic_flag curl_ready = ATOMIC_FLAG_INIT;
-	if (!atomic_flag_test_and_set(&curl_ready))
-		curl_global_init(CURL_GLOBAL_DEFAULT);
 	struct feed *f = calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
@@ -164,46 +63,19 @@ static int feed_create(const struct config *cfg, struct buffer *b, void **state)
 	f->batch = cfg->platform.batch_max_records;
 	f->body.max = 256u * 1024 * 1024;
 	f->gz.max = 256u * 1024 * 1024;
-	f->reply.max = REPLY_MAX;
 	if (asprintf(&f->url, "%s/v1/feeds", cfg->platform.url) < 0) {
 		f->url = NULL;
 		feed_destroy(f);
 		return -ENOMEM;
 	}
-	f->curl = curl_easy_init();
-	if (!f->curl) {
+	const struct platform_cfg *p = &cfg->platform;
+	struct transfer_opts o = { .url = f->url, .protocols = "https,http", .timeout_s = p->timeout_s,
+				   .ca_file = p->ca_file, .client_cert = p->client_cert,
+				   .client_key = p->client_key, .proxy = p->proxy, .reply_max = REPLY_MAX };
+	if (transfer_init(&f->http, &o) < 0) {
 		feed_destroy(f);
 		return -ENOMEM;
 	}
-	CURL *c = f->curl;
-	const struct platform_cfg *p = &cfg->platform;
-	curl_easy_setopt(c, CURLOPT_URL, f->url);
-	curl_easy_setopt(c, CURLOPT_POST, 1L);
-	curl_easy_setopt(c, CURLOPT_USERAGENT, "labshare-agent/" LABSHARE_VERSION);
-	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
-	curl_easy_setopt(c, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https,http");
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, (long)p->timeout_s);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, (long)(p->timeout_s < 10 ? p->timeout_s : 10));
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
-	if (p->ca_file)
-		curl_easy_setopt(c, CURLOPT_CAINFO, p->ca_file);
-	if (p->client_cert)
-		curl_easy_setopt(c, CURLOPT_SSLCERT, p->client_cert);
-	if (p->client_key)
-		curl_easy_setopt(c, CURLOPT_SSLKEY, p->client_key);
-	if (p->proxy)
-		curl_easy_setopt(c, CURLOPT_PROXY, p->proxy);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, f);
-	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(c, CURLOPT_HEADERDATA, f);
-	curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-	curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
-	curl_easy_setopt(c, CURLOPT_XFERINFODATA, f);
-	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, f->errbuf);
 	*state = f;
 	return 0;
 }
@@ -211,7 +83,7 @@ static int feed_create(const struct config *cfg, struct buffer *b, void **state)
 static void feed_abort(void *state)
 {
 	struct feed *f = state;
-	atomic_store(&f->abort, true);
+	transfer_abort(&f->http);
 }
 
 struct collect {
@@ -299,18 +171,6 @@ static int save_outcome(struct feed *f, const struct outcome *o, int64_t now)
 	return buffer_commit(f->buf);
 }
 
-static int64_t backoff(struct feed *f, int64_t now)
-{
-	int64_t cap = 1;
-	for (int i = 0; i < f->failures && cap < BACKOFF_MAX_S; i++)
-		cap *= 2;
-	if (cap > BACKOFF_MAX_S)
-		cap = BACKOFF_MAX_S;
-	/* Full jitter: a lab's agents that lost the platform together don't return together. */
-	int64_t d = 1 + (int64_t)((double)random() / ((double)RAND_MAX + 1.0) * (double)cap);
-	return now + (d > cap ? cap : d);
-}
-
 static const char *jstr(const cJSON *o, const char *k)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
@@ -328,9 +188,9 @@ static bool jint(const cJSON *o, const char *k, int64_t *out)
 
 static void temp_failure(struct feed *f, struct outcome *o, int64_t now, const char *what)
 {
-	f->failures++;
+	f->http.failures++;
 	o->result = SINK_RETRY;
-	o->next_attempt = backoff(f, now);
+	o->next_attempt = transfer_backoff(&f->http, now, BACKOFF_MAX_S);
 	snprintf(o->error, sizeof(o->error), "%s", what);
 	log_warnx("upload: %s, retrying in %lld s", what, (long long)(o->next_attempt - now));
 }
@@ -368,7 +228,7 @@ static void on_ack(struct feed *f, const cJSON *reply, int64_t acked, int64_t la
 		temp_failure(f, o, now, "platform acknowledged nothing new");
 		return;
 	}
-	f->failures = 0;
+	f->http.failures = 0;
 	f->batch = f->cfg->platform.batch_max_records;
 	o->next_attempt = 0;
 	o->result = SINK_PROGRESS;
@@ -395,7 +255,7 @@ static void on_conflict(struct feed *f, const cJSON *reply, int64_t last, struct
 		o->acked = m - 1;
 		o->result = SINK_PROGRESS;
 		o->next_attempt = 0;
-		f->failures = 0;
+		f->http.failures = 0;
 		log_notice("upload: platform expects seq %" PRId64 " (sent up to %" PRId64 "), %s", m, last,
 			   m <= last + 1 ? "resending from there" : "already stored, moving on");
 		return;
@@ -502,24 +362,14 @@ static enum sink_result feed_step(void *state, int64_t now, bool force)
 		hdrs = curl_slist_append(hdrs, "Content-Encoding: gzip");
 	hdrs = curl_slist_append(hdrs, idem);
 	hdrs = curl_slist_append(hdrs, "Expect:"); /* no 100-continue round trip */
-	curl_easy_setopt(f->curl, CURLOPT_HTTPHEADER, hdrs);
-	curl_easy_setopt(f->curl, CURLOPT_POSTFIELDS, payload);
-	curl_easy_setopt(f->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)payload_len);
-	dbuf_reset(&f->reply);
-	f->retry_after = -1;
-	f->errbuf[0] = '\0';
-	CURLcode cc = curl_easy_perform(f->curl);
-	curl_slist_free_all(hdrs);
-	curl_easy_setopt(f->curl, CURLOPT_HTTPHEADER, NULL);
-
 	long status = 0;
-	if (cc == CURLE_OK)
-		curl_easy_getinfo(f->curl, CURLINFO_RESPONSE_CODE, &status);
+	CURLcode cc = transfer_post(&f->http, hdrs, payload, payload_len, &status);
+	curl_slist_free_all(hdrs);
+
 	char what[600];
-	cJSON *reply = f->reply.p ? cJSON_Parse(f->reply.p) : NULL;
+	cJSON *reply = f->http.reply.p ? cJSON_Parse(f->http.reply.p) : NULL;
 	if (cc != CURLE_OK) {
-		snprintf(what, sizeof(what), "cannot reach \"%s\": %s", f->url,
-			 f->errbuf[0] ? f->errbuf : curl_easy_strerror(cc));
+		snprintf(what, sizeof(what), "cannot reach \"%s\": %s", f->url, transfer_error(&f->http, cc));
 		temp_failure(f, &o, now, what);
 	} else if (status == 200) {
 		on_ack(f, reply, acked, last, &o, now);
@@ -533,8 +383,8 @@ static enum sink_result feed_step(void *state, int64_t now, bool force)
 		log_notice("upload: %s", o.error);
 		o.result = before > 1 ? SINK_PROGRESS : SINK_RETRY;
 		if (before == 1) {
-			f->failures++;
-			o.next_attempt = backoff(f, now);
+			f->http.failures++;
+			o.next_attempt = transfer_backoff(&f->http, now, BACKOFF_MAX_S);
 		}
 	} else if (status == 400 || status == 422) {
 		int64_t bad = 0;
@@ -551,8 +401,8 @@ static enum sink_result feed_step(void *state, int64_t now, bool force)
 		log_errx("upload: %s", o.error);
 		o.result = SINK_RETRY;
 		o.next_attempt = now + AUTH_RETRY_S;
-	} else if ((status == 429 || status == 503) && f->retry_after >= 0) {
-		long wait = f->retry_after < RETRY_AFTER_MAX_S ? f->retry_after : RETRY_AFTER_MAX_S;
+	} else if ((status == 429 || status == 503) && f->http.retry_after >= 0) {
+		long wait = f->http.retry_after < RETRY_AFTER_MAX_S ? f->http.retry_after : RETRY_AFTER_MAX_S;
 		snprintf(o.error, sizeof(o.error), "platform busy (HTTP %ld), retrying after %ld s", status, wait);
 		log_notice("upload: %s", o.error);
 		o.result = SINK_RETRY;

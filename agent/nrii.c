@@ -8,6 +8,7 @@
 #include "log.h"
 #include "sink.h"
 #include "timeutil.h"
+#include "transfer.h"
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
@@ -37,60 +38,6 @@
 
 static const char SOAP11_NS[] = "http://schemas.xmlsoap.org/soap/envelope/";
 static const char SOAP12_NS[] = "http://www.w3.org/2003/05/soap-envelope";
-
-/* ---- a growable byte buffer with a hard cap (curl's dynbuf; as in feed.c) ---- */
-
-struct dbuf {
-	char *p;
-	size_t len, cap, max;
-};
-
-static int dbuf_add(struct dbuf *b, const void *data, size_t n)
-{
-	if (b->len + n + 1 > b->max) {
-		free(b->p);
-		b->p = NULL;
-		b->len = b->cap = 0;
-		return -E2BIG;
-	}
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 1024;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		char *q = realloc(b->p, cap);
-		if (!q) {
-			free(b->p);
-			b->p = NULL;
-			b->len = b->cap = 0;
-			return -ENOMEM;
-		}
-		b->p = q;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, data, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-	return 0;
-}
-
-static int dbuf_str(struct dbuf *b, const char *s)
-{
-	return dbuf_add(b, s, strlen(s));
-}
-
-static void dbuf_reset(struct dbuf *b)
-{
-	b->len = 0;
-	if (b->p)
-		b->p[0] = '\0';
-}
-
-static void dbuf_free(struct dbuf *b)
-{
-	free(b->p);
-	b->p = NULL;
-	b->len = b->cap = 0;
-}
 
 /* ---- UTF-8 ---- */
 
@@ -760,11 +707,7 @@ static const char *const nst_sql[N__COUNT] = {
 struct nrii {
 	const struct config *cfg;
 	struct buffer *buf;
-	CURL *curl;
-	int failures;               /* consecutive temporary failures, for the back-off */
-	atomic_bool abort;
-	struct dbuf reply;
-	char errbuf[CURL_ERROR_SIZE];
+	struct transfer http;
 	sqlite3_stmt *st[N__COUNT];
 };
 
@@ -788,35 +731,16 @@ static bool nrii_configured(const struct config *cfg)
 	return cfg->nrii.present;
 }
 
-static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
-{
-	struct nrii *n = arg;
-	size_t len = size * nmemb;
-	/* Past the cap the reply is cut, not failed: a cut envelope reads as "no return". */
-	if (n->reply.len + len + 1 <= n->reply.max)
-		dbuf_add(&n->reply, data, len);
-	return len;
-}
-
-static int on_progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
-{
-	(void)a; (void)b; (void)c; (void)d;
-	struct nrii *n = arg;
-	return atomic_load(&n->abort) ? 1 : 0;
-}
-
 static void nrii_destroy(void *state)
 {
 	struct nrii *n = state;
 	if (!n)
 		return;
-	if (n->curl)
-		curl_easy_cleanup(n->curl);
+	transfer_cleanup(&n->http);
 	buffer_lock(n->buf);
 	for (int i = 0; i < N__COUNT; i++)
 		sqlite3_finalize(n->st[i]);
 	buffer_unlock(n->buf);
-	dbuf_free(&n->reply);
 	free(n);
 }
 
@@ -912,16 +836,12 @@ static int requeue_on_change(struct nrii *n)
 
 static int nrii_create(const struct config *cfg, struct buffer *b, void **state)
 {
-	static atomic_flag curl_ready = ATOMIC_FLAG_INIT;
-	if (!atomic_flag_test_and_set(&curl_ready))
-		curl_global_init(CURL_GLOBAL_DEFAULT);
 	pthread_once(&xml_once, xml_init); /* before this sink's thread: libxml2 wants it so */
 	struct nrii *n = calloc(1, sizeof(*n));
 	if (!n)
 		return -ENOMEM;
 	n->cfg = cfg;
 	n->buf = b;
-	n->reply.max = REPLY_MAX;
 	int r = 0;
 	buffer_lock(b);
 	for (int i = 0; i < N__COUNT && r == 0; i++) {
@@ -932,38 +852,20 @@ static int nrii_create(const struct config *cfg, struct buffer *b, void **state)
 	buffer_unlock(b);
 	if (r == 0)
 		r = requeue_on_change(n);
-	if (r == 0 && !(n->curl = curl_easy_init()))
+	/* NRII has no transport keys of its own: the platform section's, when there is one.
+	 * Plain HTTP only when the config allowed it (config.c refuses it otherwise). */
+	const struct platform_cfg *p = &cfg->platform;
+	struct transfer_opts o = { .url = cfg->nrii.url,
+				   .protocols = cfg->nrii.insecure_http ? "https,http" : "https",
+				   .timeout_s = p->present ? p->timeout_s : 30,
+				   .ca_file = p->present ? p->ca_file : NULL,
+				   .proxy = p->present ? p->proxy : NULL, .reply_max = REPLY_MAX };
+	if (r == 0 && transfer_init(&n->http, &o) < 0)
 		r = -ENOMEM;
 	if (r < 0) {
 		nrii_destroy(n);
 		return r;
 	}
-	/* NRII has no transport keys of its own: the platform section's, when there is one. */
-	const struct platform_cfg *p = &cfg->platform;
-	long timeout = p->present ? p->timeout_s : 30;
-	CURL *c = n->curl;
-	curl_easy_setopt(c, CURLOPT_URL, cfg->nrii.url);
-	curl_easy_setopt(c, CURLOPT_POST, 1L);
-	curl_easy_setopt(c, CURLOPT_USERAGENT, "labshare-agent/" LABSHARE_VERSION);
-	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
-	curl_easy_setopt(c, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-	/* Plain HTTP only when the config allowed it (config.c refuses it otherwise). */
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, cfg->nrii.insecure_http ? "https,http" : "https");
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, timeout);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, timeout < 10 ? timeout : 10L);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
-	if (p->present && p->ca_file)
-		curl_easy_setopt(c, CURLOPT_CAINFO, p->ca_file);
-	if (p->present && p->proxy)
-		curl_easy_setopt(c, CURLOPT_PROXY, p->proxy);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, n);
-	curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-	curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
-	curl_easy_setopt(c, CURLOPT_XFERINFODATA, n);
-	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, n->errbuf);
 	*state = n;
 	return 0;
 }
@@ -971,7 +873,7 @@ static int nrii_create(const struct config *cfg, struct buffer *b, void **state)
 static void nrii_abort(void *state)
 {
 	struct nrii *n = state;
-	atomic_store(&n->abort, true);
+	transfer_abort(&n->http);
 }
 
 /* ---- what to send next ---- */
@@ -1237,18 +1139,6 @@ struct outcome {
 	int64_t next_attempt;
 };
 
-static int64_t backoff(struct nrii *n, int64_t now)
-{
-	int64_t cap = 1;
-	for (int i = 0; i < n->failures && cap < BACKOFF_MAX_S; i++)
-		cap *= 2;
-	if (cap > BACKOFF_MAX_S)
-		cap = BACKOFF_MAX_S;
-	/* Full jitter, as the feed: agents that lost the platform together don't return together. */
-	int64_t d = 1 + (int64_t)((double)random() / ((double)RAND_MAX + 1.0) * (double)cap);
-	return now + (d > cap ? cap : d);
-}
-
 static void what_of(const struct item *it, char *out, size_t len)
 {
 	if (it->totals)
@@ -1259,9 +1149,9 @@ static void what_of(const struct item *it, char *out, size_t len)
 
 static void retry(struct nrii *n, struct outcome *o, int64_t now, const char *what)
 {
-	n->failures++;
+	n->http.failures++;
 	o->v = V_RETRY;
-	o->next_attempt = backoff(n, now);
+	o->next_attempt = transfer_backoff(&n->http, now, BACKOFF_MAX_S);
 	snprintf(o->error, sizeof(o->error), "%s", what);
 	log_warnx("nrii: %s, retrying in %lld s", what, (long long)(o->next_attempt - now));
 }
@@ -1274,24 +1164,16 @@ static void post(struct nrii *n, const struct item *it, const char *env, int64_t
 	hdrs = curl_slist_append(hdrs, "Content-Type: text/xml; charset=utf-8");
 	hdrs = curl_slist_append(hdrs, "SOAPAction: \"\"");
 	hdrs = curl_slist_append(hdrs, "Expect:"); /* no 100-continue round trip */
-	curl_easy_setopt(n->curl, CURLOPT_HTTPHEADER, hdrs);
-	curl_easy_setopt(n->curl, CURLOPT_POSTFIELDS, env);
-	curl_easy_setopt(n->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(env));
-	dbuf_reset(&n->reply);
-	n->errbuf[0] = '\0';
-	CURLcode cc = curl_easy_perform(n->curl);
-	curl_slist_free_all(hdrs);
-	curl_easy_setopt(n->curl, CURLOPT_HTTPHEADER, NULL);
 	long status = 0;
-	if (cc == CURLE_OK)
-		curl_easy_getinfo(n->curl, CURLINFO_RESPONSE_CODE, &status);
+	CURLcode cc = transfer_post(&n->http, hdrs, env, strlen(env), &status);
+	curl_slist_free_all(hdrs);
 
 	struct nrii_reply rep;
-	nrii_parse_reply(n->reply.p, n->reply.len, &rep);
+	nrii_parse_reply(n->http.reply.p, n->http.reply.len, &rep);
 	o->code = -1;
 	if (cc != CURLE_OK) {
 		snprintf(msg, sizeof(msg), "%s: cannot reach \"%s\": %s", what, n->cfg->nrii.url,
-			 n->errbuf[0] ? n->errbuf : curl_easy_strerror(cc));
+			 transfer_error(&n->http, cc));
 		retry(n, o, now, msg);
 		return;
 	}
@@ -1318,7 +1200,7 @@ static void post(struct nrii *n, const struct item *it, const char *env, int64_t
 	snprintf(o->text, sizeof(o->text), "%s", rep.text);
 	switch (rep.code) {
 	case 100:
-		n->failures = 0;
+		n->http.failures = 0;
 		o->v = V_SENT;
 		log_debug("nrii: %s sent", what);
 		return;
@@ -1333,14 +1215,14 @@ static void post(struct nrii *n, const struct item *it, const char *env, int64_t
 		return;
 	case 101: case 201: case 202: case 204:
 		o->v = V_PARK;
-		n->failures = 0;
+		n->http.failures = 0;
 		log_warnx("nrii: %s parked: the platform answered \"%s\"; nothing is dropped: correct the "
 			  "configuration and reload to re-send it", what, rep.text);
 		return;
 	case 203:
 		if (it->attempts + 1 >= BUSY_ATTEMPTS) {
 			o->v = V_PARK;
-			n->failures = 0;
+			n->http.failures = 0;
 			log_warnx("nrii: %s parked after %d tries: the platform answered \"%s\"", what,
 				  BUSY_ATTEMPTS, rep.text);
 			return;

@@ -1,0 +1,53 @@
+/* transfer.h — what the sinks share to talk HTTP(S) with libcurl: one reused connection,
+ * verification always on, a capped reply buffer, Retry-After, an abort that works mid-way,
+ * and the back-off with full jitter. */
+#ifndef LABSHARE_TRANSFER_H
+#define LABSHARE_TRANSFER_H
+
+#include <curl/curl.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A growable byte buffer with a hard cap that frees itself on failure (curl's dynbuf). */
+struct dbuf {
+	char *p;
+	size_t len, cap, max;
+};
+int dbuf_add(struct dbuf *b, const void *data, size_t n);
+int dbuf_str(struct dbuf *b, const char *s);
+void dbuf_reset(struct dbuf *b);
+void dbuf_free(struct dbuf *b);
+
+struct transfer_opts {
+	const char *url;
+	const char *protocols;       /* "https" or "https,http" */
+	long timeout_s;
+	const char *ca_file, *client_cert, *client_key, *proxy; /* NULL: libcurl's defaults */
+	size_t reply_max;            /* replies are cut, not failed, past this */
+};
+
+struct transfer {
+	CURL *curl;
+	struct dbuf reply;
+	char errbuf[CURL_ERROR_SIZE];
+	long retry_after;            /* seconds from the last reply's Retry-After; -1 none */
+	atomic_bool abort;
+	int failures;                /* consecutive temporary failures, for transfer_backoff */
+};
+
+int transfer_init(struct transfer *t, const struct transfer_opts *o);
+void transfer_cleanup(struct transfer *t);
+/* POST body with the given headers; returns libcurl's code and the HTTP status (0 when none).
+ * The reply is in t->reply. */
+CURLcode transfer_post(struct transfer *t, struct curl_slist *headers, const void *body, size_t len,
+		       long *status);
+/* Makes a transfer under way give up (the daemon is stopping). */
+void transfer_abort(struct transfer *t);
+/* The error text of the last failed transfer. */
+const char *transfer_error(const struct transfer *t, CURLcode cc);
+/* When to try again after t->failures failures: full jitter, 1 s doubling up to max_s. */
+int64_t transfer_backoff(const struct transfer *t, int64_t now, int64_t max_s);
+
+#endif
