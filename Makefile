@@ -50,6 +50,8 @@ BENCH_SRC := $(wildcard tests/bench/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 
 .PHONY: all deps check test asan fuzz bench demo install clean
+# Keep the objects of test programs between runs (they are intermediate to make).
+.SECONDARY:
 all: $(AGENT)
 
 # `make V=1` shows the full command lines.
