@@ -5,6 +5,7 @@
 #include "config.h"
 #include "nrii.h"
 #include "timeutil.h"
+#include "logtail.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -83,6 +84,34 @@ static const cJSON *live_instrument(const cJSON *live, const char *id)
 			return it;
 	}
 	return NULL;
+}
+
+static double num_or(const cJSON *o, const char *key, double dflt);
+
+/* Without a running daemon, a log's figures come from the cursor it last committed. */
+static cJSON *log_from_cursor(struct buffer *b, const char *instrument, const char *path)
+{
+	cJSON *l = cJSON_CreateObject();
+	cJSON_AddStringToObject(l, "path", path);
+	void *data = NULL;
+	size_t len = 0;
+	char *key = logtail_cursor_key(instrument, path);
+	cJSON *cur = NULL;
+	if (b && key && buffer_cursor_get(b, key, &data, &len) == 0)
+		cur = cJSON_ParseWithLength(data, len);
+	free(key);
+	free(data);
+	const cJSON *files = cJSON_GetObjectItemCaseSensitive(cur, "files");
+	const cJSON *last = cJSON_GetArrayItem(files, cJSON_GetArraySize(files) - 1);
+	const cJSON *off = cJSON_GetObjectItemCaseSensitive(last, "off");
+	if (cJSON_IsNumber(off))
+		cJSON_AddNumberToObject(l, "offset", off->valuedouble);
+	else
+		cJSON_AddNullToObject(l, "offset");
+	cJSON_AddNumberToObject(l, "lines", num_or(cur, "lines", 0));
+	cJSON_AddNumberToObject(l, "malformed", num_or(cur, "malformed", 0));
+	cJSON_Delete(cur);
+	return l;
 }
 
 static cJSON *sink_status(struct buffer *b, const char *sink, int64_t last_seq)
@@ -184,14 +213,8 @@ cJSON *status_build(const struct config *cfg, struct buffer *b, const cJSON *liv
 			cJSON_AddItemToObject(o, "logs", cJSON_Duplicate(ll, 1));
 		} else {
 			cJSON *logs = cJSON_AddArrayToObject(o, "logs");
-			for (size_t j = 0; j < in->n_logs; j++) {
-				cJSON *l = cJSON_CreateObject();
-				cJSON_AddStringToObject(l, "path", in->logs[j].path);
-				cJSON_AddNullToObject(l, "offset");
-				cJSON_AddNumberToObject(l, "lines", 0);
-				cJSON_AddNumberToObject(l, "malformed", 0);
-				cJSON_AddItemToArray(logs, l);
-			}
+			for (size_t j = 0; j < in->n_logs; j++)
+				cJSON_AddItemToArray(logs, log_from_cursor(b, in->id, in->logs[j].path));
 		}
 		cJSON_AddItemToArray(insts, o);
 	}

@@ -263,6 +263,59 @@ static void test_run_stops_cleanly_on_sigterm(void **state)
 	free(err);
 }
 
+static double log_lines(struct env *e, bool *running, double *offset)
+{
+	char *out = NULL, *err = NULL;
+	double lines = -1;
+	if (agent(e, &out, &err, "status", "--json", NULL) == 0) {
+		cJSON *st = cJSON_Parse(out);
+		*running = cJSON_IsTrue(cJSON_GetObjectItem(st, "running"));
+		cJSON *l = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(st, "instruments"), 0), "logs"), 0);
+		lines = cJSON_GetObjectItem(l, "lines")->valuedouble;
+		cJSON *off = cJSON_GetObjectItem(l, "offset");
+		*offset = cJSON_IsNumber(off) ? off->valuedouble : -1;
+		cJSON_Delete(st);
+	}
+	free(out);
+	free(err);
+	return lines;
+}
+
+static bool three_lines_read(void *arg)
+{
+	bool running;
+	double off;
+	return log_lines(arg, &running, &off) == 3;
+}
+
+/* A log read by the daemon; status tells its figures live, and after the stop from the
+ * cursor the daemon committed. */
+static void test_status_of_logs_with_and_without_daemon(void **state)
+{
+	struct env *e = *state;
+	char *log = h_path(e->dir, "usage-1.csv");
+	const char *text = "开始时间,结束时间,用户,单位\n"
+			   "2026-11-02 08:00:00,2026-11-02 09:00:00,张三,太原理工大学\n"
+			   "2026-11-02 10:00:00,2026-11-02 11:00:00,李四,山西大学\n";
+	h_write_file(log, text, (size_t)-1, 0644);
+	char *alog = h_path(e->dir, "agent.log");
+	char *argv[] = { e->agent, (char *)"-c", e->config, (char *)"run", NULL };
+	struct h_proc *p = h_spawn(argv, NULL, false, false, alog);
+	assert_true(h_wait_for(three_lines_read, e, 15000));
+	bool running;
+	double off;
+	log_lines(e, &running, &off);
+	assert_true(running);
+	h_kill(p, SIGTERM);
+	assert_int_equal(h_wait(p, 20000), 0);
+	h_proc_free(p);
+	assert_int_equal((int)log_lines(e, &running, &off), 3);
+	assert_false(running);
+	assert_int_equal((int)off, (int)strlen(text));
+	free(log);
+	free(alog);
+}
+
 static void test_record_manual_session(void **state)
 {
 	struct env *e = *state;
@@ -384,6 +437,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_check_ok_invalid_missing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_verify_and_status_before_any_run, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_run_stops_cleanly_on_sigterm, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_status_of_logs_with_and_without_daemon, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_record_manual_session, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_record_bad_data, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_verify_finds_tampering, setup, teardown),
