@@ -6,6 +6,7 @@
 #include "nrii.h"
 #include "timeutil.h"
 #include "logtail.h"
+#include "metrics.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -191,6 +192,7 @@ cJSON *status_build(const struct config *cfg, struct buffer *b, const cJSON *liv
 	}
 
 	cJSON *insts = cJSON_AddArrayToObject(st, "instruments");
+	struct metrics *mx = b ? metrics_new(b, cfg) : NULL;
 	for (size_t i = 0; i < cfg->n_instruments; i++) {
 		const struct instrument_cfg *in = &cfg->instruments[i];
 		const cJSON *li = running ? live_instrument(live, in->id) : NULL;
@@ -204,7 +206,12 @@ cJSON *status_build(const struct config *cfg, struct buffer *b, const cJSON *liv
 			cJSON *m = cJSON_AddObjectToObject(o, "modbus");
 			cJSON_AddStringToObject(m, "state", running ? "starting" : "stopped");
 			cJSON_AddNullToObject(m, "last_ok");
-			cJSON_AddNullToObject(m, "run_hours_total");
+			/* The counter as last read, kept by metrics for the next start. */
+			double h = mx ? metrics_run_hours_total(mx, in->id) : -1;
+			if (h >= 0)
+				cJSON_AddNumberToObject(m, "run_hours_total", h);
+			else
+				cJSON_AddNullToObject(m, "run_hours_total");
 		} else {
 			cJSON_AddNullToObject(o, "modbus");
 		}
@@ -218,6 +225,7 @@ cJSON *status_build(const struct config *cfg, struct buffer *b, const cJSON *liv
 		}
 		cJSON_AddItemToArray(insts, o);
 	}
+	metrics_free(mx);
 	return st;
 }
 

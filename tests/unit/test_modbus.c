@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <poll.h>
 #include <pthread.h>
 #include <pty.h>
@@ -28,6 +29,7 @@
 #include "mbdecode.h"
 #include "metrics.h"
 #include "modbus.h"
+#include "status.h"
 #include "timeutil.h"
 
 /* ---- decoding, table-driven ----------------------------------------------------- */
@@ -263,10 +265,22 @@ static bool have_records(void *arg)
 	return count_records(w->f, w->needle) >= w->count;
 }
 
+static void dump_events(struct fx *f)
+{
+	struct chain_head h;
+	buffer_head(f->buf, &h);
+	for (int64_t s = 1; s <= h.seq; s++) {
+		struct stored_record r;
+		if (buffer_get_record(f->buf, s, &r) == 0 && strstr(r.line, "\"kind\":\"event\""))
+			fprintf(stderr, "  %s\n", r.line);
+		buffer_record_clear(&r);
+	}
+}
+
 static void wait_records(struct fx *f, const char *needle, int count, int timeout_ms)
 {
 	struct rec_wait w = { f, needle, count };
-	if (!h_wait_for(have_records, &w, timeout_ms))
+	if (!h_wait_for(have_records, &w, timeout_ms) && (dump_events(f), true))
 		fail_msg("no %d records with %s within %d ms (have %d)", count, needle, timeout_ms,
 			 count_records(f, needle));
 }
@@ -298,17 +312,33 @@ static void wait_hours(struct fx *f, const char *id, double want)
 static void test_counter_events_from_device(void **state)
 {
 	struct fx *f = *state;
-	sim_cmd(f, "set 0 2 holding 0 u16 big 65530");
+	/* A u16 seconds counter running in real time, about to wrap. */
+	sim_cmd(f, "set 0 2 holding 0 u16 big 65533");
+	sim_cmd(f, "auto 0 2 holding 0 u16 big 1");
 	start_driver(f);
-	wait_hours(f, "B", 65530 / 3600.0);
-	sim_cmd(f, "set 0 2 holding 0 u16 big 20"); /* wraps: 26 s */
-	wait_records(f, "\"type\":\"counter_wrap\"", 1, 10000);
-	/* A reset: two consistent lower readings. */
-	sim_cmd(f, "set 0 2 holding 0 u16 big 3");
-	wait_records(f, "confirmed by the next reading", 1, 10000);
+	wait_records(f, "\"type\":\"counter_wrap\"", 1, 15000);
+	assert_int_equal(count_records(f, "\"type\":\"counter_clamped\""), 0);
+	/* A reset: once it has counted a little past the wrap, the meter starts again from zero
+	 * and keeps counting. */
+	wait_hours(f, "B", 4 / 3600.0);
+	sim_cmd(f, "set 0 2 holding 0 u16 big 0");
+	if (count_records(f, "zzz") < 0) {}
+	wait_records(f, "confirmed by the next reading", 1, 15000);
+	assert_int_equal(count_records(f, "\"type\":\"counter_clamped\""), 0);
 	/* A jump far beyond the wall time is clamped. */
+	sim_cmd(f, "auto 0 2 holding 0 u16 big 0");
 	sim_cmd(f, "set 0 2 holding 0 u16 big 30000");
-	wait_records(f, "\"type\":\"counter_clamped\"", 1, 10000);
+	wait_records(f, "\"type\":\"counter_clamped\"", 1, 15000);
+	wait_hours(f, "B", 30000 / 3600.0);
+	/* Stopped, status still knows the counter's last value. */
+	modbus_source.stop(f->drv);
+	cJSON *st = status_build(f->cfg, f->buf, NULL, false, 0);
+	cJSON *b = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(st, "instruments"), 1), "modbus");
+	assert_string_equal(cJSON_GetObjectItem(b, "state")->valuestring, "stopped");
+	double h = cJSON_GetObjectItem(b, "run_hours_total")->valuedouble;
+	if (fabs(h - 30000 / 3600.0) > 1e-6)
+		fail_msg("run_hours_total %.9f, want %.9f", h, 30000 / 3600.0);
+	cJSON_Delete(st);
 }
 
 static void test_silent_instrument_does_not_stall_bus(void **state)
