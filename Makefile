@@ -49,7 +49,7 @@ FUZZ_BIN  := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 BENCH_SRC := $(wildcard tests/bench/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all deps check test asan fuzz bench demo install clean
+.PHONY: all deps check test asan fuzz fuzz-build bench demo install clean
 # Keep the objects of test programs between runs (they are intermediate to make).
 .SECONDARY:
 all: $(AGENT)
@@ -120,20 +120,34 @@ asan: deps
 	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	  LDFLAGS="-fsanitize=address,undefined" test
 
-# libFuzzer builds (clang); the normal build links the same targets with tests/fuzz/standalone.c.
+# libFuzzer builds (clang): the agent compiled once with coverage and sanitizers, each target
+# linked against it. The normal build links the same targets with tests/fuzz/standalone.c.
 FUZZ_SECONDS ?= 60
+FUZZ_DIR     := $(BUILD)/libfuzzer
+FUZZ_CFLAGS   = $(filter-out -MMD -MP -D_FORTIFY_SOURCE=2 -fPIE,$(ALL_CFLAGS)) -O1 -g \
+                -fno-omit-frame-pointer -fsanitize=address,undefined
+FUZZ_OBJ     := $(CORE_SRC:%.c=$(FUZZ_DIR)/%.o)
+FUZZ_TARGETS := $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_DIR)/%)
+
+$(FUZZ_DIR)/%.o: %.c
+	@mkdir -p $(@D)
+	$(if $(Q),@echo "  FUZZCC  $<")
+	$(Q)clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJ)
+	$(Q)clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS)
+
 fuzz: deps
-	@mkdir -p $(BUILD)/libfuzzer
-	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
-	  echo "fuzz: $$n"; \
-	  clang $(filter-out -MMD -MP,$(ALL_CFLAGS)) -O1 -g -fsanitize=fuzzer,address,undefined \
-	    -o $(BUILD)/libfuzzer/$$n $$f $(CORE_SRC) $(PKG_LIBS) || exit 1; \
+	$(MAKE) fuzz-build
+	@for t in $(FUZZ_TARGETS); do n=$$(basename $$t); mkdir -p $(FUZZ_DIR)/corpus-$$n; \
+	  cp tests/fuzz/corpus/$$n/* $(FUZZ_DIR)/corpus-$$n/ 2>/dev/null; \
+	  echo "fuzz: $$n for $(FUZZ_SECONDS) s"; \
+	  $$t -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -print_final_stats=1 \
+	    $(FUZZ_DIR)/corpus-$$n 2>&1 | grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb|==.*ERROR|SUMMARY)" \
+	    || exit 1; \
 	done
-	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); mkdir -p $(BUILD)/libfuzzer/corpus-$$n; \
-	  cp tests/fuzz/corpus/$$n/* $(BUILD)/libfuzzer/corpus-$$n/ 2>/dev/null; \
-	  $(BUILD)/libfuzzer/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \
-	    $(BUILD)/libfuzzer/corpus-$$n || exit 1; \
-	done
+
+fuzz-build: $(FUZZ_TARGETS)
 
 bench: deps
 	$(MAKE) test-bins

@@ -15,6 +15,7 @@ int log_get_level(void) { return log_level; }
 void log_set_progname(const char *name) { progname = name; }
 
 /* Formats the whole line first so concurrent threads never interleave. */
+static void emit(int pri, int with_errno, int saved_errno, const char *fmt, va_list ap) PRINTF_LIKE(4, 0);
 static void emit(int pri, int with_errno, int saved_errno, const char *fmt, va_list ap)
 {
 	char line[2048];
