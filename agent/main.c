@@ -423,10 +423,7 @@ static int cmd_report(const char *path, int argc, char **argv)
 		free(tmp);
 	}
 	buffer_close(b);
-	if (r == -ENOTSUP) {
-		cli_error("report: --format %s: not available in this build yet", format);
-		code = EX_UNAVAILABLE;
-	} else if (r < 0) {
+	if (r < 0) {
 		cli_error("report: %s", strerror(-r));
 		code = EX_IOERR;
 	} else {
