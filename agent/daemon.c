@@ -34,6 +34,30 @@
 #define TICK_MS 1000
 #define PRUNE_EVERY_S 3600
 
+/* A failure that repeats every tick (a full disk) is logged when it starts, once a minute
+ * while it lasts, and when it ends: the journal should say what is wrong, not fill up. */
+struct repeat {
+	int err;
+	int64_t logged;
+};
+
+static bool repeat_should_log(struct repeat *rp, int err)
+{
+	int64_t now = clock_mono_ms();
+	if (err == rp->err && now - rp->logged < 60000)
+		return false;
+	rp->err = err;
+	rp->logged = now;
+	return true;
+}
+
+static void repeat_ok(struct repeat *rp, const char *what)
+{
+	if (rp->err)
+		log_notice("%s: working again", what);
+	rp->err = 0;
+}
+
 struct daemon {
 	const char *config_path;
 	struct config *cfg;
@@ -44,6 +68,7 @@ struct daemon {
 	int lock_fd;
 	int64_t last_prune;
 	bool was_healthy;
+	struct repeat tick_err, snap_err;
 };
 
 static char *state_file(const struct config *cfg, const char *name)
@@ -155,11 +180,11 @@ static void write_snapshots(struct daemon *d)
 	cJSON *st = status_build(d->cfg, d->buf, live, true, (long)getpid());
 	char *text = cJSON_PrintUnformatted(live);
 	char *path = state_file(d->cfg, STATUS_FILE);
-	if (text && path) {
-		int r = write_file_atomic(path, text, strlen(text), 0644);
-		if (r < 0)
-			log_warnx("cannot write \"%s\": %s", path, strerror(-r));
-	}
+	int r = 0;
+	if (text && path)
+		r = write_file_atomic(path, text, strlen(text), 0644);
+	if (r < 0 && repeat_should_log(&d->snap_err, r))
+		log_warnx("cannot write \"%s\": %s, retrying every second", path, strerror(-r));
 	free(path);
 	cJSON_free(text);
 
@@ -173,11 +198,12 @@ static void write_snapshots(struct daemon *d)
 	sd_notify(0, line);
 	char *prom = status_prometheus(st);
 	char *ppath = state_file(d->cfg, METRICS_FILE);
-	if (prom && ppath) {
-		int r = write_file_atomic(ppath, prom, strlen(prom), 0644);
-		if (r < 0)
-			log_warnx("cannot write \"%s\": %s", ppath, strerror(-r));
-	}
+	if (r == 0 && prom && ppath)
+		r = write_file_atomic(ppath, prom, strlen(prom), 0644);
+	if (r < 0 && repeat_should_log(&d->snap_err, r))
+		log_warnx("cannot write \"%s\": %s, retrying every second", ppath, strerror(-r));
+	else if (r == 0)
+		repeat_ok(&d->snap_err, "status files");
 	free(ppath);
 	free(prom);
 	cJSON_Delete(st);
@@ -232,8 +258,10 @@ static bool healthy(struct daemon *d, bool tick_ok, char *why, size_t whylen)
 static void tick(struct daemon *d)
 {
 	int r = core_tick(d->core);
-	if (r < 0)
-		log_errx("metrics: cannot seal records: %s, retrying in %d s", strerror(-r), TICK_MS / 1000);
+	if (r < 0 && repeat_should_log(&d->tick_err, r))
+		log_errx("metrics: cannot seal records: %s, retrying every second", strerror(-r));
+	else if (r >= 0)
+		repeat_ok(&d->tick_err, "metrics");
 	core_check_space(d->core);
 	if (clock_wall() - d->last_prune >= PRUNE_EVERY_S || core_paused(d->core))
 		prune(d);
