@@ -729,6 +729,31 @@ int buffer_sink_put(struct buffer *b, const char *sink, const struct sink_state 
 	return rc == SQLITE_DONE ? 0 : buffer_sqlite_error(b, rc, "writing a sink");
 }
 
+int buffer_sink_update(struct buffer *b, const char *sink, int64_t acked, int64_t last_ok,
+		       int64_t next_attempt, const char *error, const char *alarm)
+{
+	struct sink_state st;
+	pthread_mutex_lock(&b->mu);
+	int r = buffer_sink_get(b, sink, &st);
+	if (r == 0) {
+		if (acked >= 0)
+			st.acked_seq = acked;
+		if (last_ok)
+			st.last_ok = last_ok;
+		st.next_attempt = next_attempt;
+		free(st.last_error);
+		st.last_error = error ? strdup(error) : NULL;
+		if (alarm) {
+			free(st.alarm);
+			st.alarm = strdup(alarm);
+		}
+		r = buffer_sink_put(b, sink, &st);
+		buffer_sink_clear(&st);
+	}
+	pthread_mutex_unlock(&b->mu);
+	return r;
+}
+
 void buffer_sink_clear(struct sink_state *st)
 {
 	if (!st)

@@ -78,6 +78,10 @@ struct sink_state {
 int buffer_sink_get(struct buffer *b, const char *sink, struct sink_state *st);
 int buffer_sink_put(struct buffer *b, const char *sink, const struct sink_state *st);
 void buffer_sink_clear(struct sink_state *st);
+/* Read-modify-write of a sink's row after a delivery attempt: acked < 0 and last_ok == 0 leave
+ * those as they are; error NULL clears last_error; alarm NULL keeps any alarm. */
+int buffer_sink_update(struct buffer *b, const char *sink, int64_t acked, int64_t last_ok,
+		       int64_t next_attempt, const char *error, const char *alarm);
 
 /* Opaque driver cursors, committed in the same transaction as what they produced. */
 int buffer_cursor_get(struct buffer *b, const char *key, void **data, size_t *len);

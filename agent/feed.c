@@ -149,21 +149,8 @@ static int save_outcome(struct feed *f, const struct outcome *o, int64_t now)
 	int r = buffer_begin(f->buf);
 	if (r < 0)
 		return r;
-	struct sink_state st;
-	buffer_sink_get(f->buf, SINK_NAME, &st);
-	if (o->acked >= 0)
-		st.acked_seq = o->acked;
-	if (o->ok)
-		st.last_ok = now;
-	st.next_attempt = o->next_attempt;
-	free(st.last_error);
-	st.last_error = o->error[0] ? strdup(o->error) : NULL;
-	if (o->alarm[0]) {
-		free(st.alarm);
-		st.alarm = strdup(o->alarm);
-	}
-	r = buffer_sink_put(f->buf, SINK_NAME, &st);
-	buffer_sink_clear(&st);
+	r = buffer_sink_update(f->buf, SINK_NAME, o->acked, o->ok ? now : 0, o->next_attempt,
+			       o->error[0] ? o->error : NULL, o->alarm[0] ? o->alarm : NULL);
 	if (r < 0) {
 		buffer_rollback(f->buf);
 		return r;

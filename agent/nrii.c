@@ -1279,19 +1279,10 @@ static int save(struct nrii *n, const struct item *it, const struct outcome *o, 
 	}
 	struct sink_state st;
 	if (r == 0 && (r = buffer_sink_get(n->buf, SINK_NAME, &st)) == 0) {
-		if (settled && it->at_cursor && it->seq == st.acked_seq + 1)
-			st.acked_seq = it->seq;
-		if (settled)
-			st.last_ok = now;
-		st.next_attempt = o->next_attempt;
-		free(st.last_error);
-		st.last_error = o->error[0] ? strdup(o->error) : NULL;
-		if (o->alarm[0]) {
-			free(st.alarm);
-			st.alarm = strdup(o->alarm);
-		}
-		r = buffer_sink_put(n->buf, SINK_NAME, &st);
+		int64_t acked = settled && it->at_cursor && it->seq == st.acked_seq + 1 ? it->seq : -1;
 		buffer_sink_clear(&st);
+		r = buffer_sink_update(n->buf, SINK_NAME, acked, settled ? now : 0, o->next_attempt,
+				       o->error[0] ? o->error : NULL, o->alarm[0] ? o->alarm : NULL);
 	}
 	if (r < 0) {
 		buffer_rollback(n->buf);
