@@ -357,6 +357,45 @@ static void test_record_manual_session(void **state)
 	free_lines(lines, n);
 }
 
+/* user_ids "hmac": the name leaves the lab as HMAC-SHA256 under the lab's key; "omit": not at all. */
+static void test_user_ids_hmac_and_omit(void **state)
+{
+	struct env *e = *state;
+	char *key = h_path(e->dir, "user-id.key");
+	h_write_file(key, "lab-secret-key\n", (size_t)-1, 0600);
+	char *text = h_read_file(e->config, NULL);
+	char *with = h_strdupf("%.*s\"user_ids\": \"hmac\", \"user_id_key_file\": \"%s\",\n    %s",
+			       (int)(strstr(text, "\"internal_orgs\"") - text), text, key,
+			       strstr(text, "\"internal_orgs\""));
+	h_write_file(e->config, with, (size_t)-1, 0644);
+	char *out, *err;
+	assert_int_equal(agent(e, &out, &err, "record", "--instrument", "SX-INS-000123", "--start", "2026-11-02 08:00",
+			       "--end", "2026-11-02 09:00", "--user", "张三", "--org", "X", NULL), 0);
+	free(out);
+	free(err);
+	int n;
+	char **lines = record_lines(e->state, &n);
+	/* printf '%s' 张三 | openssl dgst -sha256 -hmac lab-secret-key */
+	assert_non_null(strstr(lines[0], "\"user\":\"cf77306d5d087aff9af6b1d1244c4e00ddc0c776b8702350107e6c382238d57a\""));
+	free_lines(lines, n);
+	char *omit = h_strdupf("%.*s\"user_ids\": \"omit\",\n    %s", (int)(strstr(text, "\"internal_orgs\"") - text),
+			       text, strstr(text, "\"internal_orgs\""));
+	h_write_file(e->config, omit, (size_t)-1, 0644);
+	assert_int_equal(agent(e, &out, &err, "record", "--instrument", "SX-INS-000123", "--start", "2026-11-03 08:00",
+			       "--end", "2026-11-03 09:00", "--user", "张三", "--org", "X", NULL), 0);
+	free(out);
+	free(err);
+	lines = record_lines(e->state, &n);
+	assert_int_equal(n, 2);
+	assert_null(strstr(lines[1], "\"user\""));
+	assert_null(strstr(lines[1], "张三"));
+	free_lines(lines, n);
+	free(omit);
+	free(with);
+	free(text);
+	free(key);
+}
+
 static void test_record_bad_data(void **state)
 {
 	struct env *e = *state;
@@ -439,6 +478,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_run_stops_cleanly_on_sigterm, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_status_of_logs_with_and_without_daemon, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_record_manual_session, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_user_ids_hmac_and_omit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_record_bad_data, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_verify_finds_tampering, setup, teardown),
 	};
