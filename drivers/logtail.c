@@ -124,6 +124,7 @@ struct logtail {
 	bool stop;
 	atomic_bool stopping;       /* looked at between batches of a long read */
 	atomic_uint_fast64_t rounds;
+	_Atomic int64_t beat_ms;    /* monotonic: a round ended or a batch was committed */
 	char *rbuf;
 	unsigned char *fpbuf;
 };
@@ -556,6 +557,7 @@ static int commit(struct tail *t)
 		return r;
 	}
 	batch_reset(t);
+	atomic_store(&t->lt->beat_ms, clock_mono_ms());
 	free(t->committed);
 	t->committed = cur;
 	t->dirty = false;
@@ -1413,6 +1415,7 @@ static void *logtail_run(void *arg)
 		for (size_t i = 0; i < lt->n_tails && !atomic_load(&lt->stopping); i++)
 			poll_tail(lt->tails[i]);
 		atomic_fetch_add(&lt->rounds, 1);
+		atomic_store(&lt->beat_ms, clock_mono_ms());
 		pthread_mutex_lock(&lt->mu);
 		if (lt->stop)
 			break;
@@ -1433,6 +1436,7 @@ static int logtail_start(void *state)
 	struct logtail *lt = state;
 	if (lt->started)
 		return 0;
+	atomic_store(&lt->beat_ms, clock_mono_ms());
 	for (size_t i = 0; i < lt->n_tails; i++) {
 		struct tail *t = lt->tails[i];
 		void *data = NULL;
@@ -1493,11 +1497,24 @@ static void logtail_destroy(void *state)
 	free(lt);
 }
 
+/* Stuck is a round that neither ends nor commits for a minute (a share that hangs reads). */
+static bool logtail_healthy(void *state, char *why, size_t whylen)
+{
+	struct logtail *lt = state;
+	int64_t silent = clock_mono_ms() - atomic_load(&lt->beat_ms);
+	if (lt->started && silent > 60000) {
+		snprintf(why, whylen, "logs: no round finished for %lld s", (long long)(silent / 1000));
+		return false;
+	}
+	return true;
+}
+
 const struct source_ops logtail_source = {
 	.name = "logtail",
 	.create = logtail_create,
 	.start = logtail_start,
 	.stop = logtail_stop,
 	.status = logtail_status,
+	.healthy = logtail_healthy,
 	.destroy = logtail_destroy,
 };
