@@ -682,6 +682,11 @@ static int seal_slots(struct metrics *m, const struct instrument_cfg *ic, int *s
 		free(due);
 		return buffer_sqlite_error(m->buf, rc, "reading due slots");
 	}
+	if (n == 0) {
+		free(due);
+		return 0; /* nothing closed: the state is as it was, no need to write it back */
+	}
+
 	for (size_t i = 0; i < n && r == 0; i++) {
 		struct due *d = &due[i];
 		int64_t from, to;

@@ -43,7 +43,8 @@ int write_file_atomic(const char *path, const char *data, size_t len, int mode)
 		}
 		off += (size_t)w;
 	}
-	if (fsync(fd) < 0 || close(fd) < 0) {
+	/* No fsync: these files are views rebuilt every second; rename keeps them whole. */
+	if (close(fd) < 0) {
 		int e = -errno;
 		unlink(tmp);
 		return e;

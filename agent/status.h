@@ -22,7 +22,7 @@ void status_print_text(const struct cJSON *st, FILE *out);
  * Caller frees. */
 char *status_prometheus(const struct cJSON *st);
 
-/* Write obj to path atomically (temp file, fsync, rename). 0 or -errno. */
+/* Write data to path whole or not at all (temp file, rename; no fsync: for views). 0 or -errno. */
 int write_file_atomic(const char *path, const char *data, size_t len, int mode);
 
 #endif

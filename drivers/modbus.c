@@ -18,7 +18,9 @@
 #include <string.h>
 #include <time.h>
 
-#define MAX_WORKERS 32
+/* A poll holds a worker for a request's round trip (two with in-use on another table): at 20 ms
+ * per reply and 1,000 polls a second that is ~40 busy workers. Stacks are small. */
+#define MAX_WORKERS 64
 #define BACKOFF_MAX_MS (300 * 1000)
 #define FLUSH_EVERY_MS 200
 #define QUEUE_MAX 65536
@@ -304,6 +306,7 @@ struct modbus_driver {
 	pthread_cond_t cv;           /* lanes became ready, or stop */
 	pthread_cond_t flush_cv;
 	bool stopping;
+	bool timer_kept;             /* a sleeping worker waits for the next due lane */
 	_Atomic int64_t flusher_beat; /* monotonic ms of the flusher's last round */
 	struct qitem *queue;         /* readings and events waiting for the core */
 	size_t q_len, q_cap;
@@ -442,8 +445,15 @@ static void *worker(void *arg)
 		}
 		int64_t now = clock_mono_ms();
 		if (!best || best_t > now || core_paused(d->core)) {
-			/* Nothing due (or the buffer is full: counters keep counting in the device). */
-			int64_t wait = !best ? 1000 : best_t > now ? best_t - now : 250;
+			/* Nothing due (or the buffer is full: counters keep counting in the device).
+			 * One worker keeps the time of the next due lane; the others sleep until
+			 * woken, so that a due time does not wake the whole pool at once. */
+			bool keeper = !d->timer_kept;
+			int64_t wait = 1000;
+			if (keeper) {
+				d->timer_kept = true;
+				wait = !best ? 1000 : best_t > now ? best_t - now : 250;
+			}
 			if (wait > 1000)
 				wait = 1000;
 			struct timespec ts;
@@ -455,6 +465,8 @@ static void *worker(void *arg)
 				ts.tv_nsec -= 1000000000L;
 			}
 			pthread_cond_timedwait(&d->cv, &d->mu, &ts);
+			if (keeper)
+				d->timer_kept = false;
 			continue;
 		}
 		struct inst *in = NULL;
@@ -466,6 +478,8 @@ static void *worker(void *arg)
 		best->busy = true;
 		if (now - in->due_ms > (int64_t)in->cfg->modbus.interval_s * 100)
 			in->late_polls++; /* started more than a tenth of an interval late */
+		/* Another lane may be due too: pass the turn on to one sleeping worker. */
+		pthread_cond_signal(&d->cv);
 		pthread_mutex_unlock(&d->mu);
 
 		struct mb_values v;
@@ -476,7 +490,8 @@ static void *worker(void *arg)
 		record_result(d, in, &v, at_us);
 		schedule_next(in, clock_mono_ms());
 		best->busy = false;
-		pthread_cond_broadcast(&d->cv);
+		/* One bus came free: one waiting worker is enough to look at it. */
+		pthread_cond_signal(&d->cv);
 	}
 	pthread_mutex_unlock(&d->mu);
 	return NULL;
@@ -590,8 +605,11 @@ static int driver_create(const struct config *cfg, struct core *core, void **sta
 		goto nomem;
 	d->n_lanes = cfg->n_buses;
 	for (size_t i = 0; i < cfg->n_buses; i++) {
+		size_t on_bus = 0;
+		for (size_t k = 0; k < cfg->n_instruments; k++)
+			on_bus += cfg->instruments[k].modbus.present && cfg->instruments[k].modbus.bus_index == i;
 		d->lanes[i].bus = mb_bus_new(&cfg->buses[i]);
-		d->lanes[i].insts = calloc(n, sizeof(size_t));
+		d->lanes[i].insts = calloc(on_bus ? on_bus : 1, sizeof(size_t));
 		if (!d->lanes[i].bus || !d->lanes[i].insts)
 			goto nomem;
 	}
@@ -607,13 +625,16 @@ static int driver_create(const struct config *cfg, struct core *core, void **sta
 		l->insts[l->n_insts++] = d->n_insts;
 		d->n_insts++;
 	}
-	/* Spread each bus's instruments over their interval instead of polling in bursts. */
+	/* Spread each bus's instruments evenly over their interval (a bus carries one request
+	 * at a time), and the buses against each other, so that a bus per instrument does not
+	 * make one burst either. */
 	for (size_t i = 0; i < d->n_lanes; i++) {
 		struct lane *l = &d->lanes[i];
 		for (size_t k = 0; k < l->n_insts; k++) {
 			struct inst *in = &d->insts[l->insts[k]];
 			int64_t interval = (int64_t)in->cfg->modbus.interval_s * 1000;
-			in->due_ms = now + (int64_t)((double)interval * (double)k / (double)l->n_insts);
+			double place = ((double)k + (double)i / (double)d->n_lanes) / (double)l->n_insts;
+			in->due_ms = now + (int64_t)((double)interval * place);
 		}
 	}
 	*state = d;
@@ -632,7 +653,7 @@ static int driver_start(void *state)
 	d->n_workers = used < MAX_WORKERS ? used : MAX_WORKERS;
 	pthread_attr_t attr;
 	pthread_attr_init(&attr);
-	pthread_attr_setstacksize(&attr, 256 * 1024);
+	pthread_attr_setstacksize(&attr, 128 * 1024);
 	for (size_t i = 0; i < d->n_workers; i++) {
 		if (pthread_create(&d->workers[i], &attr, worker, d) != 0) {
 			d->n_workers = i;

@@ -201,7 +201,9 @@ static const char *parse_records(const char *p, const char *end, struct rp_batch
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	size_t alloc = 0;
 	const char *err = NULL;
-	const char *prev = b->prev_hash;
+	/* A copy, not a pointer into b->recs: the array moves when it grows. */
+	char prev[RP_HASH_HEX + 1];
+	memcpy(prev, b->prev_hash, sizeof(prev));
 	long long count = b->last_seq - b->first_seq + 1;
 
 	if (!ctx) {
@@ -247,7 +249,7 @@ static const char *parse_records(const char *p, const char *end, struct rp_batch
 			err = "hashing failed";
 			goto out;
 		}
-		prev = r->hash;
+		memcpy(prev, r->hash, sizeof(prev));
 		b->nrecs++;
 		p = nl ? nl + 1 : end;
 	}

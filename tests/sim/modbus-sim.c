@@ -383,23 +383,34 @@ static void stdin_readable(struct sim *s, struct stdin_state *in)
 
 static int write_port_file(struct sim *s, const char *path)
 {
-	char tmp[4096], line[16 * 64];
+	char tmp[4096];
 	size_t off = 0;
 	int n = snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
 	if (n < 0 || (size_t)n >= sizeof(tmp))
 		return -ENAMETOOLONG;
+	/* Room for every endpoint's port: a benchmark lab may have a thousand. */
+	size_t cap = s->neps * 7 + 2;
+	char *line = malloc(cap);
+	if (!line)
+		return -ENOMEM;
 	for (size_t e = 0; e < s->neps; e++) {
-		n = snprintf(line + off, sizeof(line) - off, "%s%d", e ? " " : "",
+		n = snprintf(line + off, cap - off, "%s%d", e ? " " : "",
 			     s->eps[e].kind == SIM_TCP ? s->eps[e].port : 0);
-		if (n < 0 || (size_t)n >= sizeof(line) - off)
+		if (n < 0 || (size_t)n >= cap - off) {
+			free(line);
 			return -E2BIG;
+		}
 		off += (size_t)n;
 	}
 	line[off++] = '\n';
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -errno;
+	if (fd < 0) {
+		int e = -errno;
+		free(line);
+		return e;
+	}
 	ssize_t w = write(fd, line, off);
+	free(line);
 	int err = w == (ssize_t)off ? 0 : (w < 0 ? errno : EIO);
 	if (close(fd) < 0 && !err)
 		err = errno;
