@@ -427,6 +427,22 @@ bool h_wait_file(const char *path, int timeout_ms)
 	return h_wait_for(file_nonempty, (void *)path, timeout_ms);
 }
 
+char *h_make_certs(const char *dir)
+{
+	char *certs = h_path(dir, "certs");
+	char *argv[] = { (char *)"/bin/sh", (char *)"tests/refplat/mkcerts.sh", certs, NULL };
+	char *out = NULL, *err = NULL;
+	int rc = h_run(argv, NULL, &out, &err, 60000);
+	if (rc != 0) {
+		fprintf(stderr, "mkcerts: %s", err ? err : "failed\n");
+		free(certs);
+		certs = NULL;
+	}
+	free(out);
+	free(err);
+	return certs;
+}
+
 int h_free_port(void)
 {
 	int fd = socket(AF_INET, SOCK_STREAM, 0);

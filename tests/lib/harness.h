@@ -64,6 +64,10 @@ bool h_wait_for(bool (*cond)(void *arg), void *arg, int timeout_ms);
 /* Wait until the file exists and is non-empty; true when it does. */
 bool h_wait_file(const char *path, int timeout_ms);
 
+/* A throw-away PKI made with tests/refplat/mkcerts.sh in "<dir>/certs" (CA, server and
+ * client certificates); returns that folder (caller frees) or NULL with the reason on stderr. */
+char *h_make_certs(const char *dir);
+
 /* An unused TCP port on 127.0.0.1 (bind to 0, read it back, close). */
 int h_free_port(void);
 

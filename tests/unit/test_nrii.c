@@ -347,13 +347,8 @@ struct fx {
 
 static void make_certs(struct fx *f)
 {
-	f->certs = h_path(f->dir, "certs");
-	char *argv[] = { (char *)"/bin/sh", (char *)"tests/refplat/mkcerts.sh", f->certs, NULL };
-	char *out, *err;
-	if (h_run(argv, NULL, &out, &err, 60000) != 0)
-		fail_msg("mkcerts: %s", err);
-	free(out);
-	free(err);
+	f->certs = h_make_certs(f->dir);
+	assert_non_null(f->certs);
 }
 
 /* Same ports again when the platform is restarted: an outage, not a move. */

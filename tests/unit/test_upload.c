@@ -42,14 +42,8 @@ struct fx {
 
 static void make_certs(struct fx *f)
 {
-	f->certs = h_path(f->dir, "certs");
-	char *argv[] = { (char *)"/bin/sh", (char *)"tests/refplat/mkcerts.sh", f->certs, NULL };
-	char *out, *err;
-	int rc = h_run(argv, NULL, &out, &err, 60000);
-	if (rc != 0)
-		fail_msg("mkcerts: %s", err);
-	free(out);
-	free(err);
+	f->certs = h_make_certs(f->dir);
+	assert_non_null(f->certs);
 }
 
 static void start_platform(struct fx *f, const char *db_name, bool mtls)
