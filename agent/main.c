@@ -318,6 +318,9 @@ out:
 	return code;
 }
 
+/* Why a command's earlier write to stdout failed, for close_stdout to say once. */
+static int stdout_errno;
+
 /* Where `report -o FILE` writes. A regular file (or a new one) is written beside it and
  * renamed, so a reader never sees half a report. A symlink is followed: the file it points
  * to is replaced that way and the link stays a link. Anything else that exists (a device,
@@ -450,9 +453,19 @@ static int cmd_report(const char *path, int argc, char **argv)
 		goto out;
 	}
 	r = report_write(b, cfg, &o, out);
+	/* report_write says -EIO for a stream error; errno still holds why the write failed. */
+	int write_errno = r < 0 && ferror(out) ? errno : 0;
+	if (out == stdout && write_errno) {
+		stdout_errno = write_errno; /* said once, by close_stdout */
+		buffer_close(b);
+		code = EX_IOERR;
+		goto out;
+	}
 	if (out != stdout) {
 		if (ferror(out) && r == 0)
 			r = -EIO;
+		if (write_errno)
+			r = -write_errno;
 		if (fclose(out) != 0 && r == 0)
 			r = -errno;
 		if (tmp && r == 0 && rename(tmp, target) < 0)
@@ -485,8 +498,9 @@ static void close_stdout(void)
 		failed = true;
 	if (!failed)
 		return;
-	if (errno)
-		cli_error("write error: %s", strerror(errno));
+	int e = errno ? errno : stdout_errno;
+	if (e)
+		cli_error("write error: %s", strerror(e));
 	else
 		cli_error("write error");
 	_exit(EX_IOERR);

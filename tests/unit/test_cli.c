@@ -606,7 +606,9 @@ static void test_clock_offset_ignored(void **state)
 static void test_write_error_exits_74(void **state)
 {
 	struct env *e = *state;
-	static const char *const cmds[] = { "status --json", "status", "check", "verify", "--version", "--help" };
+	static const char *const cmds[] = { "status --json", "status", "check", "verify", "--version", "--help",
+					    "report --from 2026-11-01 --to 2026-11-02",
+					    "report --from 2026-11-01 --to 2026-11-02 --format html" };
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
 		char *script = h_strdupf("exec \"$0\" -c \"$1\" %s > /dev/full", cmds[i]);
 		char *argv[] = { (char *)"/bin/sh", (char *)"-c", script, e->agent, e->config, NULL };
