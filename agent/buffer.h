@@ -115,8 +115,8 @@ void buffer_finalize(struct buffer *b, struct sqlite3_stmt **slot);
 /* The daemon's chore (SPEC §5): when buffer.db was deleted or replaced since it was opened,
  * writes the open database back to the path (a replacing file is moved aside, never
  * deleted), reopens it so later writes go to the file on disk, and says so in `what`.
- * Returns 0 when the file is in place, 1 when it was written back, or a negative errno
- * (the old file stays in use; call again later). */
+ * Returns 0 when the file is in place, 1 when it was written back, or a negative errno with
+ * the reason in `what`, not logged (the old file stays in use; call again later). */
 int buffer_check_file(struct buffer *b, char *what, size_t whatlen);
 
 /* Creates the state folder (and its parents) for a daemon that must lock it first. */

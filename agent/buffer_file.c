@@ -160,31 +160,31 @@ int buffer_check_file(struct buffer *b, char *what, size_t whatlen)
 		goto out;
 	struct stat st;
 	bool replaced = lstat(b->path, &st) == 0;
-	log_errx("buffer: \"%s\" was %s while the daemon runs; writing the open database back",
-		 b->path, replaced ? "replaced by another file" : "deleted");
+	const char *how = replaced ? "replaced by another file" : "deleted";
 	if (asprintf(&tmp, "%s.restore.%ld", b->path, (long)getpid()) < 0) {
 		tmp = NULL;
 		r = -ENOMEM;
-		goto out;
+		goto fail;
 	}
-	if ((r = copy_out(b, tmp, why, sizeof(why))) < 0) {
-		log_errx("buffer: cannot write \"%s\" back: %s, retrying at the next check", b->path, why);
-		goto out;
-	}
+	/* Failures are told to the caller, which logs them once a minute (a full disk may
+	 * keep this failing for a while), not here at every try. */
+	if ((r = copy_out(b, tmp, why, sizeof(why))) < 0)
+		goto fail;
 	/* What stands at the path now (a replacing file), and any -wal/-shm there — ours from
 	 * the old file, or the replacing file's — must not meet the restored file: a stale WAL
 	 * or shared-memory file would be applied to it. Moved aside, never deleted. */
 	aside = buffer__move_aside(b->path, replaced ? "replaced" : "stale");
 	if (!aside) {
 		unlink(tmp);
+		snprintf(why, sizeof(why), "cannot move what is at the path aside");
 		r = -EIO;
-		goto out;
+		goto fail;
 	}
 	if (rename(tmp, b->path) < 0) {
 		r = -errno;
-		log_err("buffer: cannot rename \"%s\" to \"%s\"", tmp, b->path);
+		snprintf(why, sizeof(why), "rename \"%s\": %s", tmp, strerror(errno));
 		unlink(tmp);
-		goto out;
+		goto fail;
 	}
 	dir = dir_of(b->path);
 	if (dir && (r = fsync_path(dir, O_RDONLY | O_DIRECTORY)) < 0)
@@ -199,10 +199,10 @@ int buffer_check_file(struct buffer *b, char *what, size_t whatlen)
 	if (rc != SQLITE_OK) {
 		/* The file is back at the path; writes go on into the old one until the next try. */
 		sqlite3_close_v2(ndb);
-		log_errx("buffer: cannot reopen \"%s\": %s, retrying at the next check", b->path,
-			 why[0] ? why : sqlite3_errstr(rc));
+		if (!why[0])
+			snprintf(why, sizeof(why), "reopening: %s", sqlite3_errstr(rc));
 		r = -EIO;
-		goto out;
+		goto fail;
 	}
 	if (replaced)
 		snprintf(what, whatlen, "buffer %s was replaced by another file while running (moved aside "
@@ -211,9 +211,14 @@ int buffer_check_file(struct buffer *b, char *what, size_t whatlen)
 	else
 		snprintf(what, whatlen, "buffer %s was deleted while running; the open buffer was written "
 			 "back and reopened, nothing sealed lost", b->path);
-	log_errx("buffer: \"%s\" written back and reopened%s%s%s", b->path,
-		 replaced ? "; the replacing file is now \"" : "", replaced ? aside : "", replaced ? "\"" : "");
+	log_errx("buffer: \"%s\" was %s while the daemon ran; the open database was written back "
+		 "and reopened%s%s%s", b->path, how, replaced ? "; the replacing file is now \"" : "",
+		 replaced ? aside : "", replaced ? "\"" : "");
 	r = 1;
+	goto out;
+fail:
+	snprintf(what, whatlen, "\"%s\" was %s while the daemon runs and cannot be written back: %s",
+		 b->path, how, why[0] ? why : strerror(-r));
 out:
 	pthread_mutex_unlock(&b->mu);
 	free(tmp);

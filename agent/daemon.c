@@ -265,8 +265,7 @@ static void check_buffer_file(struct daemon *d)
 	if (r == 1 && core_event(d->core, NULL, "agent_start", what) < 0)
 		log_errx("buffer: cannot seal the event that the buffer was written back");
 	if (r < 0 && repeat_should_log(&d->file_err, r))
-		log_errx("buffer: \"%s\" is not on disk and cannot be written back: %s; retrying every second",
-			 buffer_path(d->buf), strerror(-r));
+		log_errx("buffer: %s; retrying every second", what);
 	else if (r >= 0)
 		repeat_ok(&d->file_err, "buffer file");
 }

@@ -338,7 +338,7 @@ static void test_buffer_deleted_written_back(void **state)
 	assert_int_equal(count_records(f, "\"type\":\"agent_stop\""), 1);
 	assert_true(verify_last_seq(f) > after);
 	char *log = h_read_file(f->log, NULL);
-	assert_non_null(strstr(log, "was deleted while the daemon runs"));
+	assert_non_null(strstr(log, "was deleted while the daemon ran; the open database was written back"));
 	free(log);
 	free(db);
 	free(wal);
