@@ -161,9 +161,15 @@ int buffer_check_file(struct buffer *b, char *what, size_t whatlen)
 	struct stat st;
 	bool replaced = lstat(b->path, &st) == 0;
 	const char *how = replaced ? "replaced by another file" : "deleted";
-	if (asprintf(&tmp, "%s.restore.%ld", b->path, (long)getpid()) < 0) {
+	if (asprintf(&tmp, "%s.restore.%ld", b->path, (long)getpid()) < 0)
 		tmp = NULL;
+	if (!tmp || !(dir = dir_of(b->path))) {
 		r = -ENOMEM;
+		goto fail;
+	}
+	/* The whole state folder may have gone (rm -r): made again, or the copy has nowhere to go. */
+	if ((r = buffer_make_state_dir(dir)) < 0) {
+		snprintf(why, sizeof(why), "cannot create \"%s\": %s", dir, strerror(-r));
 		goto fail;
 	}
 	/* Failures are told to the caller, which logs them once a minute (a full disk may
@@ -186,8 +192,7 @@ int buffer_check_file(struct buffer *b, char *what, size_t whatlen)
 		unlink(tmp);
 		goto fail;
 	}
-	dir = dir_of(b->path);
-	if (dir && (r = fsync_path(dir, O_RDONLY | O_DIRECTORY)) < 0)
+	if ((r = fsync_path(dir, O_RDONLY | O_DIRECTORY)) < 0)
 		log_warnx("buffer: fsync \"%s\": %s", dir, strerror(-r));
 	sqlite3 *old = b->db;
 	b->db = NULL;

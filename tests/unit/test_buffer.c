@@ -387,6 +387,26 @@ static void test_replaced_file_moved_aside(void **state)
 	free(other);
 }
 
+/* The whole state folder removed (rm -r): made again and the buffer written back into it. */
+static void test_state_folder_removed(void **state)
+{
+	(void)state;
+	char *sd = h_path(tmp, "state");
+	struct buffer *b;
+	assert_int_equal(buffer_open(sd, 0, &b, NULL), 0);
+	seal_some(b, 4);
+	assert_int_equal(h_rmtree(sd), 0);
+	char what[1024] = "";
+	assert_int_equal(buffer_check_file(b, what, sizeof(what)), 1);
+	char *path = h_path(sd, "buffer.db");
+	assert_int_equal(count_rows(path), 4);
+	seal_some(b, 1);
+	assert_int_equal(count_rows(path), 5);
+	buffer_close(b);
+	free(path);
+	free(sd);
+}
+
 int main(void)
 {
 	log_set_level(LOG_PRI_WARNING - 1); /* the damaged-file errors are expected here */
@@ -403,6 +423,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_deleted_file_written_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deleted_main_file_only, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replaced_file_moved_aside, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_state_folder_removed, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
