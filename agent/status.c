@@ -115,14 +115,26 @@ static void add_str_or_null(cJSON *obj, const char *key, const char *s)
 		cJSON_AddNullToObject(obj, key);
 }
 
-static const cJSON *live_instrument(const cJSON *live, const char *id)
+/* *hint: the entry after the last one found. The snapshot lists instruments in the config's
+ * order, so with thousands of them the lookup is one comparison, not a scan of the list. */
+static const cJSON *live_instrument(const cJSON *live, const char *id, const cJSON **hint)
 {
 	const cJSON *arr = cJSON_GetObjectItemCaseSensitive(live, "instruments");
 	const cJSON *it;
+	if (*hint) {
+		const cJSON *hid = cJSON_GetObjectItemCaseSensitive(*hint, "id");
+		if (cJSON_IsString(hid) && strcmp(hid->valuestring, id) == 0) {
+			it = *hint;
+			*hint = it->next;
+			return it;
+		}
+	}
 	cJSON_ArrayForEach(it, arr) {
 		const cJSON *lid = cJSON_GetObjectItemCaseSensitive(it, "id");
-		if (cJSON_IsString(lid) && strcmp(lid->valuestring, id) == 0)
+		if (cJSON_IsString(lid) && strcmp(lid->valuestring, id) == 0) {
+			*hint = it->next;
 			return it;
+		}
 	}
 	return NULL;
 }
@@ -233,9 +245,10 @@ cJSON *status_build(const struct config *cfg, struct buffer *b, const cJSON *liv
 
 	cJSON *insts = cJSON_AddArrayToObject(st, "instruments");
 	struct metrics *mx = b ? metrics_new(b, cfg) : NULL;
+	const cJSON *hint = NULL;
 	for (size_t i = 0; i < cfg->n_instruments; i++) {
 		const struct instrument_cfg *in = &cfg->instruments[i];
-		const cJSON *li = running ? live_instrument(live, in->id) : NULL;
+		const cJSON *li = running ? live_instrument(live, in->id, &hint) : NULL;
 		cJSON *o = cJSON_CreateObject();
 		cJSON_AddStringToObject(o, "id", in->id);
 		cJSON_AddStringToObject(o, "name", in->name ? in->name : in->id);
