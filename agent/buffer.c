@@ -1,6 +1,7 @@
 /* buffer.c — the SQLite buffer: WAL + synchronous=FULL, versioned schema, quick_check with
  * corrupt files moved aside, and every SQL statement of the module in one table below. */
 #include "buffer.h"
+#include "buffer_priv.h"
 #include "clock.h"
 #include "log.h"
 
@@ -62,11 +63,6 @@ static const char *const migrations[] = {
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
-enum stmt_id {
-	ST_HEAD, ST_APPEND, ST_RANGE, ST_ONE, ST_FIRST, ST_META_GET, ST_META_PUT,
-	ST_SINK_GET, ST_SINK_PUT, ST_CURSOR_GET, ST_CURSOR_PUT, ST_PRUNE_POINT, ST_PRUNE,
-	ST_MIN_ACK, ST__COUNT
-};
 
 static const char *const stmt_sql[ST__COUNT] = {
 	[ST_HEAD] = "SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1",
@@ -93,26 +89,21 @@ static const char *const stmt_sql[ST__COUNT] = {
 	[ST_MIN_ACK] = "SELECT acked_seq FROM sinks WHERE name = ?1",
 };
 
-struct buffer {
-	sqlite3 *db;
-	char *path;
-	bool readonly;
-	int txn_depth;
-	/* Inside a write transaction nobody else can seal, so the head is kept here instead
-	 * of being asked for at every seal; sealed_seq is written once, at commit. */
-	bool head_valid;
-	struct chain_head head;
-	int64_t sealed_pending;
-	pthread_mutex_t mu;          /* recursive: public calls nest inside begin/commit */
-	sqlite3_stmt *st[ST__COUNT];
-};
-
 static const char zero_hash[HASH_HEX_LEN + 1] =
 	"0000000000000000000000000000000000000000000000000000000000000000";
 
 int buffer_sqlite_error(struct buffer *b, int rc, const char *what)
 {
-	const char *msg = b && b->db ? sqlite3_errmsg(b->db) : sqlite3_errstr(rc);
+	/* Copied under the mutex (recursive: callers usually hold it already) so that another
+	 * thread's statement cannot overwrite the connection's message while it is read. */
+	char msg[512];
+	if (b && b->db) {
+		pthread_mutex_lock(&b->mu);
+		snprintf(msg, sizeof(msg), "%s", sqlite3_errmsg(b->db));
+		pthread_mutex_unlock(&b->mu);
+	} else {
+		snprintf(msg, sizeof(msg), "%s", sqlite3_errstr(rc));
+	}
 	log_errx("buffer: %s: %s", what, msg);
 	switch (rc & 0xff) {
 	case SQLITE_FULL: return -ENOSPC;
@@ -186,8 +177,9 @@ static int check_integrity(sqlite3 *db, char *why, size_t whylen)
 	return rc == SQLITE_DONE ? SQLITE_CORRUPT : rc;
 }
 
-/* Renames the file and its WAL/SHM companions so nothing is ever deleted. */
-static char *move_aside(const char *path)
+/* Renames the file and its WAL/SHM companions so nothing is ever deleted. A missing main
+ * file is not an error when companions are left (the file deleted under a daemon). */
+char *buffer__move_aside(const char *path, const char *tag)
 {
 	char stamp[32];
 	time_t now = (time_t)clock_wall();
@@ -197,13 +189,13 @@ static char *move_aside(const char *path)
 	char *dst = NULL;
 	for (int i = 0; i < 100; i++) {
 		free(dst);
-		if (asprintf(&dst, i ? "%s.corrupt-%s.%d" : "%s.corrupt-%s", path, stamp, i) < 0)
+		if (asprintf(&dst, i ? "%s.%s-%s.%d" : "%s.%s-%s", path, tag, stamp, i) < 0)
 			return NULL;
 		if (access(dst, F_OK) != 0)
 			break;
 	}
-	if (rename(path, dst) < 0) {
-		log_err("buffer: cannot move corrupt \"%s\" aside", path);
+	if (rename(path, dst) < 0 && errno != ENOENT) {
+		log_err("buffer: cannot move \"%s\" aside", path);
 		free(dst);
 		return NULL;
 	}
@@ -258,7 +250,7 @@ fail:
 	return r;
 }
 
-static int open_db(struct buffer *b, char *why, size_t whylen)
+int buffer__open_db(struct buffer *b, char *why, size_t whylen)
 {
 	int flags = b->readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
 	int rc = sqlite3_open_v2(b->path, &b->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
@@ -317,6 +309,11 @@ static int mkdir_p(const char *dir, mode_t mode)
 	return 0;
 }
 
+int buffer_make_state_dir(const char *state_dir)
+{
+	return mkdir_p(state_dir, 0750);
+}
+
 int buffer_open(const char *state_dir, int flags, struct buffer **out, char **moved_aside)
 {
 	struct buffer *b = calloc(1, sizeof(*b));
@@ -349,7 +346,7 @@ int buffer_open(const char *state_dir, int flags, struct buffer **out, char **mo
 		goto fail;
 	}
 
-	int rc = open_db(b, why, sizeof(why));
+	int rc = buffer__open_db(b, why, sizeof(why));
 	if (rc != SQLITE_OK) {
 		int primary = rc & 0xff;
 		bool damaged = primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB;
@@ -360,7 +357,7 @@ int buffer_open(const char *state_dir, int flags, struct buffer **out, char **mo
 		}
 		sqlite3_close_v2(b->db);
 		b->db = NULL;
-		char *dst = move_aside(b->path);
+		char *dst = buffer__move_aside(b->path, "corrupt");
 		if (!dst) {
 			r = -EIO;
 			goto fail;
@@ -371,7 +368,7 @@ int buffer_open(const char *state_dir, int flags, struct buffer **out, char **mo
 			*moved_aside = dst;
 		else
 			free(dst);
-		rc = open_db(b, why, sizeof(why));
+		rc = buffer__open_db(b, why, sizeof(why));
 		if (rc != SQLITE_OK) {
 			log_errx("buffer: cannot create \"%s\": %s", b->path, why);
 			r = buffer_sqlite_error(NULL, rc, "open");
@@ -399,6 +396,7 @@ void buffer_close(struct buffer *b)
 	if (b->db)
 		sqlite3_close_v2(b->db);
 	pthread_mutex_destroy(&b->mu);
+	free(b->ext);
 	free(b->path);
 	free(b);
 }
@@ -680,9 +678,11 @@ int buffer_meta_put(struct buffer *b, const char *key, const char *value)
 	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, value, -1, SQLITE_STATIC);
 	int rc = sqlite3_step(s);
+	/* The message is the connection's, so it is read before another thread can step. */
+	int r = rc == SQLITE_DONE ? 0 : buffer_sqlite_error(b, rc, "writing meta");
 	sqlite3_reset(s);
 	pthread_mutex_unlock(&b->mu);
-	return rc == SQLITE_DONE ? 0 : buffer_sqlite_error(b, rc, "writing meta");
+	return r;
 }
 
 static char *dup_col(sqlite3_stmt *s, int col)
@@ -724,9 +724,11 @@ int buffer_sink_put(struct buffer *b, const char *sink, const struct sink_state 
 	sqlite3_bind_text(s, 5, st->last_error, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 6, st->alarm, -1, SQLITE_STATIC);
 	int rc = sqlite3_step(s);
+	/* The message is the connection's, so it is read before another thread can step. */
+	int r = rc == SQLITE_DONE ? 0 : buffer_sqlite_error(b, rc, "writing a sink");
 	sqlite3_reset(s);
 	pthread_mutex_unlock(&b->mu);
-	return rc == SQLITE_DONE ? 0 : buffer_sqlite_error(b, rc, "writing a sink");
+	return r;
 }
 
 int buffer_sink_update(struct buffer *b, const char *sink, int64_t acked, int64_t last_ok,
@@ -800,9 +802,11 @@ int buffer_cursor_put(struct buffer *b, const char *key, const void *data, size_
 	sqlite3_bind_blob(s, 2, len ? data : "", (int)len, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 3, clock_wall());
 	int rc = sqlite3_step(s);
+	/* The message is the connection's, so it is read before another thread can step. */
+	int r = rc == SQLITE_DONE ? 0 : buffer_sqlite_error(b, rc, "writing a cursor");
 	sqlite3_reset(s);
 	pthread_mutex_unlock(&b->mu);
-	return rc == SQLITE_DONE ? 0 : buffer_sqlite_error(b, rc, "writing a cursor");
+	return r;
 }
 
 int64_t buffer_bytes(struct buffer *b)

@@ -9,6 +9,7 @@
 
 struct buffer;
 struct sqlite3;
+struct sqlite3_stmt;
 
 #define BUFFER_FILE "buffer.db"
 #define HASH_HEX_LEN 64
@@ -104,6 +105,22 @@ int64_t buffer_prune(struct buffer *b, const char *const sinks[], int64_t before
 struct sqlite3 *buffer_db(struct buffer *b);
 void buffer_lock(struct buffer *b);
 void buffer_unlock(struct buffer *b);
+
+/* A persistent statement of another module (metrics, NRII) on the buffer's connection:
+ * *slot stays valid across a reopen (buffer_check_file re-prepares it in place); release it
+ * with buffer_finalize before buffer_close. Use it only under the buffer's mutex. */
+int buffer_prepare(struct buffer *b, const char *sql, struct sqlite3_stmt **slot);
+void buffer_finalize(struct buffer *b, struct sqlite3_stmt **slot);
+
+/* The daemon's chore (SPEC §5): when buffer.db was deleted or replaced since it was opened,
+ * writes the open database back to the path (a replacing file is moved aside, never
+ * deleted), reopens it so later writes go to the file on disk, and says so in `what`.
+ * Returns 0 when the file is in place, 1 when it was written back, or a negative errno with
+ * the reason in `what`, not logged (the old file stays in use; call again later). */
+int buffer_check_file(struct buffer *b, char *what, size_t whatlen);
+
+/* Creates the state folder (and its parents) for a daemon that must lock it first. */
+int buffer_make_state_dir(const char *state_dir);
 
 /* Translate the last SQLite error of the connection into -errno, logging it once. */
 int buffer_sqlite_error(struct buffer *b, int rc, const char *what);

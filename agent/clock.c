@@ -1,10 +1,14 @@
 /* clock.c — system clock by default; a process may install another (tests).
- * LABSHARE_CLOCK_OFFSET_S in the environment shifts wall time, so an end-to-end
- * test can run a whole daemon "in" another day without touching the host clock. */
+ * Only a build with -DLABSHARE_TEST_CLOCK (the benchmark's labshare-agent-testclock, never
+ * the shipped binary) reads LABSHARE_CLOCK_OFFSET_S to run a whole daemon "in" another
+ * time: sealed timestamps are evidence, so no switch in the environment may move them. */
 #include "clock.h"
 
 #include <stdlib.h>
 #include <time.h>
+#ifdef LABSHARE_TEST_CLOCK
+#include <pthread.h>
+#endif
 
 static int64_t sys_wall_us(void *ctx)
 {
@@ -24,24 +28,35 @@ static int64_t sys_mono_us(void *ctx)
 
 static const struct clock_ops sys_clock = { sys_wall_us, sys_mono_us, NULL };
 static const struct clock_ops *clk = &sys_clock;
-static int64_t wall_offset_us;
-static int offset_read;
 
 void clock_set(const struct clock_ops *ops)
 {
 	clk = ops ? ops : &sys_clock;
 }
 
+#ifdef LABSHARE_TEST_CLOCK
+static int64_t wall_offset_us;
+static pthread_once_t offset_once = PTHREAD_ONCE_INIT;
+
+/* Once, whichever thread asks first: the other threads wait and then see the same value. */
+static void read_offset(void)
+{
+	const char *s = getenv("LABSHARE_CLOCK_OFFSET_S");
+	if (s && *s)
+		wall_offset_us = strtoll(s, NULL, 10) * 1000000;
+}
+
 int64_t clock_wall_us(void)
 {
-	if (!offset_read) {
-		const char *s = getenv("LABSHARE_CLOCK_OFFSET_S");
-		if (s && *s)
-			wall_offset_us = strtoll(s, NULL, 10) * 1000000;
-		offset_read = 1;
-	}
+	pthread_once(&offset_once, read_offset);
 	return clk->wall_us(clk->ctx) + (clk == &sys_clock ? wall_offset_us : 0);
 }
+#else
+int64_t clock_wall_us(void)
+{
+	return clk->wall_us(clk->ctx);
+}
+#endif
 
 int64_t clock_wall(void)
 {

@@ -1693,8 +1693,17 @@ int config_load(const char *path, struct config **out, struct config_errors *err
 	char *text = NULL;
 
 	*out = NULL;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd >= 0) {
+	/* open_regular: non-blocking, so a FIFO named by mistake is refused instead of waited on. */
+	struct stat st;
+	int fd = open_regular(path, &st);
+	if (fd == -EINVAL)
+		return file_error(path, EINVAL, "not a regular file", errs);
+	if (fd < 0) {
+		errno = -fd;
+	} else if (st.st_size > (off_t)CONFIG_MAX_BYTES) {
+		close(fd);
+		errno = EFBIG;
+	} else {
 		text = read_all(fd, CONFIG_MAX_BYTES, &n);
 		int err = errno;
 		close(fd);

@@ -69,7 +69,7 @@ struct daemon {
 	int lock_fd;
 	int64_t last_prune;
 	bool was_healthy;
-	struct repeat tick_err, snap_err;
+	struct repeat tick_err, snap_err, file_err;
 };
 
 static char *state_file(const struct config *cfg, const char *name)
@@ -256,8 +256,23 @@ static bool healthy(struct daemon *d, bool tick_ok, char *why, size_t whylen)
 	return uploader_healthy(d->up, why, whylen);
 }
 
+/* buffer.db deleted or replaced under us (SPEC §5): checked at every tick, one stat(2). The
+ * event type is agent_start, the one the agent already seals when its buffer was re-made. */
+static void check_buffer_file(struct daemon *d)
+{
+	char what[PATH_MAX * 2 + 256];
+	int r = buffer_check_file(d->buf, what, sizeof(what));
+	if (r == 1 && core_event(d->core, NULL, "agent_start", what) < 0)
+		log_errx("buffer: cannot seal the event that the buffer was written back");
+	if (r < 0 && repeat_should_log(&d->file_err, r))
+		log_errx("buffer: %s; retrying every second", what);
+	else if (r >= 0)
+		repeat_ok(&d->file_err, "buffer file");
+}
+
 static void tick(struct daemon *d)
 {
+	check_buffer_file(d);
 	int r = core_tick(d->core);
 	if (r < 0 && repeat_should_log(&d->tick_err, r))
 		log_errx("metrics: cannot seal records: %s, retrying every second", strerror(-r));
@@ -374,7 +389,12 @@ int daemon_run(const char *config_path)
 	if (d.cfg->nrii.present && d.cfg->nrii.insecure_http && strncmp(d.cfg->nrii.url, "http:", 5) == 0)
 		log_warnx("nrii: reporting to \"%s\" over plain HTTP (insecure_http): records and the "
 			  "institution code travel unencrypted", d.cfg->nrii.url);
-	if (buffer_open(d.cfg->agent.state_dir, 0, &d.buf, &moved) < 0 || take_lock(&d) < 0) {
+	/* The lock comes before the buffer is opened: opening may repair (move aside) a file
+	 * that another running daemon is using. */
+	r = buffer_make_state_dir(d.cfg->agent.state_dir);
+	if (r < 0)
+		log_errx("cannot create \"%s\": %s", d.cfg->agent.state_dir, strerror(-r));
+	if (r < 0 || take_lock(&d) < 0 || buffer_open(d.cfg->agent.state_dir, 0, &d.buf, &moved) < 0) {
 		code = EX_CANTCREAT;
 		goto out;
 	}

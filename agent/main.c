@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sysexits.h>
 #include <unistd.h>
 
@@ -69,12 +70,14 @@ static int load_config(const char *path, struct config **cfg)
 		timeutil_set_zone((*cfg)->agent.timezone);
 		return 0;
 	}
+	size_t n = errs.n;
 	for (size_t i = 0; i < errs.n; i++)
 		cli_error("%s", errs.msg[i]);
 	config_errors_clear(&errs);
 	if (r == -EINVAL)
 		return EX_CONFIG;
-	cli_error("%s: %s", path, strerror(-r));
+	if (n == 0) /* a file that can't be read is already one of errs: said once */
+		cli_error("%s: %s", path, strerror(-r));
 	return r == -ENOENT || r == -EACCES ? EX_NOINPUT : EX_CONFIG;
 }
 
@@ -169,21 +172,7 @@ static int cmd_status(const char *path, int argc, char **argv)
 	struct buffer *b = NULL;
 	if (open_buffer_ro(cfg, &b) < 0)
 		b = NULL;
-	cJSON *live = NULL;
-	if (running) {
-		char *p = NULL;
-		if (asprintf(&p, "%s/%s", cfg->agent.state_dir, STATUS_FILE) >= 0) {
-			FILE *f = fopen(p, "r");
-			if (f) {
-				char buf[1 << 16];
-				size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-				buf[n] = '\0';
-				live = cJSON_Parse(buf);
-				fclose(f);
-			}
-		}
-		free(p);
-	}
+	cJSON *live = running ? status_read_live(cfg->agent.state_dir) : NULL;
 	cJSON *st = status_build(cfg, b, live, running, pid);
 	if (json) {
 		char *text = cJSON_Print(st);
@@ -329,6 +318,60 @@ out:
 	return code;
 }
 
+/* Why a command's earlier write to stdout failed, for close_stdout to say once. */
+static int stdout_errno;
+
+/* Where `report -o FILE` writes. A regular file (or a new one) is written beside it and
+ * renamed, so a reader never sees half a report. A symlink is followed: the file it points
+ * to is replaced that way and the link stays a link. Anything else that exists (a device,
+ * a FIFO) is written directly: renaming over it would swap /dev/null or a pipe for a file.
+ * *tmp and *target (caller frees) are set when a rename is due. 0 or -errno. */
+static int open_report_output(const char *output, FILE **out, char **tmp, char **target)
+{
+	struct stat st;
+	*tmp = *target = NULL;
+	if (lstat(output, &st) == 0 && S_ISLNK(st.st_mode)) {
+		*target = realpath(output, NULL);
+		if (!*target && errno != ENOENT)
+			return -errno;
+		if (!*target) {
+			/* A dangling link: the file it names is created through it. */
+			*out = fopen(output, "w");
+			return *out ? 0 : -errno;
+		}
+		if (stat(*target, &st) < 0) {
+			int e = -errno;
+			free(*target);
+			*target = NULL;
+			return e;
+		}
+	} else if (!(*target = strdup(output))) {
+		return -ENOMEM;
+	}
+	if (stat(*target, &st) == 0 && !S_ISREG(st.st_mode)) {
+		free(*target);
+		*target = NULL;
+		if (S_ISDIR(st.st_mode))
+			return -EISDIR;
+		*out = fopen(output, "w");
+		return *out ? 0 : -errno;
+	}
+	if (asprintf(tmp, "%s.tmp.%ld", *target, (long)getpid()) < 0) {
+		*tmp = NULL;
+		free(*target);
+		*target = NULL;
+		return -ENOMEM;
+	}
+	if (!(*out = fopen(*tmp, "w"))) {
+		int e = -errno;
+		free(*tmp);
+		free(*target);
+		*tmp = *target = NULL;
+		return e;
+	}
+	return 0;
+}
+
 static int cmd_report(const char *path, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -396,31 +439,41 @@ static int cmd_report(const char *path, int argc, char **argv)
 		goto out;
 	}
 	struct buffer *b = NULL;
+	int r;
 	if (open_buffer_ro(cfg, &b) < 0) {
 		code = EX_NOINPUT;
 		goto out;
 	}
-	char *tmp = NULL;
+	char *tmp = NULL, *target = NULL;
 	FILE *out = stdout;
-	if (output && strcmp(output, "-") != 0) {
-		/* Written beside the target and renamed, so a reader never sees half a report. */
-		if (asprintf(&tmp, "%s.tmp.%ld", output, (long)getpid()) < 0 || !(out = fopen(tmp, "w"))) {
-			cli_error("report: cannot create \"%s\": %s", output, strerror(errno));
-			free(tmp);
-			buffer_close(b);
-			code = EX_CANTCREAT;
-			goto out;
-		}
+	if (output && strcmp(output, "-") != 0 && (r = open_report_output(output, &out, &tmp, &target)) < 0) {
+		cli_error("report: cannot create \"%s\": %s", output, strerror(-r));
+		buffer_close(b);
+		code = EX_CANTCREAT;
+		goto out;
 	}
-	int r = report_write(b, cfg, &o, out);
+	r = report_write(b, cfg, &o, out);
+	/* report_write says -EIO for a stream error; errno still holds why the write failed. */
+	int write_errno = r < 0 && ferror(out) ? errno : 0;
+	if (out == stdout && write_errno) {
+		stdout_errno = write_errno; /* said once, by close_stdout */
+		buffer_close(b);
+		code = EX_IOERR;
+		goto out;
+	}
 	if (out != stdout) {
+		if (ferror(out) && r == 0)
+			r = -EIO;
+		if (write_errno)
+			r = -write_errno;
 		if (fclose(out) != 0 && r == 0)
 			r = -errno;
-		if (r == 0 && rename(tmp, output) < 0)
+		if (tmp && r == 0 && rename(tmp, target) < 0)
 			r = -errno;
-		if (r < 0)
+		if (tmp && r < 0)
 			unlink(tmp);
 		free(tmp);
+		free(target);
 	}
 	buffer_close(b);
 	if (r < 0) {
@@ -434,7 +487,34 @@ out:
 	return code;
 }
 
+/* As gnulib's close_stdout: output that did not reach its file (a full disk, /dev/full, a
+ * closed pipe) is an error the user must see, not a silent exit 0. Runs at exit, so every
+ * command that prints is covered. */
+static void close_stdout(void)
+{
+	bool failed = ferror(stdout) != 0;
+	errno = 0;
+	if (fclose(stdout) != 0)
+		failed = true;
+	if (!failed)
+		return;
+	int e = errno ? errno : stdout_errno;
+	if (e)
+		cli_error("write error: %s", strerror(e));
+	else
+		cli_error("write error");
+	_exit(EX_IOERR);
+}
+
+static int run_command(int argc, char **argv);
+
 int main(int argc, char **argv)
+{
+	atexit(close_stdout);
+	return run_command(argc, argv);
+}
+
+static int run_command(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },

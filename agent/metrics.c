@@ -108,11 +108,9 @@ struct metrics *metrics_new(struct buffer *b, const struct config *cfg)
 	m->buf = b;
 	m->cfg = cfg;
 	buffer_lock(b);
+	/* Registered with the buffer: they follow it when its file is written back and reopened. */
 	for (int i = 0; i < MX__COUNT; i++) {
-		int rc = sqlite3_prepare_v3(buffer_db(b), mx_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
-					    &m->st[i], NULL);
-		if (rc != SQLITE_OK) {
-			buffer_sqlite_error(b, rc, mx_sql[i]);
+		if (buffer_prepare(b, mx_sql[i], &m->st[i]) < 0) {
 			buffer_unlock(b);
 			metrics_free(m);
 			return NULL;
@@ -127,7 +125,7 @@ void metrics_free(struct metrics *m)
 	if (!m)
 		return;
 	for (int i = 0; i < MX__COUNT; i++)
-		sqlite3_finalize(m->st[i]);
+		buffer_finalize(m->buf, &m->st[i]);
 	free(m);
 }
 

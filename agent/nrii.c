@@ -739,7 +739,7 @@ static void nrii_destroy(void *state)
 	transfer_cleanup(&n->http);
 	buffer_lock(n->buf);
 	for (int i = 0; i < N__COUNT; i++)
-		sqlite3_finalize(n->st[i]);
+		buffer_finalize(n->buf, &n->st[i]);
 	buffer_unlock(n->buf);
 	free(n);
 }
@@ -844,11 +844,9 @@ static int nrii_create(const struct config *cfg, struct buffer *b, void **state)
 	n->buf = b;
 	int r = 0;
 	buffer_lock(b);
-	for (int i = 0; i < N__COUNT && r == 0; i++) {
-		int rc = sqlite3_prepare_v3(buffer_db(b), nst_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &n->st[i], NULL);
-		if (rc != SQLITE_OK)
-			r = buffer_sqlite_error(b, rc, nst_sql[i]);
-	}
+	/* Registered with the buffer: they follow it when its file is written back and reopened. */
+	for (int i = 0; i < N__COUNT && r == 0; i++)
+		r = buffer_prepare(b, nst_sql[i], &n->st[i]);
 	buffer_unlock(b);
 	if (r == 0)
 		r = requeue_on_change(n);

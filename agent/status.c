@@ -57,6 +57,45 @@ int write_file_atomic(const char *path, const char *data, size_t len, int mode)
 	return 0;
 }
 
+cJSON *status_read_live(const char *state_dir)
+{
+	char path[PATH_MAX];
+	if (snprintf(path, sizeof(path), "%s/%s", state_dir, STATUS_FILE) >= (int)sizeof(path))
+		return NULL;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	/* The whole file, however many instruments it lists: a snapshot cut short parses as
+	 * nothing, and every instrument would show "starting". */
+	size_t len = 0, cap = 65536;
+	char *text = malloc(cap);
+	cJSON *live = NULL;
+	for (;;) {
+		if (!text)
+			break;
+		if (len == cap) {
+			char *n = realloc(text, cap * 2);
+			if (!n)
+				break;
+			text = n;
+			cap *= 2;
+		}
+		ssize_t r = read(fd, text + len, cap - len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			break;
+		if (r == 0) {
+			live = cJSON_ParseWithLength(text, len);
+			break;
+		}
+		len += (size_t)r;
+	}
+	free(text);
+	close(fd);
+	return live;
+}
+
 static void add_time(cJSON *obj, const char *key, int64_t t)
 {
 	if (t <= 0) {
@@ -76,14 +115,26 @@ static void add_str_or_null(cJSON *obj, const char *key, const char *s)
 		cJSON_AddNullToObject(obj, key);
 }
 
-static const cJSON *live_instrument(const cJSON *live, const char *id)
+/* *hint: the entry after the last one found. The snapshot lists instruments in the config's
+ * order, so with thousands of them the lookup is one comparison, not a scan of the list. */
+static const cJSON *live_instrument(const cJSON *live, const char *id, const cJSON **hint)
 {
 	const cJSON *arr = cJSON_GetObjectItemCaseSensitive(live, "instruments");
 	const cJSON *it;
+	if (*hint) {
+		const cJSON *hid = cJSON_GetObjectItemCaseSensitive(*hint, "id");
+		if (cJSON_IsString(hid) && strcmp(hid->valuestring, id) == 0) {
+			it = *hint;
+			*hint = it->next;
+			return it;
+		}
+	}
 	cJSON_ArrayForEach(it, arr) {
 		const cJSON *lid = cJSON_GetObjectItemCaseSensitive(it, "id");
-		if (cJSON_IsString(lid) && strcmp(lid->valuestring, id) == 0)
+		if (cJSON_IsString(lid) && strcmp(lid->valuestring, id) == 0) {
+			*hint = it->next;
 			return it;
+		}
 	}
 	return NULL;
 }
@@ -194,9 +245,10 @@ cJSON *status_build(const struct config *cfg, struct buffer *b, const cJSON *liv
 
 	cJSON *insts = cJSON_AddArrayToObject(st, "instruments");
 	struct metrics *mx = b ? metrics_new(b, cfg) : NULL;
+	const cJSON *hint = NULL;
 	for (size_t i = 0; i < cfg->n_instruments; i++) {
 		const struct instrument_cfg *in = &cfg->instruments[i];
-		const cJSON *li = running ? live_instrument(live, in->id) : NULL;
+		const cJSON *li = running ? live_instrument(live, in->id, &hint) : NULL;
 		cJSON *o = cJSON_CreateObject();
 		cJSON_AddStringToObject(o, "id", in->id);
 		cJSON_AddStringToObject(o, "name", in->name ? in->name : in->id);
@@ -335,11 +387,15 @@ static void text_add(struct text *t, const char *fmt, ...)
 	}
 }
 
-/* Label values: backslash, quote and newline escaped, as the format requires. */
-static void label(char *dst, size_t cap, const char *s)
+/* Label values: backslash, quote and newline escaped, as the format requires. Whole, however
+ * long (a log path may be up to PATH_MAX); caller frees; NULL when out of memory. */
+static char *label(const char *s)
 {
-	size_t j = 0;
-	for (; s && *s && j + 3 < cap; s++) {
+	size_t n = s ? strlen(s) : 0, j = 0;
+	char *dst = malloc(2 * n + 1);
+	if (!dst)
+		return NULL;
+	for (; s && *s; s++) {
 		if (*s == '\\' || *s == '"') {
 			dst[j++] = '\\';
 			dst[j++] = *s;
@@ -351,6 +407,7 @@ static void label(char *dst, size_t cap, const char *s)
 		}
 	}
 	dst[j] = '\0';
+	return dst;
 }
 
 static double unix_of(const cJSON *o, const char *key)
@@ -402,10 +459,13 @@ char *status_prometheus(const cJSON *st)
 		const cJSON *m = cJSON_GetObjectItemCaseSensitive(in, "modbus");
 		if (!cJSON_IsObject(m))
 			continue;
-		char id[256];
-		label(id, sizeof(id), str_or(in, "id", ""));
+		char *id = label(str_or(in, "id", ""));
 		const char *state = str_or(m, "state", "");
-		text_add(&t, "labshare_instrument_up{instrument=\"%s\"} %d\n", id, strcmp(state, "ok") == 0);
+		if (!id)
+			t.failed = true;
+		else
+			text_add(&t, "labshare_instrument_up{instrument=\"%s\"} %d\n", id, strcmp(state, "ok") == 0);
+		free(id);
 	}
 	help(&t, "labshare_instrument_run_hours_total", "counter", "the run counter as last read, in hours");
 	cJSON_ArrayForEach(in, insts) {
@@ -413,24 +473,29 @@ char *status_prometheus(const cJSON *st)
 								 "run_hours_total");
 		if (!cJSON_IsNumber(h))
 			continue;
-		char id[256];
-		label(id, sizeof(id), str_or(in, "id", ""));
-		text_add(&t, "labshare_instrument_run_hours_total{instrument=\"%s\"} %.6f\n", id, h->valuedouble);
+		char *id = label(str_or(in, "id", ""));
+		if (!id)
+			t.failed = true;
+		else
+			text_add(&t, "labshare_instrument_run_hours_total{instrument=\"%s\"} %.6f\n", id, h->valuedouble);
+		free(id);
 	}
 	help(&t, "labshare_log_lines_total", "counter", "log lines read");
 	help(&t, "labshare_log_malformed_total", "counter", "log lines refused as malformed");
 	cJSON_ArrayForEach(in, insts) {
-		char id[256];
-		label(id, sizeof(id), str_or(in, "id", ""));
+		char *id = label(str_or(in, "id", ""));
 		const cJSON *l;
 		cJSON_ArrayForEach(l, cJSON_GetObjectItemCaseSensitive(in, "logs")) {
-			char path[1024];
-			label(path, sizeof(path), str_or(l, "path", ""));
+			char *path = label(str_or(l, "path", ""));
+			if (!id || !path)
+				t.failed = true;
 			text_add(&t, "labshare_log_lines_total{instrument=\"%s\",path=\"%s\"} %.0f\n", id, path,
 				 num_or(l, "lines", 0));
 			text_add(&t, "labshare_log_malformed_total{instrument=\"%s\",path=\"%s\"} %.0f\n", id, path,
 				 num_or(l, "malformed", 0));
+			free(path);
 		}
+		free(id);
 	}
 	if (t.failed) {
 		free(t.p);

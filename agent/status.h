@@ -16,6 +16,9 @@ struct cJSON;
  * (no buffer yet). Returns a new object. */
 struct cJSON *status_build(const struct config *cfg, struct buffer *b, const struct cJSON *live,
 			   bool running, long pid);
+/* The daemon's live snapshot, {state_dir}/status.json, read whole; NULL when absent or
+ * unreadable. */
+struct cJSON *status_read_live(const char *state_dir);
 void status_print_text(const struct cJSON *st, FILE *out);
 
 /* The same state as Prometheus text format (for node_exporter's textfile collector).

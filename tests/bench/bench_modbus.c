@@ -109,7 +109,9 @@ static void run_agent(const char *layout, int per_bus, int delay, bool outage, s
 	char env_offset[64];
 	snprintf(env_offset, sizeof(env_offset), "LABSHARE_CLOCK_OFFSET_S=%ld", offset);
 	char *env[] = { env_offset, NULL };
-	char *argv[] = { strdup(h_build_path("labshare-agent")), (char *)"-c", cfg, (char *)"run", NULL };
+	/* The shipped agent ignores the variable (sealed times are evidence): the benchmark runs
+	 * the same agent built with a shiftable clock (Makefile: labshare-agent-testclock). */
+	char *argv[] = { strdup(h_build_path("bench/labshare-agent-testclock")), (char *)"-c", cfg, (char *)"run", NULL };
 	struct h_proc *agent = h_spawn(argv, env, false, false, log);
 	free(argv[0]);
 

@@ -280,6 +280,133 @@ static void test_bytes_grow(void **state)
 	buffer_close(b);
 }
 
+static int64_t count_rows(const char *path)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	int64_t n = -1;
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT COUNT(*) FROM records", -1, &st, NULL), SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return n;
+}
+
+/* SPEC §5: buffer.db (and its -wal/-shm) deleted under an open buffer: written back from the
+ * open database, reopened, and later writes go to the file on disk. A statement of another
+ * module, registered with buffer_prepare, follows the reopen. */
+static void deleted_written_back(bool companions_too)
+{
+	struct buffer *b;
+	assert_int_equal(buffer_open(tmp, 0, &b, NULL), 0);
+	sqlite3_stmt *ext = NULL;
+	assert_int_equal(buffer_prepare(b, "SELECT COUNT(*) FROM records", &ext), 0);
+	seal_some(b, 20);
+	char what[1024] = "";
+	assert_int_equal(buffer_check_file(b, what, sizeof(what)), 0); /* in place: nothing to do */
+	char *path = h_path(tmp, "buffer.db");
+	char *wal = h_strdupf("%s-wal", path), *shm = h_strdupf("%s-shm", path);
+	assert_int_equal(unlink(path), 0);
+	if (companions_too) {
+		unlink(wal);
+		unlink(shm);
+	}
+	seal_some(b, 5); /* written into the unlinked file: must not be lost either */
+	assert_int_equal(buffer_check_file(b, what, sizeof(what)), 1);
+	assert_non_null(strstr(what, "deleted"));
+	assert_int_equal(access(path, F_OK), 0);
+	assert_int_equal(count_rows(path), 25);
+	seal_some(b, 3);
+	assert_int_equal(count_rows(path), 28); /* the new writes reach the file on disk */
+	buffer_lock(b);
+	assert_int_equal(sqlite3_step(ext), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int64(ext, 0), 28);
+	sqlite3_reset(ext);
+	buffer_unlock(b);
+	struct chain_verify v;
+	assert_int_equal(chain_verify(b, &v), 0);
+	assert_int_equal(v.first_seq, 1);
+	assert_int_equal(v.last_seq, 28);
+	assert_int_equal(buffer_check_file(b, what, sizeof(what)), 0);
+	buffer_finalize(b, &ext);
+	buffer_close(b);
+	free(path);
+	free(wal);
+	free(shm);
+}
+
+static void test_deleted_file_written_back(void **state)
+{
+	(void)state;
+	deleted_written_back(true);
+}
+
+/* Only buffer.db deleted: the old -wal/-shm left at the path must not be applied to the
+ * restored file (they are moved aside with it). */
+static void test_deleted_main_file_only(void **state)
+{
+	(void)state;
+	deleted_written_back(false);
+}
+
+/* A file put in its place is moved aside (never deleted), and the buffer written back. */
+static void test_replaced_file_moved_aside(void **state)
+{
+	(void)state;
+	struct buffer *b;
+	assert_int_equal(buffer_open(tmp, 0, &b, NULL), 0);
+	seal_some(b, 7);
+	char *path = h_path(tmp, "buffer.db");
+	char *other = h_path(tmp, "other");
+	assert_int_equal(h_write_file(other, "not ours\n", (size_t)-1, 0644), 0);
+	assert_int_equal(rename(other, path), 0);
+	char what[1024] = "";
+	assert_int_equal(buffer_check_file(b, what, sizeof(what)), 1);
+	assert_non_null(strstr(what, "replaced"));
+	assert_int_equal(count_rows(path), 7);
+	DIR *d = opendir(tmp);
+	struct dirent *e;
+	int found = 0;
+	while ((e = readdir(d))) {
+		if (strncmp(e->d_name, "buffer.db.replaced-", 19) != 0 || strchr(e->d_name + 19, '-'))
+			continue;
+		char *p = h_path(tmp, e->d_name);
+		char *text = h_read_file(p, NULL);
+		found += text && strcmp(text, "not ours\n") == 0;
+		free(text);
+		free(p);
+	}
+	closedir(d);
+	assert_int_equal(found, 1);
+	seal_some(b, 1);
+	assert_int_equal(count_rows(path), 8);
+	buffer_close(b);
+	free(path);
+	free(other);
+}
+
+/* The whole state folder removed (rm -r): made again and the buffer written back into it. */
+static void test_state_folder_removed(void **state)
+{
+	(void)state;
+	char *sd = h_path(tmp, "state");
+	struct buffer *b;
+	assert_int_equal(buffer_open(sd, 0, &b, NULL), 0);
+	seal_some(b, 4);
+	assert_int_equal(h_rmtree(sd), 0);
+	char what[1024] = "";
+	assert_int_equal(buffer_check_file(b, what, sizeof(what)), 1);
+	char *path = h_path(sd, "buffer.db");
+	assert_int_equal(count_rows(path), 4);
+	seal_some(b, 1);
+	assert_int_equal(count_rows(path), 5);
+	buffer_close(b);
+	free(path);
+	free(sd);
+}
+
 int main(void)
 {
 	log_set_level(LOG_PRI_WARNING - 1); /* the damaged-file errors are expected here */
@@ -293,6 +420,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cursors_sinks_meta, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cursor_rolls_back_with_records, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bytes_grow, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_deleted_file_written_back, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_deleted_main_file_only, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_replaced_file_moved_aside, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_state_folder_removed, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,7 +8,9 @@
 #include <cmocka.h>
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -16,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -236,6 +239,169 @@ static void test_bad_config_never_ready(void **state)
 	free(log);
 }
 
+static char *agent_cmd(struct fx *f, int *code, ...)
+{
+	char *argv[24] = { (char *)h_build_path("labshare-agent"), (char *)"-c", f->config };
+	int n = 3;
+	va_list ap;
+	va_start(ap, code);
+	char *a;
+	while ((a = va_arg(ap, char *)) && n < 23)
+		argv[n++] = a;
+	va_end(ap);
+	argv[n] = NULL;
+	char *out = NULL, *err = NULL;
+	*code = h_run(argv, NULL, &out, &err, 30000);
+	char *both = h_strdupf("%s%s", out ? out : "", err ? err : "");
+	free(out);
+	free(err);
+	return both;
+}
+
+struct file_event {
+	const char *db, *needle;
+};
+
+/* The file is at the path and holds a record containing needle (read-only: never creates). */
+static bool file_has_record(void *arg)
+{
+	const struct file_event *fe = arg;
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	bool hit = false;
+	if (access(fe->db, F_OK) != 0)
+		return false;
+	if (sqlite3_open_v2(fe->db, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+	    sqlite3_prepare_v2(db, "SELECT line FROM records", -1, &st, NULL) == SQLITE_OK)
+		while (!hit && sqlite3_step(st) == SQLITE_ROW)
+			hit = strstr((const char *)sqlite3_column_text(st, 0), fe->needle) != NULL;
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return hit;
+}
+
+/* "intact: N records, seq A..B": B, or -1 when not intact. */
+static long long verify_last_seq(struct fx *f)
+{
+	int code;
+	char *out = agent_cmd(f, &code, "verify", NULL);
+	long long first = -1, last = -1, n = 0;
+	if (code != 0 || sscanf(out, "intact: %lld records, seq %lld..%lld", &n, &first, &last) != 3 || first != 1)
+		fail_msg("verify (exit %d): %s", code, out);
+	free(out);
+	return last;
+}
+
+static long long sealed_seq(const char *out)
+{
+	const char *p = strstr(out, "sealed as seq ");
+	return p ? strtoll(p + strlen("sealed as seq "), NULL, 10) : -1;
+}
+
+/* SPEC §5: buffer.db, -wal and -shm deleted while the daemon runs. The daemon notices at its
+ * next tick (a second), writes its open database back, seals an agent_start event saying so,
+ * and goes on sealing into the file on disk; verify finds every earlier seq. */
+static void test_buffer_deleted_written_back(void **state)
+{
+	struct fx *f = *state;
+	start_agent(f);
+	expect_msg(f, "READY=1", 10000);
+	int code;
+	char *out = agent_cmd(f, &code, "record", "--instrument", "NMR", "--start", "2026-11-02 08:00",
+			      "--end", "2026-11-02 09:00", "--user", "li", "--org", "x", NULL);
+	assert_int_equal(code, 0);
+	long long before = sealed_seq(out);
+	free(out);
+	assert_true(before >= 2);
+	char *db = h_strdupf("%s/state/buffer.db", f->dir);
+	char *wal = h_strdupf("%s-wal", db), *shm = h_strdupf("%s-shm", db);
+	assert_int_equal(unlink(db), 0);
+	unlink(wal);
+	unlink(shm);
+	struct file_event fe = { db, "was deleted while running" };
+	if (!h_wait_for(file_has_record, &fe, 15000)) {
+		char *log = h_read_file(f->log, NULL);
+		fail_msg("buffer.db not written back within 15 s; agent log:\n%s", log ? log : "");
+	}
+	assert_int_equal(count_records(f, "\"type\":\"agent_start\""), 2);
+	assert_int_equal(count_records(f, "\"source\":\"manual\""), 1);
+	assert_true(verify_last_seq(f) > before);
+	/* Still sealing, into the file on disk. */
+	out = agent_cmd(f, &code, "record", "--instrument", "NMR", "--start", "2026-11-02 10:00",
+			"--end", "2026-11-02 11:00", "--user", "wang", "--org", "y", NULL);
+	assert_int_equal(code, 0);
+	long long after = sealed_seq(out);
+	free(out);
+	h_kill(f->agent, SIGTERM);
+	assert_int_equal(h_wait(f->agent, 20000), 0);
+	assert_int_equal(count_records(f, "\"source\":\"manual\""), 2);
+	assert_int_equal(count_records(f, "\"type\":\"agent_stop\""), 1);
+	assert_true(verify_last_seq(f) > after);
+	char *log = h_read_file(f->log, NULL);
+	assert_non_null(strstr(log, "was deleted while the daemon ran; the open database was written back"));
+	free(log);
+	free(db);
+	free(wal);
+	free(shm);
+}
+
+static bool file_is(const char *dir, const char *prefix)
+{
+	bool hit = false;
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	while (d && (e = readdir(d)))
+		hit |= strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+	if (d)
+		closedir(d);
+	return hit;
+}
+
+/* A second `run` on the same state folder stops at the lock, before it opens the buffer: it
+ * must not "repair" (move aside) a file that the running daemon uses. The file is made to
+ * look damaged while the first daemon is stopped, so that opening it would move it. */
+static void test_second_daemon_leaves_buffer_alone(void **state)
+{
+	struct fx *f = *state;
+	start_agent(f);
+	expect_msg(f, "READY=1", 10000);
+	assert_int_equal(h_kill(f->agent, SIGSTOP), 0);
+	char *db = h_strdupf("%s/state/buffer.db", f->dir);
+	char *statedir = h_strdupf("%s/state", f->dir);
+	/* Everything into the main file, so that its damaged header is what an opener reads
+	 * (and not a newer page 1 from the WAL). */
+	sqlite3 *c;
+	assert_int_equal(sqlite3_open(db, &c), SQLITE_OK);
+	sqlite3_busy_timeout(c, 5000);
+	assert_int_equal(sqlite3_exec(c, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(c);
+	int fd = open(db, O_RDWR);
+	assert_true(fd >= 0);
+	char head[100], junk[100];
+	assert_int_equal(pread(fd, head, sizeof(head), 0), (ssize_t)sizeof(head));
+	memset(junk, 'J', sizeof(junk));
+	assert_int_equal(pwrite(fd, junk, sizeof(junk), 0), (ssize_t)sizeof(junk));
+	struct stat st0, st1;
+	assert_int_equal(fstat(fd, &st0), 0);
+	int code;
+	char *out = agent_cmd(f, &code, "run", NULL);
+	assert_int_not_equal(code, 0);
+	if (!strstr(out, "another labshare-agent is running"))
+		fail_msg("second run (exit %d): %s", code, out);
+	free(out);
+	assert_int_equal(stat(db, &st1), 0);
+	assert_true(st1.st_ino == st0.st_ino);
+	assert_true(st1.st_mtim.tv_sec == st0.st_mtim.tv_sec && st1.st_mtim.tv_nsec == st0.st_mtim.tv_nsec);
+	assert_false(file_is(statedir, "buffer.db.corrupt"));
+	assert_int_equal(pwrite(fd, head, sizeof(head), 0), (ssize_t)sizeof(head));
+	close(fd);
+	assert_int_equal(h_kill(f->agent, SIGCONT), 0);
+	h_kill(f->agent, SIGTERM);
+	assert_int_equal(h_wait(f->agent, 20000), 0);
+	free(db);
+	free(statedir);
+}
+
 static void test_installed_unit(void **state)
 {
 	struct fx *f = *state;
@@ -294,6 +460,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_watchdog_withheld_while_stuck, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reload_good_and_bad, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_config_never_ready, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_buffer_deleted_written_back, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_second_daemon_leaves_buffer_alone, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_installed_unit, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,6 +1,7 @@
 /* test_disk_full.c — the state folder on a 2 MB tmpfs: the disk fills while a log is being
  * read; the daemon stays up and says why, and once there is room again every session is
- * sealed exactly once. Needs root for the mount (skipped otherwise). */
+ * sealed exactly once; buffer.db deleted while no copy fits is written back once it does.
+ * Needs root for the mount (skipped otherwise). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +10,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -154,10 +156,124 @@ static void test_full_disk_survived(void **state)
 	free(log);
 }
 
+enum { N_DEL = 2000 };
+
+static bool all_del_sealed(void *arg)
+{
+	return sealed_sessions(arg) == N_DEL;
+}
+
+static bool log_cannot_write_back(void *arg)
+{
+	struct fx *f = arg;
+	char *text = h_read_file(f->agent_log, NULL);
+	bool hit = text && strstr(text, "cannot be written back");
+	free(text);
+	return hit;
+}
+
+static bool written_back(void *arg)
+{
+	struct fx *f = arg;
+	char *path = h_path(f->state, "buffer.db");
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	bool hit = false;
+	if (access(path, F_OK) == 0 && sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+	    sqlite3_prepare_v2(db, "SELECT COUNT(*) FROM records WHERE line LIKE '%was deleted while running%'",
+			       -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+		hit = sqlite3_column_int64(st, 0) == 1;
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	free(path);
+	return hit;
+}
+
+/* SPEC §5 on a full disk: buffer.db deleted while no copy of it fits. The daemon says so
+ * (once, not every second), keeps the open file, and writes it back as soon as there is
+ * room: every session is still there. */
+static void test_deleted_buffer_written_back_when_room(void **state)
+{
+	struct fx *f = *state;
+	if (geteuid() != 0 || mount("tmpfs", f->state, "tmpfs", 0, "size=16m,mode=0750") != 0) {
+		fprintf(stderr, "skipped: mounting a tmpfs needs root (%s)\n", strerror(errno));
+		skip();
+		return;
+	}
+	f->mounted = true;
+	FILE *lf = fopen(f->log, "w");
+	fputs("start,end,user,org\n", lf);
+	for (int i = 0; i < N_DEL; i++)
+		fprintf(lf, "2026-10-01T08:00:00Z,2026-10-01T09:00:00Z,user-%05d,Org %d\n", i, i % 13);
+	fclose(lf);
+	char *token = h_path(f->dir, "token");
+	h_write_file(token, "t\n", (size_t)-1, 0600);
+	free(token);
+	char *text = h_strdupf(
+		"{ \"agent\": { \"id\": \"full\", \"lab_code\": \"L\", \"timezone\": \"Asia/Shanghai\","
+		"    \"state_dir\": \"%s\" },"
+		"  \"platform\": { \"url\": \"https://127.0.0.1:9\", \"token_file\": \"%s/token\", \"timeout_s\": 2 },"
+		"  \"instruments\": [ { \"id\": \"NMR\", \"logs\": [ { \"path\": \"%s\", \"format\": \"csv\","
+		"    \"fields\": { \"start\": \"start\", \"end\": \"end\", \"user\": \"user\", \"org\": \"org\" } } ] } ] }",
+		f->state, f->dir, f->log);
+	h_write_file(f->config, text, (size_t)-1, 0644);
+	free(text);
+	char *argv[] = { (char *)h_build_path("labshare-agent"), (char *)"-c", f->config, (char *)"run", NULL };
+	struct h_proc *p = h_spawn(argv, NULL, false, false, f->agent_log);
+	assert_true(h_wait_for(all_del_sealed, f, 60000));
+
+	/* The disk full, then the buffer deleted: its blocks stay in use while the daemon has
+	 * it open, so no copy fits. */
+	char *filler = h_path(f->dir, "state/filler");
+	int fd = open(filler, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	static char chunk[65536];
+	while (write(fd, chunk, sizeof(chunk)) > 0)
+		;
+	while (write(fd, chunk, 512) > 0)
+		;
+	close(fd);
+	char *db = h_path(f->state, "buffer.db");
+	char *wal = h_strdupf("%s-wal", db), *shm = h_strdupf("%s-shm", db);
+	assert_int_equal(unlink(db), 0);
+	unlink(wal);
+	unlink(shm);
+	assert_true(h_wait_for(log_cannot_write_back, f, 15000));
+	assert_int_equal(h_kill(p, 0), 0);
+	assert_int_not_equal(access(db, F_OK), 0);
+
+	/* Room again: written back at the next tick. */
+	assert_int_equal(unlink(filler), 0);
+	assert_true(h_wait_for(written_back, f, 15000));
+	assert_int_equal(sealed_sessions(f), N_DEL);
+	assert_int_equal(h_kill(p, SIGTERM), 0);
+	assert_int_equal(h_wait(p, 20000), 0);
+	h_proc_free(p);
+	char *vargv[] = { (char *)h_build_path("labshare-agent"), (char *)"-c", f->config, (char *)"verify", NULL };
+	char *out, *err;
+	assert_int_equal(h_run(vargv, NULL, &out, &err, 60000), 0);
+	assert_non_null(strstr(out, "intact: "));
+	free(out);
+	free(err);
+	char *log = h_read_file(f->agent_log, NULL);
+	int said = 0;
+	for (char *q = log; (q = strstr(q, "cannot be written back")); q++)
+		said++;
+	if (getenv("SHOW_LOG"))
+		fprintf(stderr, "%s", log);
+	assert_int_equal(said, 1); /* once a minute at most, not at every tick */
+	free(log);
+	free(filler);
+	free(db);
+	free(wal);
+	free(shm);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_full_disk_survived, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_deleted_buffer_written_back_when_room, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,43 @@
+/* buffer_priv.h — the buffer's insides, shared by buffer.c (statements, transactions) and
+ * buffer_file.c (the file on disk); no other module includes this. */
+#ifndef LABSHARE_BUFFER_PRIV_H
+#define LABSHARE_BUFFER_PRIV_H
+
+#include "buffer.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+enum stmt_id {
+	ST_HEAD, ST_APPEND, ST_RANGE, ST_ONE, ST_FIRST, ST_META_GET, ST_META_PUT,
+	ST_SINK_GET, ST_SINK_PUT, ST_CURSOR_GET, ST_CURSOR_PUT, ST_PRUNE_POINT, ST_PRUNE,
+	ST_MIN_ACK, ST__COUNT
+};
+
+struct buffer {
+	sqlite3 *db;
+	char *path;
+	bool readonly;
+	int txn_depth;
+	/* Inside a write transaction nobody else can seal, so the head is kept here instead
+	 * of being asked for at every seal; sealed_seq is written once, at commit. */
+	bool head_valid;
+	struct chain_head head;
+	int64_t sealed_pending;
+	pthread_mutex_t mu;          /* recursive: public calls nest inside begin/commit */
+	sqlite3_stmt *st[ST__COUNT];
+	/* Other modules' persistent statements (buffer_prepare), re-prepared when the file is
+	 * written back and reopened under a running daemon. */
+	sqlite3_stmt ***ext;
+	size_t n_ext, cap_ext;
+};
+
+/* Opens b->path into b->db with the module's pragmas and a quick_check; SQLite's code. */
+int buffer__open_db(struct buffer *b, char *why, size_t whylen);
+/* Renames path (when present) and its -wal/-shm (when present) to "<path>.<tag>-<time>…";
+ * never deletes. The new name of path, caller frees; NULL on failure. */
+char *buffer__move_aside(const char *path, const char *tag);
+
+#endif
