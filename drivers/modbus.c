@@ -16,6 +16,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 /* A poll holds a worker for a request's round trip (two with in-use on another table): at 20 ms
@@ -32,6 +33,7 @@ struct mb_bus {
 	modbus_t *ctx;
 	bool connected;
 	int64_t ready_ms;            /* monotonic: no request before this (gap_ms, reconnects) */
+	uint16_t tid;                /* Modbus/TCP: the transaction id of the last request sent */
 };
 
 struct mb_bus *mb_bus_new(const struct bus_cfg *bc)
@@ -99,23 +101,138 @@ static bool is_exception(int e)
 	return e >= EMBXILFUN && e <= EMBXGTAR;
 }
 
+static void set_response_ms(modbus_t *ctx, int64_t ms)
+{
+	modbus_set_response_timeout(ctx, (uint32_t)(ms / 1000), (uint32_t)(ms % 1000) * 1000);
+}
+
+/* Network time-outs are real time, whatever clock the scheduler is given. */
+static int64_t real_mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int send_all(int fd, const uint8_t *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* One Modbus/TCP request and the reply that belongs to it. libmodbus (3.1.6 here) sends every
+ * raw request with transaction id 0, and modbus_receive_confirmation checks no id at all, so
+ * a gateway that answers twice, or late, hands the next request the previous one's reply: it
+ * fits when both asked one unit for as many registers, and one counter reads another's value.
+ * So the request goes out with an id of our own and only a reply with that id, protocol id 0
+ * and an MBAP length matching its frame is taken. A stale reply is skipped and the next one
+ * read: the right one is usually right behind it. A frame that is no Modbus/TCP reply at all
+ * leaves the stream in doubt: flushed, and the request sent again under a new id (reads are
+ * idempotent). All within the bus's time-out; past it, or after too many, the read fails and
+ * the caller reconnects: a wrong value is never returned. */
+#define TCP_SKIP_MAX 8
+#define TCP_RESEND_MAX 2
+static int tcp_exchange(struct mb_bus *b, const uint8_t *pdu, size_t pdulen, uint8_t *rsp, char *why,
+			size_t whylen)
+{
+	modbus_t *ctx = b->ctx;
+	int fd = modbus_get_socket(ctx);
+	int64_t deadline = real_mono_ms() + b->cfg->timeout_ms;
+	uint8_t adu[6 + 8];
+	int skipped = 0, resent = 0, r = 0;
+	char last[80] = "";
+	bool send = true;
+	/* Bytes no request is waiting for (a duplicate that came after its twin was taken). */
+	modbus_flush(ctx);
+	for (;;) {
+		if (send) {
+			b->tid++;
+			adu[0] = (uint8_t)(b->tid >> 8);
+			adu[1] = (uint8_t)b->tid;
+			adu[2] = adu[3] = 0;
+			adu[4] = (uint8_t)(pdulen >> 8);
+			adu[5] = (uint8_t)pdulen;
+			memcpy(adu + 6, pdu, pdulen);
+			if ((r = send_all(fd, adu, 6 + pdulen)) < 0)
+				break;
+			send = false;
+		}
+		int64_t left = deadline - real_mono_ms();
+		if (left <= 0) {
+			r = -ETIMEDOUT;
+			break;
+		}
+		set_response_ms(ctx, left);
+		int n = modbus_receive_confirmation(ctx, rsp);
+		if (n < 0) {
+			r = -errno;
+			break;
+		}
+		unsigned tid = (unsigned)rsp[0] << 8 | rsp[1], proto = (unsigned)rsp[2] << 8 | rsp[3];
+		unsigned len = (unsigned)rsp[4] << 8 | rsp[5];
+		bool framed = n >= 8 && proto == 0 && len == (unsigned)n - 6;
+		if (framed && tid == b->tid) {
+			r = n;
+			break;
+		}
+		skipped++;
+		if (!framed) {
+			snprintf(last, sizeof(last), "protocol id %u, length %u in %d bytes", proto, len, n);
+			modbus_flush(ctx);
+			if (resent++ == TCP_RESEND_MAX) {
+				r = -EMBBADDATA;
+				break;
+			}
+			send = true;
+		} else {
+			snprintf(last, sizeof(last), "stale, transaction id %u", tid);
+		}
+		if (skipped == TCP_SKIP_MAX) {
+			r = -EMBBADDATA;
+			break;
+		}
+	}
+	set_response_ms(ctx, b->cfg->timeout_ms);
+	if (r < 0 && skipped)
+		snprintf(why, whylen, "no reply with transaction id %u (%s): %d dropped, the last %s", b->tid,
+			 modbus_strerror(-r), skipped, last);
+	return r;
+}
+
 /* One read request, checked by hand: libmodbus's own read calls accept a Modbus/TCP reply
  * that carries another unit's id (a misconfigured gateway), so the request goes out raw and
  * the reply's unit, function, byte count and length are all checked here. */
-static int raw_read(modbus_t *ctx, int unit, enum mb_table table, int address, int count,
+static int raw_read(struct mb_bus *b, int unit, enum mb_table table, int address, int count,
 		    uint16_t *regs, uint8_t *bits, char *why, size_t whylen)
 {
 	static const uint8_t fc_of[] = { [MB_TABLE_HOLDING] = 0x03, [MB_TABLE_INPUT] = 0x04,
 					 [MB_TABLE_COIL] = 0x01, [MB_TABLE_DISCRETE] = 0x02 };
+	modbus_t *ctx = b->ctx;
 	uint8_t fc = fc_of[table];
 	uint8_t req[6] = { (uint8_t)unit, fc, (uint8_t)(address >> 8), (uint8_t)address,
 			   (uint8_t)(count >> 8), (uint8_t)count };
 	uint8_t rsp[MODBUS_MAX_ADU_LENGTH];
-	if (modbus_send_raw_request(ctx, req, (int)sizeof(req)) < 0)
-		return -errno;
-	int n = modbus_receive_confirmation(ctx, rsp);
-	if (n < 0)
-		return -errno;
+	int n;
+	if (b->cfg->kind == BUS_TCP) {
+		n = tcp_exchange(b, req, sizeof(req), rsp, why, whylen);
+		if (n < 0)
+			return n;
+	} else {
+		/* RTU has no transaction ids: unit, function, CRC and the checks below must do. */
+		if (modbus_send_raw_request(ctx, req, (int)sizeof(req)) < 0)
+			return -errno;
+		n = modbus_receive_confirmation(ctx, rsp);
+		if (n < 0)
+			return -errno;
+	}
 	int hl = modbus_get_header_length(ctx);
 	if (n < hl + 2) {
 		snprintf(why, whylen, "reply of %d bytes is too short", n);
@@ -154,9 +271,9 @@ static int bus_read(struct mb_bus *b, int unit, enum mb_table table, int address
 		return r;
 	modbus_set_slave(b->ctx, unit);
 	bool registers = table == MB_TABLE_HOLDING || table == MB_TABLE_INPUT;
-	char why[128] = "";
-	r = raw_read(b->ctx, unit, table, address, count, registers ? regs : NULL, registers ? NULL : bits,
-		     why, sizeof(why));
+	char why[160] = "";
+	r = raw_read(b, unit, table, address, count, registers ? regs : NULL, registers ? NULL : bits, why,
+		     sizeof(why));
 	if (b->cfg->gap_ms > 0)
 		b->ready_ms = clock_mono_ms() + b->cfg->gap_ms;
 	if (r == 0)

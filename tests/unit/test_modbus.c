@@ -239,6 +239,74 @@ static void test_exception_and_unserved_unit(void **state)
 	mb_bus_free(bus);
 }
 
+/* Two counters of one unit, same table, same width, apart: their requests differ only in the
+ * address, so a stale reply to one fits the other exactly. */
+static struct instrument_cfg two_counters(void)
+{
+	struct instrument_cfg e = { .id = (char *)"E" };
+	e.modbus = (struct modbus_cfg){
+		.present = true, .unit = 4, .interval_s = 1,
+		.run_counter = { .present = true, .table = MB_TABLE_HOLDING, .address = 0, .type = MB_TYPE_U32,
+				 .word_order = MB_WORD_BIG, .scale = 1 },
+		.samples_counter = { .present = true, .table = MB_TABLE_HOLDING, .address = 20,
+				     .type = MB_TYPE_U32, .word_order = MB_WORD_BIG, .scale = 1 } };
+	return e;
+}
+
+/* A gateway that answers twice, or replays its previous reply before the right one: every
+ * read must still give each counter its own register, read again past the stale reply. */
+static void test_stale_replies_never_swap_counters(void **state)
+{
+	struct fx *f = *state;
+	struct instrument_cfg e = two_counters();
+	sim_cmd(f, "set 0 4 holding 0 u32 big 5000");
+	sim_cmd(f, "set 0 4 holding 20 u32 big 77");
+	struct mb_bus *bus = mb_bus_new(&f->cfg->buses[0]);
+	static const char *const modes[] = { "twice", "stale" };
+	for (size_t m = 0; m < sizeof(modes) / sizeof(modes[0]); m++) {
+		sim_cmd(f, "%s 0 4 on", modes[m]);
+		for (int k = 0; k < 6; k++) {
+			struct mb_values v;
+			mb_read_instrument(bus, &e, &v);
+			if (!v.ok)
+				fail_msg("%s, read %d: %s", modes[m], k, v.error);
+			if (v.run_raw != 5000 || v.samples_raw != 77)
+				fail_msg("%s, read %d: run %.0f (want 5000), samples %.0f (want 77)", modes[m], k,
+					 v.run_raw, v.samples_raw);
+		}
+		sim_cmd(f, "%s 0 4 off", modes[m]);
+	}
+	mb_bus_free(bus);
+}
+
+/* Replies whose protocol id is not 0 are no Modbus replies: never a value, a failed read
+ * within the bus's time-out, and the next good reply reads normally. */
+static void test_wrong_protocol_id_is_a_failed_read(void **state)
+{
+	struct fx *f = *state;
+	struct instrument_cfg e = two_counters();
+	sim_cmd(f, "set 0 4 holding 0 u32 big 5000");
+	sim_cmd(f, "set 0 4 holding 20 u32 big 77");
+	struct mb_bus *bus = mb_bus_new(&f->cfg->buses[0]);
+	struct mb_values v;
+	sim_cmd(f, "badproto 0 4 on");
+	int64_t t0 = clock_mono_ms();
+	mb_read_instrument(bus, &e, &v);
+	int64_t took = clock_mono_ms() - t0;
+	if (v.ok)
+		fail_msg("a reply with protocol id 1 was taken: run %.0f", v.run_raw);
+	assert_false(v.has_run || v.has_samples);
+	if (!strstr(v.error, "protocol id 1"))
+		fail_msg("error \"%s\" does not name the protocol id", v.error);
+	assert_true(took < 1000); /* timeout_ms is 200: bounded, not a hang */
+	sim_cmd(f, "badproto 0 4 off");
+	mb_read_instrument(bus, &e, &v);
+	if (!v.ok)
+		fail_msg("after the fault: %s", v.error);
+	assert_true(v.run_raw == 5000 && v.samples_raw == 77);
+	mb_bus_free(bus);
+}
+
 struct rec_wait {
 	struct fx *f;
 	const char *needle;
@@ -611,6 +679,8 @@ int main(void)
 		cmocka_unit_test(test_decode_table),
 		cmocka_unit_test_setup_teardown(test_read_every_table_and_type, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_exception_and_unserved_unit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stale_replies_never_swap_counters, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wrong_protocol_id_is_a_failed_read, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_counter_events_from_device, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_silent_instrument_does_not_stall_bus, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_gateway_reboot_reconnects, setup, teardown),
