@@ -542,6 +542,22 @@ static void schedule_next(struct inst *in, int64_t now_ms)
 	}
 }
 
+/* A deadline for pthread_cond_timedwait on the driver's conditions, which wait on
+ * CLOCK_MONOTONIC: a wall-clock step (NTP, an operator) must neither stall polling for the
+ * length of the step nor make the waits return at once and spin. */
+static struct timespec mono_after(int64_t ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += (time_t)(ms / 1000);
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	return ts;
+}
+
 static void *worker(void *arg)
 {
 	struct modbus_driver *d = arg;
@@ -573,14 +589,7 @@ static void *worker(void *arg)
 			}
 			if (wait > 1000)
 				wait = 1000;
-			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_sec += wait / 1000;
-			ts.tv_nsec += (wait % 1000) * 1000000L;
-			if (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
-			}
+			struct timespec ts = mono_after(wait);
 			pthread_cond_timedwait(&d->cv, &d->mu, &ts);
 			if (keeper)
 				d->timer_kept = false;
@@ -664,13 +673,7 @@ static void *flusher(void *arg)
 	struct modbus_driver *d = arg;
 	pthread_mutex_lock(&d->mu);
 	while (!d->stopping) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += FLUSH_EVERY_MS * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		struct timespec ts = mono_after(FLUSH_EVERY_MS);
 		pthread_cond_timedwait(&d->flush_cv, &d->mu, &ts);
 		pthread_mutex_unlock(&d->mu);
 		flush_queue(d);
@@ -712,8 +715,12 @@ static int driver_create(const struct config *cfg, struct core *core, void **sta
 	if (!d)
 		return -ENOMEM;
 	pthread_mutex_init(&d->mu, NULL);
-	pthread_cond_init(&d->cv, NULL);
-	pthread_cond_init(&d->flush_cv, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&d->cv, &ca);
+	pthread_cond_init(&d->flush_cv, &ca);
+	pthread_condattr_destroy(&ca);
 	d->cfg = cfg;
 	d->core = core;
 	d->insts = calloc(n, sizeof(*d->insts));
