@@ -490,7 +490,11 @@ int main(int argc, char **argv)
 		int code = load_config(config, &cfg);
 		if (code)
 			return code;
-		code = modbus_poll_once(cfg, stdout);
+		long pid = 0;
+		if (daemon_running(cfg->agent.state_dir, &pid))
+			code = modbus_poll_daemon(cfg, pid, stdout);
+		else
+			code = modbus_poll_once(cfg, stdout);
 		config_free(cfg);
 		return code;
 	}

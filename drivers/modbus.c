@@ -390,8 +390,10 @@ struct inst {
 	int64_t offline_since;
 	/* status, under the driver's lock */
 	int64_t last_ok;
-	struct mb_values last;
+	struct mb_values last;       /* the latest good reading */
 	char last_error[192];
+	int64_t last_at_us;          /* wall time of the latest poll, good or not; 0: none yet */
+	bool last_poll_ok;
 	uint64_t polls, late_polls;
 };
 
@@ -475,6 +477,8 @@ static void record_result(struct modbus_driver *d, struct inst *in, const struct
 	int64_t now = at_us / 1000000;
 	char detail[256];
 	in->polls++;
+	in->last_at_us = at_us;
+	in->last_poll_ok = v->ok;
 	if (v->ok) {
 		in->last = *v;
 		in->last_ok = now;
@@ -829,6 +833,33 @@ static cJSON *instrument_obj(cJSON *arr, const char *id)
 	return it;
 }
 
+/* The latest poll, raw as read: beside a running daemon `poll` opens no bus and prints
+ * these the way it prints its own reads (SPEC §2). */
+static void add_reading(cJSON *s, const struct inst *in)
+{
+	if (in->last_at_us <= 0) {
+		cJSON_AddNullToObject(s, "reading");
+		return;
+	}
+	cJSON *r = cJSON_AddObjectToObject(s, "reading");
+	char t[RFC3339_LEN];
+	time_rfc3339(in->last_at_us / 1000000, t);
+	cJSON_AddStringToObject(r, "at", t);
+	cJSON_AddBoolToObject(r, "ok", in->last_poll_ok);
+	if (!in->last_poll_ok) {
+		cJSON_AddStringToObject(r, "error", in->last_error);
+		return;
+	}
+	if (in->last.has_run)
+		cJSON_AddNumberToObject(r, "run_raw", in->last.run_raw);
+	if (in->last.has_samples)
+		cJSON_AddNumberToObject(r, "samples_raw", in->last.samples_raw);
+	if (in->last.has_in_use) {
+		cJSON_AddNumberToObject(r, "in_use_raw", in->last.in_use_raw);
+		cJSON_AddBoolToObject(r, "in_use", in->last.in_use);
+	}
+}
+
 static void driver_status(void *state, cJSON *arr)
 {
 	struct modbus_driver *d = state;
@@ -860,6 +891,8 @@ static void driver_status(void *state, cJSON *arr)
 		if (in->last_error[0])
 			cJSON_AddStringToObject(s, "last_error", in->last_error);
 		cJSON_AddStringToObject(s, "bus", d->cfg->buses[in->bus].id);
+		cJSON_AddNumberToObject(s, "unit", m->unit);
+		add_reading(s, in);
 		cJSON_AddNumberToObject(s, "polls", (double)in->polls);
 		cJSON_AddNumberToObject(s, "late_polls", (double)in->late_polls);
 	}
@@ -888,56 +921,3 @@ const struct source_ops modbus_source = {
 	.healthy = driver_healthy,
 	.destroy = driver_destroy,
 };
-
-/* ---- poll ------------------------------------------------------------------------- */
-
-static void print_point(FILE *out, const char *what, const struct mb_point *p, double raw,
-			const char *unit, double scale)
-{
-	if (p->table == MB_TABLE_COIL || p->table == MB_TABLE_DISCRETE)
-		fprintf(out, "  %-16s %-8s %5d bit         %g\n", what, mb_table_name(p->table), p->address, raw);
-	else
-		fprintf(out, "  %-16s %-8s %5d %s/%-6s raw %.17g = %.6g %s\n", what, mb_table_name(p->table),
-			p->address, mb_type_name(p->type), p->word_order == MB_WORD_BIG ? "big" : "little",
-			raw, raw * scale, unit);
-}
-
-int modbus_poll_once(const struct config *cfg, FILE *out)
-{
-	int failed = 0, polled = 0;
-	for (size_t b = 0; b < cfg->n_buses; b++) {
-		struct mb_bus *bus = mb_bus_new(&cfg->buses[b]);
-		if (!bus)
-			return 1;
-		for (size_t i = 0; i < cfg->n_instruments; i++) {
-			const struct instrument_cfg *ic = &cfg->instruments[i];
-			if (!ic->modbus.present || ic->modbus.bus_index != b)
-				continue;
-			polled++;
-			struct mb_values v;
-			mb_read_instrument(bus, ic, &v);
-			fprintf(out, "%s (%s) on bus %s unit %d: %s\n", ic->id, ic->name ? ic->name : ic->id,
-				cfg->buses[b].id, ic->modbus.unit, v.ok ? "ok" : "FAILED");
-			if (!v.ok) {
-				fprintf(out, "  error: %s\n", v.error);
-				failed++;
-				continue;
-			}
-			const struct modbus_cfg *m = &ic->modbus;
-			if (v.has_run)
-				print_point(out, "run_counter", &m->run_counter, v.run_raw, "h", m->run_counter.scale);
-			if (v.has_samples)
-				print_point(out, "samples_counter", &m->samples_counter, v.samples_raw, "samples",
-					    m->samples_counter.scale);
-			if (v.has_in_use) {
-				print_point(out, "in_use", &m->in_use, v.in_use_raw,
-					    m->in_use.has_above ? "(threshold)" : "", m->in_use.scale);
-				fprintf(out, "  %-16s %s\n", "", v.in_use ? "in use" : "idle");
-			}
-		}
-		mb_bus_free(bus);
-	}
-	if (polled == 0)
-		fprintf(out, "no Modbus sources configured\n");
-	return failed ? 1 : 0;
-}

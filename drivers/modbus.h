@@ -27,8 +27,16 @@ void mb_bus_free(struct mb_bus *bus);
 /* Reads every point of the instrument (contiguous registers in one request). */
 void mb_read_instrument(struct mb_bus *bus, const struct instrument_cfg *ic, struct mb_values *out);
 
-/* `labshare-agent poll`: read every Modbus source once, print the decoded values.
+/* `labshare-agent poll` (mbpoll.c): read every Modbus source once, print the decoded values.
  * Returns 0 when all were read, 1 when any failed. */
 int modbus_poll_once(const struct config *cfg, FILE *out);
+
+/* `poll` while a daemon (pid) runs on the state folder: it owns the buses and a second master
+ * breaks an RS-485 line (SPEC §2), so no bus is opened; the daemon's latest readings, from
+ * {state_dir}/status.json, are printed as modbus_poll_once prints its own, after a line saying
+ * whose they are and how old, each with the time it was read. Returns 0 when every
+ * instrument's latest reading is ok, 1 when any failed or was never read. When the daemon
+ * stopped meanwhile (its status gone with it), reads them itself. */
+int modbus_poll_daemon(const struct config *cfg, long pid, FILE *out);
 
 #endif
