@@ -1,10 +1,10 @@
 /* mbpoll.c — `labshare-agent poll`: every Modbus source read once and its values printed;
  * beside a running daemon, which owns the buses, the daemon's latest readings instead. */
+#include "modbus.h"
 #include "clock.h"
 #include "daemon.h"
 #include "log.h"
 #include "mbdecode.h"
-#include "modbus.h"
 #include "status.h"
 #include "timeutil.h"
 

@@ -4,6 +4,7 @@
 #define LABSHARE_MODBUS_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "config.h"
@@ -22,8 +23,13 @@ struct mb_values {
 
 struct mb_bus;
 
+/* mbbus.c: a bus, connected on its first read. */
 struct mb_bus *mb_bus_new(const struct bus_cfg *bc);
 void mb_bus_free(struct mb_bus *bus);
+/* Drops the connection (the next read connects again). */
+void mb_bus_close(struct mb_bus *bus);
+/* Monotonic ms before which the bus takes no request (gap_ms after a frame). */
+int64_t mb_bus_ready_ms(const struct mb_bus *bus);
 /* Reads every point of the instrument (contiguous registers in one request). */
 void mb_read_instrument(struct mb_bus *bus, const struct instrument_cfg *ic, struct mb_values *out);
 
