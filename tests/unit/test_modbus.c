@@ -240,6 +240,8 @@ static void test_exception_and_unserved_unit(void **state)
 	mb_bus_free(bus);
 }
 
+static int64_t unit_requests(struct fx *f, int endpoint, int unit);
+
 /* Two counters of one unit, same table, same width, apart: their requests differ only in the
  * address, so a stale reply to one fits the other exactly. */
 static struct instrument_cfg two_counters(void)
@@ -277,6 +279,13 @@ static void test_stale_replies_never_swap_counters(void **state)
 		}
 		sim_cmd(f, "%s 0 4 off", modes[m]);
 	}
+	/* A stale reply is skipped and the right one behind it read: no request goes out again. */
+	sim_cmd(f, "stale 0 4 on");
+	sim_cmd(f, "reset-stats");
+	struct mb_values v;
+	mb_read_instrument(bus, &e, &v);
+	assert_true(v.ok && v.run_raw == 5000 && v.samples_raw == 77);
+	assert_int_equal(unit_requests(f, 0, 4), 2);
 	mb_bus_free(bus);
 }
 
