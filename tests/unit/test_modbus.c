@@ -13,12 +13,14 @@
 #include <poll.h>
 #include <pthread.h>
 #include <pty.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 
 #include "buffer.h"
@@ -76,6 +78,19 @@ static void test_decode_table(void **state)
 }
 
 /* ---- against the simulator ------------------------------------------------------ */
+
+/* The wall clock stepped (NTP, an operator): every CLOCK_REALTIME read in this process is
+ * off by the step, as after a real one, while the kernel's timed waits keep the true time.
+ * Zero except in test_wall_clock_step_does_not_stall_polling. */
+static _Atomic long realtime_step_s;
+
+int clock_gettime(clockid_t id, struct timespec *ts)
+{
+	int r = (int)syscall(SYS_clock_gettime, id, ts);
+	if (r == 0 && id == CLOCK_REALTIME)
+		ts->tv_sec += atomic_load(&realtime_step_s);
+	return r;
+}
 
 struct fx {
 	char *dir;
@@ -172,6 +187,7 @@ static int teardown(void **state)
 		modbus_source.stop(f->drv);
 		modbus_source.destroy(f->drv);
 	}
+	atomic_store(&realtime_step_s, 0);
 	core_free(f->core);
 	buffer_close(f->buf);
 	config_free(f->cfg);
@@ -550,6 +566,19 @@ static void test_downtime_spread_as_gap(void **state)
 	clock_set(NULL);
 }
 
+/* Waits computed on the wall clock and timed by the kernel on the true one would sleep for
+ * the hour of the step: polling must go on, on the monotonic clock. */
+static void test_wall_clock_step_does_not_stall_polling(void **state)
+{
+	struct fx *f = *state;
+	sim_cmd(f, "auto 0 1 input 10 u32 little 1");
+	atomic_store(&realtime_step_s, 3600);
+	start_driver(f);
+	wait_hours(f, "A", 3 / 3600.0);
+	double h0 = run_hours(f, "A");
+	wait_hours(f, "A", h0 + 2 / 3600.0);
+}
+
 /* ---- `poll` beside a running daemon ----------------------------------------------- */
 
 /* TCP connections the simulator accepted on both endpoints since it started. */
@@ -912,6 +941,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_gateway_reboot_reconnects, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lone_zero_is_a_glitch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_downtime_spread_as_gap, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wall_clock_step_does_not_stall_polling, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poll_beside_daemon_opens_no_bus, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poll_daemon_view_unread_and_unknown, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rtu_over_pty, rtu_setup, rtu_teardown),
