@@ -490,11 +490,8 @@ int main(int argc, char **argv)
 		int code = load_config(config, &cfg);
 		if (code)
 			return code;
-		long pid = 0;
-		if (daemon_running(cfg->agent.state_dir, &pid))
-			code = modbus_poll_daemon(cfg, pid, stdout);
-		else
-			code = modbus_poll_once(cfg, stdout);
+		/* Beside a running daemon, its readings: it owns the buses (SPEC §2). */
+		code = modbus_poll(cfg, stdout);
 		config_free(cfg);
 		return code;
 	}

@@ -266,3 +266,29 @@ int modbus_poll_daemon(const struct config *cfg, long pid, FILE *out)
 	free(path);
 	return failed ? 1 : 0;
 }
+
+int modbus_poll(const struct config *cfg, FILE *out)
+{
+	long pid = 0;
+	if (daemon_running(cfg->agent.state_dir, &pid))
+		return modbus_poll_daemon(cfg, pid, out);
+	/* A lock that can't be looked at is no proof that no daemon holds it: the state folder
+	 * is the service user's (0750), and an operator's poll would become a second master. */
+	char path[4096];
+	int n = snprintf(path, sizeof(path), "%s/%s", cfg->agent.state_dir, LOCK_FILE), e = 0;
+	if (n < 0 || (size_t)n >= sizeof(path)) {
+		e = ENAMETOOLONG;
+	} else {
+		int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+		if (fd < 0)
+			e = errno;
+		else
+			close(fd);
+	}
+	if (e && e != ENOENT && e != ENOTDIR) {
+		cli_error("poll: cannot tell whether a daemon owns the buses: \"%s\": %s; run poll as the "
+			  "agent's user (sudo -u labshare labshare-agent poll)", path, strerror(e));
+		return 1;
+	}
+	return modbus_poll_once(cfg, out);
+}

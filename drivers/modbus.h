@@ -33,7 +33,12 @@ int64_t mb_bus_ready_ms(const struct mb_bus *bus);
 /* Reads every point of the instrument (contiguous registers in one request). */
 void mb_read_instrument(struct mb_bus *bus, const struct instrument_cfg *ic, struct mb_values *out);
 
-/* `labshare-agent poll` (mbpoll.c): read every Modbus source once, print the decoded values.
+/* `labshare-agent poll` (mbpoll.c): the daemon's latest readings while one runs on the state
+ * folder (modbus_poll_daemon), else every source read once (modbus_poll_once). When the lock
+ * can't be looked at (permissions), no bus is opened: 1 and the reason on stderr. */
+int modbus_poll(const struct config *cfg, FILE *out);
+
+/* Reads every Modbus source once and prints the decoded values.
  * Returns 0 when all were read, 1 when any failed. */
 int modbus_poll_once(const struct config *cfg, FILE *out);
 

@@ -783,6 +783,21 @@ static void test_poll_daemon_view_unread_and_unknown(void **state)
 			fail_msg("no \"%s\" in:\n%s", want[i], text);
 	free(text);
 
+	/* A lock that can't be opened (here a symlink loop; for an operator, a state folder of
+	 * the service user's) proves nothing: no bus is opened. */
+	char *lock = h_strdupf("%s/agent.lock", f->cfg->agent.state_dir);
+	assert_int_equal(symlink(lock, lock), 0);
+	sim_cmd(f, "reset-stats");
+	text = NULL;
+	out = open_memstream(&text, &len);
+	assert_int_equal(modbus_poll(f->cfg, out), 1);
+	fclose(out);
+	assert_string_equal(text, "");
+	free(text);
+	assert_int_equal(accepted(f), 0);
+	unlink(lock);
+	free(lock);
+
 	/* The daemon stopped meanwhile and took its status with it: poll reads them itself. */
 	unlink(path);
 	text = NULL;
