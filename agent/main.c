@@ -570,7 +570,8 @@ static int run_command(int argc, char **argv)
 		int code = load_config(config, &cfg);
 		if (code)
 			return code;
-		code = modbus_poll_once(cfg, stdout);
+		/* Beside a running daemon, its readings: it owns the buses (SPEC §2). */
+		code = modbus_poll(cfg, stdout);
 		config_free(cfg);
 		return code;
 	}

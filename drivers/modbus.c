@@ -11,7 +11,6 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <modbus/modbus.h> /* not <modbus.h>: that would find drivers/modbus.h */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -25,242 +24,6 @@
 #define FLUSH_EVERY_MS 200
 #define QUEUE_MAX 65536
 
-/* ---- one bus: a libmodbus context and who may use it ------------------------------- */
-
-struct mb_bus {
-	const struct bus_cfg *cfg;
-	modbus_t *ctx;
-	bool connected;
-	int64_t ready_ms;            /* monotonic: no request before this (gap_ms, reconnects) */
-};
-
-struct mb_bus *mb_bus_new(const struct bus_cfg *bc)
-{
-	struct mb_bus *b = calloc(1, sizeof(*b));
-	if (b)
-		b->cfg = bc;
-	return b;
-}
-
-static void bus_drop(struct mb_bus *b)
-{
-	if (b->ctx) {
-		modbus_close(b->ctx);
-		modbus_free(b->ctx);
-	}
-	b->ctx = NULL;
-	b->connected = false;
-}
-
-void mb_bus_free(struct mb_bus *b)
-{
-	if (!b)
-		return;
-	bus_drop(b);
-	free(b);
-}
-
-static int bus_connect(struct mb_bus *b, char *err, size_t errlen)
-{
-	if (b->connected)
-		return 0;
-	const struct bus_cfg *c = b->cfg;
-	if (!b->ctx) {
-		if (c->kind == BUS_TCP) {
-			char port[8];
-			snprintf(port, sizeof(port), "%d", c->port);
-			b->ctx = modbus_new_tcp_pi(c->host, port);
-		} else {
-			b->ctx = modbus_new_rtu(c->device, c->baud, c->parity, c->data_bits, c->stop_bits);
-		}
-		if (!b->ctx) {
-			snprintf(err, errlen, "bus \"%s\": %s", c->id, modbus_strerror(errno));
-			return -errno;
-		}
-		uint32_t ms = (uint32_t)c->timeout_ms;
-		modbus_set_response_timeout(b->ctx, ms / 1000, (ms % 1000) * 1000);
-		modbus_set_byte_timeout(b->ctx, ms / 1000, (ms % 1000) * 1000);
-		modbus_set_error_recovery(b->ctx, MODBUS_ERROR_RECOVERY_NONE);
-	}
-	if (modbus_connect(b->ctx) < 0) {
-		int e = errno;
-		snprintf(err, errlen, "bus \"%s\" (%s): cannot connect: %s", c->id, c->url, modbus_strerror(e));
-		/* A fresh context next time: libmodbus can keep failing on a reused one. */
-		bus_drop(b);
-		return -e;
-	}
-	b->connected = true;
-	return 0;
-}
-
-/* A device answered with an exception: the link is fine. */
-static bool is_exception(int e)
-{
-	return e >= EMBXILFUN && e <= EMBXGTAR;
-}
-
-/* One read request, checked by hand: libmodbus's own read calls accept a Modbus/TCP reply
- * that carries another unit's id (a misconfigured gateway), so the request goes out raw and
- * the reply's unit, function, byte count and length are all checked here. */
-static int raw_read(modbus_t *ctx, int unit, enum mb_table table, int address, int count,
-		    uint16_t *regs, uint8_t *bits, char *why, size_t whylen)
-{
-	static const uint8_t fc_of[] = { [MB_TABLE_HOLDING] = 0x03, [MB_TABLE_INPUT] = 0x04,
-					 [MB_TABLE_COIL] = 0x01, [MB_TABLE_DISCRETE] = 0x02 };
-	uint8_t fc = fc_of[table];
-	uint8_t req[6] = { (uint8_t)unit, fc, (uint8_t)(address >> 8), (uint8_t)address,
-			   (uint8_t)(count >> 8), (uint8_t)count };
-	uint8_t rsp[MODBUS_MAX_ADU_LENGTH];
-	if (modbus_send_raw_request(ctx, req, (int)sizeof(req)) < 0)
-		return -errno;
-	int n = modbus_receive_confirmation(ctx, rsp);
-	if (n < 0)
-		return -errno;
-	int hl = modbus_get_header_length(ctx);
-	if (n < hl + 2) {
-		snprintf(why, whylen, "reply of %d bytes is too short", n);
-		return -EMBBADDATA;
-	}
-	if (rsp[hl - 1] != unit) {
-		snprintf(why, whylen, "reply from unit %d, not %d", rsp[hl - 1], unit);
-		return -EMBBADSLAVE;
-	}
-	if (rsp[hl] == (fc | 0x80)) {
-		int code = rsp[hl + 1];
-		return code >= 1 && code <= 11 ? -(MODBUS_ENOBASE + code) : -EMBBADEXC;
-	}
-	int expect = table == MB_TABLE_HOLDING || table == MB_TABLE_INPUT ? 2 * count : (count + 7) / 8;
-	if (rsp[hl] != fc || rsp[hl + 1] != expect || n < hl + 2 + expect) {
-		snprintf(why, whylen, "malformed reply (function %#x, %d data bytes, %d bytes in all)", rsp[hl],
-			 rsp[hl + 1], n);
-		return -EMBBADDATA;
-	}
-	const uint8_t *data = rsp + hl + 2;
-	for (int i = 0; i < count; i++) {
-		if (regs)
-			regs[i] = (uint16_t)((data[2 * i] << 8) | data[2 * i + 1]);
-		else
-			bits[i] = (data[i / 8] >> (i % 8)) & 1;
-	}
-	return 0;
-}
-
-/* A request of count registers or bits starting at address. */
-static int bus_read(struct mb_bus *b, int unit, enum mb_table table, int address, int count,
-		    uint16_t *regs, uint8_t *bits, char *err, size_t errlen)
-{
-	int r = bus_connect(b, err, errlen);
-	if (r < 0)
-		return r;
-	modbus_set_slave(b->ctx, unit);
-	bool registers = table == MB_TABLE_HOLDING || table == MB_TABLE_INPUT;
-	char why[128] = "";
-	r = raw_read(b->ctx, unit, table, address, count, registers ? regs : NULL, registers ? NULL : bits,
-		     why, sizeof(why));
-	if (b->cfg->gap_ms > 0)
-		b->ready_ms = clock_mono_ms() + b->cfg->gap_ms;
-	if (r == 0)
-		return 0;
-	int e = -r;
-	snprintf(err, errlen, "unit %d %s %d..%d: %s", unit, mb_table_name(table), address,
-		 address + count - 1, why[0] ? why : modbus_strerror(e));
-	if (is_exception(e))
-		return r;
-	/* Time-outs, bad frames, a gateway that went away: the stream can't be trusted
-	 * (a late reply would be taken for the next one), so start over. */
-	if (b->cfg->kind == BUS_TCP || (e != ETIMEDOUT && e != EMBBADCRC && e != EMBBADDATA &&
-					e != EMBBADSLAVE))
-		bus_drop(b);
-	else
-		modbus_flush(b->ctx);
-	return r;
-}
-
-static void sleep_ms(int64_t ms)
-{
-	if (ms <= 0)
-		return;
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
-struct point_ref {
-	const struct mb_point *p;
-	double *raw;
-	bool *has;
-};
-
-void mb_read_instrument(struct mb_bus *b, const struct instrument_cfg *ic, struct mb_values *out)
-{
-	memset(out, 0, sizeof(*out));
-	const struct modbus_cfg *m = &ic->modbus;
-	struct point_ref pts[3];
-	int n = 0;
-	if (m->run_counter.present)
-		pts[n++] = (struct point_ref){ &m->run_counter, &out->run_raw, &out->has_run };
-	if (m->samples_counter.present)
-		pts[n++] = (struct point_ref){ &m->samples_counter, &out->samples_raw, &out->has_samples };
-	if (m->in_use.present)
-		pts[n++] = (struct point_ref){ &m->in_use, &out->in_use_raw, &out->has_in_use };
-
-	bool done[3] = { false, false, false };
-	for (int i = 0; i < n; i++) {
-		if (done[i])
-			continue;
-		/* Gather the points of the same table that touch or overlap this one. */
-		const struct mb_point *p = pts[i].p;
-		int lo = p->address, hi = p->address + mb_type_width(p->type) - 1;
-		bool group[3] = { false, false, false };
-		group[i] = true;
-		for (bool grew = true; grew;) {
-			grew = false;
-			for (int j = 0; j < n; j++) {
-				const struct mb_point *q = pts[j].p;
-				int qlo = q->address, qhi = q->address + mb_type_width(q->type) - 1;
-				if (group[j] || done[j] || q->table != p->table || qlo > hi + 1 || qhi < lo - 1)
-					continue;
-				group[j] = grew = true;
-				if (qlo < lo)
-					lo = qlo;
-				if (qhi > hi)
-					hi = qhi;
-			}
-		}
-		int count = hi - lo + 1;
-		uint16_t regs[8] = { 0 };
-		uint8_t bits[8] = { 0 };
-		if (b->ready_ms > clock_mono_ms())
-			sleep_ms(b->ready_ms - clock_mono_ms());
-		if (bus_read(b, m->unit, p->table, lo, count, regs, bits, out->error, sizeof(out->error)) < 0)
-			return;
-		for (int j = 0; j < n; j++) {
-			if (!group[j])
-				continue;
-			const struct mb_point *q = pts[j].p;
-			int off = q->address - lo;
-			bool ok = true;
-			if (q->table == MB_TABLE_COIL || q->table == MB_TABLE_DISCRETE)
-				*pts[j].raw = bits[off] ? 1 : 0;
-			else
-				*pts[j].raw = mb_decode(regs + off, q->type, q->word_order, &ok);
-			if (!ok) {
-				snprintf(out->error, sizeof(out->error), "unit %d %s %d: %s is not a number",
-					 m->unit, mb_table_name(q->table), q->address, mb_type_name(q->type));
-				return;
-			}
-			*pts[j].has = true;
-			done[j] = true;
-		}
-	}
-	if (out->has_in_use) {
-		const struct mb_point *p = &m->in_use;
-		bool bit = p->table == MB_TABLE_COIL || p->table == MB_TABLE_DISCRETE;
-		out->in_use = bit ? out->in_use_raw != 0 : out->in_use_raw * p->scale > p->above;
-	}
-	out->ok = true;
-}
-
 /* ---- the driver -------------------------------------------------------------------- */
 
 struct inst {
@@ -273,8 +36,10 @@ struct inst {
 	int64_t offline_since;
 	/* status, under the driver's lock */
 	int64_t last_ok;
-	struct mb_values last;
+	struct mb_values last;       /* the latest good reading */
 	char last_error[192];
+	int64_t last_at_us;          /* wall time of the latest poll, good or not; 0: none yet */
+	bool last_poll_ok;
 	uint64_t polls, late_polls;
 };
 
@@ -319,7 +84,8 @@ static int64_t lane_next(struct modbus_driver *d, struct lane *l)
 	for (size_t i = 0; i < l->n_insts; i++)
 		if (d->insts[l->insts[i]].due_ms < t)
 			t = d->insts[l->insts[i]].due_ms;
-	return t > l->bus->ready_ms ? t : l->bus->ready_ms;
+	int64_t ready = mb_bus_ready_ms(l->bus);
+	return t > ready ? t : ready;
 }
 
 /* Under d->mu. */
@@ -358,6 +124,8 @@ static void record_result(struct modbus_driver *d, struct inst *in, const struct
 	int64_t now = at_us / 1000000;
 	char detail[256];
 	in->polls++;
+	in->last_at_us = at_us;
+	in->last_poll_ok = v->ok;
 	if (v->ok) {
 		in->last = *v;
 		in->last_ok = now;
@@ -425,6 +193,22 @@ static void schedule_next(struct inst *in, int64_t now_ms)
 	}
 }
 
+/* A deadline for pthread_cond_timedwait on the driver's conditions, which wait on
+ * CLOCK_MONOTONIC: a wall-clock step (NTP, an operator) must neither stall polling for the
+ * length of the step nor make the waits return at once and spin. */
+static struct timespec mono_after(int64_t ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += (time_t)(ms / 1000);
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	return ts;
+}
+
 static void *worker(void *arg)
 {
 	struct modbus_driver *d = arg;
@@ -456,14 +240,7 @@ static void *worker(void *arg)
 			}
 			if (wait > 1000)
 				wait = 1000;
-			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_sec += wait / 1000;
-			ts.tv_nsec += (wait % 1000) * 1000000L;
-			if (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
-			}
+			struct timespec ts = mono_after(wait);
 			pthread_cond_timedwait(&d->cv, &d->mu, &ts);
 			if (keeper)
 				d->timer_kept = false;
@@ -547,13 +324,7 @@ static void *flusher(void *arg)
 	struct modbus_driver *d = arg;
 	pthread_mutex_lock(&d->mu);
 	while (!d->stopping) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += FLUSH_EVERY_MS * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		struct timespec ts = mono_after(FLUSH_EVERY_MS);
 		pthread_cond_timedwait(&d->flush_cv, &d->mu, &ts);
 		pthread_mutex_unlock(&d->mu);
 		flush_queue(d);
@@ -595,8 +366,12 @@ static int driver_create(const struct config *cfg, struct core *core, void **sta
 	if (!d)
 		return -ENOMEM;
 	pthread_mutex_init(&d->mu, NULL);
-	pthread_cond_init(&d->cv, NULL);
-	pthread_cond_init(&d->flush_cv, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&d->cv, &ca);
+	pthread_cond_init(&d->flush_cv, &ca);
+	pthread_condattr_destroy(&ca);
 	d->cfg = cfg;
 	d->core = core;
 	d->insts = calloc(n, sizeof(*d->insts));
@@ -688,7 +463,7 @@ static void driver_stop(void *state)
 		pthread_join(d->flusher, NULL);
 	d->flusher_started = false;
 	for (size_t i = 0; i < d->n_lanes; i++)
-		bus_drop(d->lanes[i].bus);
+		mb_bus_close(d->lanes[i].bus);
 }
 
 static cJSON *instrument_obj(cJSON *arr, const char *id)
@@ -703,6 +478,33 @@ static cJSON *instrument_obj(cJSON *arr, const char *id)
 	cJSON_AddStringToObject(it, "id", id);
 	cJSON_AddItemToArray(arr, it);
 	return it;
+}
+
+/* The latest poll, raw as read: beside a running daemon `poll` opens no bus and prints
+ * these the way it prints its own reads (SPEC §2). */
+static void add_reading(cJSON *s, const struct inst *in)
+{
+	if (in->last_at_us <= 0) {
+		cJSON_AddNullToObject(s, "reading");
+		return;
+	}
+	cJSON *r = cJSON_AddObjectToObject(s, "reading");
+	char t[RFC3339_LEN];
+	time_rfc3339(in->last_at_us / 1000000, t);
+	cJSON_AddStringToObject(r, "at", t);
+	cJSON_AddBoolToObject(r, "ok", in->last_poll_ok);
+	if (!in->last_poll_ok) {
+		cJSON_AddStringToObject(r, "error", in->last_error);
+		return;
+	}
+	if (in->last.has_run)
+		cJSON_AddNumberToObject(r, "run_raw", in->last.run_raw);
+	if (in->last.has_samples)
+		cJSON_AddNumberToObject(r, "samples_raw", in->last.samples_raw);
+	if (in->last.has_in_use) {
+		cJSON_AddNumberToObject(r, "in_use_raw", in->last.in_use_raw);
+		cJSON_AddBoolToObject(r, "in_use", in->last.in_use);
+	}
 }
 
 static void driver_status(void *state, cJSON *arr)
@@ -736,6 +538,8 @@ static void driver_status(void *state, cJSON *arr)
 		if (in->last_error[0])
 			cJSON_AddStringToObject(s, "last_error", in->last_error);
 		cJSON_AddStringToObject(s, "bus", d->cfg->buses[in->bus].id);
+		cJSON_AddNumberToObject(s, "unit", m->unit);
+		add_reading(s, in);
 		cJSON_AddNumberToObject(s, "polls", (double)in->polls);
 		cJSON_AddNumberToObject(s, "late_polls", (double)in->late_polls);
 	}
@@ -764,56 +568,3 @@ const struct source_ops modbus_source = {
 	.healthy = driver_healthy,
 	.destroy = driver_destroy,
 };
-
-/* ---- poll ------------------------------------------------------------------------- */
-
-static void print_point(FILE *out, const char *what, const struct mb_point *p, double raw,
-			const char *unit, double scale)
-{
-	if (p->table == MB_TABLE_COIL || p->table == MB_TABLE_DISCRETE)
-		fprintf(out, "  %-16s %-8s %5d bit         %g\n", what, mb_table_name(p->table), p->address, raw);
-	else
-		fprintf(out, "  %-16s %-8s %5d %s/%-6s raw %.17g = %.6g %s\n", what, mb_table_name(p->table),
-			p->address, mb_type_name(p->type), p->word_order == MB_WORD_BIG ? "big" : "little",
-			raw, raw * scale, unit);
-}
-
-int modbus_poll_once(const struct config *cfg, FILE *out)
-{
-	int failed = 0, polled = 0;
-	for (size_t b = 0; b < cfg->n_buses; b++) {
-		struct mb_bus *bus = mb_bus_new(&cfg->buses[b]);
-		if (!bus)
-			return 1;
-		for (size_t i = 0; i < cfg->n_instruments; i++) {
-			const struct instrument_cfg *ic = &cfg->instruments[i];
-			if (!ic->modbus.present || ic->modbus.bus_index != b)
-				continue;
-			polled++;
-			struct mb_values v;
-			mb_read_instrument(bus, ic, &v);
-			fprintf(out, "%s (%s) on bus %s unit %d: %s\n", ic->id, ic->name ? ic->name : ic->id,
-				cfg->buses[b].id, ic->modbus.unit, v.ok ? "ok" : "FAILED");
-			if (!v.ok) {
-				fprintf(out, "  error: %s\n", v.error);
-				failed++;
-				continue;
-			}
-			const struct modbus_cfg *m = &ic->modbus;
-			if (v.has_run)
-				print_point(out, "run_counter", &m->run_counter, v.run_raw, "h", m->run_counter.scale);
-			if (v.has_samples)
-				print_point(out, "samples_counter", &m->samples_counter, v.samples_raw, "samples",
-					    m->samples_counter.scale);
-			if (v.has_in_use) {
-				print_point(out, "in_use", &m->in_use, v.in_use_raw,
-					    m->in_use.has_above ? "(threshold)" : "", m->in_use.scale);
-				fprintf(out, "  %-16s %s\n", "", v.in_use ? "in use" : "idle");
-			}
-		}
-		mb_bus_free(bus);
-	}
-	if (polled == 0)
-		fprintf(out, "no Modbus sources configured\n");
-	return failed ? 1 : 0;
-}

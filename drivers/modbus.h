@@ -4,6 +4,7 @@
 #define LABSHARE_MODBUS_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "config.h"
@@ -22,13 +23,31 @@ struct mb_values {
 
 struct mb_bus;
 
+/* mbbus.c: a bus, connected on its first read. */
 struct mb_bus *mb_bus_new(const struct bus_cfg *bc);
 void mb_bus_free(struct mb_bus *bus);
+/* Drops the connection (the next read connects again). */
+void mb_bus_close(struct mb_bus *bus);
+/* Monotonic ms before which the bus takes no request (gap_ms after a frame). */
+int64_t mb_bus_ready_ms(const struct mb_bus *bus);
 /* Reads every point of the instrument (contiguous registers in one request). */
 void mb_read_instrument(struct mb_bus *bus, const struct instrument_cfg *ic, struct mb_values *out);
 
-/* `labshare-agent poll`: read every Modbus source once, print the decoded values.
+/* `labshare-agent poll` (mbpoll.c): the daemon's latest readings while one runs on the state
+ * folder (modbus_poll_daemon), else every source read once (modbus_poll_once). When the lock
+ * can't be looked at (permissions), no bus is opened: 1 and the reason on stderr. */
+int modbus_poll(const struct config *cfg, FILE *out);
+
+/* Reads every Modbus source once and prints the decoded values.
  * Returns 0 when all were read, 1 when any failed. */
 int modbus_poll_once(const struct config *cfg, FILE *out);
+
+/* `poll` while a daemon (pid) runs on the state folder: it owns the buses and a second master
+ * breaks an RS-485 line (SPEC §2), so no bus is opened; the daemon's latest readings, from
+ * {state_dir}/status.json, are printed as modbus_poll_once prints its own, after a line saying
+ * whose they are and how old, each with the time it was read. Returns 0 when every
+ * instrument's latest reading is ok, 1 when any failed or was never read. When the daemon
+ * stopped meanwhile (its status gone with it), reads them itself. */
+int modbus_poll_daemon(const struct config *cfg, long pid, FILE *out);
 
 #endif

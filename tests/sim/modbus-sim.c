@@ -47,7 +47,8 @@ static void usage(FILE *f)
 	      "  --port-file F    once listening, write the bound TCP ports (0 for serial), space-separated\n"
 	      "  --script F       run control commands from F at start (replies on stderr)\n"
 	      "control on stdin, one reply line each: set get add auto delay silence exception wrongunit\n"
-	      "short drop close open stats reset-stats ports ping quit (see tests/sim/README.md)\n", f);
+	      "short twice stale badproto drop close open clients accepted stats reset-stats ports ping\n"
+	      "quit (see tests/sim/README.md)\n", f);
 }
 
 static void on_signal(int sig)

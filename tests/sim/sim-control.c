@@ -268,11 +268,21 @@ static char *cmd_fault(struct sim *s, char **tok, int ntok)
 	int on = parse_onoff(tok[3]);
 	if (on < 0)
 		return say("error: %s takes on or off, not '%s'", verb, tok[3]);
+	bool mbap = !strcmp(verb, "twice") || !strcmp(verb, "stale") || !strcmp(verb, "badproto");
+	if (mbap && t.ep->kind != SIM_TCP)
+		return say("error: %s: endpoint %d is a serial line, its frames have no MBAP header", verb,
+			   t.ep->index);
 	for (size_t i = 0; i < nu; i++) {
 		if (strcmp(verb, "silence") == 0)
 			units[i]->silence = on;
 		else if (strcmp(verb, "wrongunit") == 0)
 			units[i]->wrongunit = on;
+		else if (strcmp(verb, "twice") == 0)
+			units[i]->twice = on;
+		else if (strcmp(verb, "stale") == 0)
+			units[i]->stale = on;
+		else if (strcmp(verb, "badproto") == 0)
+			units[i]->badproto = on;
 		else
 			units[i]->shortreply = on;
 	}
@@ -291,6 +301,8 @@ static char *cmd_endpoint(struct sim *s, char **tok, int ntok)
 	struct sim_endpoint *ep = t.ep;
 	if (strcmp(verb, "clients") == 0)
 		return say("%zu", sim_ep_clients(s, ep));
+	if (strcmp(verb, "accepted") == 0)
+		return say("%" PRIu64, ep->accepted);
 	if (strcmp(verb, "drop") == 0) {
 		if (ep->kind != SIM_TCP)
 			return say("error: endpoint %d is a serial line, it has no connections", ep->index);
@@ -347,7 +359,7 @@ static void reset_stats(struct sim *s)
 	s->requests = s->unserved = s->replies_dropped = 0;
 	for (size_t e = 0; e < s->neps; e++) {
 		struct sim_endpoint *ep = &s->eps[e];
-		ep->requests = ep->unserved = ep->bad_frames = 0;
+		ep->requests = ep->unserved = ep->bad_frames = ep->accepted = 0;
 		for (int i = 0; i < SIM_NO_UNITS; i++)
 			if (ep->units[i])
 				ep->units[i]->requests = 0;
@@ -378,10 +390,11 @@ char *sim_command(struct sim *s, const char *line)
 		   !strcmp(tok[0], "auto")) {
 		reply = cmd_value(s, tok, n);
 	} else if (!strcmp(tok[0], "delay") || !strcmp(tok[0], "silence") || !strcmp(tok[0], "exception") ||
-		   !strcmp(tok[0], "wrongunit") || !strcmp(tok[0], "short")) {
+		   !strcmp(tok[0], "wrongunit") || !strcmp(tok[0], "short") || !strcmp(tok[0], "twice") ||
+		   !strcmp(tok[0], "stale") || !strcmp(tok[0], "badproto")) {
 		reply = cmd_fault(s, tok, n);
 	} else if (!strcmp(tok[0], "drop") || !strcmp(tok[0], "close") || !strcmp(tok[0], "open") ||
-		   !strcmp(tok[0], "clients")) {
+		   !strcmp(tok[0], "clients") || !strcmp(tok[0], "accepted")) {
 		reply = cmd_endpoint(s, tok, n);
 	} else if (n == 1 && !strcmp(tok[0], "stats")) {
 		reply = cmd_stats(s);

@@ -265,6 +265,16 @@ int64_t sim_timers_run(struct sim *s, int64_t now_ns)
 
 /* ---- the request pipeline -------------------------------------------------------------- */
 
+/* Now, or after the unit's delay (in order: equal due times leave by arrival). */
+static void send_reply(struct sim *s, const struct sim_unit *u, int ep, int ci, uint32_t gen,
+		       int64_t now, const uint8_t *p, size_t n)
+{
+	if (u->delay_ms)
+		heap_push(s, now + (int64_t)u->delay_ms * 1000000, ep, ci, gen, p, n);
+	else
+		deliver(s, ep, ci, gen, p, n);
+}
+
 /* adu: one request in TCP form (MBAP + unit + PDU), zero-padded to SIM_MAX_ADU so that
  * modbus_reply can never read past it whatever counts the request claims. */
 static void serve(struct sim *s, struct sim_endpoint *ep, const uint8_t *adu, size_t len,
@@ -325,12 +335,34 @@ static void serve(struct sim *s, struct sim_endpoint *ep, const uint8_t *adu, si
 		rsp[rlen++] = (uint8_t)(crc & 0xFF);
 		rsp[rlen++] = (uint8_t)(crc >> 8);
 	}
+	if (ep->kind == SIM_TCP && u->badproto)
+		rsp[3] = 1;   /* protocol id 1: not Modbus */
 	if (u->shortreply)
 		rlen -= 3;   /* every reply is at least 5 bytes: the client always gets a stump */
-	if (u->delay_ms)
-		heap_push(s, now + (int64_t)u->delay_ms * 1000000, ep->index, ci, gen, rsp, rlen);
-	else
-		deliver(s, ep->index, ci, gen, rsp, rlen);
+	struct sim_client *c = ci >= 0 ? client_at(s, ci, gen) : NULL;
+	if (u->stale && c) {
+		/* a gateway replaying what it sent before: the connection's previous reply, with
+		 * its older transaction id, goes first (for a first reply: this one, id - 1) */
+		uint8_t old[SIM_MAX_ADU + 8];
+		size_t olen = c->last_len;
+		if (olen) {
+			memcpy(old, c->last, olen);
+		} else {
+			memcpy(old, rsp, rlen);
+			olen = rlen;
+			uint16_t tid = (uint16_t)((rsp[0] << 8 | rsp[1]) - 1);
+			old[0] = (uint8_t)(tid >> 8);
+			old[1] = (uint8_t)tid;
+		}
+		send_reply(s, u, ep->index, ci, gen, now, old, olen);
+	}
+	if (c) {
+		memcpy(c->last, rsp, rlen);
+		c->last_len = rlen;
+	}
+	send_reply(s, u, ep->index, ci, gen, now, rsp, rlen);
+	if (u->twice && c)
+		send_reply(s, u, ep->index, ci, gen, now, rsp, rlen);
 }
 
 /* ---- TCP ------------------------------------------------------------------------------- */
@@ -462,6 +494,8 @@ void sim_client_close(struct sim *s, size_t ci)
 	c->in_len = 0;
 	free(c->in);
 	c->in = NULL;
+	c->last = NULL;
+	c->last_len = 0;
 	buf_free(&c->out);
 }
 
@@ -521,7 +555,7 @@ void sim_accept(struct sim *s, struct sim_endpoint *ep)
 			return;
 		}
 		long slot = client_slot(s);
-		uint8_t *in = slot < 0 ? NULL : malloc(SIM_CLIENT_IN);
+		uint8_t *in = slot < 0 ? NULL : malloc(SIM_CLIENT_IN + SIM_MAX_ADU + 8);
 		if (!in) {
 			sim_log("endpoint %d (%s): no memory for a client, refusing it", ep->index, ep->spec);
 			close(fd);
@@ -535,7 +569,10 @@ void sim_accept(struct sim *s, struct sim_endpoint *ep)
 		c->ep = ep->index;
 		c->in = in;
 		c->in_len = 0;
+		c->last = in + SIM_CLIENT_IN;
+		c->last_len = 0;
 		s->nlive++;
+		ep->accepted++;
 	}
 }
 

@@ -41,6 +41,7 @@ struct sim_unit {
 	unsigned delay_ms;
 	int exception;      /* 0: off, else the exception code every request gets */
 	bool silence, wrongunit, shortreply;
+	bool twice, stale, badproto; /* TCP only: a gateway that repeats, replays or garbles MBAP */
 	uint64_t requests;
 	struct sim_auto *autos;
 	size_t nautos, autos_cap;
@@ -59,6 +60,7 @@ struct sim_endpoint {
 	char *spec;          /* as given on the command line, for messages */
 	struct sim_unit *units[SIM_NO_UNITS];
 	uint64_t requests, unserved;
+	uint64_t accepted;   /* TCP connections taken since start or reset-stats */
 
 	/* tcp */
 	char *host;          /* NULL: any address */
@@ -87,6 +89,8 @@ struct sim_client {
 	int ep;
 	uint8_t *in;         /* SIM_CLIENT_IN bytes; apart, so the loop's scan of slots stays small */
 	size_t in_len;
+	uint8_t *last;       /* SIM_MAX_ADU bytes after in: the last reply made for it (`stale`) */
+	size_t last_len;
 	struct sim_buf out;
 };
 

@@ -579,6 +579,67 @@ static void test_wrongunit_and_short_replies(void **state)
 	client_free(m);
 }
 
+/* A gateway that answers twice, replays an older reply, or garbles the protocol id: the bytes
+ * a client sees, transaction ids included. */
+static void test_twice_stale_and_badproto_replies(void **state)
+{
+	struct fx *f = *state;
+	sim_start_default(f);
+	CMD_OK(f, "set 0 1 holding 0 u16 big 11");
+	CMD_OK(f, "set 0 1 holding 1 u16 big 22");
+	int fd = raw_connect(f->port[0]);
+	uint8_t b[64];
+
+	CMD_OK(f, "twice 0 1 on");
+	raw_request(fd, 1, 1, 3, 0, 1);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(raw_reply(fd, b, sizeof(b), 2000), 11);
+		assert_int_equal(b[0] << 8 | b[1], 1);
+		assert_int_equal(b[9] << 8 | b[10], 11);
+	}
+	CMD_OK(f, "twice 0 1 off");
+
+	/* the previous reply (transaction 1, register 0) comes again before this one's */
+	CMD_OK(f, "stale 0 1 on");
+	raw_request(fd, 2, 1, 3, 1, 1);
+	assert_int_equal(raw_reply(fd, b, sizeof(b), 2000), 11);
+	assert_int_equal(b[0] << 8 | b[1], 1);
+	assert_int_equal(b[9] << 8 | b[10], 11);
+	assert_int_equal(raw_reply(fd, b, sizeof(b), 2000), 11);
+	assert_int_equal(b[0] << 8 | b[1], 2);
+	assert_int_equal(b[9] << 8 | b[10], 22);
+	CMD_OK(f, "stale 0 1 off");
+
+	CMD_OK(f, "badproto 0 1 on");
+	raw_request(fd, 3, 1, 3, 0, 1);
+	assert_int_equal(raw_reply(fd, b, sizeof(b), 2000), 11);
+	assert_int_equal(b[0] << 8 | b[1], 3);
+	assert_int_equal(b[2] << 8 | b[3], 1);
+	assert_int_equal(b[9] << 8 | b[10], 11);
+	CMD_OK(f, "badproto 0 1 off");
+	close(fd);
+
+	/* a connection's first reply has nothing before it: a copy with the id one lower */
+	CMD_OK(f, "stale 0 1 on");
+	fd = raw_connect(f->port[0]);
+	raw_request(fd, 9, 1, 3, 1, 1);
+	assert_int_equal(raw_reply(fd, b, sizeof(b), 2000), 11);
+	assert_int_equal(b[0] << 8 | b[1], 8);
+	assert_int_equal(raw_reply(fd, b, sizeof(b), 2000), 11);
+	assert_int_equal(b[0] << 8 | b[1], 9);
+	assert_int_equal(b[9] << 8 | b[10], 22);
+	close(fd);
+
+	/* both connections were counted, though neither is open any more */
+	CMD_IS(f, "2", "accepted 0");
+	CMD_IS(f, "0", "accepted 1");
+	CMD_OK(f, "reset-stats");
+	CMD_IS(f, "0", "accepted 0");
+	char *r = cmd(f, "stale 0 1 maybe");
+	assert_true(strncmp(r, "error: ", 7) == 0);
+	free(r);
+}
+
 /* ---- tests: connections and endpoints ------------------------------------------------------ */
 
 static void test_drop_closes_connections(void **state)
@@ -863,6 +924,11 @@ static void test_rtu_over_pty(void **state)
 	assert_int_equal(fd_read(master, rsp + 4, 3, 300), 0);
 	assert_int_equal(rsp[0], 3);
 
+	/* a serial line has no transaction ids to get wrong */
+	char *mbap = cmd(f, "stale 0 1 on");
+	assert_true(strncmp(mbap, "error: ", 7) == 0);
+	free(mbap);
+
 	char *stats = cmd(f, "stats");
 	assert_non_null(strstr(stats, "\"0\":{\"requests\":"));
 	assert_non_null(strstr(stats, "\"unserved\":1"));
@@ -1018,6 +1084,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_silence_times_out, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_exceptions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wrongunit_and_short_replies, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_twice_stale_and_badproto_replies, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_drop_closes_connections, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_and_open_same_port, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_endpoints_and_unserved_units, setup, teardown),

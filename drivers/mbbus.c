@@ -1,0 +1,376 @@
+/* mbbus.c — one Modbus bus (TCP or RTU on libmodbus): a context that carries one request at
+ * a time, with gap_ms of silence between frames; every request made by hand and every reply
+ * checked (unit, function, byte count, and on TCP the transaction and protocol ids), so that
+ * a value only ever comes from the reply to its own request. */
+#include "modbus.h"
+#include "clock.h"
+#include "mbdecode.h"
+
+#include <errno.h>
+#include <modbus/modbus.h> /* not <modbus.h>: that would find drivers/modbus.h */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+/* ---- one bus: a libmodbus context and who may use it ------------------------------- */
+
+struct mb_bus {
+	const struct bus_cfg *cfg;
+	modbus_t *ctx;
+	bool connected;
+	int64_t ready_ms;            /* monotonic: no request before this (gap_ms, reconnects) */
+	uint16_t tid;                /* Modbus/TCP: the transaction id of the last request sent */
+};
+
+struct mb_bus *mb_bus_new(const struct bus_cfg *bc)
+{
+	struct mb_bus *b = calloc(1, sizeof(*b));
+	if (b)
+		b->cfg = bc;
+	return b;
+}
+
+static void bus_drop(struct mb_bus *b)
+{
+	if (b->ctx) {
+		modbus_close(b->ctx);
+		modbus_free(b->ctx);
+	}
+	b->ctx = NULL;
+	b->connected = false;
+}
+
+void mb_bus_close(struct mb_bus *b)
+{
+	bus_drop(b);
+}
+
+int64_t mb_bus_ready_ms(const struct mb_bus *b)
+{
+	return b->ready_ms;
+}
+
+void mb_bus_free(struct mb_bus *b)
+{
+	if (!b)
+		return;
+	bus_drop(b);
+	free(b);
+}
+
+static int bus_connect(struct mb_bus *b, char *err, size_t errlen)
+{
+	if (b->connected)
+		return 0;
+	const struct bus_cfg *c = b->cfg;
+	if (!b->ctx) {
+		if (c->kind == BUS_TCP) {
+			char port[8];
+			snprintf(port, sizeof(port), "%d", c->port);
+			b->ctx = modbus_new_tcp_pi(c->host, port);
+		} else {
+			b->ctx = modbus_new_rtu(c->device, c->baud, c->parity, c->data_bits, c->stop_bits);
+		}
+		if (!b->ctx) {
+			snprintf(err, errlen, "bus \"%s\": %s", c->id, modbus_strerror(errno));
+			return -errno;
+		}
+		uint32_t ms = (uint32_t)c->timeout_ms;
+		modbus_set_response_timeout(b->ctx, ms / 1000, (ms % 1000) * 1000);
+		modbus_set_byte_timeout(b->ctx, ms / 1000, (ms % 1000) * 1000);
+		modbus_set_error_recovery(b->ctx, MODBUS_ERROR_RECOVERY_NONE);
+	}
+	if (modbus_connect(b->ctx) < 0) {
+		int e = errno;
+		snprintf(err, errlen, "bus \"%s\" (%s): cannot connect: %s", c->id, c->url, modbus_strerror(e));
+		/* A fresh context next time: libmodbus can keep failing on a reused one. */
+		bus_drop(b);
+		return -e;
+	}
+	b->connected = true;
+	return 0;
+}
+
+/* A device answered with an exception: the link is fine. */
+static bool is_exception(int e)
+{
+	return e >= EMBXILFUN && e <= EMBXGTAR;
+}
+
+static void set_response_ms(modbus_t *ctx, int64_t ms)
+{
+	modbus_set_response_timeout(ctx, (uint32_t)(ms / 1000), (uint32_t)(ms % 1000) * 1000);
+}
+
+/* Network time-outs are real time, whatever clock the scheduler is given. */
+static int64_t real_mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int send_all(int fd, const uint8_t *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* One Modbus/TCP request and the reply that belongs to it. libmodbus (3.1.6 here) sends every
+ * raw request with transaction id 0, and modbus_receive_confirmation checks no id at all, so
+ * a gateway that answers twice, or late, hands the next request the previous one's reply: it
+ * fits when both asked one unit for as many registers, and one counter reads another's value.
+ * So the request goes out with an id of our own and only a reply with that id, protocol id 0
+ * and an MBAP length matching its frame is taken. A stale reply is skipped and the next one
+ * read: the right one is usually right behind it. A frame that is no Modbus/TCP reply at all
+ * leaves the stream in doubt: flushed, and the request sent again under a new id (reads are
+ * idempotent). All within the bus's time-out; past it, or after too many, the read fails and
+ * the caller reconnects: a wrong value is never returned. */
+#define TCP_SKIP_MAX 8
+#define TCP_RESEND_MAX 2
+static int tcp_exchange(struct mb_bus *b, const uint8_t *pdu, size_t pdulen, uint8_t *rsp, char *why,
+			size_t whylen)
+{
+	modbus_t *ctx = b->ctx;
+	int fd = modbus_get_socket(ctx);
+	int64_t deadline = real_mono_ms() + b->cfg->timeout_ms;
+	uint8_t adu[6 + 8];
+	int skipped = 0, resent = 0, r = 0;
+	char last[80] = "";
+	bool send = true;
+	/* Bytes no request is waiting for (a duplicate that came after its twin was taken). */
+	modbus_flush(ctx);
+	for (;;) {
+		if (send) {
+			b->tid++;
+			adu[0] = (uint8_t)(b->tid >> 8);
+			adu[1] = (uint8_t)b->tid;
+			adu[2] = adu[3] = 0;
+			adu[4] = (uint8_t)(pdulen >> 8);
+			adu[5] = (uint8_t)pdulen;
+			memcpy(adu + 6, pdu, pdulen);
+			if ((r = send_all(fd, adu, 6 + pdulen)) < 0)
+				break;
+			send = false;
+		}
+		int64_t left = deadline - real_mono_ms();
+		if (left <= 0) {
+			r = -ETIMEDOUT;
+			break;
+		}
+		set_response_ms(ctx, left);
+		int n = modbus_receive_confirmation(ctx, rsp);
+		if (n < 0) {
+			r = -errno;
+			break;
+		}
+		unsigned tid = (unsigned)rsp[0] << 8 | rsp[1], proto = (unsigned)rsp[2] << 8 | rsp[3];
+		unsigned len = (unsigned)rsp[4] << 8 | rsp[5];
+		bool framed = n >= 8 && proto == 0 && len == (unsigned)n - 6;
+		if (framed && tid == b->tid) {
+			r = n;
+			break;
+		}
+		skipped++;
+		if (!framed) {
+			snprintf(last, sizeof(last), "protocol id %u, length %u in %d bytes", proto, len, n);
+			modbus_flush(ctx);
+			if (resent++ == TCP_RESEND_MAX) {
+				r = -EMBBADDATA;
+				break;
+			}
+			send = true;
+		} else {
+			snprintf(last, sizeof(last), "stale, transaction id %u", tid);
+		}
+		if (skipped == TCP_SKIP_MAX) {
+			r = -EMBBADDATA;
+			break;
+		}
+	}
+	set_response_ms(ctx, b->cfg->timeout_ms);
+	if (r < 0 && skipped)
+		snprintf(why, whylen, "no reply with transaction id %u (%s): %d dropped, the last %s", b->tid,
+			 modbus_strerror(-r), skipped, last);
+	return r;
+}
+
+/* One read request, checked by hand: libmodbus's own read calls accept a Modbus/TCP reply
+ * that carries another unit's id (a misconfigured gateway), so the request goes out raw and
+ * the reply's unit, function, byte count and length are all checked here. */
+static int raw_read(struct mb_bus *b, int unit, enum mb_table table, int address, int count,
+		    uint16_t *regs, uint8_t *bits, char *why, size_t whylen)
+{
+	static const uint8_t fc_of[] = { [MB_TABLE_HOLDING] = 0x03, [MB_TABLE_INPUT] = 0x04,
+					 [MB_TABLE_COIL] = 0x01, [MB_TABLE_DISCRETE] = 0x02 };
+	modbus_t *ctx = b->ctx;
+	uint8_t fc = fc_of[table];
+	uint8_t req[6] = { (uint8_t)unit, fc, (uint8_t)(address >> 8), (uint8_t)address,
+			   (uint8_t)(count >> 8), (uint8_t)count };
+	uint8_t rsp[MODBUS_MAX_ADU_LENGTH];
+	int n;
+	if (b->cfg->kind == BUS_TCP) {
+		n = tcp_exchange(b, req, sizeof(req), rsp, why, whylen);
+		if (n < 0)
+			return n;
+	} else {
+		/* RTU has no transaction ids: unit, function, CRC and the checks below must do. */
+		if (modbus_send_raw_request(ctx, req, (int)sizeof(req)) < 0)
+			return -errno;
+		n = modbus_receive_confirmation(ctx, rsp);
+		if (n < 0)
+			return -errno;
+	}
+	int hl = modbus_get_header_length(ctx);
+	if (n < hl + 2) {
+		snprintf(why, whylen, "reply of %d bytes is too short", n);
+		return -EMBBADDATA;
+	}
+	if (rsp[hl - 1] != unit) {
+		snprintf(why, whylen, "reply from unit %d, not %d", rsp[hl - 1], unit);
+		return -EMBBADSLAVE;
+	}
+	if (rsp[hl] == (fc | 0x80)) {
+		int code = rsp[hl + 1];
+		return code >= 1 && code <= 11 ? -(MODBUS_ENOBASE + code) : -EMBBADEXC;
+	}
+	int expect = table == MB_TABLE_HOLDING || table == MB_TABLE_INPUT ? 2 * count : (count + 7) / 8;
+	if (rsp[hl] != fc || rsp[hl + 1] != expect || n < hl + 2 + expect) {
+		snprintf(why, whylen, "malformed reply (function %#x, %d data bytes, %d bytes in all)", rsp[hl],
+			 rsp[hl + 1], n);
+		return -EMBBADDATA;
+	}
+	const uint8_t *data = rsp + hl + 2;
+	for (int i = 0; i < count; i++) {
+		if (regs)
+			regs[i] = (uint16_t)((data[2 * i] << 8) | data[2 * i + 1]);
+		else
+			bits[i] = (data[i / 8] >> (i % 8)) & 1;
+	}
+	return 0;
+}
+
+/* A request of count registers or bits starting at address. */
+static int bus_read(struct mb_bus *b, int unit, enum mb_table table, int address, int count,
+		    uint16_t *regs, uint8_t *bits, char *err, size_t errlen)
+{
+	int r = bus_connect(b, err, errlen);
+	if (r < 0)
+		return r;
+	modbus_set_slave(b->ctx, unit);
+	bool registers = table == MB_TABLE_HOLDING || table == MB_TABLE_INPUT;
+	char why[160] = "";
+	r = raw_read(b, unit, table, address, count, registers ? regs : NULL, registers ? NULL : bits, why,
+		     sizeof(why));
+	if (b->cfg->gap_ms > 0)
+		b->ready_ms = clock_mono_ms() + b->cfg->gap_ms;
+	if (r == 0)
+		return 0;
+	int e = -r;
+	snprintf(err, errlen, "unit %d %s %d..%d: %s", unit, mb_table_name(table), address,
+		 address + count - 1, why[0] ? why : modbus_strerror(e));
+	if (is_exception(e))
+		return r;
+	/* Time-outs, bad frames, a gateway that went away: the stream can't be trusted
+	 * (a late reply would be taken for the next one), so start over. */
+	if (b->cfg->kind == BUS_TCP || (e != ETIMEDOUT && e != EMBBADCRC && e != EMBBADDATA &&
+					e != EMBBADSLAVE))
+		bus_drop(b);
+	else
+		modbus_flush(b->ctx);
+	return r;
+}
+
+static void sleep_ms(int64_t ms)
+{
+	if (ms <= 0)
+		return;
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+struct point_ref {
+	const struct mb_point *p;
+	double *raw;
+	bool *has;
+};
+
+void mb_read_instrument(struct mb_bus *b, const struct instrument_cfg *ic, struct mb_values *out)
+{
+	memset(out, 0, sizeof(*out));
+	const struct modbus_cfg *m = &ic->modbus;
+	struct point_ref pts[3];
+	int n = 0;
+	if (m->run_counter.present)
+		pts[n++] = (struct point_ref){ &m->run_counter, &out->run_raw, &out->has_run };
+	if (m->samples_counter.present)
+		pts[n++] = (struct point_ref){ &m->samples_counter, &out->samples_raw, &out->has_samples };
+	if (m->in_use.present)
+		pts[n++] = (struct point_ref){ &m->in_use, &out->in_use_raw, &out->has_in_use };
+
+	bool done[3] = { false, false, false };
+	for (int i = 0; i < n; i++) {
+		if (done[i])
+			continue;
+		/* Gather the points of the same table that touch or overlap this one. */
+		const struct mb_point *p = pts[i].p;
+		int lo = p->address, hi = p->address + mb_type_width(p->type) - 1;
+		bool group[3] = { false, false, false };
+		group[i] = true;
+		for (bool grew = true; grew;) {
+			grew = false;
+			for (int j = 0; j < n; j++) {
+				const struct mb_point *q = pts[j].p;
+				int qlo = q->address, qhi = q->address + mb_type_width(q->type) - 1;
+				if (group[j] || done[j] || q->table != p->table || qlo > hi + 1 || qhi < lo - 1)
+					continue;
+				group[j] = grew = true;
+				if (qlo < lo)
+					lo = qlo;
+				if (qhi > hi)
+					hi = qhi;
+			}
+		}
+		int count = hi - lo + 1;
+		uint16_t regs[8] = { 0 };
+		uint8_t bits[8] = { 0 };
+		if (b->ready_ms > clock_mono_ms())
+			sleep_ms(b->ready_ms - clock_mono_ms());
+		if (bus_read(b, m->unit, p->table, lo, count, regs, bits, out->error, sizeof(out->error)) < 0)
+			return;
+		for (int j = 0; j < n; j++) {
+			if (!group[j])
+				continue;
+			const struct mb_point *q = pts[j].p;
+			int off = q->address - lo;
+			bool ok = true;
+			if (q->table == MB_TABLE_COIL || q->table == MB_TABLE_DISCRETE)
+				*pts[j].raw = bits[off] ? 1 : 0;
+			else
+				*pts[j].raw = mb_decode(regs + off, q->type, q->word_order, &ok);
+			if (!ok) {
+				snprintf(out->error, sizeof(out->error), "unit %d %s %d: %s is not a number",
+					 m->unit, mb_table_name(q->table), q->address, mb_type_name(q->type));
+				return;
+			}
+			*pts[j].has = true;
+			done[j] = true;
+		}
+	}
+	if (out->has_in_use) {
+		const struct mb_point *p = &m->in_use;
+		bool bit = p->table == MB_TABLE_COIL || p->table == MB_TABLE_DISCRETE;
+		out->in_use = bit ? out->in_use_raw != 0 : out->in_use_raw * p->scale > p->above;
+	}
+	out->ok = true;
+}
