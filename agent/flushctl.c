@@ -217,7 +217,11 @@ int flushctl_hold_lock(const char *state_dir)
 	int n = snprintf(path, sizeof(path), "%s/%s", state_dir, LOCK_FILE);
 	if (n < 0 || (size_t)n >= sizeof(path))
 		return -ENAMETOOLONG;
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	/* Read-only is enough for flock, and works for an operator who can't write the daemon's
+	 * lock file; created only when no daemon ever ran here. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT)
+		fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return -errno;
 	/* Shared: the daemon's exclusive lock can't be taken meanwhile, yet daemon_running (a

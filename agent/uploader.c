@@ -96,7 +96,7 @@ static int flush_outcome(struct runner *r, enum sink_result res, int64_t *wait)
 		int64_t t = next_attempt_of(r->u->buf, r->ops->name) - clock_wall();
 		if (t > FLUSH_WAIT_MAX_S)
 			return EX_TEMPFAIL;
-		*wait = t > 0 ? t : 0;
+		*wait = t > 0 ? t : 1; /* never spin on a state that can't be read */
 		return -1;
 	}
 	case SINK_REFUSED:
