@@ -188,7 +188,8 @@ static int compare(struct cp *c, struct buffer *b, const struct checkpoint_local
 	if (n > h)
 		return differs(out, h + 1,
 				"the platform holds records up to %" PRId64 " (hash %s) but the local chain ends at "
-				"%" PRId64 ": acknowledged records were cut from the buffer", n, nhash, h);
+				"%" PRId64 ": acknowledged records are missing here (cut from the buffer, or it "
+				"was restored from an older backup)", n, nhash, h);
 
 	if (n == 0)
 		fprintf(out, "matches the platform: it holds nothing of agent \"%s\" yet; %" PRId64

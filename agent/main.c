@@ -34,6 +34,7 @@ static const char usage_text[] =
 	"  check                    validate the configuration; print ok or every error\n"
 	"  poll                     read every Modbus source once and print the values\n"
 	"  flush                    upload everything pending and wait for the acknowledgement\n"
+	"                           (beside a running daemon, the daemon does it)\n"
 	"  status [--json]          sources, buffer and upload state\n"
 	"  report --from DATE --to DATE [--format csv|json|html] [-o FILE] [--instrument ID]\n"
 	"                           the auditors' report over local days FROM..TO\n"
