@@ -13,6 +13,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,13 +27,22 @@
 #define REFUSED_RETRY_S 3600
 #define AUTH_RETRY_S 300
 #define RETRY_AFTER_MAX_S 3600
+#define SEQ_LIMIT 9007199254740992.0   /* 2^53: past it a JSON number is no exact seq */
+#define GROW_EVERY 4                   /* successes in a row before the batch grows by 1/8 */
+#define FORGET_413_AFTER 64            /* successes in a row before a refused size may be tried again */
 
 struct feed {
 	const struct config *cfg;
 	struct buffer *buf;
 	struct transfer http;
 	char *url;
-	int batch;                  /* halved on 413, restored after a success */
+	/* The batch size (SPEC §6 413): halved on a 413 (or back to the last size that passed),
+	 * grown by 1/8 every GROW_EVERY successes, never to a size refused in the last
+	 * FORGET_413_AFTER batches, never past batch_max_records. */
+	int batch;
+	int good;                   /* records in the last batch that passed, 0 none yet */
+	int refused;                /* smallest batch refused with 413 lately, 0 none */
+	int streak;                 /* successes since the last 413 */
 	struct dbuf body, gz;
 };
 
@@ -164,13 +174,45 @@ static const char *jstr(const cJSON *o, const char *k)
 	return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
+/* A seq from the network: an exact integer 0 ≤ N < 2^53, checked before any cast (a cast of
+ * 1e300 or NaN to an integer is undefined behaviour). */
 static bool jint(const cJSON *o, const char *k, int64_t *out)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-	if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble != (double)(int64_t)v->valuedouble)
+	if (!cJSON_IsNumber(v))
 		return false;
-	*out = (int64_t)v->valuedouble;
+	double d = v->valuedouble;
+	if (!isfinite(d) || d < 0 || d >= SEQ_LIMIT || d != floor(d))
+		return false;
+	*out = (int64_t)d;
 	return true;
+}
+
+static void batch_passed(struct feed *f, int sent)
+{
+	int max = f->cfg->platform.batch_max_records;
+	f->good = sent;
+	f->streak++;
+	if (f->streak % FORGET_413_AFTER == 0)
+		f->refused = 0; /* the platform's limit may have been raised: probe again */
+	if (f->batch >= max || f->streak % GROW_EVERY != 0 || sent < f->batch)
+		return;
+	int next = f->batch + (f->batch / 8 > 0 ? f->batch / 8 : 1);
+	if (f->refused && next >= f->refused)
+		next = f->refused - 1;
+	f->batch = next > max ? max : next > f->batch ? next : f->batch;
+}
+
+static void batch_too_large(struct feed *f, int sent)
+{
+	f->refused = sent;
+	f->streak = 0;
+	if (f->good > 0 && f->good < sent) {
+		f->batch = f->good;
+	} else {
+		f->good = 0;
+		f->batch = sent > 1 ? sent / 2 : 1;
+	}
 }
 
 static void temp_failure(struct feed *f, struct outcome *o, int64_t now, const char *what)
@@ -216,7 +258,7 @@ static void on_ack(struct feed *f, const cJSON *reply, int64_t acked, int64_t la
 		return;
 	}
 	f->http.failures = 0;
-	f->batch = f->cfg->platform.batch_max_records;
+	batch_passed(f, (int)(last - acked));
 	o->next_attempt = 0;
 	o->result = SINK_PROGRESS;
 	if (n < last)
@@ -339,9 +381,15 @@ static enum sink_result feed_step(void *state, int64_t now, bool force)
 		payload = f->gz.p;
 		payload_len = f->gz.len;
 	}
-	char auth[1024], idem[256];
-	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", f->cfg->platform.token);
+	/* As long as the token is: a fixed buffer would cut a long one silently. */
+	char *auth = transfer_bearer(f->cfg->platform.token), idem[256];
 	snprintf(idem, sizeof(idem), "Idempotency-Key: %s:%" PRId64 "-%" PRId64, f->cfg->agent.id, first, last);
+	if (!auth) {
+		snprintf(o.error, sizeof(o.error), "out of memory building the request");
+		o.next_attempt = now + 60;
+		save_outcome(f, &o, now);
+		return SINK_RETRY;
+	}
 	struct curl_slist *hdrs = NULL;
 	hdrs = curl_slist_append(hdrs, auth);
 	hdrs = curl_slist_append(hdrs, "Content-Type: application/x-ndjson");
@@ -352,24 +400,31 @@ static enum sink_result feed_step(void *state, int64_t now, bool force)
 	long status = 0;
 	CURLcode cc = transfer_post(&f->http, hdrs, payload, payload_len, &status);
 	curl_slist_free_all(hdrs);
+	explicit_bzero(auth, strlen(auth));
+	free(auth);
 
 	char what[600];
-	cJSON *reply = f->http.reply.p ? cJSON_Parse(f->http.reply.p) : NULL;
+	/* A reply cut at the cap is not read at all: its start alone may look like a whole one. */
+	bool cut = f->http.reply_cut;
+	cJSON *reply = f->http.reply.p && !cut ? cJSON_Parse(f->http.reply.p) : NULL;
+	int sent = (int)(last - first + 1);
 	if (cc != CURLE_OK) {
 		snprintf(what, sizeof(what), "cannot reach \"%s\": %s", f->url, transfer_error(&f->http, cc));
+		temp_failure(f, &o, now, what);
+	} else if (cut && status != 413) {
+		snprintf(what, sizeof(what), "platform replied HTTP %ld with more than %d bytes", status, REPLY_MAX);
 		temp_failure(f, &o, now, what);
 	} else if (status == 200) {
 		on_ack(f, reply, acked, last, &o, now);
 	} else if (status == 409) {
 		on_conflict(f, reply, last, &o, now);
 	} else if (status == 413) {
-		int before = f->batch;
-		f->batch = f->batch > 1 ? f->batch / 2 : 1;
-		snprintf(o.error, sizeof(o.error), "platform: batch of %d records too large, trying %d", before,
+		batch_too_large(f, sent);
+		snprintf(o.error, sizeof(o.error), "platform: batch of %d records too large, trying %d", sent,
 			 f->batch);
 		log_notice("upload: %s", o.error);
-		o.result = before > 1 ? SINK_PROGRESS : SINK_RETRY;
-		if (before == 1) {
+		o.result = sent > 1 ? SINK_PROGRESS : SINK_RETRY;
+		if (sent == 1) {
 			f->http.failures++;
 			o.next_attempt = transfer_backoff(&f->http, now, BACKOFF_MAX_S);
 		}

@@ -1,9 +1,11 @@
 /* main.c — the command line (SPEC §2): parse, dispatch, map failures to sysexits codes. */
 #include "buffer.h"
 #include "chain.h"
+#include "checkpoint.h"
 #include "config.h"
 #include "core.h"
 #include "daemon.h"
+#include "flushctl.h"
 #include "log.h"
 #include "modbus.h"
 #include "report.h"
@@ -33,10 +35,12 @@ static const char usage_text[] =
 	"  check                    validate the configuration; print ok or every error\n"
 	"  poll                     read every Modbus source once and print the values\n"
 	"  flush                    upload everything pending and wait for the acknowledgement\n"
+	"                           (beside a running daemon, the daemon does it)\n"
 	"  status [--json]          sources, buffer and upload state\n"
 	"  report --from DATE --to DATE [--format csv|json|html] [-o FILE] [--instrument ID]\n"
 	"                           the auditors' report over local days FROM..TO\n"
-	"  verify                   re-hash the whole local chain\n"
+	"  verify [--remote]        re-hash the whole local chain; --remote: and hold it against\n"
+	"                           the platform's acknowledged copy\n"
 	"  record --instrument ID --start T --end T --user U --org O [--samples N]\n"
 	"         [--external yes|no] [--note TEXT]\n"
 	"                           seal a manual session (a paper log entered late)\n"
@@ -103,18 +107,41 @@ static int open_buffer_ro(const struct config *cfg, struct buffer **b)
 	return 0;
 }
 
-static int cmd_verify(const char *path)
+static int cmd_verify(const char *path, int argc, char **argv)
 {
+	static const struct option opts[] = {
+		{ "remote", no_argument, NULL, 'r' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	bool remote = false;
+	int c;
+	while ((c = getopt_long(argc, argv, "+rh", opts, NULL)) != -1) {
+		if (c == 'r')
+			remote = true;
+		else if (c == 'h') {
+			fputs("usage: labshare-agent verify [--remote]\n", stdout);
+			return 0;
+		} else
+			return usage_error("verify: unknown option");
+	}
+	if (optind < argc)
+		return usage_error("verify: unexpected argument \"%s\"", argv[optind]);
+
 	struct config *cfg = NULL;
 	int code = load_config(path, &cfg);
 	if (code)
 		return code;
 	struct buffer *b = NULL;
+	struct checkpoint_local local = { 0 };
+	memset(local.head.hash, '0', HASH_HEX_LEN);
+	local.pruned = local.head;
 	int r = open_buffer_ro(cfg, &b);
 	if (r == 1) {
 		printf("intact: no records sealed yet\n");
+		code = remote ? checkpoint_verify(cfg, NULL, &local, stdout) : 0;
 		config_free(cfg);
-		return 0;
+		return code;
 	}
 	if (r < 0) {
 		config_free(cfg);
@@ -129,6 +156,14 @@ static int cmd_verify(const char *path)
 			printf("intact: %" PRId64 " records, seq %" PRId64 "..%" PRId64 ", head hash %s\n",
 			       res.records, res.first_seq, res.last_seq, res.head_hash);
 		code = 0;
+		if (remote) {
+			/* Intact is only consistent: the platform's copy says whether it is what was sent. */
+			local.head.seq = res.last_seq;
+			memcpy(local.head.hash, res.head_hash, sizeof(local.head.hash));
+			buffer_pruned(b, &local.pruned);
+			fflush(stdout);
+			code = checkpoint_verify(cfg, b, &local, stdout);
+		}
 	} else if (r == 1) {
 		printf("broken: first bad seq %" PRId64 ": %s\n", res.bad_seq, res.why);
 		cli_error("chain broken at seq %" PRId64 ": %s", res.bad_seq, res.why);
@@ -548,15 +583,15 @@ static int run_command(int argc, char **argv)
 		fputs(usage_text, stdout);
 		return 0;
 	}
-	if (strcmp(cmd, "check") == 0 || strcmp(cmd, "verify") == 0 || strcmp(cmd, "run") == 0) {
+	if (strcmp(cmd, "check") == 0 || strcmp(cmd, "run") == 0) {
 		if (sub_argc > 1)
 			return usage_error("unexpected argument \"%s\"", sub_argv[1]);
 		if (strcmp(cmd, "check") == 0)
 			return cmd_check(config);
-		if (strcmp(cmd, "verify") == 0)
-			return cmd_verify(config);
 		return daemon_run(config);
 	}
+	if (strcmp(cmd, "verify") == 0)
+		return cmd_verify(config, sub_argc, sub_argv);
 	if (strcmp(cmd, "status") == 0)
 		return cmd_status(config, sub_argc, sub_argv);
 	if (strcmp(cmd, "record") == 0)
@@ -582,15 +617,30 @@ static int run_command(int argc, char **argv)
 		int code = load_config(config, &cfg);
 		if (code)
 			return code;
+		/* Beside a daemon its uploader does the work: a second one could send records twice.
+		 * Without one, the lock is held shared so that none starts meanwhile. */
+		int lock = flushctl_hold_lock(cfg->agent.state_dir);
+		if (lock == -EWOULDBLOCK) {
+			code = flushctl_request(cfg->agent.state_dir, stdout);
+			config_free(cfg);
+			return code;
+		}
 		struct buffer *b = NULL;
 		int r = buffer_open(cfg->agent.state_dir, 0, &b, NULL);
-		if (r < 0) {
-			cli_error("flush: cannot open the buffer in \"%s\": %s", cfg->agent.state_dir, strerror(-r));
+		if (r == 0 && lock == -ENOENT)
+			lock = flushctl_hold_lock(cfg->agent.state_dir); /* the folder is new */
+		if (r < 0 || lock < 0) {
+			cli_error("flush: cannot open %s in \"%s\": %s", r < 0 ? "the buffer" : "the lock",
+				  cfg->agent.state_dir, strerror(r < 0 ? -r : -lock));
+			buffer_close(b);
+			if (lock >= 0)
+				close(lock);
 			config_free(cfg);
-			return EX_CANTCREAT;
+			return lock == -EWOULDBLOCK ? EX_TEMPFAIL : EX_CANTCREAT;
 		}
 		code = uploader_flush(cfg, b, stdout);
 		buffer_close(b);
+		close(lock);
 		config_free(cfg);
 		return code;
 	}

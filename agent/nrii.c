@@ -35,6 +35,7 @@
 #define WALK_MAX 5000               /* records skipped per step: keeps one transaction short */
 #define PARKED_RECHECK_S 60
 #define NO_CODE 0                   /* parked here, before any call: the config lacks something */
+#define NRII_DURATION_MAX_S 1e9     /* ~31 years: past it duration_s is no session (and no integer cast) */
 
 static const char SOAP11_NS[] = "http://schemas.xmlsoap.org/soap/envelope/";
 static const char SOAP12_NS[] = "http://www.w3.org/2003/05/soap-envelope";
@@ -389,7 +390,9 @@ char *nrii_json_session(const struct config *cfg, int64_t seq, const char *line,
 	const cJSON *dur = cJSON_GetObjectItemCaseSensitive(rec, "duration_s");
 	char start[14], end[14];
 	char *out = NULL;
-	if (!kind || strcmp(kind, "session") != 0 || !inst || !cJSON_IsNumber(dur) || dur->valuedouble < 0 ||
+	/* duration_s bounded before session_fields casts it: a cast of 1e300 is undefined. */
+	if (!kind || strcmp(kind, "session") != 0 || !inst || !cJSON_IsNumber(dur) ||
+	    !(dur->valuedouble >= 0 && dur->valuedouble <= NRII_DURATION_MAX_S) ||
 	    !local_hour(jget_str(rec, "start"), start) || !local_hour(jget_str(rec, "end"), end)) {
 		snprintf(why, whylen, "record %" PRId64 " is not a well-formed session record", seq);
 		goto out;

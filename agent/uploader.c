@@ -4,6 +4,7 @@
 #include "buffer.h"
 #include "clock.h"
 #include "config.h"
+#include "flushctl.h"
 #include "log.h"
 #include "nrii.h"
 #include "sink.h"
@@ -25,6 +26,7 @@ const struct sink_ops *const sink_registry[] = {
 };
 
 #define MAX_SINKS 4
+#define FLUSH_WAIT_MAX_S 10
 
 struct runner {
 	const struct sink_ops *ops;
@@ -33,6 +35,10 @@ struct runner {
 	bool started;
 	struct uploader *u;
 	_Atomic int64_t beat;       /* monotonic ms when the loop last went round */
+	/* `flush` requests (under u->mu): the last one this runner took, the last one it
+	 * finished, and how (0, 75, 76). */
+	uint64_t flush_taken, flush_done;
+	int flush_code;
 };
 
 struct uploader {
@@ -43,6 +49,8 @@ struct uploader {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	bool stopping;
+	uint64_t flush_gen;         /* `flush` requests made so far */
+	struct flushctl *ctl;       /* serves those requests on control.sock */
 };
 
 static int64_t next_attempt_of(struct buffer *b, const char *sink)
@@ -55,19 +63,47 @@ static int64_t next_attempt_of(struct buffer *b, const char *sink)
 	return t;
 }
 
-/* Sleeps until `secs` pass or the uploader stops; false when stopping. */
-static bool pause_for(struct uploader *u, int64_t secs)
+/* Sleeps until `secs` pass, the uploader stops or a flush is requested that r has not
+ * taken yet; false when stopping. */
+static bool pause_for(struct runner *r, int64_t secs)
 {
+	struct uploader *u = r->u;
 	pthread_mutex_lock(&u->mu);
-	if (!u->stopping && secs > 0) {
+	if (secs > 0) {
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_sec += secs;
-		pthread_cond_timedwait(&u->cv, &u->mu, &ts);
+		while (!u->stopping && u->flush_gen == r->flush_taken &&
+		       pthread_cond_timedwait(&u->cv, &u->mu, &ts) == 0)
+			;
 	}
 	bool go_on = !u->stopping;
 	pthread_mutex_unlock(&u->mu);
 	return go_on;
+}
+
+/* While r serves a flush: the step's result as flush's exit code, -1 to go on (records
+ * acknowledged, or a short wait), with *wait set. */
+static int flush_outcome(struct runner *r, enum sink_result res, int64_t *wait)
+{
+	*wait = 0;
+	switch (res) {
+	case SINK_PROGRESS:
+		return -1;
+	case SINK_IDLE:
+		return 0;
+	case SINK_RETRY: {
+		int64_t t = next_attempt_of(r->u->buf, r->ops->name) - clock_wall();
+		if (t > FLUSH_WAIT_MAX_S)
+			return EX_TEMPFAIL;
+		*wait = t > 0 ? t : 1; /* never spin on a state that can't be read */
+		return -1;
+	}
+	case SINK_REFUSED:
+	case SINK_ALARM:
+		break;
+	}
+	return EX_PROTOCOL;
 }
 
 static void *runner_main(void *arg)
@@ -76,10 +112,29 @@ static void *runner_main(void *arg)
 	struct uploader *u = r->u;
 	int64_t idle_s = u->cfg->platform.present ? u->cfg->platform.upload_interval_s : 60;
 	for (;;) {
+		/* A new flush request: the first step ignores next_attempt, as `flush` always did. */
+		pthread_mutex_lock(&u->mu);
+		bool force = u->flush_gen > r->flush_taken;
+		r->flush_taken = u->flush_gen;
+		bool flushing = r->flush_taken > r->flush_done;
+		pthread_mutex_unlock(&u->mu);
 		atomic_store(&r->beat, clock_mono_ms());
-		enum sink_result res = r->ops->step(r->state, clock_wall(), false);
+		enum sink_result res = r->ops->step(r->state, clock_wall(), force);
 		atomic_store(&r->beat, clock_mono_ms());
 		int64_t wait = 0;
+		if (flushing) {
+			int code = flush_outcome(r, res, &wait);
+			if (code < 0) {
+				if (!pause_for(r, wait))
+					break;
+				continue;
+			}
+			pthread_mutex_lock(&u->mu);
+			r->flush_code = code;
+			r->flush_done = r->flush_taken;
+			pthread_cond_broadcast(&u->cv);
+			pthread_mutex_unlock(&u->mu);
+		}
 		switch (res) {
 		case SINK_PROGRESS:
 			wait = 0;
@@ -97,10 +152,61 @@ static void *runner_main(void *arg)
 			wait = 60; /* stays stopped; woken only to stop */
 			break;
 		}
-		if (!pause_for(u, wait))
+		if (!pause_for(r, wait))
 			break;
 	}
 	return NULL;
+}
+
+/* What each sink came to, as `flush` prints it: "ok …" to its stdout, "err …" to its stderr. */
+static void report_sink(struct buffer *b, const char *name, int code, FILE *out)
+{
+	struct sink_state st;
+	if (buffer_sink_get(b, name, &st) < 0) {
+		fprintf(out, "err %s: cannot read the upload state\n", name);
+		return;
+	}
+	if (code == 0)
+		fprintf(out, "ok %s: everything acknowledged (through seq %lld)\n", name, (long long)st.acked_seq);
+	else if (code == EX_TEMPFAIL)
+		fprintf(out, "err %s: %s\n", name, st.last_error ? st.last_error : "platform unreachable");
+	else
+		fprintf(out, "err %s: %s\n", name, st.alarm ? st.alarm : st.last_error ? st.last_error : "refused");
+	buffer_sink_clear(&st);
+}
+
+/* A `flush` request from control.sock: the running sinks do it, each in its own thread, and
+ * this waits for all of them. */
+static int serve_flush(void *arg, FILE *out)
+{
+	struct uploader *u = arg;
+	pthread_mutex_lock(&u->mu);
+	uint64_t gen = ++u->flush_gen;
+	pthread_cond_broadcast(&u->cv);
+	for (;;) {
+		bool done = true;
+		for (size_t i = 0; i < u->n; i++)
+			done = done && u->run[i].flush_done >= gen;
+		if (done || u->stopping)
+			break;
+		pthread_cond_wait(&u->cv, &u->mu);
+	}
+	int code = 0, codes[MAX_SINKS];
+	bool stopped = false;
+	for (size_t i = 0; i < u->n; i++) {
+		stopped = stopped || u->run[i].flush_done < gen;
+		codes[i] = u->run[i].flush_done >= gen ? u->run[i].flush_code : EX_TEMPFAIL;
+		if (codes[i] > code)
+			code = codes[i];
+	}
+	pthread_mutex_unlock(&u->mu);
+	if (stopped) {
+		fputs("err the daemon is stopping or reloading; it uploads again once it runs\n", out);
+		return EX_TEMPFAIL;
+	}
+	for (size_t i = 0; i < u->n; i++)
+		report_sink(u->buf, u->run[i].ops->name, codes[i], out);
+	return code;
 }
 
 struct uploader *uploader_start(const struct config *cfg, struct buffer *b)
@@ -132,6 +238,7 @@ struct uploader *uploader_start(const struct config *cfg, struct buffer *b)
 		r->started = true;
 		u->n++;
 	}
+	u->ctl = flushctl_start(cfg->agent.state_dir, serve_flush, u);
 	return u;
 }
 
@@ -143,6 +250,7 @@ void uploader_stop(struct uploader *u)
 	u->stopping = true;
 	pthread_cond_broadcast(&u->cv);
 	pthread_mutex_unlock(&u->mu);
+	flushctl_stop(u->ctl); /* a flush waiting has been woken above: it answers and ends */
 	for (size_t i = 0; i < u->n; i++)
 		if (u->run[i].ops->abort)
 			u->run[i].ops->abort(u->run[i].state);
@@ -192,8 +300,6 @@ void uploader_clear_alarms(const struct config *cfg, struct buffer *b)
 		buffer_sink_clear(&st);
 	}
 }
-
-#define FLUSH_WAIT_MAX_S 10
 
 int uploader_flush(const struct config *cfg, struct buffer *b, FILE *out)
 {

@@ -40,6 +40,8 @@ struct rp_control {
 	size_t max_body;
 	int slow_ms;
 	long slow_count;
+	size_t pad;
+	long pad_count;
 	long long ack_k;
 	long ack_count;
 	struct reject rejects[RP_REJECTS_MAX];
@@ -113,6 +115,8 @@ void faults_take(struct rp_server *srv, struct rp_fault_plan *plan)
 	plan->drop_reply = take(&control.drop_reply);
 	if (take(&control.slow_count))
 		plan->slow_ms = control.slow_ms;
+	if (take(&control.pad_count))
+		plan->pad = control.pad;
 	pthread_mutex_unlock(&control.mu);
 }
 
@@ -343,6 +347,7 @@ static void clear_faults_locked(void)
 	control.drop_reply = control.drop_before = control.wrong_hash = 0;
 	control.max_body = 0;
 	control.slow_count = 0;
+	control.pad_count = 0;
 	control.ack_count = 0;
 	control.nrejects = 0;
 	for (size_t i = 0; i < control.ntokens; i++)
@@ -415,6 +420,17 @@ static const char *cmd_fault(const char *p)
 		pthread_mutex_unlock(&control.mu);
 		return NULL;
 	}
+	if (word_is(&kind, "pad_reply")) {
+		if (!next_word(&p, &arg) || !parse_num(arg.s, arg.len, 1, 16 << 20, &n))
+			return "fault pad_reply: BYTES must be 1..16777216";
+		if ((err = parse_opts(p, true, false, false, NULL, &o)))
+			return err;
+		pthread_mutex_lock(&control.mu);
+		control.pad = (size_t)n;
+		control.pad_count = to_count(o.count);
+		pthread_mutex_unlock(&control.mu);
+		return NULL;
+	}
 	if (word_is(&kind, "reject")) {
 		if (!next_word(&p, &arg) || !parse_num(arg.s, arg.len, 1, 9007199254740992LL, &n))
 			return "fault reject: SEQ must be an integer >= 1";
@@ -450,7 +466,8 @@ static const char *cmd_fault(const char *p)
 		pthread_mutex_unlock(&control.mu);
 		return NULL;
 	}
-	return "fault: unknown kind (status, drop_reply, drop_before, max_body, slow, reject, wrong_hash, ack_behind)";
+	return "fault: unknown kind (status, drop_reply, drop_before, max_body, slow, pad_reply, reject, wrong_hash, "
+	       "ack_behind)";
 }
 
 /* "nrii …": the NRII endpoint's faults (SPEC §8), kept in nrii.c. NULL (ok) or an error text. */

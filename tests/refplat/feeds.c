@@ -1,5 +1,6 @@
 /* feeds.c — SPEC §6 exactly: POST {prefix}/v1/feeds (headers, gzip, the NDJSON batch, the chain)
- * and the test helpers GET …/v1/feeds/<agent>/records and …/head. */
+ * the checkpoints GET …/v1/feeds/head?agent_id= and …/hash?agent_id=&seq= (what `verify --remote`
+ * asks), and the test helpers GET …/v1/feeds/<agent>/records and …/head. */
 #include "refplat.h"
 
 #include <errno.h>
@@ -307,6 +308,10 @@ void feeds_post(struct rp_server *srv, struct rp_request *req, struct rp_respons
 		resp->delay_ms = plan.slow_ms;
 		rp_fault_note(resp, "slow");
 	}
+	if (plan.pad) {
+		resp->pad = plan.pad;
+		rp_fault_note(resp, "pad_reply");
+	}
 	if (plan.drop_reply) {
 		resp->drop = true;
 		rp_fault_note(resp, "drop_reply");
@@ -505,4 +510,66 @@ void feeds_get_head(struct rp_server *srv, struct rp_request *req, struct rp_res
 	char body[160];
 	int n = snprintf(body, sizeof(body), "{\"seq\":%lld,\"hash\":\"%s\"}", h.seq, h.hash);
 	rp_reply_json(resp, 200, n > 0 && (size_t)n < sizeof(body) ? strdup(body) : NULL);
+}
+
+/* SPEC §6 checkpoints: the bearer token and ?agent_id=; false when a reply has been made. */
+static bool checkpoint_preamble(struct rp_server *srv, struct rp_request *req, struct rp_response *resp)
+{
+	int a = auth_check(srv, rp_header(req, "Authorization"));
+	if (a) {
+		rp_reply_error(resp, a, a == 401 ? "unauthorized" : "token refused", -1);
+		return false;
+	}
+	if (!rp_query_param(req, "agent_id", resp->agent_id, sizeof(resp->agent_id)) ||
+	    !valid_agent_id(resp->agent_id)) {
+		resp->agent_id[0] = '\0';
+		rp_reply_error(resp, 400, "agent_id must match [A-Za-z0-9._-]{1,64}", -1);
+		return false;
+	}
+	return true;
+}
+
+static void reply_checkpoint(struct rp_response *resp, long long seq, const char *hash)
+{
+	char body[160];
+	int n = snprintf(body, sizeof(body), "{\"seq\":%lld,\"hash\":\"%s\"}", seq, hash);
+	rp_reply_json(resp, 200, n > 0 && (size_t)n < sizeof(body) ? strdup(body) : NULL);
+}
+
+void feeds_checkpoint_head(struct rp_server *srv, struct rp_request *req, struct rp_response *resp)
+{
+	if (!checkpoint_preamble(srv, req, resp))
+		return;
+	struct rp_head h;
+	if (store_head(srv->store, resp->agent_id, &h) < 0) {
+		rp_reply_error(resp, 500, "storage failed", -1);
+		return;
+	}
+	resp->last_seq = h.seq;
+	reply_checkpoint(resp, h.seq, h.hash);
+}
+
+void feeds_checkpoint_hash(struct rp_server *srv, struct rp_request *req, struct rp_response *resp)
+{
+	if (!checkpoint_preamble(srv, req, resp))
+		return;
+	long long seq = -1;
+	char v[32];
+	if (!rp_query_param(req, "seq", v, sizeof(v)) || !query_seq(req, "seq", -1, &seq) || seq < 0 ||
+	    seq > (long long)SEQ_MAX) {
+		rp_reply_error(resp, 400, "seq must be an integer >= 0", -1);
+		return;
+	}
+	char hash[RP_HASH_HEX + 1];
+	int r = store_hash_at(srv->store, resp->agent_id, seq, hash);
+	if (r == -ENOENT) {
+		rp_reply_error(resp, 404, "seq not held", seq);
+		return;
+	}
+	if (r < 0) {
+		rp_reply_error(resp, 500, "storage failed", -1);
+		return;
+	}
+	resp->first_seq = resp->last_seq = seq;
+	reply_checkpoint(resp, seq, hash);
 }

@@ -19,6 +19,8 @@
 /* The whole of the platform's surface: add a line here, write one handler. */
 const struct rp_route rp_routes[] = {
 	{ "POST", "/v1/feeds", feeds_post },
+	{ "GET", "/v1/feeds/head", feeds_checkpoint_head },
+	{ "GET", "/v1/feeds/hash", feeds_checkpoint_hash },
 	{ "GET", "/v1/feeds/*/records", feeds_get_records },
 	{ "GET", "/v1/feeds/*/head", feeds_get_head },
 	{ "POST", "/cxf/instru", nrii_post },
@@ -221,10 +223,25 @@ static int send_response(struct conn *c, const struct rp_response *resp)
 	int n = snprintf(head, sizeof(head),
 			 "HTTP/1.1 %d %s\r\nServer: refplat\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
 			 resp->status, reason(resp->status),
-			 resp->content_type ? resp->content_type : "application/json", resp->body_len, retry,
-			 resp->close ? "Connection: close\r\n" : "");
+			 resp->content_type ? resp->content_type : "application/json", resp->pad + resp->body_len,
+			 retry, resp->close ? "Connection: close\r\n" : "");
 	if (n < 0 || (size_t)n >= sizeof(head))
 		return -1;
+	if (resp->pad) {
+		/* fault pad_reply: leading spaces (still valid JSON), written apart from the body so
+		 * that the client meets them as several pieces before the body's own. */
+		char spaces[4096];
+		memset(spaces, ' ', sizeof(spaces));
+		if (conn_write(c, head, (size_t)n) < 0)
+			return -1;
+		for (size_t left = resp->pad; left > 0;) {
+			size_t k = left < sizeof(spaces) ? left : sizeof(spaces);
+			if (conn_write(c, spaces, k) < 0)
+				return -1;
+			left -= k;
+		}
+		return resp->body_len ? conn_write(c, resp->body, resp->body_len) : 0;
+	}
 	/* One TLS record for small replies: fewer packets, no Nagle interplay. */
 	if (resp->body_len <= 16384) {
 		unsigned char one[512 + 16384];

@@ -19,7 +19,7 @@
 #define RP_PARAMS_MAX    4                        /* '*' captures in a route pattern */
 #define RP_PARAM_LEN     128
 #define RP_TOKENS_MAX    16
-#define RP_TOKEN_LEN     512
+#define RP_TOKEN_LEN     16384                    /* far above the agent's 4 KiB token files */
 #define RP_REJECTS_MAX   16
 #define RP_AGENT_ID_MAX  64                       /* SPEC §3: [A-Za-z0-9._-]{1,64} */
 #define RP_CONNS_MAX     512
@@ -59,6 +59,7 @@ struct rp_response {
 	bool close;                                   /* Connection: close after this reply */
 	bool drop;                                    /* close the connection without any reply */
 	int delay_ms;                                 /* wait before replying (fault slow) */
+	size_t pad;                                   /* spaces sent before body (fault pad_reply) */
 	/* For the request log, filled by handlers where they know it. */
 	bool gzip;
 	char agent_id[RP_AGENT_ID_MAX + 1];
@@ -91,6 +92,8 @@ extern const struct rp_route rp_routes[];
 void feeds_post(struct rp_server *srv, struct rp_request *req, struct rp_response *resp);
 void feeds_get_records(struct rp_server *srv, struct rp_request *req, struct rp_response *resp);
 void feeds_get_head(struct rp_server *srv, struct rp_request *req, struct rp_response *resp);
+void feeds_checkpoint_head(struct rp_server *srv, struct rp_request *req, struct rp_response *resp);
+void feeds_checkpoint_hash(struct rp_server *srv, struct rp_request *req, struct rp_response *resp);
 
 /* ---- NRII SOAP, SPEC §8 (nrii.c): its own table in the same db, its own faults ---- */
 
@@ -187,6 +190,7 @@ struct rp_fault_plan {
 	int retry_after;                              /* -1: none */
 	char *status_body;                            /* malloc'd JSON or NULL */
 	int slow_ms;
+	size_t pad;                                   /* fault pad_reply: leading spaces in the reply */
 };
 
 void faults_take(struct rp_server *srv, struct rp_fault_plan *plan);

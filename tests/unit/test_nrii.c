@@ -250,6 +250,20 @@ static void test_session_refused_locally(void **state)
 	assert_non_null(strstr(why, "\"GONE\""));
 	assert_null(nrii_envelope_session(cfg, 4, "{\"seq\":4,\"kind\":\"run\"}", why, sizeof(why)));
 	assert_non_null(strstr(why, "not a well-formed session"));
+	/* A duration no integer holds is refused before any cast (a tampered or hostile record). */
+	static const char *const durations[] = { "1e300", "-1", "9.3e18", "1e10" };
+	for (size_t i = 0; i < sizeof(durations) / sizeof(durations[0]); i++) {
+		char *line = h_strdupf("{\"seq\":5,\"kind\":\"session\",\"instrument\":\"NMR\","
+				       "\"start\":\"2026-11-02T08:00:00+08:00\",\"end\":\"2026-11-02T09:00:00+08:00\","
+				       "\"duration_s\":%s,\"org\":\"x\",\"external\":true,\"source\":\"log\"}",
+				       durations[i]);
+		why[0] = '\0';
+		char *env = nrii_envelope_session(cfg, 5, line, why, sizeof(why));
+		if (env)
+			fail_msg("duration_s %s: an envelope was made", durations[i]);
+		assert_non_null(strstr(why, "not a well-formed session"));
+		free(line);
+	}
 	config_free(cfg);
 }
 

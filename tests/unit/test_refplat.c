@@ -32,6 +32,7 @@
 #define TOKEN2 "tok-2"
 #define UA "labshare-agent/test"
 #define DEADLINE_MS 10000
+#define RP_LONG_TOKEN 6000  /* past the agent's 4 KiB token files */
 
 static char *g_pki; /* made once by mkcerts.sh for the whole group */
 
@@ -1504,6 +1505,7 @@ static void test_control_commands(void **state)
 		{ "fault max_body -1", "error:" },
 		{ "fault reject 0", "error:" },
 		{ "fault ack_behind 0", "error:" },
+		{ "fault pad_reply 0", "error:" },
 		{ "token refuse nosuchtoken", "error:" },
 		{ "token frob " TOKEN, "error:" },
 		{ "head", "error:" },
@@ -1874,6 +1876,119 @@ static int group_teardown(void **state)
 	return 0;
 }
 
+
+/* SPEC §6 checkpoints, what `verify --remote` asks: head and hash of one seq, by ?agent_id=. */
+static void test_checkpoints(void **state)
+{
+	struct fx *f = *state;
+	struct chain *c = chain_new("a1", 4, 0);
+	struct reply r;
+	get(f, "/api/v1/feeds/head?agent_id=a1", NULL, &r);
+	assert_int_equal(r.status, 200);
+	assert_int_equal(jnum(r.body, "seq"), 0);
+	char *h = jstr(r.body, "hash");
+	assert_string_equal(h, ZEROS);
+	free(h);
+	reply_free(&r);
+	post_range(f, c, 1, 4, &r);
+	assert_int_equal(r.status, 200);
+	reply_free(&r);
+
+	static const struct {
+		const char *path;
+		long status;
+		long long seq;            /* hash expected: c->hash[seq] */
+	} cases[] = {
+		{ "/api/v1/feeds/head?agent_id=a1", 200, 4 },
+		{ "/v1/feeds/head?agent_id=a1", 200, 4 },
+		{ "/api/v1/feeds/hash?agent_id=a1&seq=2", 200, 2 },
+		{ "/api/v1/feeds/hash?seq=3&agent_id=a1", 200, 3 },
+		{ "/api/v1/feeds/hash?agent_id=a1&seq=0", 200, 0 },
+		{ "/api/v1/feeds/hash?agent_id=a1&seq=5", 404, -1 },
+		{ "/api/v1/feeds/hash?agent_id=b2&seq=1", 404, -1 },
+		{ "/api/v1/feeds/hash?agent_id=a1&seq=x", 400, -1 },
+		{ "/api/v1/feeds/hash?agent_id=a1&seq=-1", 400, -1 },
+		{ "/api/v1/feeds/hash?agent_id=a1", 400, -1 },
+		{ "/api/v1/feeds/head", 400, -1 },
+		{ "/api/v1/feeds/head?agent_id=a%2F1", 400, -1 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		get(f, cases[i].path, NULL, &r);
+		if (r.status != cases[i].status)
+			fail_msg("%s: status %ld (want %ld), body %s", cases[i].path, r.status, cases[i].status,
+				 r.body ? r.body : "");
+		if (cases[i].seq >= 0) {
+			assert_int_equal(jnum(r.body, "seq"), cases[i].seq);
+			h = jstr(r.body, "hash");
+			assert_string_equal(h, c->hash[cases[i].seq]);
+			free(h);
+		}
+		reply_free(&r);
+	}
+	/* The same bearer token as the feed. */
+	get(f, "/api/v1/feeds/head?agent_id=a1", "", &r);
+	assert_int_equal(r.status, 401);
+	reply_free(&r);
+	get(f, "/api/v1/feeds/hash?agent_id=a1&seq=1", "wrong", &r);
+	assert_int_equal(r.status, 401);
+	reply_free(&r);
+	ctl_ok(f, "token refuse " TOKEN);
+	get(f, "/api/v1/feeds/head?agent_id=a1", NULL, &r);
+	assert_int_equal(r.status, 403);
+	reply_free(&r);
+	chain_free(c);
+}
+
+/* Tokens as long as the agent takes (4 KiB files) and longer. */
+static void test_long_token(void **state)
+{
+	struct fx *f = *state;
+	size_t n = RP_LONG_TOKEN;
+	char *tok = malloc(n + 1);
+	for (size_t i = 0; i < n; i++)
+		tok[i] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"[i % 36];
+	tok[n] = '\0';
+	char *cmd = h_strdupf("token add %s", tok);
+	ctl_ok(f, cmd);
+	free(cmd);
+	struct chain *c = chain_new("a1", 1, 0);
+	char *b = chain_batch(c, 1, 1, NULL), *key = batch_key(c, 1, 1);
+	struct req q = { .body = b, .len = strlen(b), .key = key, .token = tok };
+	struct reply r;
+	http(f, &q, &r);
+	assert_ack(&r, 1, c->hash[1]);
+	reply_free(&r);
+	/* One byte less is another token. */
+	tok[n - 1] = '\0';
+	http(f, &q, &r);
+	assert_int_equal(r.status, 401);
+	reply_free(&r);
+	free(b);
+	free(key);
+	free(tok);
+	chain_free(c);
+}
+
+/* fault pad_reply: the reply comes after that many spaces (still the same JSON). */
+static void test_fault_pad_reply(void **state)
+{
+	struct fx *f = *state;
+	struct chain *c = chain_new("a1", 2, 0);
+	struct reply r;
+	ctl_ok(f, "fault pad_reply 70000 count=1");
+	post_range(f, c, 1, 1, &r);
+	assert_int_equal(r.status, 200);
+	assert_true(r.len > 70000);
+	assert_int_equal(strspn(r.body, " "), 70000);
+	assert_ack(&r, 1, c->hash[1]);
+	reply_free(&r);
+	post_range(f, c, 2, 2, &r);
+	assert_ack(&r, 2, c->hash[2]);
+	assert_int_not_equal(r.body[0], ' ');
+	reply_free(&r);
+	chain_free(c);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -1892,6 +2007,9 @@ int main(void)
 		T(test_large_batch),
 		T(test_routing),
 		T(test_get_endpoints),
+		T(test_checkpoints),
+		T(test_long_token),
+		T(test_fault_pad_reply),
 		T(test_expect_100_continue),
 		T(test_chunked_body),
 		T(test_keep_alive),

@@ -12,6 +12,7 @@
 #include <sqlite3.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@
 #include "log.h"
 #include "sink.h"
 #include "timeutil.h"
+#include "transfer.h"
 #include "uploader.h"
 
 struct fx {
@@ -627,6 +629,169 @@ static void test_back_pressure_pauses_and_resumes(void **state)
 	free(logdir);
 }
 
+/* Back-off jitter is seeded per process: two agents that lost the platform together get
+ * different schedules, each wait within [1 s, cap]. Two children of this process inherit
+ * the same libc random() state, so an unseeded generator gives them the same numbers. */
+static void test_jitter_differs_between_processes(void **state)
+{
+	(void)state;
+	enum { N = 24, FAILS = 8, CAP = 256 };
+	int64_t seq[2][N];
+	for (int k = 0; k < 2; k++) {
+		int fds[2];
+		assert_int_equal(pipe(fds), 0);
+		pid_t pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			close(fds[0]);
+			struct transfer t;
+			struct transfer_opts o = { .url = "https://127.0.0.1:9/v1/feeds", .protocols = "https",
+						   .timeout_s = 1, .reply_max = 1024 };
+			int64_t out[N];
+			if (transfer_init(&t, &o) < 0)
+				_exit(1);
+			t.failures = FAILS;
+			for (int i = 0; i < N; i++)
+				out[i] = transfer_backoff(&t, 1000, 300) - 1000;
+			transfer_cleanup(&t);
+			_exit(write(fds[1], out, sizeof(out)) == (ssize_t)sizeof(out) ? 0 : 1);
+		}
+		close(fds[1]);
+		size_t got = 0;
+		while (got < sizeof(seq[k])) {
+			ssize_t r = read(fds[0], (char *)seq[k] + got, sizeof(seq[k]) - got);
+			if (r <= 0)
+				break;
+			got += (size_t)r;
+		}
+		close(fds[0]);
+		int st;
+		assert_int_equal(waitpid(pid, &st, 0), pid);
+		assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+		assert_int_equal(got, sizeof(seq[k]));
+		for (int i = 0; i < N; i++)
+			if (seq[k][i] < 1 || seq[k][i] > CAP)
+				fail_msg("jitter %lld outside [1, %d]", (long long)seq[k][i], CAP);
+	}
+	assert_memory_not_equal(seq[0], seq[1], sizeof(seq[0]));
+	/* The bounds at both ends: no failure yet waits 1 s; many never exceed the maximum. */
+	struct transfer t;
+	struct transfer_opts o = { .url = "https://127.0.0.1:9/v1/feeds", .protocols = "https", .timeout_s = 1,
+				   .reply_max = 1024 };
+	assert_int_equal(transfer_init(&t, &o), 0);
+	assert_int_equal(transfer_backoff(&t, 0, 300), 1);
+	t.failures = 40;
+	for (int i = 0; i < 1000; i++) {
+		int64_t d = transfer_backoff(&t, 0, 300);
+		assert_true(d >= 1 && d <= 300);
+	}
+	transfer_cleanup(&t);
+}
+
+/* A token longer than any fixed header buffer (the config takes token files up to 4 KiB). */
+static void test_long_token(void **state)
+{
+	struct fx *f = *state;
+	char tok[3001];
+	for (int i = 0; i < 3000; i++)
+		tok[i] = "abcdefghijklmnopqrstuvwxyz0123456789"[i % 36];
+	tok[3000] = '\0';
+	char *cmd = h_strdupf("token add %s", tok);
+	plat_cmd(f, cmd);
+	free(cmd);
+	char *path = h_path(f->dir, "token");
+	char *text = h_strdupf("%s\n", tok);
+	h_write_file(path, text, (size_t)-1, 0600);
+	free(text);
+	free(path);
+	load_config(f, NULL);
+	assert_int_equal(strlen(f->cfg->platform.token), 3000);
+	seal_sessions(f, 3);
+	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), 0);
+	assert_platform_matches(f);
+	cJSON *s = plat_json(f, "stats");
+	assert_true(cJSON_GetObjectItem(cJSON_GetObjectItem(s, "by_status"), "401") == NULL);
+	cJSON_Delete(s);
+}
+
+/* A platform with a body limit: the size that passed is kept, so 413s stay few instead of
+ * one or more per batch. */
+static void test_too_large_keeps_size(void **state)
+{
+	struct fx *f = *state;
+	seal_sessions(f, 4000);
+	plat_cmd(f, "fault max_body 3000");
+	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), 0);
+	assert_platform_matches(f);
+	cJSON *s = plat_json(f, "stats");
+	const cJSON *n413 = cJSON_GetObjectItem(cJSON_GetObjectItem(s, "by_status"), "413");
+	const cJSON *n200 = cJSON_GetObjectItem(cJSON_GetObjectItem(s, "by_status"), "200");
+	int too_large = n413 ? (int)n413->valuedouble : 0, ok = n200 ? (int)n200->valuedouble : 0;
+	cJSON_Delete(s);
+	/* log2(500) halvings to find the size, then a probe now and then. */
+	if (too_large < 1 || too_large > 9 + 6 || ok < 10)
+		fail_msg("%d requests refused with 413 for %d accepted", too_large, ok);
+}
+
+/* A reply over the cap is cut at the cap for good: what is kept is the reply's start, never
+ * its start spliced with a later piece that happened to fit. */
+static void test_capped_reply_is_a_prefix(void **state)
+{
+	struct fx *f = *state;
+	plat_cmd(f, "fault pad_reply 70000 count=1");
+	char *url = h_strdupf("https://127.0.0.1:%d/api/v1/feeds", f->port);
+	char *ca = h_path(f->certs, "ca.pem");
+	struct transfer t;
+	struct transfer_opts o = { .url = url, .protocols = "https", .timeout_s = 5, .ca_file = ca,
+				   .reply_max = 65536 };
+	assert_int_equal(transfer_init(&t, &o), 0);
+	long status = 0;
+	assert_int_equal(transfer_post(&t, NULL, "x", 1, &status), CURLE_OK);
+	assert_int_equal(status, 401); /* padded: 70000 spaces, then {"error":…} */
+	assert_true(t.reply.len < 65536);
+	for (size_t i = 0; i < t.reply.len; i++)
+		if (t.reply.p[i] != ' ')
+			fail_msg("byte %zu of the capped reply is '%c': pieces were spliced", i, t.reply.p[i]);
+	assert_true(t.reply_cut);
+	/* The next reply is whole again. */
+	assert_int_equal(transfer_post(&t, NULL, "x", 1, &status), CURLE_OK);
+	assert_non_null(t.reply.p);
+	assert_non_null(strstr(t.reply.p, "\"error\""));
+	assert_false(t.reply_cut);
+	transfer_cleanup(&t);
+	free(url);
+	free(ca);
+	/* The feed does not act on a reply it could not read whole: the batch is sent again. */
+	seal_sessions(f, 3);
+	plat_cmd(f, "fault pad_reply 70000 count=1");
+	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), 0);
+	assert_platform_matches(f);
+	cJSON *s = plat_json(f, "stats");
+	assert_int_equal((int)cJSON_GetObjectItem(s, "feed_posts")->valuedouble, 2 + 2);
+	cJSON_Delete(s);
+}
+
+/* An ack that is no exact integer seq (out of range, negative, fractional, not a number) is a
+ * protocol error to retry, never a cast of an arbitrary double, nor an integrity alarm. */
+static void test_ack_out_of_range(void **state)
+{
+	struct fx *f = *state;
+	static const char *const acks[] = { "1e300", "1152921504606846976", "-1", "1.5", "\"3\"", "9007199254740993" };
+	seal_sessions(f, 3);
+	for (size_t i = 0; i < sizeof(acks) / sizeof(acks[0]); i++) {
+		char *cmd = h_strdupf("fault status 200 count=1 body={\"ack\":%s,\"hash\":\"%064d\"}", acks[i], 0);
+		plat_cmd(f, cmd);
+		free(cmd);
+		int code = uploader_flush(f->cfg, f->buf, f->devnull);
+		char *e = last_error(f);
+		if (code != 0)
+			fail_msg("ack %s: flush exit %d: %s", acks[i], code, e ? e : "");
+		free(e);
+		assert_platform_matches(f);
+		seal_sessions(f, 1);
+	}
+}
+
 int main(void)
 {
 	log_set_level(LOG_PRI_ERR - 1);
@@ -647,6 +812,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_untrusted_server_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_daemon_uploads_and_survives_kills, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_back_pressure_pauses_and_resumes, setup, teardown),
+		cmocka_unit_test(test_jitter_differs_between_processes),
+		cmocka_unit_test_setup_teardown(test_long_token, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_too_large_keeps_size, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_capped_reply_is_a_prefix, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ack_out_of_range, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
