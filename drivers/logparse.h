@@ -68,11 +68,12 @@ struct lp_parser;
 struct lp_parser *lp_parser_new(const struct log_cfg *cfg);
 void lp_parser_free(struct lp_parser *p);
 
-/* One record (raw bytes in the log's encoding, no line end). file_start: the record opens the
- * file, so a byte-order mark is dropped. cols: the file's CSV columns (csv only; may be NULL
- * otherwise). */
+/* One record (raw bytes in the log's encoding, no line end); a byte-order mark where it
+ * begins is dropped. cols: the file's CSV columns (csv only; may be NULL otherwise). Times,
+ * samples and durations are checked with plausible_session() at clock_wall(); out->why never
+ * quotes the record (it is sealed in a log_malformed event). */
 void lp_parse(struct lp_parser *p, struct lp_csv_cols *cols, const char *rec, size_t len,
-	      bool file_start, struct lp_arena *a, struct lp_result *out);
+	      struct lp_arena *a, struct lp_result *out);
 
 /* A record as printable UTF-8 for a message: converted when it can be, \xNN for bytes that
  * can't, cut to LP_TEXT_MAX bytes with "…". In a; NULL when out of memory. */

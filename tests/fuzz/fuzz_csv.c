@@ -40,7 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct lp_result r;
 		if (fr.consumed == 0 || fr.consumed > n - pos || fr.len > fr.consumed || fr.lines == 0)
 			__builtin_trap();
-		lp_parse(ps, &cols, buf + pos, fr.len, pos == 0, a, &r);
+		lp_parse(ps, &cols, buf + pos, fr.len, a, &r);
 		if (r.kind == LP_SESSION && (r.s.end <= r.s.start || r.s.samples < -1 || r.s.external > 1))
 			__builtin_trap();
 		if (r.kind == LP_MALFORMED && (!r.why[0] || !lp_text(ps, buf + pos, fr.len, a)))

@@ -45,7 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char why[192];
 	while (pos < size && lp_frame(false, buf + pos, size - pos, true, &fr)) {
 		struct lp_result r;
-		lp_parse(p, NULL, buf + pos, fr.len, pos == 0, a, &r);
+		lp_parse(p, NULL, buf + pos, fr.len, a, &r);
 		if ((r.kind == LP_START || r.kind == LP_END) &&
 		    lp_pairs_feed(pp, &r, check, NULL, why, sizeof(why)) == 1 && !why[0])
 			__builtin_trap();

@@ -33,7 +33,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct lp_result r;
 		if (fr.consumed == 0 || fr.consumed > size - pos || fr.len > fr.consumed)
 			__builtin_trap();
-		lp_parse(p, NULL, buf + pos, fr.len, pos == 0, a, &r);
+		lp_parse(p, NULL, buf + pos, fr.len, a, &r);
 		if (r.kind == LP_SESSION &&
 		    (r.s.end <= r.s.start || r.s.end - r.s.start > LP_MAX_SESSION_S || r.s.samples < -1))
 			__builtin_trap();
