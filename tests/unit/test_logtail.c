@@ -381,16 +381,15 @@ static void test_malformed_lines(void **state)
 	struct recs rs;
 	recs_load(e, &rs, "event", "log_malformed");
 	assert_int_equal(rs.n, 5);
-	char *want = h_strdupf("%s/usage.csv:3: end not after start: 2026-11-02 08:00:00,", e->dir);
-	assert_memory_equal(str(rs.v[0], "detail"), want, strlen(want));
+	char *want = h_strdupf("%s/usage.csv:3: end not after start", e->dir);
+	assert_string_equal(str(rs.v[0], "detail"), want); /* file, line, reason: not the text */
 	free(want);
 	assert_string_equal(str(rs.v[0], "instrument"), INST);
 	assert_non_null(strstr(str(rs.v[1], "detail"), "usage.csv:4: quote not closed"));
 	assert_non_null(strstr(str(rs.v[2], "detail"), "usage.csv:5: bad start time"));
 	assert_non_null(strstr(str(rs.v[3], "detail"), "usage.csv:6: line longer than 65536 bytes"));
-	assert_true(strlen(str(rs.v[3], "detail")) < 600); /* the text is capped */
+	assert_null(strstr(str(rs.v[3], "detail"), "xxx"));
 	assert_non_null(strstr(str(rs.v[4], "detail"), "usage.csv:7: not valid UTF-8"));
-	assert_non_null(strstr(str(rs.v[4], "detail"), "\\xff"));
 	recs_clear(&rs);
 
 	/* status: lines and malformed per log, added to an instrument the Modbus driver added */
@@ -700,8 +699,8 @@ static void test_events_gbk_restart_and_orphans(void **state)
 	assert_string_equal(str(rs.v[3], "closed"), "auto");
 	recs_clear(&rs);
 	recs_load(e, &rs, "event", "log_malformed");
-	assert_non_null(strstr(str(rs.v[0], "detail"), "login.log:5: logout of \"张三\" without a login"));
-	assert_non_null(strstr(str(rs.v[0], "detail"), "注销 用户=张三")); /* shown as UTF-8 */
+	assert_non_null(strstr(str(rs.v[0], "detail"), "login.log:5: logout without a login"));
+	assert_null(strstr(str(rs.v[0], "detail"), "张三")); /* the line stays in the lab */
 	recs_clear(&rs);
 	env_free(e);
 	clock_set(NULL);
@@ -780,6 +779,9 @@ static void test_stop_is_bounded(void **state)
 /* ---- crashes ---- */
 
 #define CRASH_SESSIONS 3000
+/* The agent's clock in that test: its 3,000 sessions (20 s apart) lie within 24 h ahead of it
+ * (plausible) and no login is 12 h older than it (none closed by the clock). */
+#define CRASH_NOW (1793577600 + 11 * 3600)
 
 static int64_t db_sessions(const char *state_dir)
 {
@@ -826,10 +828,11 @@ static void test_sigkill_at_random_moments(void **state)
 	assert_non_null(f);
 	int64_t t = 1793577600;
 	char line[256], gbk[512];
+	/* Interleaved: user u's next login comes 200 s after the last, its logout 190 s after. */
 	for (int i = 0; i < CRASH_SESSIONS; i++) {
 		int u = i % 10;
 		struct tm tm;
-		time_t a = (time_t)(t + (int64_t)i * 60), b = (time_t)(t + (int64_t)i * 60 + 600);
+		time_t a = (time_t)(t + (int64_t)i * 20), b = (time_t)(t + (int64_t)i * 20 + 200);
 		char ta[32], tb[32];
 		localtime_r(&a, &tm);
 		strftime(ta, sizeof(ta), "%Y/%m/%d %H:%M:%S", &tm);
@@ -839,7 +842,7 @@ static void test_sigkill_at_random_moments(void **state)
 		fwrite(gbk, 1, to_gbk(line, gbk, sizeof(gbk)), f);
 		if (i >= 9) {
 			/* the logout of the session opened nine logins ago */
-			time_t c = (time_t)(t + (int64_t)(i - 9) * 60 + 590);
+			time_t c = (time_t)(t + (int64_t)(i - 9) * 20 + 190);
 			localtime_r(&c, &tm);
 			char tc[32];
 			strftime(tc, sizeof(tc), "%Y/%m/%d %H:%M:%S", &tm);
@@ -867,7 +870,7 @@ static void test_sigkill_at_random_moments(void **state)
 		if (pid == 0) {
 			/* The sessions are in 2026: a frozen clock keeps max_session_h out of it. */
 			struct fake_clock fc;
-			fake_clock_install(&fc, 1793577600);
+			fake_clock_install(&fc, CRASH_NOW);
 			struct buffer *b;
 			if (buffer_open(e->cfg->agent.state_dir, 0, &b, NULL) < 0)
 				_exit(2);
@@ -892,7 +895,7 @@ static void test_sigkill_at_random_moments(void **state)
 	}
 	/* And once more to the end, in this process. */
 	struct fake_clock fc;
-	fake_clock_install(&fc, 1793577600);
+	fake_clock_install(&fc, CRASH_NOW);
 	env_open_buffer(e);
 	env_start(e);
 	wait_sessions(e, (size_t)want);
