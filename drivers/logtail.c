@@ -6,6 +6,7 @@
 #include "clock.h"
 #include "config.h"
 #include "core.h"
+#include "encoding.h"
 #include "logparse.h"
 #include "log.h"
 
@@ -29,7 +30,6 @@
 #define FP_BYTES 256                        /* a file is known by its first bytes of data */
 #define FP_MAX (LP_LINE_MAX + FP_BYTES)     /* … counted after a CSV header, which is the same in every file */
 #define READ_BUF (4 * LP_LINE_MAX)
-#define FILES_MAX 4096                      /* files followed per configured log */
 #define OPEN_MAX 128                        /* descriptors kept open per log beyond rotation */
 #define MISSING_MAX 256                     /* vanished files remembered per log … */
 #define MISSING_KEEP_S (31 * 86400)         /* … for this long, in case they come back */
@@ -73,6 +73,10 @@ struct tfile {
 
 struct logtail;
 
+struct devino {
+	uint64_t dev, ino;
+};
+
 /* One configured log of one instrument, with every file its path or glob leads to. */
 struct tail {
 	struct logtail *lt;
@@ -102,7 +106,8 @@ struct tail {
 	int64_t warn_window_ms;
 	unsigned warned, suppressed;
 	char *open_err_path;        /* the last path that could not be opened, logged once */
-	bool files_capped;
+	char **refused;             /* paths refused (a link, a secret): each logged once */
+	size_t n_refused, cap_refused;
 	bool paused;
 	bool glob_err_logged, missing_logged;
 
@@ -127,6 +132,14 @@ struct logtail {
 	_Atomic int64_t beat_ms;    /* monotonic: a round ended or a batch was committed */
 	char *rbuf;
 	unsigned char *fpbuf;
+	/* What is never read as a log, by device and inode: the agent's secrets and everything in
+	 * its state folder (which is rewritten, so the list is refreshed; see refused_file). */
+	const char *secrets[CONFIG_SECRETS_MAX];
+	size_t n_secrets;
+	const char *state_dir;
+	struct devino *deny;
+	size_t n_deny, cap_deny;
+	uint64_t state_dev;
 };
 
 /* ---- small helpers ---- */
@@ -257,7 +270,14 @@ static struct obs *obs_add(struct tail *t)
 
 static int add_event(struct tail *t, const char *type, const char *detail)
 {
-	const char *d = lp_arena_strndup(t->arena, detail, strlen(detail));
+	/* A file name may hold any bytes; nothing that is not UTF-8 may be sealed. */
+	size_t len = strlen(detail), cap = 4 * len + 1;
+	char *clean = malloc(cap);
+	if (!clean)
+		return -ENOMEM;
+	size_t n = enc_printable(detail, len, clean, cap, NULL);
+	const char *d = lp_arena_strndup(t->arena, clean, n);
+	free(clean);
 	struct obs *o = d ? obs_add(t) : NULL;
 	if (!o)
 		return -ENOMEM;
@@ -318,14 +338,17 @@ static bool warn_allowed(struct tail *t)
 static int add_malformed(struct tail *t, const struct tfile *f, int64_t line, const char *why,
 			 const char *rec, size_t len)
 {
-	const char *text = lp_text(t->parser, rec, len, t->arena);
-	if (!text)
-		return -ENOMEM;
-	char detail[4096 + 512];
-	snprintf(detail, sizeof(detail), "%s:%" PRId64 ": %s: %s", f->path, line, why, text);
+	/* The sealed event names the place and the reason only: the line may hold anything (a
+	 * password typed into a user field, a secret behind a link) and must not leave the lab.
+	 * The journal stays in the lab: it shows the text, cut short. */
+	char detail[4096 + 256];
+	snprintf(detail, sizeof(detail), "%s:%" PRId64 ": %s", f->path, line, why);
 	t->malformed++;
-	if (warn_allowed(t))
-		log_warnx("log \"%s\":%" PRId64 ": %s, line skipped", f->path, line, why);
+	if (warn_allowed(t)) {
+		const char *text = lp_text(t->parser, rec, len, t->arena);
+		log_warnx("log \"%s\":%" PRId64 ": %s, line skipped: %s", f->path, line, why,
+			  text ? text : "");
+	}
 	return add_event(t, "log_malformed", detail);
 }
 
@@ -401,7 +424,8 @@ static bool u64_of(const cJSON *o, const char *k, int base, uint64_t *out)
 static bool num_of(const cJSON *o, const char *k, int64_t *out)
 {
 	const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, k);
-	if (!cJSON_IsNumber(it) || it->valuedouble < 0)
+	/* Range before the cast: "1e400" parses as inf, and casting it is undefined. */
+	if (!cJSON_IsNumber(it) || !(it->valuedouble >= 0 && it->valuedouble <= 9e15))
 		return false;
 	*out = (int64_t)it->valuedouble;
 	return true;
@@ -626,15 +650,128 @@ static bool compressed(const char *path)
 	return false;
 }
 
+/* A path not read, logged once (the refusal is not a line of the log: nothing is sealed). */
+static void refuse(struct tail *t, const char *path, const char *why)
+{
+	for (size_t i = 0; i < t->n_refused; i++)
+		if (strcmp(t->refused[i], path) == 0)
+			return;
+	log_errx("log \"%s\": \"%s\" %s: not read", t->cfg->path, path, why);
+	char *p = t->n_refused < 1024 ? strdup(path) : NULL; /* past that: logged each round */
+	if (p && push((void **)&t->refused, &t->n_refused, &t->cap_refused, p) < 0)
+		free(p);
+}
+
+static int deny_add(struct logtail *lt, const struct stat *st)
+{
+	struct devino d = { (uint64_t)st->st_dev, (uint64_t)st->st_ino };
+	if (lt->n_deny == lt->cap_deny) {
+		size_t c = lt->cap_deny ? 2 * lt->cap_deny : 16;
+		struct devino *v = realloc(lt->deny, c * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		lt->deny = v;
+		lt->cap_deny = c;
+	}
+	lt->deny[lt->n_deny++] = d;
+	return 0;
+}
+
+/* Every non-folder entry of the folder dfd (and, when deep, of its subfolders) to the list. */
+static int deny_dir(struct logtail *lt, int dfd, bool deep)
+{
+	int r = 0;
+	int own = dup(dfd); /* closedir closes what it was given */
+	DIR *d = own >= 0 ? fdopendir(own) : NULL;
+	if (!d) {
+		if (own >= 0)
+			close(own);
+		return 0;
+	}
+	struct dirent *e;
+	struct stat st;
+	while (r == 0 && (e = readdir(d))) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 ||
+		    fstatat(dfd, e->d_name, &st, 0) < 0)
+			continue;
+		if (!S_ISDIR(st.st_mode)) {
+			r = deny_add(lt, &st);
+		} else if (deep) {
+			int sub = openat(dfd, e->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+			if (sub >= 0) {
+				r = deny_dir(lt, sub, false);
+				close(sub);
+			}
+		}
+	}
+	closedir(d);
+	return r;
+}
+
+/* The secrets' inodes and those of every file in the state folder (and one level below), as
+ * they are now: SQLite makes -wal and -shm files, status.json is replaced by a rename. */
+static int deny_refresh(struct logtail *lt)
+{
+	struct stat st;
+	int r = 0;
+	lt->n_deny = 0;
+	for (size_t i = 0; i < lt->n_secrets && r == 0; i++)
+		if (stat(lt->secrets[i], &st) == 0)
+			r = deny_add(lt, &st);
+	int dfd = lt->state_dir ? open(lt->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+	if (dfd < 0)
+		return r;
+	if (fstat(dfd, &st) == 0)
+		lt->state_dev = (uint64_t)st.st_dev;
+	if (r == 0)
+		r = deny_dir(lt, dfd, true);
+	close(dfd);
+	return r;
+}
+
+static bool deny_has(const struct logtail *lt, const struct stat *st)
+{
+	for (size_t i = 0; i < lt->n_deny; i++)
+		if (lt->deny[i].dev == (uint64_t)st->st_dev && lt->deny[i].ino == (uint64_t)st->st_ino)
+			return true;
+	return false;
+}
+
+/* Whether the opened file is one of the agent's own secrets or state files, whatever name or
+ * link led to it. A file on the state folder's device that the list doesn't know may have
+ * been made since the list was: look again before saying no. */
+static bool own_file(struct logtail *lt, const struct stat *st)
+{
+	if (deny_has(lt, st))
+		return true;
+	if ((uint64_t)st->st_dev != lt->state_dev)
+		return false;
+	if (deny_refresh(lt) < 0)
+		return true; /* can't tell: not read this round */
+	return deny_has(lt, st);
+}
+
 static int open_log(struct tail *t, const char *path)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	/* O_NOFOLLOW: a link swapped in after the path was looked at is not followed either. */
+	int flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+	if (!t->cfg->follow_symlinks)
+		flags |= O_NOFOLLOW;
+	int fd = open(path, flags);
 	if (fd < 0) {
-		if (errno != ENOENT && (!t->open_err_path || strcmp(t->open_err_path, path) != 0)) {
+		if (errno == ELOOP && !t->cfg->follow_symlinks) {
+			refuse(t, path, "is a symbolic link (\"follow_symlinks\": true follows it)");
+		} else if (errno != ENOENT && (!t->open_err_path || strcmp(t->open_err_path, path) != 0)) {
 			log_warn("log \"%s\": cannot open, retrying", path);
 			free(t->open_err_path);
 			t->open_err_path = strdup(path);
 		}
+		return -1;
+	}
+	struct stat st;
+	if (fstat(fd, &st) == 0 && own_file(t->lt, &st)) {
+		refuse(t, path, "is one of the agent's own secret or state files");
+		close(fd);
 		return -1;
 	}
 	return fd;
@@ -746,13 +883,6 @@ static void drop(struct tail *t, size_t i)
 /* A file not followed yet. */
 static int add_file(struct tail *t, const char *path)
 {
-	if (t->n_files >= FILES_MAX) {
-		if (!t->files_capped)
-			log_warnx("log \"%s\": more than %d files match, the rest are not read",
-				  t->cfg->path, FILES_MAX);
-		t->files_capped = true;
-		return 0;
-	}
 	int fd = open_log(t, path);
 	struct stat st;
 	if (fd < 0)
@@ -902,7 +1032,14 @@ static int discover(struct tail *t)
 	}
 	for (size_t i = 0; i < np; i++) {
 		struct stat st;
-		if (stat(paths[i], &st) < 0 || !S_ISREG(st.st_mode) || (t->is_glob && compressed(paths[i])))
+		bool follow = t->cfg->follow_symlinks;
+		if ((follow ? stat(paths[i], &st) : lstat(paths[i], &st)) < 0)
+			continue;
+		if (S_ISLNK(st.st_mode)) {
+			refuse(t, paths[i], "is a symbolic link (\"follow_symlinks\": true follows it)");
+			continue;
+		}
+		if (!S_ISREG(st.st_mode) || (t->is_glob && compressed(paths[i])))
 			continue;
 		struct tfile *f = find_inode(t, (uint64_t)st.st_dev, (uint64_t)st.st_ino);
 		if (!f) {
@@ -1022,7 +1159,7 @@ static int record(struct tail *t, struct tfile *f, const char *rec, const struct
 	if (fr->bad_quote)
 		return add_malformed(t, f, line, "quote not closed within 16 lines", rec, fr->len);
 	struct lp_result res;
-	lp_parse(t->parser, &f->cols, rec, fr->len, at == 0, t->arena, &res);
+	lp_parse(t->parser, &f->cols, rec, fr->len, t->arena, &res);
 	switch (res.kind) {
 	case LP_SKIP:
 		return 0;
@@ -1336,6 +1473,9 @@ static void tail_free(struct tail *t)
 	free(t->key);
 	free(t->committed);
 	free(t->open_err_path);
+	for (size_t i = 0; i < t->n_refused; i++)
+		free(t->refused[i]);
+	free(t->refused);
 	free(t->st_file);
 	free(t);
 }
@@ -1379,6 +1519,8 @@ static int logtail_create(const struct config *cfg, struct core *core, void **st
 	if (!lt)
 		return -ENOMEM;
 	lt->core = core;
+	lt->n_secrets = config_secret_paths(cfg, lt->secrets);
+	lt->state_dir = cfg->agent.state_dir;
 	pthread_mutex_init(&lt->mu, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -1412,6 +1554,8 @@ static void *logtail_run(void *arg)
 	pthread_mutex_lock(&lt->mu);
 	while (!lt->stop) {
 		pthread_mutex_unlock(&lt->mu);
+		if (deny_refresh(lt) < 0)
+			log_warnx("logs: out of memory listing the agent's own files");
 		for (size_t i = 0; i < lt->n_tails && !atomic_load(&lt->stopping); i++)
 			poll_tail(lt->tails[i]);
 		atomic_fetch_add(&lt->rounds, 1);
@@ -1492,6 +1636,7 @@ static void logtail_destroy(void *state)
 	free(lt->tails);
 	free(lt->rbuf);
 	free(lt->fpbuf);
+	free(lt->deny);
 	pthread_cond_destroy(&lt->cv);
 	pthread_mutex_destroy(&lt->mu);
 	free(lt);
