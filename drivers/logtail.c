@@ -35,6 +35,7 @@
 #define MISSING_KEEP_S (31 * 86400)         /* … for this long, in case they come back */
 #define WARN_PER_MIN 10                     /* malformed lines logged per log and minute */
 #define RETRY_MAX_MS 30000
+#define RING_MAX 32                         /* records remembered per file for resync (< 64) */
 
 struct logtail_tuning logtail_tuning = {
 	.poll_ms = 250,
@@ -69,6 +70,12 @@ struct tfile {
 	int64_t st_size, st_mtime_ns;
 	bool header_warned;
 	bool read_err_logged;
+	/* In memory only: the last records read, to recognise a file rewritten in place that
+	 * keeps its last lines (lost on a restart; the core's de-duplication covers that). */
+	uint64_t ring[RING_MAX];    /* record hashes, ring[(ring_next - 1) % RING_MAX] the newest */
+	uint32_t ring_n, ring_next;
+	uint64_t hdr_hash;          /* csv: the header record's hash (0: none seen) */
+	bool resync;                /* restarted from byte 0: skip what is the old tail first */
 };
 
 struct logtail;
@@ -634,8 +641,98 @@ static int restart_file(struct tail *t, struct tfile *f, const char *why)
 	f->hdr_end = 0;
 	f->skip_nl = false;
 	lp_csv_cols_reset(&f->cols);
+	f->resync = f->ring_n > 0;
 	fingerprint(t, f);
 	return r;
+}
+
+static uint64_t rec_hash(const char *rec, size_t len)
+{
+	uint64_t h = hash_more(HASH_INIT, rec, len);
+	return hash_more(h, &len, sizeof(len)) | 1; /* never 0: 0 is "no header" */
+}
+
+static void ring_push(struct tfile *f, uint64_t h)
+{
+	f->ring[f->ring_next] = h;
+	f->ring_next = (f->ring_next + 1) % RING_MAX;
+	if (f->ring_n < RING_MAX)
+		f->ring_n++;
+}
+
+/* The k-th of the remembered records, oldest first. */
+static uint64_t ring_at(const struct tfile *f, uint32_t k)
+{
+	return f->ring[(f->ring_next + RING_MAX - f->ring_n + k) % RING_MAX];
+}
+
+/* A file restarted from byte 0 (truncated or rewritten in place) whose first records are the
+ * last ones read from it before (a log trimmed to its tail, an editor's save) goes on after
+ * them instead of reading them again. Returns true once decided (the file may be read), false
+ * while the bytes so far can't tell yet. */
+static bool resync(struct tail *t, struct tfile *f, bool final)
+{
+	char *buf = t->lt->rbuf;
+	size_t n = 0;
+	while (n < READ_BUF) {
+		ssize_t r = pread(f->fd, buf + n, READ_BUF - n, (off_t)n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return false;
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	bool csv = t->cfg->format == LOG_FMT_CSV, eof = final && n < READ_BUF;
+	struct lp_frame fr;
+	size_t pos = 0, hdr = 0, best = 0;
+	int64_t lines = 0, best_lines = 0;
+	uint32_t k = 0, rn = f->ring_n;
+	uint64_t alive = rn >= 64 ? ~0ULL : (1ULL << rn) - 1; /* candidate start p: old tail from ring p */
+	/* A CSV file starts with its header again: matched apart, it is not part of the tail. */
+	if (csv && f->hdr_hash && lp_frame(true, buf, n, eof, &fr) &&
+	    rec_hash(buf, fr.len) == f->hdr_hash) {
+		pos = hdr = fr.consumed;
+		lines = fr.lines;
+	}
+	while (alive && pos < n && lp_frame(csv, buf + pos, n - pos, eof, &fr)) {
+		uint64_t h = rec_hash(buf + pos, fr.len), next = 0;
+		for (uint32_t p = 0; p < rn; p++)
+			if ((alive >> p & 1) && p + k < rn && ring_at(f, p + k) == h)
+				next |= 1ULL << p;
+		alive = next;
+		pos += fr.consumed;
+		lines += fr.lines;
+		k++;
+		if (k <= rn && (alive >> (rn - k) & 1)) {
+			/* old records rn-k .. rn-1 are exactly the file's first k: a tail kept */
+			best = pos;
+			best_lines = lines;
+			alive &= ~(1ULL << (rn - k));
+		}
+	}
+	if (alive && !eof && n < READ_BUF)
+		return false; /* a longer tail may still match: wait for the rest of the line(s) */
+	f->resync = false;
+	if (!best)
+		return true;
+	if (hdr) {
+		struct lp_result res;
+		lp_parse(t->parser, &f->cols, buf, hdr, t->arena, &res);
+		if (res.kind != LP_HEADER) {
+			lp_csv_cols_reset(&f->cols);
+			return true;
+		}
+		f->hdr_end = (int64_t)hdr;
+	}
+	log_info("log \"%s\": its first %" PRId64 " lines are the last ones already read: read on "
+		 "after them", f->path, best_lines);
+	f->off = (int64_t)best;
+	f->line = best_lines;
+	f->sum = hash_more(HASH_INIT, buf, best);
+	t->dirty = true;
+	return true;
 }
 
 static bool compressed(const char *path)
@@ -1165,6 +1262,7 @@ static int record(struct tail *t, struct tfile *f, const char *rec, const struct
 		return 0;
 	case LP_HEADER:
 		f->hdr_end = at + (int64_t)fr->consumed;
+		f->hdr_hash = rec_hash(rec, fr->len);
 		if (res.why[0] && !f->header_warned) {
 			log_warnx("log \"%s\": %s", f->path, res.why);
 			f->header_warned = true;
@@ -1226,6 +1324,7 @@ static int read_file(struct tail *t, struct tfile *f, bool final)
 			int64_t at = base + (int64_t)pos;
 			if ((r = record(t, f, buf + pos, &fr, at)) < 0)
 				return r;
+			ring_push(f, rec_hash(buf + pos, fr.len));
 			f->sum = hash_more(f->sum, buf + pos, fr.consumed);
 			pos += fr.consumed;
 			f->off = base + (int64_t)pos;
@@ -1246,6 +1345,7 @@ static int read_file(struct tail *t, struct tfile *f, bool final)
 			t->batch_bytes += LP_LINE_MAX;
 			f->off = base + (int64_t)pos;
 			f->skip_nl = true;
+			f->ring_n = 0; /* a cut line breaks the sequence: no tail to recognise */
 			continue;
 		}
 		if (eof)
@@ -1317,6 +1417,8 @@ static void poll_tail(struct tail *t)
 		struct tfile *f = order[i];
 		bool final = f->gone && now - f->quiet_since_ms >= logtail_tuning.rotate_wait_ms;
 		if (f->fd >= 0 && (f->size > f->off || f->skip_nl || final)) {
+			if (f->resync && !resync(t, f, final))
+				continue;
 			if ((r = read_file(t, f, final)) < 0)
 				break;
 			/* Once a CSV header is known the identity covers the data after it. */
