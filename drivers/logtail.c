@@ -95,6 +95,8 @@ struct tail {
 	struct lp_pairs *pairs;     /* events logs: open logins */
 	struct tfile **files;
 	size_t n_files, cap_files;
+	struct tfile **index;       /* files by device and inode during discover() */
+	size_t n_index, cap_index;
 	struct tfile **dropped;     /* forgotten in this batch: closed once it is committed */
 	size_t n_dropped, cap_dropped;
 	uint64_t next_order;
@@ -249,9 +251,41 @@ static int push(void **arr, size_t *n, size_t *cap, void *item)
 	return 0;
 }
 
+static int by_inode(const void *a, const void *b)
+{
+	const struct tfile *x = *(const struct tfile *const *)a, *y = *(const struct tfile *const *)b;
+	if (x->dev != y->dev)
+		return x->dev < y->dev ? -1 : 1;
+	return x->ino < y->ino ? -1 : x->ino > y->ino;
+}
+
+/* The files by device and inode, sorted once per round: a glob of tens of thousands of files
+ * must not cost a scan of all of them per match. */
+static int index_build(struct tail *t)
+{
+	if (t->cap_index < t->n_files) {
+		struct tfile **v = realloc(t->index, t->n_files * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		t->index = v;
+		t->cap_index = t->n_files;
+	}
+	if (t->n_files)
+		memcpy(t->index, t->files, t->n_files * sizeof(*t->index));
+	t->n_index = t->n_files;
+	qsort(t->index, t->n_index, sizeof(*t->index), by_inode);
+	return 0;
+}
+
+/* Valid between index_build and the next change of t->files: files added since the index was
+ * built (t->files is only appended to meanwhile) are looked at one by one. */
 static struct tfile *find_inode(struct tail *t, uint64_t dev, uint64_t ino)
 {
-	for (size_t i = 0; i < t->n_files; i++)
+	struct tfile key = { .dev = dev, .ino = ino }, *kp = &key;
+	struct tfile **hit = t->n_index ? bsearch(&kp, t->index, t->n_index, sizeof(*t->index), by_inode) : NULL;
+	if (hit)
+		return *hit;
+	for (size_t i = t->n_index; i < t->n_files; i++)
 		if (t->files[i]->dev == dev && t->files[i]->ino == ino)
 			return t->files[i];
 	return NULL;
@@ -1031,6 +1065,7 @@ static int add_file(struct tail *t, const char *path)
 		f->fd = -1;
 		copy_of->dev = f->dev;
 		copy_of->ino = f->ino;
+		t->n_index = 0; /* its key changed: the index is no longer sorted */
 		copy_of->size = -1; /* looked at again in this round's checks */
 		copy_of->mtime_ns = f->mtime_ns;
 		copy_of->quiet_since_ms = f->quiet_since_ms;
@@ -1113,9 +1148,14 @@ static int discover(struct tail *t)
 		paths = g.gl_pathv;
 		np = gr == 0 ? g.gl_pathc : 0;
 	}
-	int r = 0;
+	int r = index_build(t);
 	struct found *news = NULL;
 	size_t n_new = 0;
+	if (r < 0) {
+		if (t->is_glob)
+			globfree(&g);
+		return r;
+	}
 	for (size_t i = 0; i < t->n_files; i++)
 		t->files[i]->seen = false;
 	if (np && !(news = calloc(np, sizeof(*news)))) {
@@ -1125,6 +1165,7 @@ static int discover(struct tail *t)
 	}
 	if (!t->is_glob && !path_answers(t->cfg->path)) {
 		free(news);
+		t->n_index = 0;
 		return 0; /* a share that is away says nothing about its files */
 	}
 	for (size_t i = 0; i < np; i++) {
@@ -1203,6 +1244,7 @@ static int discover(struct tail *t)
 	free(news);
 	if (t->is_glob)
 		globfree(&g);
+	t->n_index = 0; /* t->files changes from here on */
 	return r;
 }
 
@@ -1568,6 +1610,7 @@ static void tail_free(struct tail *t)
 		return;
 	files_free(t->files, t->n_files);
 	files_free(t->dropped, t->n_dropped);
+	free(t->index);
 	lp_parser_free(t->parser);
 	lp_pairs_free(t->pairs);
 	lp_arena_free(t->arena);
