@@ -1223,6 +1223,41 @@ static void test_csv_rewritten_shorter_in_place(void **state)
 	env_free(e);
 }
 
+/* A cursor whose numbers no int64 holds (1e400 reads as inf) is unreadable, not cast: the
+ * log stops loudly instead of reading from a made-up offset. */
+static void test_cursor_numbers_out_of_range(void **state)
+{
+	(void)state;
+	static const char *const bad[] = { "1e400", "-1e20", "1e300" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct env *e = env_new_stopped("{ \"path\": \"{dir}/usage.jsonl\", " JSONL_FIELDS " }");
+		char *row = jsonl_row(0, "a");
+		write_file(e, "usage.jsonl", row);
+		free(row);
+		char *path = fpath(e, "usage.jsonl");
+		struct stat st;
+		assert_int_equal(stat(path, &st), 0);
+		char *key = logtail_cursor_key(INST, e->cfg->instruments[0].logs[0].path);
+		char *cur = h_strdupf("{\"v\":1,\"lines\":0,\"malformed\":0,\"files\":[{\"path\":\"%s\","
+				      "\"dev\":\"%ju\",\"ino\":\"%ju\",\"fp\":\"0\",\"sum\":\"0\",\"fp_len\":0,"
+				      "\"off\":%s,\"line\":0}]}", path, (uintmax_t)st.st_dev,
+				      (uintmax_t)st.st_ino, bad[i]);
+		assert_int_equal(core_submit(e->core, NULL, 0, key, cur, strlen(cur)), 0);
+		env_start(e);
+		cJSON *insts = cJSON_CreateArray();
+		logtail_source.status(e->lt, insts);
+		const cJSON *l = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetArrayItem(insts, 0), "logs"), 0);
+		assert_string_equal(str(l, "state"), "error");
+		cJSON_Delete(insts);
+		settle(e);
+		assert_int_equal(count(e, "session", NULL), 0);
+		free(cur);
+		free(key);
+		free(path);
+		env_free(e);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1243,6 +1278,7 @@ int main(void)
 		cmocka_unit_test(test_glob_without_cap),
 		cmocka_unit_test(test_rewritten_shorter_in_place),
 		cmocka_unit_test(test_csv_rewritten_shorter_in_place),
+		cmocka_unit_test(test_cursor_numbers_out_of_range),
 	};
 	const char *only = getenv("LOGTAIL_TESTS"); /* e.g. "test_glob*": one test while working */
 	if (only)
