@@ -8,6 +8,7 @@
 #include "core.h"
 #include "encoding.h"
 #include "logparse.h"
+#include "ownfiles.h"
 #include "log.h"
 
 #include <cjson/cJSON.h>
@@ -80,10 +81,6 @@ struct tfile {
 
 struct logtail;
 
-struct devino {
-	uint64_t dev, ino;
-};
-
 /* One configured log of one instrument, with every file its path or glob leads to. */
 struct tail {
 	struct logtail *lt;
@@ -141,14 +138,7 @@ struct logtail {
 	_Atomic int64_t beat_ms;    /* monotonic: a round ended or a batch was committed */
 	char *rbuf;
 	unsigned char *fpbuf;
-	/* What is never read as a log, by device and inode: the agent's secrets and everything in
-	 * its state folder (which is rewritten, so the list is refreshed; see refused_file). */
-	const char *secrets[CONFIG_SECRETS_MAX];
-	size_t n_secrets;
-	const char *state_dir;
-	struct devino *deny;
-	size_t n_deny, cap_deny;
-	uint64_t state_dev;
+	struct own_files *own;      /* the agent's secrets and state: never read as a log */
 };
 
 /* ---- small helpers ---- */
@@ -793,95 +783,6 @@ static void refuse(struct tail *t, const char *path, const char *why)
 		free(p);
 }
 
-static int deny_add(struct logtail *lt, const struct stat *st)
-{
-	struct devino d = { (uint64_t)st->st_dev, (uint64_t)st->st_ino };
-	if (lt->n_deny == lt->cap_deny) {
-		size_t c = lt->cap_deny ? 2 * lt->cap_deny : 16;
-		struct devino *v = realloc(lt->deny, c * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		lt->deny = v;
-		lt->cap_deny = c;
-	}
-	lt->deny[lt->n_deny++] = d;
-	return 0;
-}
-
-/* Every non-folder entry of the folder dfd (and, when deep, of its subfolders) to the list. */
-static int deny_dir(struct logtail *lt, int dfd, bool deep)
-{
-	int r = 0;
-	int own = dup(dfd); /* closedir closes what it was given */
-	DIR *d = own >= 0 ? fdopendir(own) : NULL;
-	if (!d) {
-		if (own >= 0)
-			close(own);
-		return 0;
-	}
-	struct dirent *e;
-	struct stat st;
-	while (r == 0 && (e = readdir(d))) {
-		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 ||
-		    fstatat(dfd, e->d_name, &st, 0) < 0)
-			continue;
-		if (!S_ISDIR(st.st_mode)) {
-			r = deny_add(lt, &st);
-		} else if (deep) {
-			int sub = openat(dfd, e->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-			if (sub >= 0) {
-				r = deny_dir(lt, sub, false);
-				close(sub);
-			}
-		}
-	}
-	closedir(d);
-	return r;
-}
-
-/* The secrets' inodes and those of every file in the state folder (and one level below), as
- * they are now: SQLite makes -wal and -shm files, status.json is replaced by a rename. */
-static int deny_refresh(struct logtail *lt)
-{
-	struct stat st;
-	int r = 0;
-	lt->n_deny = 0;
-	for (size_t i = 0; i < lt->n_secrets && r == 0; i++)
-		if (stat(lt->secrets[i], &st) == 0)
-			r = deny_add(lt, &st);
-	int dfd = lt->state_dir ? open(lt->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-	if (dfd < 0)
-		return r;
-	if (fstat(dfd, &st) == 0)
-		lt->state_dev = (uint64_t)st.st_dev;
-	if (r == 0)
-		r = deny_dir(lt, dfd, true);
-	close(dfd);
-	return r;
-}
-
-static bool deny_has(const struct logtail *lt, const struct stat *st)
-{
-	for (size_t i = 0; i < lt->n_deny; i++)
-		if (lt->deny[i].dev == (uint64_t)st->st_dev && lt->deny[i].ino == (uint64_t)st->st_ino)
-			return true;
-	return false;
-}
-
-/* Whether the opened file is one of the agent's own secrets or state files, whatever name or
- * link led to it. A file on the state folder's device that the list doesn't know may have
- * been made since the list was: look again before saying no. */
-static bool own_file(struct logtail *lt, const struct stat *st)
-{
-	if (deny_has(lt, st))
-		return true;
-	if ((uint64_t)st->st_dev != lt->state_dev)
-		return false;
-	if (deny_refresh(lt) < 0)
-		return true; /* can't tell: not read this round */
-	return deny_has(lt, st);
-}
-
 static int open_log(struct tail *t, const char *path)
 {
 	/* O_NOFOLLOW: a link swapped in after the path was looked at is not followed either. */
@@ -900,7 +801,7 @@ static int open_log(struct tail *t, const char *path)
 		return -1;
 	}
 	struct stat st;
-	if (fstat(fd, &st) == 0 && own_file(t->lt, &st)) {
+	if (fstat(fd, &st) == 0 && own_files_has(t->lt->own, &st)) {
 		refuse(t, path, "is one of the agent's own secret or state files");
 		close(fd);
 		return -1;
@@ -1664,8 +1565,6 @@ static int logtail_create(const struct config *cfg, struct core *core, void **st
 	if (!lt)
 		return -ENOMEM;
 	lt->core = core;
-	lt->n_secrets = config_secret_paths(cfg, lt->secrets);
-	lt->state_dir = cfg->agent.state_dir;
 	pthread_mutex_init(&lt->mu, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -1675,7 +1574,8 @@ static int logtail_create(const struct config *cfg, struct core *core, void **st
 	lt->tails = calloc(n, sizeof(*lt->tails));
 	lt->rbuf = malloc(READ_BUF);
 	lt->fpbuf = malloc(FP_MAX);
-	if (!lt->tails || !lt->rbuf || !lt->fpbuf)
+	lt->own = own_files_new(cfg);
+	if (!lt->tails || !lt->rbuf || !lt->fpbuf || !lt->own)
 		goto fail;
 	for (size_t i = 0; i < cfg->n_instruments; i++) {
 		const struct instrument_cfg *in = &cfg->instruments[i];
@@ -1699,7 +1599,7 @@ static void *logtail_run(void *arg)
 	pthread_mutex_lock(&lt->mu);
 	while (!lt->stop) {
 		pthread_mutex_unlock(&lt->mu);
-		if (deny_refresh(lt) < 0)
+		if (own_files_refresh(lt->own) < 0)
 			log_warnx("logs: out of memory listing the agent's own files");
 		for (size_t i = 0; i < lt->n_tails && !atomic_load(&lt->stopping); i++)
 			poll_tail(lt->tails[i]);
@@ -1781,7 +1681,7 @@ static void logtail_destroy(void *state)
 	free(lt->tails);
 	free(lt->rbuf);
 	free(lt->fpbuf);
-	free(lt->deny);
+	own_files_free(lt->own);
 	pthread_cond_destroy(&lt->cv);
 	pthread_mutex_destroy(&lt->mu);
 	free(lt);
