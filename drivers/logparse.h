@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "plausible.h"
 #include "source.h"
 
 struct cJSON;
@@ -16,8 +17,8 @@ struct cJSON;
 #define LP_LINE_MAX     65536  /* a record longer than this is cut and malformed */
 #define LP_CSV_MAX_COLS 256    /* columns past this in one record make it malformed */
 #define LP_CSV_MAX_SPAN 16     /* physical lines one quoted CSV field may span */
-#define LP_TEXT_MAX     256    /* bytes of a bad line kept in its log_malformed event */
-#define LP_MAX_SESSION_S (31 * 86400) /* longer is a typo in a date, not a session */
+#define LP_TEXT_MAX     256    /* bytes of a bad line shown in the journal (never sealed) */
+#define LP_MAX_SESSION_S PLAUSIBLE_SPAN_S /* longer is a typo in a date, not a session */
 #define LP_OPEN_MAX     1024   /* open starts kept per events log */
 
 /* A bump allocator whose strings stay put until reset: what one batch of observations
