@@ -1313,6 +1313,7 @@ static void check_time_format(struct ctx *c, const cJSON *v, const char *path, c
 {
 	static const char conv[] = "%ntaAbBhcCdeFxDkHlIjmMprRsSXTugGUVWwyYZz";
 	static const char with_e[] = "cCxXyY", with_o[] = "deHImMSUVwWy";
+	bool whole = false, year = false, month = false, day = false;
 	for (const char *s = fmt; *s; s++) {
 		if (*s != '%')
 			continue;
@@ -1334,7 +1335,16 @@ static void check_time_format(struct ctx *c, const cJSON *v, const char *path, c
 			return;
 		}
 		s++;
+		if (strchr("scxDF", *s))
+			whole = true;
+		year |= *s == 'Y' || *s == 'y';
+		month |= strchr("mbBh", *s) != NULL;
+		day |= *s == 'd' || *s == 'e';
 	}
+	/* Without a date every line would be malformed: a time of day alone is not a session. */
+	if (!whole && !(year && month && day))
+		err_val(c, v, path, "gives no date (it needs a year, a month and a day, e.g. \"%%Y-%%m-%%d "
+			"%%H:%%M:%%S\")");
 }
 
 static void parse_log(struct ctx *c, const cJSON *o, const char *P, struct log_cfg *l)
