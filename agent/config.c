@@ -1307,8 +1307,8 @@ static bool compile(struct ctx *c, const cJSON *o, const char *P, const char *ke
 	return true;
 }
 
-/* strptime(3) (glibc) conversions: anything else, or a lone "%" at the end, is a format the
- * log's every line would fail to match, silently, had check let it through. */
+/* strptime(3) (glibc) conversions: anything else, a lone "%" at the end, or a format with no
+ * date in it is one that every line of the log would fail, silently, had check let it pass. */
 static void check_time_format(struct ctx *c, const cJSON *v, const char *path, const char *fmt)
 {
 	static const char conv[] = "%ntaAbBhcCdeFxDkHlIjmMprRsSXTugGUVWwyYZz";
