@@ -1307,11 +1307,51 @@ static bool compile(struct ctx *c, const cJSON *o, const char *P, const char *ke
 	return true;
 }
 
+/* strptime(3) (glibc) conversions: anything else, a lone "%" at the end, or a format with no
+ * date in it is one that every line of the log would fail, silently, had check let it pass. */
+static void check_time_format(struct ctx *c, const cJSON *v, const char *path, const char *fmt)
+{
+	static const char conv[] = "%ntaAbBhcCdeFxDkHlIjmMprRsSXTugGUVWwyYZz";
+	static const char with_e[] = "cCxXyY", with_o[] = "deHImMSUVwWy";
+	bool whole = false, year = false, month = false, day = false;
+	for (const char *s = fmt; *s; s++) {
+		if (*s != '%')
+			continue;
+		const char *allowed = conv;
+		if (s[1] == 'E' || s[1] == 'O') {
+			allowed = s[1] == 'E' ? with_e : with_o;
+			s++;
+		}
+		if (!s[1]) {
+			err_val(c, v, path, "ends with an incomplete conversion \"%s\"",
+				*s == '%' ? "%" : s - 1);
+			return;
+		}
+		/* One byte at a time: a multi-byte character after "%" is quoted as its first byte. */
+		if (!strchr(allowed, s[1]) || (unsigned char)s[1] >= 0x80) {
+			err_val(c, v, path, "\"%%%s%c\" is not a strptime(3) conversion",
+				allowed == conv ? "" : allowed == with_e ? "E" : "O",
+				(unsigned char)s[1] < 0x80 && s[1] >= 0x20 ? s[1] : '?');
+			return;
+		}
+		s++;
+		if (strchr("scxDF", *s))
+			whole = true;
+		year |= *s == 'Y' || *s == 'y';
+		month |= strchr("mbBh", *s) != NULL;
+		day |= *s == 'd' || *s == 'e';
+	}
+	/* Without a date every line would be malformed: a time of day alone is not a session. */
+	if (!whole && !(year && month && day))
+		err_val(c, v, path, "gives no date (it needs a year, a month and a day, e.g. \"%%Y-%%m-%%d "
+			"%%H:%%M:%%S\")");
+}
+
 static void parse_log(struct ctx *c, const cJSON *o, const char *P, struct log_cfg *l)
 {
 	static const char *const keys[] = { "path", "format", "encoding", "time_format",
 		"max_session_h", "fields", "pattern", "start_pattern", "end_pattern", "start_fields",
-		"end_fields", NULL };
+		"end_fields", "follow_symlinks", NULL };
 	static const char *const format_keys[] = { "fields", "pattern", "start_pattern",
 		"end_pattern", "start_fields", "end_fields", NULL };
 	static const char *const formats[] = { "csv", "jsonl", "regex", "events", NULL };
@@ -1333,6 +1373,9 @@ static void parse_log(struct ctx *c, const cJSON *o, const char *P, struct log_c
 	enum_member(c, o, P, "encoding", false, encodings, true, &enc);
 	l->encoding = enc >= 2 ? LOG_ENC_GBK : LOG_ENC_UTF8;
 	l->time_format = xdup(c, str_member(c, o, P, "time_format", false));
+	if (l->time_format)
+		check_time_format(c, get(o, "time_format"), join(p, P, "time_format"), l->time_format);
+	bool_member(c, o, P, "follow_symlinks", &l->follow_symlinks);
 	l->max_session_h = 12;
 	num_member(c, o, P, "max_session_h", false, 0, true, 168,
 		   "must be greater than 0 and at most 168", &l->max_session_h);
@@ -1815,6 +1858,17 @@ void config_errors_clear(struct config_errors *errs)
 	free(errs->msg);
 	errs->msg = NULL;
 	errs->n = 0;
+}
+
+size_t config_secret_paths(const struct config *cfg, const char *out[CONFIG_SECRETS_MAX])
+{
+	const char *all[CONFIG_SECRETS_MAX] = { cfg->platform.token_file, cfg->agent.user_id_key_file,
+						cfg->platform.client_key };
+	size_t n = 0;
+	for (size_t i = 0; i < CONFIG_SECRETS_MAX; i++)
+		if (all[i])
+			out[n++] = all[i];
+	return n;
 }
 
 const struct instrument_cfg *config_instrument(const struct config *cfg, const char *id)

@@ -68,6 +68,7 @@ struct log_cfg {
 	bool start_re_compiled, end_re_compiled;
 	struct field_map start_fields, end_fields; /* events: time, user, org, samples (…) */
 	double max_session_h;        /* default 12 */
+	bool follow_symlinks;        /* default false: a symbolic link (path or glob match) is not read */
 };
 
 struct instrument_cfg {
@@ -177,5 +178,10 @@ void config_free(struct config *cfg);
 void config_errors_clear(struct config_errors *errs);
 
 const struct instrument_cfg *config_instrument(const struct config *cfg, const char *id);
+
+/* The agent's secret files, which must never be read as a log: platform.token_file,
+ * agent.user_id_key_file, platform.client_key (those configured). Fills out[0..n), n <= 3. */
+#define CONFIG_SECRETS_MAX 3
+size_t config_secret_paths(const struct config *cfg, const char *out[CONFIG_SECRETS_MAX]);
 
 #endif

@@ -1,7 +1,9 @@
 /* logparse.c — the rules that turn instrument log records into sessions: framing, CSV, JSON
  * Lines, regex, and login/logout pairing. No files, no clock, no SQLite. */
 #include "logparse.h"
+#include "clock.h"
 #include "encoding.h"
+#include "plausible.h"
 #include "timeutil.h"
 
 #include <cjson/cJSON.h>
@@ -385,11 +387,18 @@ static int time_of(const struct lp_parser *p, const struct vals *vs, int f, int6
 	return lp_parse_time(p->cfg->time_format, vs->v[f], t);
 }
 
-/* The optional fields every kind of line may carry. */
+/* The optional fields every kind of line may carry. Reasons never quote the line: they go
+ * into a sealed log_malformed event, and a line's text must not leave the lab (SPEC §3). */
 static bool fill_common(const struct vals *vs, struct lp_result *out)
 {
-	char qb[64];
 	struct obs_session *s = &out->s;
+	/* A regex group may end inside a multi-byte character: nothing sealed may be cut UTF-8. */
+	for (int f = 0; f < SF__COUNT; f++) {
+		if (vs->v[f] && !utf8_valid(vs->v[f], strlen(vs->v[f]))) {
+			malformed(out, "not valid UTF-8");
+			return false;
+		}
+	}
 	s->user = vs->v[SF_USER];
 	s->org = vs->v[SF_ORG];
 	s->way = vs->v[SF_WAY];
@@ -398,12 +407,22 @@ static bool fill_common(const struct vals *vs, struct lp_result *out)
 	s->samples = -1;
 	s->external = -1;
 	if (vs->v[SF_SAMPLES] && parse_int(vs->v[SF_SAMPLES], &s->samples) < 0) {
-		malformed(out, "bad samples \"%s\"", q(vs->v[SF_SAMPLES], qb));
+		malformed(out, "bad samples (not a whole number)");
 		return false;
 	}
 	if (vs->v[SF_EXTERNAL] && (s->external = lp_parse_external(vs->v[SF_EXTERNAL])) < 0) {
-		malformed(out, "bad external \"%s\" (yes/no, true/false, 1/0, 是/否, 外部/内部)",
-			  q(vs->v[SF_EXTERNAL], qb));
+		malformed(out, "bad external (yes/no, true/false, 1/0, 是/否, 外部/内部)");
+		return false;
+	}
+	return true;
+}
+
+/* The shared plausibility rule (agent/plausible.h), at the agent's clock. */
+static bool plausible(const struct obs_session *s, struct lp_result *out)
+{
+	const char *why;
+	if (plausible_session(s->start, s->end, s->samples, clock_wall(), &why) < 0) {
+		malformed(out, "%s", why);
 		return false;
 	}
 	return true;
@@ -411,7 +430,6 @@ static bool fill_common(const struct vals *vs, struct lp_result *out)
 
 static void build_session(const struct lp_parser *p, const struct vals *vs, struct lp_result *out)
 {
-	char qb[64];
 	struct obs_session *s = &out->s;
 	memset(s, 0, sizeof(*s));
 	if (!vs->v[SF_START]) {
@@ -419,12 +437,12 @@ static void build_session(const struct lp_parser *p, const struct vals *vs, stru
 		return;
 	}
 	if (time_of(p, vs, SF_START, &s->start) < 0) {
-		malformed(out, "bad start time \"%s\"", q(vs->v[SF_START], qb));
+		malformed(out, "bad start time");
 		return;
 	}
 	if (vs->v[SF_END]) {
 		if (time_of(p, vs, SF_END, &s->end) < 0) {
-			malformed(out, "bad end time \"%s\"", q(vs->v[SF_END], qb));
+			malformed(out, "bad end time");
 			return;
 		}
 	} else if (vs->v[SF_DURATION]) {
@@ -436,8 +454,9 @@ static void build_session(const struct lp_parser *p, const struct vals *vs, stru
 			if (end == vs->v[SF_DURATION] || *end)
 				min = NAN;
 		}
-		if (!isfinite(min) || min <= 0 || min > LP_MAX_SESSION_S / 60.0) {
-			malformed(out, "bad duration \"%s\" (minutes)", q(vs->v[SF_DURATION], qb));
+		/* Range first: the cast of NaN, inf or 1e300 would be undefined. */
+		if (!isfinite(min) || min <= 0 || min > PLAUSIBLE_SPAN_S / 60.0) {
+			malformed(out, "bad duration (minutes, more than 0 and at most 31 days)");
 			return;
 		}
 		s->end = s->start + (int64_t)llround(min * 60);
@@ -449,12 +468,7 @@ static void build_session(const struct lp_parser *p, const struct vals *vs, stru
 		malformed(out, "end not after start");
 		return;
 	}
-	if (s->end - s->start > LP_MAX_SESSION_S) {
-		malformed(out, "session of %" PRId64 " h is longer than 31 days",
-			  (s->end - s->start) / 3600);
-		return;
-	}
-	if (!fill_common(vs, out))
+	if (!fill_common(vs, out) || !plausible(s, out))
 		return;
 	out->kind = LP_SESSION;
 }
@@ -462,7 +476,6 @@ static void build_session(const struct lp_parser *p, const struct vals *vs, stru
 static void build_mark(const struct lp_parser *p, const struct vals *vs, enum lp_kind kind,
 		       bool keyed, struct lp_result *out)
 {
-	char qb[64];
 	struct obs_session *s = &out->s;
 	memset(s, 0, sizeof(*s));
 	const char *what = kind == LP_START ? "login" : "logout";
@@ -471,10 +484,11 @@ static void build_mark(const struct lp_parser *p, const struct vals *vs, enum lp
 		return;
 	}
 	if (time_of(p, vs, SF_TIME, &s->start) < 0) {
-		malformed(out, "bad %s time \"%s\"", what, q(vs->v[SF_TIME], qb));
+		malformed(out, "bad %s time", what);
 		return;
 	}
-	if (!fill_common(vs, out))
+	s->end = s->start; /* one instant: the pairing makes the session */
+	if (!fill_common(vs, out) || !plausible(s, out))
 		return;
 	out->keyed = keyed;
 	if (keyed && !s->user) {
@@ -792,12 +806,14 @@ static bool bom(const struct lp_parser *p, const char *rec, size_t len, size_t *
 }
 
 void lp_parse(struct lp_parser *p, struct lp_csv_cols *cols, const char *rec, size_t len,
-	      bool file_start, struct lp_arena *a, struct lp_result *out)
+	      struct lp_arena *a, struct lp_result *out)
 {
 	memset(out, 0, sizeof(*out));
 	out->kind = LP_SKIP;
 	size_t skip;
-	if (file_start && bom(p, rec, len, &skip))
+	/* Not only the file's first line: logs concatenated from files that each began with a
+	 * mark (or an editor that adds one on every save) carry it where a line begins. */
+	if (bom(p, rec, len, &skip))
 		rec += skip, len -= skip;
 	if (blank(rec, len))
 		return;
@@ -808,7 +824,8 @@ void lp_parse(struct lp_parser *p, struct lp_csv_cols *cols, const char *rec, si
 	size_t tlen;
 	const char *text = enc_to_utf8(p->conv, rec, len, &tlen);
 	if (!text) {
-		malformed(out, "not valid %s text", p->cfg->encoding == LOG_ENC_GBK ? "GBK/GB18030" : "UTF-8");
+		/* Never sealed raw: the platform refuses what is not UTF-8, and the feed stops. */
+		malformed(out, "not valid %s", p->cfg->encoding == LOG_ENC_GBK ? "GBK" : "UTF-8");
 		return;
 	}
 	switch (p->cfg->format) {
@@ -979,17 +996,11 @@ static char *dup_or_null(const char *s, bool *oom)
 	return d;
 }
 
-static void fmt_time(int64_t t, char out[RFC3339_LEN])
-{
-	time_rfc3339(t, out);
-}
-
 int lp_pairs_feed(struct lp_pairs *pp, const struct lp_result *mark, lp_emit_fn emit, void *arg,
 		  char *why, size_t whylen)
 {
 	const struct obs_session *m = &mark->s;
 	const char *key = mark->keyed && m->user ? m->user : "";
-	char qb[64], t1[RFC3339_LEN], t2[RFC3339_LEN];
 	int r;
 
 	/* The log's own time moving past a start's limit closes it exactly as the wall clock
@@ -1006,16 +1017,11 @@ int lp_pairs_feed(struct lp_pairs *pp, const struct lp_result *mark, lp_emit_fn 
 			i = pp->n ? pp->n - 1 : 0; /* a logout naming nobody ends the latest login */
 		}
 		if (i >= pp->n) {
-			if (mark->keyed)
-				snprintf(why, whylen, "logout of \"%s\" without a login", q(key, qb));
-			else
-				snprintf(why, whylen, "logout without a login");
+			snprintf(why, whylen, "logout without a login");
 			return 1;
 		}
 		if (m->start <= pp->v[i].start) {
-			fmt_time(m->start, t1);
-			fmt_time(pp->v[i].start, t2);
-			snprintf(why, whylen, "logout at %s is not after its login at %s", t1, t2);
+			snprintf(why, whylen, "logout not after its login");
 			return 1;
 		}
 		return open_close(pp, i, m->start, false, m, emit, arg);
@@ -1025,9 +1031,7 @@ int lp_pairs_feed(struct lp_pairs *pp, const struct lp_result *mark, lp_emit_fn 
 		;
 	if (i < pp->n) {
 		if (m->start <= pp->v[i].start) {
-			fmt_time(m->start, t1);
-			fmt_time(pp->v[i].start, t2);
-			snprintf(why, whylen, "login at %s is not after the open login at %s", t1, t2);
+			snprintf(why, whylen, "login not after the open login of the same user");
 			return 1;
 		}
 		int64_t end = pp->v[i].start + pp->max_s;
@@ -1096,6 +1100,11 @@ cJSON *lp_pairs_to_json(const struct lp_pairs *pp)
 	return arr;
 }
 
+static bool in_range(double d, double lo, double hi)
+{
+	return isfinite(d) && d >= lo && d <= hi;
+}
+
 static char *json_str(const cJSON *o, const char *k, bool *bad)
 {
 	const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, k);
@@ -1132,6 +1141,10 @@ int lp_pairs_from_json(struct lp_pairs *pp, const cJSON *arr)
 			.way = json_str(e, "way", &bad), .fee = json_str(e, "fee", &bad),
 			.project = json_str(e, "project", &bad),
 		};
+		/* Checked before the casts: a number out of range (1e400 parses as inf) is UB. */
+		if (!bad && (!in_range(start->valuedouble, 0, 9e15) ||
+			     !in_range(samples->valuedouble, -1, 9e15)))
+			bad = true;
 		if (!bad && o.key) {
 			o.start = (int64_t)start->valuedouble;
 			o.samples = (int64_t)samples->valuedouble;

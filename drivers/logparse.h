@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "plausible.h"
 #include "source.h"
 
 struct cJSON;
@@ -16,8 +17,8 @@ struct cJSON;
 #define LP_LINE_MAX     65536  /* a record longer than this is cut and malformed */
 #define LP_CSV_MAX_COLS 256    /* columns past this in one record make it malformed */
 #define LP_CSV_MAX_SPAN 16     /* physical lines one quoted CSV field may span */
-#define LP_TEXT_MAX     256    /* bytes of a bad line kept in its log_malformed event */
-#define LP_MAX_SESSION_S (31 * 86400) /* longer is a typo in a date, not a session */
+#define LP_TEXT_MAX     256    /* bytes of a bad line shown in the journal (never sealed) */
+#define LP_MAX_SESSION_S PLAUSIBLE_SPAN_S /* longer is a typo in a date, not a session */
 #define LP_OPEN_MAX     1024   /* open starts kept per events log */
 
 /* A bump allocator whose strings stay put until reset: what one batch of observations
@@ -68,11 +69,12 @@ struct lp_parser;
 struct lp_parser *lp_parser_new(const struct log_cfg *cfg);
 void lp_parser_free(struct lp_parser *p);
 
-/* One record (raw bytes in the log's encoding, no line end). file_start: the record opens the
- * file, so a byte-order mark is dropped. cols: the file's CSV columns (csv only; may be NULL
- * otherwise). */
+/* One record (raw bytes in the log's encoding, no line end); a byte-order mark where it
+ * begins is dropped. cols: the file's CSV columns (csv only; may be NULL otherwise). Times,
+ * samples and durations are checked with plausible_session() at clock_wall(); out->why never
+ * quotes the record (it is sealed in a log_malformed event). */
 void lp_parse(struct lp_parser *p, struct lp_csv_cols *cols, const char *rec, size_t len,
-	      bool file_start, struct lp_arena *a, struct lp_result *out);
+	      struct lp_arena *a, struct lp_result *out);
 
 /* A record as printable UTF-8 for a message: converted when it can be, \xNN for bytes that
  * can't, cut to LP_TEXT_MAX bytes with "…". In a; NULL when out of memory. */

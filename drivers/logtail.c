@@ -6,7 +6,9 @@
 #include "clock.h"
 #include "config.h"
 #include "core.h"
+#include "encoding.h"
 #include "logparse.h"
+#include "ownfiles.h"
 #include "log.h"
 
 #include <cjson/cJSON.h>
@@ -29,12 +31,12 @@
 #define FP_BYTES 256                        /* a file is known by its first bytes of data */
 #define FP_MAX (LP_LINE_MAX + FP_BYTES)     /* … counted after a CSV header, which is the same in every file */
 #define READ_BUF (4 * LP_LINE_MAX)
-#define FILES_MAX 4096                      /* files followed per configured log */
 #define OPEN_MAX 128                        /* descriptors kept open per log beyond rotation */
 #define MISSING_MAX 256                     /* vanished files remembered per log … */
 #define MISSING_KEEP_S (31 * 86400)         /* … for this long, in case they come back */
 #define WARN_PER_MIN 10                     /* malformed lines logged per log and minute */
 #define RETRY_MAX_MS 30000
+#define RING_MAX 32                         /* records remembered per file for resync (< 64) */
 
 struct logtail_tuning logtail_tuning = {
 	.poll_ms = 250,
@@ -69,6 +71,12 @@ struct tfile {
 	int64_t st_size, st_mtime_ns;
 	bool header_warned;
 	bool read_err_logged;
+	/* In memory only: the last records read, to recognise a file rewritten in place that
+	 * keeps its last lines (lost on a restart; the core's de-duplication covers that). */
+	uint64_t ring[RING_MAX];    /* record hashes, ring[(ring_next - 1) % RING_MAX] the newest */
+	uint32_t ring_n, ring_next;
+	uint64_t hdr_hash;          /* csv: the header record's hash (0: none seen) */
+	bool resync;                /* restarted from byte 0: skip what is the old tail first */
 };
 
 struct logtail;
@@ -84,6 +92,8 @@ struct tail {
 	struct lp_pairs *pairs;     /* events logs: open logins */
 	struct tfile **files;
 	size_t n_files, cap_files;
+	struct tfile **index;       /* files by device and inode during discover() */
+	size_t n_index, cap_index;
 	struct tfile **dropped;     /* forgotten in this batch: closed once it is committed */
 	size_t n_dropped, cap_dropped;
 	uint64_t next_order;
@@ -102,7 +112,8 @@ struct tail {
 	int64_t warn_window_ms;
 	unsigned warned, suppressed;
 	char *open_err_path;        /* the last path that could not be opened, logged once */
-	bool files_capped;
+	char **refused;             /* paths refused (a link, a secret): each logged once */
+	size_t n_refused, cap_refused;
 	bool paused;
 	bool glob_err_logged, missing_logged;
 
@@ -127,6 +138,7 @@ struct logtail {
 	_Atomic int64_t beat_ms;    /* monotonic: a round ended or a batch was committed */
 	char *rbuf;
 	unsigned char *fpbuf;
+	struct own_files *own;      /* the agent's secrets and state: never read as a log */
 };
 
 /* ---- small helpers ---- */
@@ -229,9 +241,41 @@ static int push(void **arr, size_t *n, size_t *cap, void *item)
 	return 0;
 }
 
+static int by_inode(const void *a, const void *b)
+{
+	const struct tfile *x = *(const struct tfile *const *)a, *y = *(const struct tfile *const *)b;
+	if (x->dev != y->dev)
+		return x->dev < y->dev ? -1 : 1;
+	return x->ino < y->ino ? -1 : x->ino > y->ino;
+}
+
+/* The files by device and inode, sorted once per round: a glob of tens of thousands of files
+ * must not cost a scan of all of them per match. */
+static int index_build(struct tail *t)
+{
+	if (t->cap_index < t->n_files) {
+		struct tfile **v = realloc(t->index, t->n_files * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		t->index = v;
+		t->cap_index = t->n_files;
+	}
+	if (t->n_files)
+		memcpy(t->index, t->files, t->n_files * sizeof(*t->index));
+	t->n_index = t->n_files;
+	qsort(t->index, t->n_index, sizeof(*t->index), by_inode);
+	return 0;
+}
+
+/* Valid between index_build and the next change of t->files: files added since the index was
+ * built (t->files is only appended to meanwhile) are looked at one by one. */
 static struct tfile *find_inode(struct tail *t, uint64_t dev, uint64_t ino)
 {
-	for (size_t i = 0; i < t->n_files; i++)
+	struct tfile key = { .dev = dev, .ino = ino }, *kp = &key;
+	struct tfile **hit = t->n_index ? bsearch(&kp, t->index, t->n_index, sizeof(*t->index), by_inode) : NULL;
+	if (hit)
+		return *hit;
+	for (size_t i = t->n_index; i < t->n_files; i++)
 		if (t->files[i]->dev == dev && t->files[i]->ino == ino)
 			return t->files[i];
 	return NULL;
@@ -257,7 +301,14 @@ static struct obs *obs_add(struct tail *t)
 
 static int add_event(struct tail *t, const char *type, const char *detail)
 {
-	const char *d = lp_arena_strndup(t->arena, detail, strlen(detail));
+	/* A file name may hold any bytes; nothing that is not UTF-8 may be sealed. */
+	size_t len = strlen(detail), cap = 4 * len + 1;
+	char *clean = malloc(cap);
+	if (!clean)
+		return -ENOMEM;
+	size_t n = enc_printable(detail, len, clean, cap, NULL);
+	const char *d = lp_arena_strndup(t->arena, clean, n);
+	free(clean);
 	struct obs *o = d ? obs_add(t) : NULL;
 	if (!o)
 		return -ENOMEM;
@@ -318,14 +369,17 @@ static bool warn_allowed(struct tail *t)
 static int add_malformed(struct tail *t, const struct tfile *f, int64_t line, const char *why,
 			 const char *rec, size_t len)
 {
-	const char *text = lp_text(t->parser, rec, len, t->arena);
-	if (!text)
-		return -ENOMEM;
-	char detail[4096 + 512];
-	snprintf(detail, sizeof(detail), "%s:%" PRId64 ": %s: %s", f->path, line, why, text);
+	/* The sealed event names the place and the reason only: the line may hold anything (a
+	 * password typed into a user field, a secret behind a link) and must not leave the lab.
+	 * The journal stays in the lab: it shows the text, cut short. */
+	char detail[4096 + 256];
+	snprintf(detail, sizeof(detail), "%s:%" PRId64 ": %s", f->path, line, why);
 	t->malformed++;
-	if (warn_allowed(t))
-		log_warnx("log \"%s\":%" PRId64 ": %s, line skipped", f->path, line, why);
+	if (warn_allowed(t)) {
+		const char *text = lp_text(t->parser, rec, len, t->arena);
+		log_warnx("log \"%s\":%" PRId64 ": %s, line skipped: %s", f->path, line, why,
+			  text ? text : "");
+	}
 	return add_event(t, "log_malformed", detail);
 }
 
@@ -401,7 +455,8 @@ static bool u64_of(const cJSON *o, const char *k, int base, uint64_t *out)
 static bool num_of(const cJSON *o, const char *k, int64_t *out)
 {
 	const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, k);
-	if (!cJSON_IsNumber(it) || it->valuedouble < 0)
+	/* Range before the cast: "1e400" parses as inf, and casting it is undefined. */
+	if (!cJSON_IsNumber(it) || !(it->valuedouble >= 0 && it->valuedouble <= 9e15))
 		return false;
 	*out = (int64_t)it->valuedouble;
 	return true;
@@ -610,8 +665,98 @@ static int restart_file(struct tail *t, struct tfile *f, const char *why)
 	f->hdr_end = 0;
 	f->skip_nl = false;
 	lp_csv_cols_reset(&f->cols);
+	f->resync = f->ring_n > 0;
 	fingerprint(t, f);
 	return r;
+}
+
+static uint64_t rec_hash(const char *rec, size_t len)
+{
+	uint64_t h = hash_more(HASH_INIT, rec, len);
+	return hash_more(h, &len, sizeof(len)) | 1; /* never 0: 0 is "no header" */
+}
+
+static void ring_push(struct tfile *f, uint64_t h)
+{
+	f->ring[f->ring_next] = h;
+	f->ring_next = (f->ring_next + 1) % RING_MAX;
+	if (f->ring_n < RING_MAX)
+		f->ring_n++;
+}
+
+/* The k-th of the remembered records, oldest first. */
+static uint64_t ring_at(const struct tfile *f, uint32_t k)
+{
+	return f->ring[(f->ring_next + RING_MAX - f->ring_n + k) % RING_MAX];
+}
+
+/* A file restarted from byte 0 (truncated or rewritten in place) whose first records are the
+ * last ones read from it before (a log trimmed to its tail, an editor's save) goes on after
+ * them instead of reading them again. Returns true once decided (the file may be read), false
+ * while the bytes so far can't tell yet. */
+static bool resync(struct tail *t, struct tfile *f, bool final)
+{
+	char *buf = t->lt->rbuf;
+	size_t n = 0;
+	while (n < READ_BUF) {
+		ssize_t r = pread(f->fd, buf + n, READ_BUF - n, (off_t)n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return false;
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	bool csv = t->cfg->format == LOG_FMT_CSV, eof = final && n < READ_BUF;
+	struct lp_frame fr;
+	size_t pos = 0, hdr = 0, best = 0;
+	int64_t lines = 0, best_lines = 0;
+	uint32_t k = 0, rn = f->ring_n;
+	uint64_t alive = rn >= 64 ? ~0ULL : (1ULL << rn) - 1; /* candidate start p: old tail from ring p */
+	/* A CSV file starts with its header again: matched apart, it is not part of the tail. */
+	if (csv && f->hdr_hash && lp_frame(true, buf, n, eof, &fr) &&
+	    rec_hash(buf, fr.len) == f->hdr_hash) {
+		pos = hdr = fr.consumed;
+		lines = fr.lines;
+	}
+	while (alive && pos < n && lp_frame(csv, buf + pos, n - pos, eof, &fr)) {
+		uint64_t h = rec_hash(buf + pos, fr.len), next = 0;
+		for (uint32_t p = 0; p < rn; p++)
+			if ((alive >> p & 1) && p + k < rn && ring_at(f, p + k) == h)
+				next |= 1ULL << p;
+		alive = next;
+		pos += fr.consumed;
+		lines += fr.lines;
+		k++;
+		if (k <= rn && (alive >> (rn - k) & 1)) {
+			/* old records rn-k .. rn-1 are exactly the file's first k: a tail kept */
+			best = pos;
+			best_lines = lines;
+			alive &= ~(1ULL << (rn - k));
+		}
+	}
+	if (alive && !eof && n < READ_BUF)
+		return false; /* a longer tail may still match: wait for the rest of the line(s) */
+	f->resync = false;
+	if (!best)
+		return true;
+	if (hdr) {
+		struct lp_result res;
+		lp_parse(t->parser, &f->cols, buf, hdr, t->arena, &res);
+		if (res.kind != LP_HEADER) {
+			lp_csv_cols_reset(&f->cols);
+			return true;
+		}
+		f->hdr_end = (int64_t)hdr;
+	}
+	log_info("log \"%s\": its first %" PRId64 " lines are the last ones already read: read on "
+		 "after them", f->path, best_lines);
+	f->off = (int64_t)best;
+	f->line = best_lines;
+	f->sum = hash_more(HASH_INIT, buf, best);
+	t->dirty = true;
+	return true;
 }
 
 static bool compressed(const char *path)
@@ -626,15 +771,39 @@ static bool compressed(const char *path)
 	return false;
 }
 
+/* A path not read, logged once (the refusal is not a line of the log: nothing is sealed). */
+static void refuse(struct tail *t, const char *path, const char *why)
+{
+	for (size_t i = 0; i < t->n_refused; i++)
+		if (strcmp(t->refused[i], path) == 0)
+			return;
+	log_errx("log \"%s\": \"%s\" %s: not read", t->cfg->path, path, why);
+	char *p = t->n_refused < 1024 ? strdup(path) : NULL; /* past that: logged each round */
+	if (p && push((void **)&t->refused, &t->n_refused, &t->cap_refused, p) < 0)
+		free(p);
+}
+
 static int open_log(struct tail *t, const char *path)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	/* O_NOFOLLOW: a link swapped in after the path was looked at is not followed either. */
+	int flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+	if (!t->cfg->follow_symlinks)
+		flags |= O_NOFOLLOW;
+	int fd = open(path, flags);
 	if (fd < 0) {
-		if (errno != ENOENT && (!t->open_err_path || strcmp(t->open_err_path, path) != 0)) {
+		if (errno == ELOOP && !t->cfg->follow_symlinks) {
+			refuse(t, path, "is a symbolic link (\"follow_symlinks\": true follows it)");
+		} else if (errno != ENOENT && (!t->open_err_path || strcmp(t->open_err_path, path) != 0)) {
 			log_warn("log \"%s\": cannot open, retrying", path);
 			free(t->open_err_path);
 			t->open_err_path = strdup(path);
 		}
+		return -1;
+	}
+	struct stat st;
+	if (fstat(fd, &st) == 0 && own_files_has(t->lt->own, &st)) {
+		refuse(t, path, "is one of the agent's own secret or state files");
+		close(fd);
 		return -1;
 	}
 	return fd;
@@ -746,13 +915,6 @@ static void drop(struct tail *t, size_t i)
 /* A file not followed yet. */
 static int add_file(struct tail *t, const char *path)
 {
-	if (t->n_files >= FILES_MAX) {
-		if (!t->files_capped)
-			log_warnx("log \"%s\": more than %d files match, the rest are not read",
-				  t->cfg->path, FILES_MAX);
-		t->files_capped = true;
-		return 0;
-	}
 	int fd = open_log(t, path);
 	struct stat st;
 	if (fd < 0)
@@ -804,6 +966,7 @@ static int add_file(struct tail *t, const char *path)
 		f->fd = -1;
 		copy_of->dev = f->dev;
 		copy_of->ino = f->ino;
+		t->n_index = 0; /* its key changed: the index is no longer sorted */
 		copy_of->size = -1; /* looked at again in this round's checks */
 		copy_of->mtime_ns = f->mtime_ns;
 		copy_of->quiet_since_ms = f->quiet_since_ms;
@@ -886,9 +1049,14 @@ static int discover(struct tail *t)
 		paths = g.gl_pathv;
 		np = gr == 0 ? g.gl_pathc : 0;
 	}
-	int r = 0;
+	int r = index_build(t);
 	struct found *news = NULL;
 	size_t n_new = 0;
+	if (r < 0) {
+		if (t->is_glob)
+			globfree(&g);
+		return r;
+	}
 	for (size_t i = 0; i < t->n_files; i++)
 		t->files[i]->seen = false;
 	if (np && !(news = calloc(np, sizeof(*news)))) {
@@ -898,11 +1066,19 @@ static int discover(struct tail *t)
 	}
 	if (!t->is_glob && !path_answers(t->cfg->path)) {
 		free(news);
+		t->n_index = 0;
 		return 0; /* a share that is away says nothing about its files */
 	}
 	for (size_t i = 0; i < np; i++) {
 		struct stat st;
-		if (stat(paths[i], &st) < 0 || !S_ISREG(st.st_mode) || (t->is_glob && compressed(paths[i])))
+		bool follow = t->cfg->follow_symlinks;
+		if ((follow ? stat(paths[i], &st) : lstat(paths[i], &st)) < 0)
+			continue;
+		if (S_ISLNK(st.st_mode)) {
+			refuse(t, paths[i], "is a symbolic link (\"follow_symlinks\": true follows it)");
+			continue;
+		}
+		if (!S_ISREG(st.st_mode) || (t->is_glob && compressed(paths[i])))
 			continue;
 		struct tfile *f = find_inode(t, (uint64_t)st.st_dev, (uint64_t)st.st_ino);
 		if (!f) {
@@ -969,6 +1145,7 @@ static int discover(struct tail *t)
 	free(news);
 	if (t->is_glob)
 		globfree(&g);
+	t->n_index = 0; /* t->files changes from here on */
 	return r;
 }
 
@@ -1022,12 +1199,13 @@ static int record(struct tail *t, struct tfile *f, const char *rec, const struct
 	if (fr->bad_quote)
 		return add_malformed(t, f, line, "quote not closed within 16 lines", rec, fr->len);
 	struct lp_result res;
-	lp_parse(t->parser, &f->cols, rec, fr->len, at == 0, t->arena, &res);
+	lp_parse(t->parser, &f->cols, rec, fr->len, t->arena, &res);
 	switch (res.kind) {
 	case LP_SKIP:
 		return 0;
 	case LP_HEADER:
 		f->hdr_end = at + (int64_t)fr->consumed;
+		f->hdr_hash = rec_hash(rec, fr->len);
 		if (res.why[0] && !f->header_warned) {
 			log_warnx("log \"%s\": %s", f->path, res.why);
 			f->header_warned = true;
@@ -1089,6 +1267,7 @@ static int read_file(struct tail *t, struct tfile *f, bool final)
 			int64_t at = base + (int64_t)pos;
 			if ((r = record(t, f, buf + pos, &fr, at)) < 0)
 				return r;
+			ring_push(f, rec_hash(buf + pos, fr.len));
 			f->sum = hash_more(f->sum, buf + pos, fr.consumed);
 			pos += fr.consumed;
 			f->off = base + (int64_t)pos;
@@ -1109,6 +1288,7 @@ static int read_file(struct tail *t, struct tfile *f, bool final)
 			t->batch_bytes += LP_LINE_MAX;
 			f->off = base + (int64_t)pos;
 			f->skip_nl = true;
+			f->ring_n = 0; /* a cut line breaks the sequence: no tail to recognise */
 			continue;
 		}
 		if (eof)
@@ -1180,6 +1360,8 @@ static void poll_tail(struct tail *t)
 		struct tfile *f = order[i];
 		bool final = f->gone && now - f->quiet_since_ms >= logtail_tuning.rotate_wait_ms;
 		if (f->fd >= 0 && (f->size > f->off || f->skip_nl || final)) {
+			if (f->resync && !resync(t, f, final))
+				continue;
 			if ((r = read_file(t, f, final)) < 0)
 				break;
 			/* Once a CSV header is known the identity covers the data after it. */
@@ -1329,6 +1511,7 @@ static void tail_free(struct tail *t)
 		return;
 	files_free(t->files, t->n_files);
 	files_free(t->dropped, t->n_dropped);
+	free(t->index);
 	lp_parser_free(t->parser);
 	lp_pairs_free(t->pairs);
 	lp_arena_free(t->arena);
@@ -1336,6 +1519,9 @@ static void tail_free(struct tail *t)
 	free(t->key);
 	free(t->committed);
 	free(t->open_err_path);
+	for (size_t i = 0; i < t->n_refused; i++)
+		free(t->refused[i]);
+	free(t->refused);
 	free(t->st_file);
 	free(t);
 }
@@ -1388,7 +1574,8 @@ static int logtail_create(const struct config *cfg, struct core *core, void **st
 	lt->tails = calloc(n, sizeof(*lt->tails));
 	lt->rbuf = malloc(READ_BUF);
 	lt->fpbuf = malloc(FP_MAX);
-	if (!lt->tails || !lt->rbuf || !lt->fpbuf)
+	lt->own = own_files_new(cfg);
+	if (!lt->tails || !lt->rbuf || !lt->fpbuf || !lt->own)
 		goto fail;
 	for (size_t i = 0; i < cfg->n_instruments; i++) {
 		const struct instrument_cfg *in = &cfg->instruments[i];
@@ -1412,6 +1599,8 @@ static void *logtail_run(void *arg)
 	pthread_mutex_lock(&lt->mu);
 	while (!lt->stop) {
 		pthread_mutex_unlock(&lt->mu);
+		if (own_files_refresh(lt->own) < 0)
+			log_warnx("logs: out of memory listing the agent's own files");
 		for (size_t i = 0; i < lt->n_tails && !atomic_load(&lt->stopping); i++)
 			poll_tail(lt->tails[i]);
 		atomic_fetch_add(&lt->rounds, 1);
@@ -1492,6 +1681,7 @@ static void logtail_destroy(void *state)
 	free(lt->tails);
 	free(lt->rbuf);
 	free(lt->fpbuf);
+	own_files_free(lt->own);
 	pthread_cond_destroy(&lt->cv);
 	pthread_mutex_destroy(&lt->mu);
 	free(lt);

@@ -5,10 +5,23 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
+#include "encoding.h"
 #include "logparse.h"
+#include "plausible.h"
 #include "timeutil.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* What every sealed session must be (SPEC §3): plausible, and nothing in it but UTF-8. */
+static int session_bad(const struct obs_session *s)
+{
+	const char *str[] = { s->user, s->org, s->way, s->fee, s->project };
+	for (size_t i = 0; i < sizeof(str) / sizeof(str[0]); i++)
+		if (str[i] && !utf8_valid(str[i], strlen(str[i])))
+			return 1;
+	return s->end <= s->start || plausible_session(s->start, s->end, s->samples, clock_wall(), NULL) < 0;
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -40,8 +53,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct lp_result r;
 		if (fr.consumed == 0 || fr.consumed > n - pos || fr.len > fr.consumed || fr.lines == 0)
 			__builtin_trap();
-		lp_parse(ps, &cols, buf + pos, fr.len, pos == 0, a, &r);
-		if (r.kind == LP_SESSION && (r.s.end <= r.s.start || r.s.samples < -1 || r.s.external > 1))
+		lp_parse(ps, &cols, buf + pos, fr.len, a, &r);
+		if (r.kind == LP_SESSION && (session_bad(&r.s) || r.s.samples < -1 || r.s.external > 1))
 			__builtin_trap();
 		if (r.kind == LP_MALFORMED && (!r.why[0] || !lp_text(ps, buf + pos, fr.len, a)))
 			__builtin_trap();

@@ -6,7 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "encoding.h"
 #include "logparse.h"
+#include "plausible.h"
 #include "timeutil.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -14,7 +16,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static int check(void *arg, const struct obs_session *s)
 {
 	(void)arg;
-	if (s->end <= s->start || s->end - s->start > 12 * 3600)
+	if (s->end <= s->start || s->end - s->start > 12 * 3600 || s->start < PLAUSIBLE_EPOCH ||
+	    (s->user && !utf8_valid(s->user, strlen(s->user))) || (s->org && !utf8_valid(s->org, strlen(s->org))))
 		__builtin_trap();
 	return 0;
 }
@@ -45,7 +48,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char why[192];
 	while (pos < size && lp_frame(false, buf + pos, size - pos, true, &fr)) {
 		struct lp_result r;
-		lp_parse(p, NULL, buf + pos, fr.len, pos == 0, a, &r);
+		lp_parse(p, NULL, buf + pos, fr.len, a, &r);
 		if ((r.kind == LP_START || r.kind == LP_END) &&
 		    lp_pairs_feed(pp, &r, check, NULL, why, sizeof(why)) == 1 && !why[0])
 			__builtin_trap();

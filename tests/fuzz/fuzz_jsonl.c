@@ -4,10 +4,23 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
+#include "encoding.h"
 #include "logparse.h"
+#include "plausible.h"
 #include "timeutil.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* What every sealed session must be (SPEC §3): plausible, and nothing in it but UTF-8. */
+static int session_bad(const struct obs_session *s)
+{
+	const char *str[] = { s->user, s->org, s->way, s->fee, s->project };
+	for (size_t i = 0; i < sizeof(str) / sizeof(str[0]); i++)
+		if (str[i] && !utf8_valid(str[i], strlen(str[i])))
+			return 1;
+	return s->end <= s->start || plausible_session(s->start, s->end, s->samples, clock_wall(), NULL) < 0;
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -33,9 +46,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct lp_result r;
 		if (fr.consumed == 0 || fr.consumed > size - pos || fr.len > fr.consumed)
 			__builtin_trap();
-		lp_parse(p, NULL, buf + pos, fr.len, pos == 0, a, &r);
+		lp_parse(p, NULL, buf + pos, fr.len, a, &r);
 		if (r.kind == LP_SESSION &&
-		    (r.s.end <= r.s.start || r.s.end - r.s.start > LP_MAX_SESSION_S || r.s.samples < -1))
+		    (session_bad(&r.s) || r.s.end - r.s.start > LP_MAX_SESSION_S || r.s.samples < -1))
 			__builtin_trap();
 		if (r.kind == LP_MALFORMED && !lp_text(p, buf + pos, fr.len, a))
 			__builtin_trap();

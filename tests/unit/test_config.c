@@ -392,6 +392,22 @@ static const struct bad bad_cases[] = {
 	  " 'logs': [" CSV "]}]}\n", { "instruments[0].nrii_profile.dims: must be a string or a number" } },
 
 	/* logs */
+	{ "time_format_lone_percent", LOG("'path': 'x.csv', 'format': 'csv', 'time_format': @'%', 'fields': {'start': 's', 'end': 'e'}"),
+	  { LOG0 "time_format: ends with an incomplete conversion \"%\"" } },
+	{ "time_format_trailing_percent", LOG("'path': 'x.csv', 'format': 'csv', 'time_format': @'%Y-%m-%d %', 'fields': {'start': 's', 'end': 'e'}"),
+	  { LOG0 "time_format: ends with an incomplete conversion \"%\"" } },
+	{ "time_format_unknown_conversion", LOG("'path': 'x.csv', 'format': 'csv', 'time_format': @'%Y-%m-%d %Q', 'fields': {'start': 's', 'end': 'e'}"),
+	  { LOG0 "time_format: \"%Q\" is not a strptime(3) conversion" } },
+	{ "time_format_bad_modifier", LOG("'path': 'x.csv', 'format': 'csv', 'time_format': @'%Y-%m-%Ed', 'fields': {'start': 's', 'end': 'e'}"),
+	  { LOG0 "time_format: \"%Ed\" is not a strptime(3) conversion" } },
+	{ "time_format_lone_modifier", LOG("'path': 'x.csv', 'format': 'csv', 'time_format': @'%Y-%m-%d %O', 'fields': {'start': 's', 'end': 'e'}"),
+	  { LOG0 "time_format: ends with an incomplete conversion \"%O\"" } },
+	{ "time_format_no_date", LOG("'path': 'x.csv', 'format': 'csv', 'time_format': @'%H:%M', 'fields': {'start': 's', 'end': 'e'}"),
+	  { LOG0 "time_format: gives no date (it needs a year, a month and a day, e.g. \"%Y-%m-%d %H:%M:%S\")" } },
+	{ "follow_symlinks_not_bool", LOG("'path': 'x.csv', 'format': 'csv', 'follow_symlinks': @'yes', 'fields': {'start': 's', 'end': 'e'}"),
+	  { LOG0 "follow_symlinks: must be true or false" } },
+	{ "follow_symlinks_misspelt", LOG("'path': 'x.csv', 'format': 'csv', @'follow_symlink': true, 'fields': {'start': 's', 'end': 'e'}"),
+	  { LOG0 "follow_symlink: unknown key (did you mean \"follow_symlinks\"?)" } },
 	{ "bad_format", LOG("'path': 'x', 'format': @'xml'"),
 	  { LOG0 "format: must be \"csv\", \"jsonl\", \"regex\" or \"events\"" } },
 	{ "bad_encoding", LOG("'path': 'x.csv', 'format': 'csv', 'encoding': @'latin1', 'fields': {'start': 's', 'end': 'e'}"),
@@ -549,7 +565,7 @@ static const char full_config[] =
 	"      },\n"
 	"      'logs': [\n"
 	"        { 'path': 'logs/usage-*.csv', 'format': 'csv', 'encoding': 'GB18030',\n"
-	"          'time_format': '%Y/%m/%d %H:%M', 'max_session_h': 2.5,\n"
+	"          'time_format': '%Y/%m/%d %H:%M', 'max_session_h': 2.5, 'follow_symlinks': true,\n"
 	"          'fields': { 'start': '开始时间', 'duration': '时长', 'user': '用户', 'org': '单位', 'samples': '样品数',\n"
 	"                      'external': '校外', 'way': '方式', 'fee': '费用', 'project': '课题' } },\n"
 	"        { 'path': '/srv/sem/access.log', 'format': 'regex',\n"
@@ -699,6 +715,7 @@ static void test_full_config(void **state)
 	assert_int_equal(l->encoding, LOG_ENC_GBK);
 	assert_string_equal(l->time_format, "%Y/%m/%d %H:%M");
 	assert_true(l->max_session_h == 2.5);
+	assert_true(l->follow_symlinks);
 	const char *cols[SF__COUNT] = { [SF_START] = "开始时间", [SF_DURATION] = "时长", [SF_USER] = "用户",
 		[SF_ORG] = "单位", [SF_SAMPLES] = "样品数", [SF_EXTERNAL] = "校外", [SF_WAY] = "方式",
 		[SF_FEE] = "费用", [SF_PROJECT] = "课题" };
@@ -814,6 +831,7 @@ static void test_defaults(void **state)
 	assert_int_equal(l->encoding, LOG_ENC_UTF8);
 	assert_null(l->time_format);
 	assert_true(l->max_session_h == 12);
+	assert_false(l->follow_symlinks);
 	assert_in_dir(l->path, "x.csv");
 
 	const struct modbus_cfg *m = &cfg->instruments[1].modbus;
