@@ -1,6 +1,7 @@
 /* main.c — the command line (SPEC §2): parse, dispatch, map failures to sysexits codes. */
 #include "buffer.h"
 #include "chain.h"
+#include "clock.h"
 #include "config.h"
 #include "core.h"
 #include "daemon.h"
@@ -10,11 +11,14 @@
 #include "status.h"
 #include "timeutil.h"
 #include "uploader.h"
+#include "utf8.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <langinfo.h>
+#include <locale.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -249,11 +253,45 @@ static int cmd_record(const char *path, int argc, char **argv)
 		return usage_error("record: unexpected argument \"%s\"", argv[optind]);
 	if (!instrument || !start || !end || !user || !org)
 		return usage_error("record: --instrument, --start, --end, --user and --org are required");
+	const char *op = getenv("SUDO_USER");
+	if (!op || !*op)
+		op = getenv("USER");
+	if (!op || !*op)
+		op = "unknown";
 
+	/* Everything sealed is UTF-8 (SPEC §3): the text arguments come in the terminal's
+	 * charset, so they are converted from the locale's, and refused when they are not
+	 * valid in it. Only LC_CTYPE: numbers and times keep the C locale's reading. */
+	setlocale(LC_CTYPE, "");
+	const char *charset = nl_langinfo(CODESET);
+	struct {
+		const char *name, **arg;
+		char *utf8;
+	} text[] = {
+		{ "--instrument", &instrument, NULL }, { "--user", &user, NULL }, { "--org", &org, NULL },
+		{ "--note", &note, NULL }, { "the operator ($SUDO_USER or $USER)", &op, NULL },
+	};
+	size_t n_text = sizeof(text) / sizeof(text[0]);
 	struct config *cfg = NULL;
-	int code = load_config(path, &cfg);
-	if (code)
-		return code;
+	int code = EX_DATAERR;
+	for (size_t i = 0; i < n_text; i++) {
+		if (!*text[i].arg)
+			continue;
+		int r = utf8_from_charset(charset, *text[i].arg, &text[i].utf8);
+		if (r == -EILSEQ) {
+			cli_error("record: %s: not valid in the locale's charset \"%s\"", text[i].name, charset);
+			goto out;
+		}
+		if (r < 0) {
+			cli_error("record: %s: cannot convert from the locale's charset \"%s\": %s", text[i].name,
+				  charset, strerror(-r));
+			goto out;
+		}
+		*text[i].arg = text[i].utf8;
+	}
+
+	if ((code = load_config(path, &cfg)) != 0)
+		goto out;
 	struct obs o = { .type = OBS_SESSION, .instrument = instrument };
 	struct obs_session *s = &o.u.session;
 	s->user = user;
@@ -262,10 +300,7 @@ static int cmd_record(const char *path, int argc, char **argv)
 	s->external = -1;
 	s->manual = true;
 	s->note = note;
-	const char *op = getenv("SUDO_USER");
-	if (!op || !*op)
-		op = getenv("USER");
-	s->operator_name = op && *op ? op : "unknown";
+	s->operator_name = op;
 	code = EX_DATAERR;
 	if (!config_instrument(cfg, instrument)) {
 		cli_error("record: --instrument \"%s\": not an instrument of this agent", instrument);
@@ -291,8 +326,8 @@ static int cmd_record(const char *path, int argc, char **argv)
 		cli_error("record: --user and --org must not be empty");
 		goto out;
 	}
-	if (samples && (parse_i64(samples, &s->samples) < 0 || s->samples < 0)) {
-		cli_error("record: --samples \"%s\": must be a whole number ≥ 0", samples);
+	if (samples && (parse_i64(samples, &s->samples) < 0 || s->samples < 0 || s->samples > 1000000)) {
+		cli_error("record: --samples \"%s\": must be a whole number 0..1000000", samples);
 		goto out;
 	}
 	if (external) {
@@ -305,20 +340,32 @@ static int cmd_record(const char *path, int argc, char **argv)
 			goto out;
 		}
 	}
+	/* The rules the core applies to every source (plausible.h), said before anything opens. */
+	const char *why = NULL;
+	if (core_session_check(cfg, instrument, s, clock_wall(), &why) < 0) {
+		cli_error("record: session refused: %s", why);
+		goto out;
+	}
 	struct buffer *b = NULL;
 	if (buffer_open(cfg->agent.state_dir, 0, &b, NULL) < 0) {
 		cli_error("record: cannot open the buffer in \"%s\"", cfg->agent.state_dir);
 		code = EX_CANTCREAT;
 		goto out;
 	}
+	struct chain_head before, head;
+	buffer_head(b, &before);
 	struct core *core = core_new(cfg, b);
 	int r = core ? core_submit(core, &o, 1, NULL, NULL, 0) : -ENOMEM;
+	buffer_head(b, &head);
 	if (r < 0) {
 		cli_error("record: cannot seal the session: %s", strerror(-r));
-		code = r == -ENOSPC ? EX_TEMPFAIL : EX_IOERR;
+		code = r == -ENOSPC ? EX_TEMPFAIL : r == -EINVAL || r == -EILSEQ ? EX_DATAERR : EX_IOERR;
+	} else if (head.seq == before.seq) {
+		/* SPEC §3: the same session twice is sealed once; status counts the repeat. */
+		printf("not sealed: the same session (instrument, start, end, user) is already sealed; "
+		       "counted as a repeat\n");
+		code = 0;
 	} else {
-		struct chain_head head;
-		buffer_head(b, &head);
 		printf("sealed as seq %" PRId64 "\n", head.seq);
 		code = 0;
 	}
@@ -326,6 +373,8 @@ static int cmd_record(const char *path, int argc, char **argv)
 	buffer_close(b);
 out:
 	config_free(cfg);
+	for (size_t i = 0; i < n_text; i++)
+		free(text[i].utf8);
 	return code;
 }
 
