@@ -693,16 +693,18 @@ out:
 static int64_t take_whole(double amount, double *carry)
 {
 	double x = amount + *carry;
-	if (!isfinite(x)) {
+	if (isnan(x)) {
 		*carry = 0;
 		return 0;
 	}
 	if (x < 0) {
-		*carry = x; /* a hair below zero after an earlier rounding up: keep it */
+		/* A hair below zero after an earlier rounding up is kept; anything else (a
+		 * damaged state, -inf) would hold the counter at zero for good. */
+		*carry = x > -1 ? x : 0;
 		return 0;
 	}
 	double whole = floor(x + 1e-9);
-	if (whole >= (double)METRICS_SUM_MAX) {
+	if (whole >= (double)METRICS_SUM_MAX) { /* +inf too */
 		*carry = 0;
 		return METRICS_SUM_MAX;
 	}

@@ -81,7 +81,9 @@ int64_t record_event(struct buffer *b, int64_t at, const char *instrument, const
 int64_t record_session(struct buffer *b, const char *instrument, const struct obs_session *s,
 		       const char *user_id, bool external)
 {
-	if (!instrument || s->end <= s->start || s->samples < -1)
+	/* end - start must fit an int64_t (the core's plausibility rules bound it far lower). */
+	if (!instrument || s->end <= s->start || (s->start < 0 && s->end > INT64_MAX + s->start) ||
+	    s->samples < -1)
 		return -EINVAL;
 	struct jsonw rec;
 	jw_begin(&rec);
