@@ -262,7 +262,9 @@ static int cmd_record(const char *path, int argc, char **argv)
 	/* Everything sealed is UTF-8 (SPEC §3): the text arguments come in the terminal's
 	 * charset, so they are converted from the locale's, and refused when they are not
 	 * valid in it. Only LC_CTYPE: numbers and times keep the C locale's reading. */
-	setlocale(LC_CTYPE, "");
+	/* A locale that is named but not installed leaves C's ASCII: say so, or the charset
+	 * in the message would puzzle whoever typed in GBK. */
+	const char *hint = setlocale(LC_CTYPE, "") ? "" : " (the locale set by LC_ALL, LC_CTYPE or LANG is not installed)";
 	const char *charset = nl_langinfo(CODESET);
 	struct {
 		const char *name, **arg;
@@ -279,7 +281,7 @@ static int cmd_record(const char *path, int argc, char **argv)
 			continue;
 		int r = utf8_from_charset(charset, *text[i].arg, &text[i].utf8);
 		if (r == -EILSEQ) {
-			cli_error("record: %s: not valid in the locale's charset \"%s\"", text[i].name, charset);
+			cli_error("record: %s: not valid in the locale's charset \"%s\"%s", text[i].name, charset, hint);
 			goto out;
 		}
 		if (r < 0) {
