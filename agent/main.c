@@ -261,10 +261,11 @@ static int cmd_record(const char *path, int argc, char **argv)
 
 	/* Everything sealed is UTF-8 (SPEC §3): the text arguments come in the terminal's
 	 * charset, so they are converted from the locale's, and refused when they are not
-	 * valid in it. Only LC_CTYPE: numbers and times keep the C locale's reading. */
-	/* A locale that is named but not installed leaves C's ASCII: say so, or the charset
-	 * in the message would puzzle whoever typed in GBK. */
-	const char *hint = setlocale(LC_CTYPE, "") ? "" : " (the locale set by LC_ALL, LC_CTYPE or LANG is not installed)";
+	 * valid in it. Only LC_CTYPE: numbers and times keep the C locale's reading. A locale
+	 * that is named but not installed leaves C's ASCII: the message says so, or the charset
+	 * in it would puzzle whoever typed in GBK. */
+	const char *hint = setlocale(LC_CTYPE, "") ? "" :
+			   " (the locale set by LC_ALL, LC_CTYPE or LANG is not installed)";
 	const char *charset = nl_langinfo(CODESET);
 	struct {
 		const char *name, **arg;
@@ -354,15 +355,16 @@ static int cmd_record(const char *path, int argc, char **argv)
 		code = EX_CANTCREAT;
 		goto out;
 	}
-	struct chain_head before, head;
-	buffer_head(b, &before);
 	struct core *core = core_new(cfg, b);
+	/* A running daemon may seal meanwhile, so the repeat count says what happened, not the head. */
+	int64_t repeats = core ? core_sessions_repeated(core, instrument) : 0;
 	int r = core ? core_submit(core, &o, 1, NULL, NULL, 0) : -ENOMEM;
+	struct chain_head head;
 	buffer_head(b, &head);
 	if (r < 0) {
 		cli_error("record: cannot seal the session: %s", strerror(-r));
 		code = r == -ENOSPC ? EX_TEMPFAIL : r == -EINVAL || r == -EILSEQ ? EX_DATAERR : EX_IOERR;
-	} else if (head.seq == before.seq) {
+	} else if (core_sessions_repeated(core, instrument) > repeats) {
 		/* SPEC §3: the same session twice is sealed once; status counts the repeat. */
 		printf("not sealed: the same session (instrument, start, end, user) is already sealed; "
 		       "counted as a repeat\n");
