@@ -6,8 +6,10 @@
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
+#include "plausible.h"
 #include "records.h"
 #include "timeutil.h"
+#include "utf8.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -111,10 +113,51 @@ bool core_org_external(const struct config *cfg, const char *org)
 	return true;
 }
 
+int core_session_check(const struct config *cfg, const char *instrument, const struct obs_session *s,
+		       int64_t now, const char **why)
+{
+	if (!instrument || !config_instrument(cfg, instrument)) {
+		*why = "not an instrument of this agent";
+		return -EINVAL;
+	}
+	int r = plausible_session(s->start, s->end, s->samples, now, why);
+	if (r < 0)
+		return r;
+	if (s->end <= s->start) { /* plausible_session lets an instant pass; a session is not one */
+		*why = "does not end after it starts";
+		return -EINVAL;
+	}
+	const struct {
+		const char *v, *why;
+	} strs[] = {
+		{ s->user, "user: not valid UTF-8" }, { s->org, "org: not valid UTF-8" },
+		{ s->way, "way: not valid UTF-8" }, { s->fee, "fee: not valid UTF-8" },
+		{ s->project, "project: not valid UTF-8" },
+		{ s->operator_name, "operator: not valid UTF-8" }, { s->note, "note: not valid UTF-8" },
+	};
+	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
+		if (!utf8_str_valid(strs[i].v)) {
+			*why = strs[i].why;
+			return -EILSEQ;
+		}
+	}
+	return 0;
+}
+
 static int submit_session(struct core *c, const char *instrument, const struct obs_session *s)
 {
-	if (!instrument || !config_instrument(c->cfg, instrument))
-		return -EINVAL;
+	const char *why = NULL;
+	int r = core_session_check(c->cfg, instrument, s, clock_wall(), &why);
+	if (r < 0) {
+		/* A driver checks first (and turns it into log_malformed); this is the last line,
+		 * whatever the source. Names only, never the session's text (SPEC §3). */
+		log_warnx("core: session of \"%s\" refused: %s", instrument && utf8_str_valid(instrument) ?
+			  instrument : "?", why);
+		return r;
+	}
+	r = metrics_session_repeat(c->metrics, instrument, s);
+	if (r != 0)
+		return r < 0 ? r : 0; /* the same session again: counted, sealed once */
 	bool external = s->external >= 0 ? s->external == 1 : core_org_external(c->cfg, s->org);
 	char *user = core_user_id(c->cfg, s->user);
 	int64_t seq = record_session(c->buf, instrument, s, user, external);
@@ -133,6 +176,11 @@ int core_submit(struct core *c, const struct obs *v, size_t n, const char *curso
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < n && r == 0; i++) {
+		if (v[i].instrument && !utf8_str_valid(v[i].instrument)) {
+			log_warnx("core: observation refused: its instrument is not valid UTF-8");
+			r = -EILSEQ;
+			break;
+		}
 		switch (v[i].type) {
 		case OBS_EVENT: {
 			const struct obs_event *e = &v[i].u.event;
@@ -214,4 +262,9 @@ void core_check_space(struct core *c)
 	} else {
 		log_notice("buffer: space freed (%lld MB in use): sources resume", (long long)(used >> 20));
 	}
+}
+
+int64_t core_sessions_repeated(struct core *c, const char *instrument)
+{
+	return metrics_sessions_repeated(c->metrics, instrument);
 }

@@ -1,6 +1,7 @@
 /* counter.c — turns successive counter readings into gains, never inventing or losing any. */
 #include "counter.h"
 
+#include <math.h>
 #include <string.h>
 
 static bool is_wrap(double last, double value, double range)
@@ -12,6 +13,13 @@ void counter_apply(struct counter_state *st, double value, double range, int64_t
 		   double max_delta, double clamp_to, struct counter_step *out)
 {
 	memset(out, 0, sizeof(*out));
+	/* The decoders refuse these already; a NaN kept as the baseline would make every later
+	 * reading look like a reset, an infinite one a gain that no sum can hold. */
+	if (!isfinite(value)) {
+		out->flags = COUNTER_INVALID;
+		out->from_us = out->to_us = st->last_us;
+		return;
+	}
 	if (!st->have) {
 		st->have = true;
 		st->last = value;

@@ -23,6 +23,7 @@ enum counter_flag {
 	COUNTER_PENDING = 1 << 4,   /* a lower reading is held for confirmation */
 	COUNTER_BASELINE = 1 << 5,  /* first reading: nothing to count yet */
 	COUNTER_BACKWARDS = 1 << 6, /* reading older than the last: ignored */
+	COUNTER_INVALID = 1 << 7,   /* NaN or infinite: no reading, ignored */
 };
 
 struct counter_step {

@@ -1,5 +1,6 @@
 /* jsonw.c — see jsonw.h. */
 #include "jsonw.h"
+#include "utf8.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -28,13 +29,23 @@ static void put(struct jsonw *w, const char *s, size_t n)
 }
 
 /* The escapes cJSON uses: the short ones, \u00XX for other control characters, and UTF-8
- * passed through as it is. */
+ * passed through as it is — once checked: bytes that are not UTF-8 fail the object. */
 static void put_string(struct jsonw *w, const char *s)
 {
 	put(w, "\"", 1);
 	const char *run = s;
 	for (; *s; s++) {
 		unsigned char c = (unsigned char)*s;
+		if (c >= 0x80) {
+			/* A NUL ends the check early (it is no continuation byte), so 4 is safe. */
+			size_t l = utf8_char_len(s, 4);
+			if (!l) {
+				w->invalid = true;
+				return;
+			}
+			s += l - 1;
+			continue;
+		}
 		if (c >= 0x20 && c != '"' && c != '\\')
 			continue;
 		put(w, run, (size_t)(s - run));
@@ -100,9 +111,10 @@ void jw_num(struct jsonw *w, const char *k, double val)
 {
 	char buf[64];
 	int n;
+	/* Range first: converting a double outside int64_t's range (or NaN) is undefined. */
 	if (!isfinite(val))
 		n = snprintf(buf, sizeof(buf), "null");
-	else if (val == (double)(int64_t)val && fabs(val) < 1e15)
+	else if (fabs(val) < 1e15 && val == trunc(val))
 		n = snprintf(buf, sizeof(buf), "%lld", (long long)val);
 	else {
 		/* 15 digits when they give the same double back, else 17 (as cJSON does). */
@@ -129,7 +141,7 @@ void jw_null(struct jsonw *w, const char *k)
 char *jw_end(struct jsonw *w, size_t *len)
 {
 	put(w, "}", 1);
-	if (w->failed) {
+	if (w->failed || w->invalid) {
 		free(w->p);
 		w->p = NULL;
 		return NULL;

@@ -12,6 +12,7 @@ struct jsonw {
 	char *p;
 	size_t len, cap;
 	bool failed;        /* out of memory: everything after is ignored */
+	bool invalid;       /* a string was not valid UTF-8: the object is refused (SPEC §3) */
 	bool empty;         /* no member written yet */
 };
 
@@ -21,7 +22,8 @@ void jw_int(struct jsonw *w, const char *key, int64_t val);
 void jw_num(struct jsonw *w, const char *key, double val);
 void jw_bool(struct jsonw *w, const char *key, bool val);
 void jw_null(struct jsonw *w, const char *key);
-/* Closes the object; returns the text (caller frees) and its length, or NULL. */
+/* Closes the object; returns the text (caller frees) and its length, or NULL: out of memory
+ * (failed) or a string that was not valid UTF-8 (invalid), so nothing invalid is ever sealed. */
 char *jw_end(struct jsonw *w, size_t *len);
 
 #endif

@@ -2,6 +2,7 @@
 #include "buffer.h"
 #include "chain.h"
 #include "checkpoint.h"
+#include "clock.h"
 #include "config.h"
 #include "core.h"
 #include "daemon.h"
@@ -12,11 +13,14 @@
 #include "status.h"
 #include "timeutil.h"
 #include "uploader.h"
+#include "utf8.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <langinfo.h>
+#include <locale.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -273,11 +277,48 @@ static int cmd_record(const char *path, int argc, char **argv)
 		return usage_error("record: unexpected argument \"%s\"", argv[optind]);
 	if (!instrument || !start || !end || !user || !org)
 		return usage_error("record: --instrument, --start, --end, --user and --org are required");
+	const char *op = getenv("SUDO_USER");
+	if (!op || !*op)
+		op = getenv("USER");
+	if (!op || !*op)
+		op = "unknown";
 
+	/* Everything sealed is UTF-8 (SPEC §3): the text arguments come in the terminal's
+	 * charset, so they are converted from the locale's, and refused when they are not
+	 * valid in it. Only LC_CTYPE: numbers and times keep the C locale's reading. A locale
+	 * that is named but not installed leaves C's ASCII: the message says so, or the charset
+	 * in it would puzzle whoever typed in GBK. */
+	const char *hint = setlocale(LC_CTYPE, "") ? "" :
+			   " (the locale set by LC_ALL, LC_CTYPE or LANG is not installed)";
+	const char *charset = nl_langinfo(CODESET);
+	struct {
+		const char *name, **arg;
+		char *utf8;
+	} text[] = {
+		{ "--instrument", &instrument, NULL }, { "--user", &user, NULL }, { "--org", &org, NULL },
+		{ "--note", &note, NULL }, { "the operator ($SUDO_USER or $USER)", &op, NULL },
+	};
+	size_t n_text = sizeof(text) / sizeof(text[0]);
 	struct config *cfg = NULL;
-	int code = load_config(path, &cfg);
-	if (code)
-		return code;
+	int code = EX_DATAERR;
+	for (size_t i = 0; i < n_text; i++) {
+		if (!*text[i].arg)
+			continue;
+		int r = utf8_from_charset(charset, *text[i].arg, &text[i].utf8);
+		if (r == -EILSEQ) {
+			cli_error("record: %s: not valid in the locale's charset \"%s\"%s", text[i].name, charset, hint);
+			goto out;
+		}
+		if (r < 0) {
+			cli_error("record: %s: cannot convert from the locale's charset \"%s\": %s", text[i].name,
+				  charset, strerror(-r));
+			goto out;
+		}
+		*text[i].arg = text[i].utf8;
+	}
+
+	if ((code = load_config(path, &cfg)) != 0)
+		goto out;
 	struct obs o = { .type = OBS_SESSION, .instrument = instrument };
 	struct obs_session *s = &o.u.session;
 	s->user = user;
@@ -286,10 +327,7 @@ static int cmd_record(const char *path, int argc, char **argv)
 	s->external = -1;
 	s->manual = true;
 	s->note = note;
-	const char *op = getenv("SUDO_USER");
-	if (!op || !*op)
-		op = getenv("USER");
-	s->operator_name = op && *op ? op : "unknown";
+	s->operator_name = op;
 	code = EX_DATAERR;
 	if (!config_instrument(cfg, instrument)) {
 		cli_error("record: --instrument \"%s\": not an instrument of this agent", instrument);
@@ -315,8 +353,8 @@ static int cmd_record(const char *path, int argc, char **argv)
 		cli_error("record: --user and --org must not be empty");
 		goto out;
 	}
-	if (samples && (parse_i64(samples, &s->samples) < 0 || s->samples < 0)) {
-		cli_error("record: --samples \"%s\": must be a whole number ≥ 0", samples);
+	if (samples && (parse_i64(samples, &s->samples) < 0 || s->samples < 0 || s->samples > 1000000)) {
+		cli_error("record: --samples \"%s\": must be a whole number 0..1000000", samples);
 		goto out;
 	}
 	if (external) {
@@ -329,6 +367,12 @@ static int cmd_record(const char *path, int argc, char **argv)
 			goto out;
 		}
 	}
+	/* The rules the core applies to every source (plausible.h), said before anything opens. */
+	const char *why = NULL;
+	if (core_session_check(cfg, instrument, s, clock_wall(), &why) < 0) {
+		cli_error("record: session refused: %s", why);
+		goto out;
+	}
 	struct buffer *b = NULL;
 	if (buffer_open(cfg->agent.state_dir, 0, &b, NULL) < 0) {
 		cli_error("record: cannot open the buffer in \"%s\"", cfg->agent.state_dir);
@@ -336,13 +380,20 @@ static int cmd_record(const char *path, int argc, char **argv)
 		goto out;
 	}
 	struct core *core = core_new(cfg, b);
+	/* A running daemon may seal meanwhile, so the repeat count says what happened, not the head. */
+	int64_t repeats = core ? core_sessions_repeated(core, instrument) : 0;
 	int r = core ? core_submit(core, &o, 1, NULL, NULL, 0) : -ENOMEM;
+	struct chain_head head;
+	buffer_head(b, &head);
 	if (r < 0) {
 		cli_error("record: cannot seal the session: %s", strerror(-r));
-		code = r == -ENOSPC ? EX_TEMPFAIL : EX_IOERR;
+		code = r == -ENOSPC ? EX_TEMPFAIL : r == -EINVAL || r == -EILSEQ ? EX_DATAERR : EX_IOERR;
+	} else if (core_sessions_repeated(core, instrument) > repeats) {
+		/* SPEC §3: the same session twice is sealed once; status counts the repeat. */
+		printf("not sealed: the same session (instrument, start, end, user) is already sealed; "
+		       "counted as a repeat\n");
+		code = 0;
 	} else {
-		struct chain_head head;
-		buffer_head(b, &head);
 		printf("sealed as seq %" PRId64 "\n", head.seq);
 		code = 0;
 	}
@@ -350,6 +401,8 @@ static int cmd_record(const char *path, int argc, char **argv)
 	buffer_close(b);
 out:
 	config_free(cfg);
+	for (size_t i = 0; i < n_text; i++)
+		free(text[i].utf8);
 	return code;
 }
 

@@ -25,7 +25,7 @@ enum mx_stmt {
 	MX_STATE_GET, MX_STATE_PUT, MX_SLOT_ADD, MX_SLOT_LATE, MX_SLOTS_DUE, MX_SLOT_SEALED,
 	MX_SLOT_OPEN, MX_DAY_SUMS, MX_SESSION_PUT, MX_DAY_SESSIONS, MX_FRONTIER, MX_FIRST_SLOT,
 	MX_FIRST_SESSION, MX_DAILY_GET, MX_DAILY_PUT, MX_DIRTY_ADD, MX_DIRTY_LIST, MX_DIRTY_DEL,
-	MX_RECORD_LINE, MX_PRUNE_SESSIONS, MX_PRUNE_SLOTS, MX_PRUNE_DAILY, MX__COUNT
+	MX_RECORD_LINE, MX_PRUNE_SESSIONS, MX_PRUNE_SLOTS, MX_PRUNE_DAILY, MX_SESSION_SAME, MX__COUNT
 };
 
 static const char *const mx_sql[MX__COUNT] = {
@@ -48,8 +48,10 @@ static const char *const mx_sql[MX__COUNT] = {
 			   " WHERE instrument = ?1 AND slot = ?2",
 	[MX_SLOT_OPEN] = "SELECT slot, run, run_done, samples, samples_done, sealed_to FROM mx_slots"
 			 " WHERE instrument = ?1 AND slot = ?2",
-	[MX_DAY_SUMS] = "SELECT COALESCE(SUM(run_sealed), 0), COALESCE(SUM(samples_sealed), 0),"
-			" COALESCE(SUM(offline), 0) FROM mx_slots WHERE instrument = ?1 AND slot >= ?2 AND slot < ?3",
+	/* TOTAL, not SUM: SUM stops with an error when integers overflow; the doubles are
+	 * bounded on the way out (sat_from_double). */
+	[MX_DAY_SUMS] = "SELECT TOTAL(run_sealed), TOTAL(samples_sealed), TOTAL(offline)"
+			" FROM mx_slots WHERE instrument = ?1 AND slot >= ?2 AND slot < ?3",
 	[MX_SESSION_PUT] = "INSERT INTO mx_sessions(seq, instrument, start, end, user, org, external, samples,"
 			   " closed_auto, manual) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
 	/* Sessions are at most 31 days long (record, logs), so the scan is bounded. */
@@ -73,6 +75,10 @@ static const char *const mx_sql[MX__COUNT] = {
 	/* The newest daily of each instrument stays: it is the frontier the next day follows. */
 	[MX_PRUNE_DAILY] = "DELETE FROM mx_daily WHERE day < ?1 AND day < (SELECT MAX(day) FROM mx_daily d"
 			   " WHERE d.instrument = mx_daily.instrument)",
+	/* The same session (SPEC §3): equal instrument, start, end and user. Sessions are kept
+	 * here until metrics_prune, so that is how far back a repeat is recognised. */
+	[MX_SESSION_SAME] = "SELECT 1 FROM mx_sessions WHERE instrument = ?1 AND start = ?2 AND end = ?3"
+			    " AND user IS ?4 LIMIT 1",
 };
 
 struct metrics {
@@ -90,7 +96,40 @@ struct inst_state {
 	bool poll_ok;
 	int64_t cov;            /* coverage: readings are in up to here (seconds) */
 	double run_carry, smp_carry;
+	int64_t repeats;        /* sessions seen again and not sealed (SPEC §3) */
 };
+
+/* ---- bounded arithmetic (SPEC §3: sums never overflow) ------------------------------ */
+
+/* A count or sum in [0, METRICS_SUM_MAX]: a + b saturating, negatives counted as 0. */
+static int64_t sat_add(int64_t a, int64_t b)
+{
+	if (a < 0)
+		a = 0;
+	if (b < 0)
+		b = 0;
+	if (a > METRICS_SUM_MAX)
+		a = METRICS_SUM_MAX;
+	return b > METRICS_SUM_MAX - a ? METRICS_SUM_MAX : a + b;
+}
+
+/* A double to [0, METRICS_SUM_MAX], rounded; the range is checked before any conversion
+ * (converting an out-of-range double or NaN to an integer is undefined). */
+static int64_t sat_from_double(double x)
+{
+	if (!(x > 0)) /* NaN, negatives, zero */
+		return 0;
+	if (x >= (double)METRICS_SUM_MAX)
+		return METRICS_SUM_MAX;
+	return llround(x);
+}
+
+/* Microseconds to whole seconds, rounding down also before 1970. */
+static int64_t floor_s(int64_t us)
+{
+	int64_t q = us / 1000000;
+	return us % 1000000 < 0 ? q - 1 : q;
+}
 
 static sqlite3_stmt *mx(struct metrics *m, enum mx_stmt id)
 {
@@ -158,14 +197,22 @@ static bool jbool(const cJSON *o, const char *key)
 	return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, key));
 }
 
+/* An integer kept as a JSON number; the range is checked before the conversion, so a damaged
+ * state gives 0, not undefined behaviour. */
+static int64_t jint(const cJSON *o, const char *key)
+{
+	double v = jnum(o, key);
+	return isfinite(v) && v > -9.2e18 && v < 9.2e18 ? (int64_t)v : 0;
+}
+
 static void counter_from_json(const cJSON *o, struct counter_state *c)
 {
 	c->have = jbool(o, "have");
 	c->last = jnum(o, "last");
-	c->last_us = (int64_t)jnum(o, "last_us");
+	c->last_us = jint(o, "last_us");
 	c->pending = jbool(o, "pending");
 	c->pend_value = jnum(o, "pend");
-	c->pend_us = (int64_t)jnum(o, "pend_us");
+	c->pend_us = jint(o, "pend_us");
 }
 
 static int state_load(struct metrics *m, const char *inst, struct inst_state *st)
@@ -186,12 +233,13 @@ static int state_load(struct metrics *m, const char *inst, struct inst_state *st
 	counter_from_json(cJSON_GetObjectItemCaseSensitive(o, "smp"), &st->smp);
 	st->iu_known = jbool(o, "iu_known");
 	st->iu = jbool(o, "iu");
-	st->iu_us = (int64_t)jnum(o, "iu_us");
-	st->poll_us = (int64_t)jnum(o, "poll_us");
+	st->iu_us = jint(o, "iu_us");
+	st->poll_us = jint(o, "poll_us");
 	st->poll_ok = jbool(o, "poll_ok");
-	st->cov = (int64_t)jnum(o, "cov");
+	st->cov = jint(o, "cov");
 	st->run_carry = jnum(o, "run_carry");
 	st->smp_carry = jnum(o, "smp_carry");
+	st->repeats = jint(o, "repeats");
 	cJSON_Delete(o);
 	return 0;
 }
@@ -209,6 +257,7 @@ static int state_save(struct metrics *m, const char *inst, const struct inst_sta
 	cJSON_AddNumberToObject(o, "cov", (double)st->cov);
 	cJSON_AddNumberToObject(o, "run_carry", st->run_carry);
 	cJSON_AddNumberToObject(o, "smp_carry", st->smp_carry);
+	cJSON_AddNumberToObject(o, "repeats", (double)st->repeats);
 	char *text = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);
 	if (!text)
@@ -236,11 +285,15 @@ static int mark_dirty_if_sealed(struct metrics *m, const char *inst, int64_t day
 {
 	sqlite3_stmt *s = mx(m, MX_FRONTIER);
 	sqlite3_bind_text(s, 1, inst, -1, SQLITE_STATIC);
-	int64_t frontier = -1;
-	if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL)
+	/* No sentinel value: a day before 1970 is negative, and must not read as "none". */
+	bool have = false;
+	int64_t frontier = 0;
+	if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL) {
 		frontier = sqlite3_column_int64(s, 0);
+		have = true;
+	}
 	sqlite3_reset(s);
-	if (frontier < 0 || day > frontier)
+	if (!have || day > frontier)
 		return 0; /* not sealed yet: it will be computed when it closes */
 	s = mx(m, MX_DIRTY_ADD);
 	sqlite3_bind_text(s, 1, inst, -1, SQLITE_STATIC);
@@ -290,18 +343,18 @@ static int spread(struct metrics *m, const char *inst, enum amount what, double 
 	if (amount <= 0)
 		return 0;
 	if (to_us <= from_us) {
-		int64_t t = from_us / 1000000;
+		int64_t t = floor_s(from_us);
 		return slot_add(m, inst, slot_of(t), what, amount, t, t);
 	}
 	double total = (double)(to_us - from_us);
-	int64_t first = slot_of(from_us / 1000000);
+	int64_t first = slot_of(floor_s(from_us));
 	for (int64_t slot = first; slot * 1000000 < to_us; slot += SLOT_S) {
 		int64_t a = slot * 1000000 > from_us ? slot * 1000000 : from_us;
 		int64_t b = (slot + SLOT_S) * 1000000 < to_us ? (slot + SLOT_S) * 1000000 : to_us;
 		if (b <= a)
 			continue;
-		int r = slot_add(m, inst, slot, what, amount * (double)(b - a) / total, a / 1000000,
-				 (b + 999999) / 1000000);
+		int r = slot_add(m, inst, slot, what, amount * (double)(b - a) / total, floor_s(a),
+				 -floor_s(-b));
 		if (r < 0)
 			return r;
 	}
@@ -449,6 +502,38 @@ int metrics_session(struct metrics *m, int64_t seq, const char *inst, const stru
 	return 0;
 }
 
+int metrics_session_repeat(struct metrics *m, const char *inst, const struct obs_session *s)
+{
+	sqlite3_stmt *q = mx(m, MX_SESSION_SAME);
+	sqlite3_bind_text(q, 1, inst, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, s->start);
+	sqlite3_bind_int64(q, 3, s->end);
+	if (s->user)
+		sqlite3_bind_text(q, 4, s->user, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(q);
+	sqlite3_reset(q);
+	if (rc == SQLITE_DONE)
+		return 0;
+	if (rc != SQLITE_ROW)
+		return buffer_sqlite_error(m->buf, rc, "looking for the same session");
+	struct inst_state st;
+	int r = state_load(m, inst, &st);
+	if (r < 0)
+		return r;
+	st.repeats = sat_add(st.repeats, 1);
+	r = state_save(m, inst, &st);
+	return r < 0 ? r : 1;
+}
+
+int64_t metrics_sessions_repeated(struct metrics *m, const char *inst)
+{
+	struct inst_state st;
+	buffer_lock(m->buf);
+	int r = state_load(m, inst, &st);
+	buffer_unlock(m->buf);
+	return r < 0 ? r : st.repeats;
+}
+
 /* ---- days -------------------------------------------------------------------------- */
 
 struct span {
@@ -506,13 +591,12 @@ int metrics_day(struct metrics *m, const char *inst, int64_t day, struct daily_f
 	sqlite3_bind_text(s, 1, inst, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 2, day);
 	sqlite3_bind_int64(s, 3, end);
-	int64_t run_sealed = 0, smp_sealed = 0;
-	double offline = 0;
+	int64_t run_sealed = 0, smp_sealed = 0, offline = 0;
 	int rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW) {
-		run_sealed = sqlite3_column_int64(s, 0);
-		smp_sealed = sqlite3_column_int64(s, 1);
-		offline = sqlite3_column_double(s, 2);
+		run_sealed = sat_from_double(sqlite3_column_double(s, 0));
+		smp_sealed = sat_from_double(sqlite3_column_double(s, 1));
+		offline = sat_from_double(sqlite3_column_double(s, 2));
 	}
 	sqlite3_reset(s);
 	if (rc != SQLITE_ROW)
@@ -555,11 +639,11 @@ int metrics_day(struct metrics *m, const char *inst, int64_t day, struct daily_f
 		if (external)
 			ext[ne++] = clip;
 		if (a >= day) { /* counts and users go to the day a session starts */
-			f->sessions++;
+			f->sessions = sat_add(f->sessions, 1);
 			if (sqlite3_column_type(s, 5) != SQLITE_NULL)
-				session_samples += sqlite3_column_int64(s, 5);
+				session_samples = sat_add(session_samples, sqlite3_column_int64(s, 5));
 			if (external) {
-				f->external_sessions++;
+				f->external_sessions = sat_add(f->external_sessions, 1);
 				const char *u = (const char *)sqlite3_column_text(s, 3);
 				const char *o = (const char *)sqlite3_column_text(s, 4);
 				pairs[np].user = strdup(u ? u : "");
@@ -580,13 +664,13 @@ int metrics_day(struct metrics *m, const char *inst, int64_t day, struct daily_f
 	qsort(pairs, np, sizeof(*pairs), cmp_pair);
 	for (size_t i = 0; i < np; i++)
 		if (i == 0 || cmp_pair(&pairs[i - 1], &pairs[i]) != 0)
-			f->external_users++;
+			f->external_users = sat_add(f->external_users, 1);
 	bool run_source = ic->modbus.present && (ic->modbus.run_counter.present || ic->modbus.in_use.present);
 	f->effective_s = run_source ? run_sealed : f->service_s;
 	f->samples = ic->modbus.present && ic->modbus.samples_counter.present ? smp_sealed : session_samples;
 	f->unattributed_s = f->effective_s > f->service_s ? f->effective_s - f->service_s : 0;
 	f->overclaimed_s = run_source && f->service_s > f->effective_s ? f->service_s - f->effective_s : 0;
-	f->offline_s = llround(offline);
+	f->offline_s = offline;
 	f->sharing_rate = f->effective_s > 0 ? round4((double)f->external_s / (double)f->effective_s) : 0;
 out:
 	for (size_t i = 0; i < np; i++) {
@@ -601,14 +685,29 @@ out:
 
 /* ---- sealing ----------------------------------------------------------------------- */
 
-/* Whole units to seal now; the fraction is carried to the next record of this counter. */
+/* Whole units to seal now; the fraction is carried to the next record of this counter.
+ * Bounded: what a counter claims past METRICS_SUM_MAX in one slot is not carried (the
+ * counter_clamped rules bound run time; a samples counter has no wall-time bound). */
 static int64_t take_whole(double amount, double *carry)
 {
 	double x = amount + *carry;
-	int64_t n = (int64_t)floor(x + 1e-9);
-	if (n < 0)
-		n = 0;
-	*carry = x - (double)n;
+	if (isnan(x)) {
+		*carry = 0;
+		return 0;
+	}
+	if (x < 0) {
+		/* A hair below zero after an earlier rounding up is kept; anything else (a
+		 * damaged state, -inf) would hold the counter at zero for good. */
+		*carry = x > -1 ? x : 0;
+		return 0;
+	}
+	double whole = floor(x + 1e-9);
+	if (whole >= (double)METRICS_SUM_MAX) { /* +inf too */
+		*carry = 0;
+		return METRICS_SUM_MAX;
+	}
+	int64_t n = (int64_t)whole;
+	*carry = x - whole;
 	return n;
 }
 
@@ -702,15 +801,19 @@ static int seal_slots(struct metrics *m, const struct instrument_cfg *ic, int *s
 	return r < 0 ? r : state_save(m, ic->id, &st);
 }
 
-static int64_t query_i64(struct metrics *m, enum mx_stmt id, const char *inst, int64_t dflt)
+/* The single value of a query on one instrument; false when there is none (NULL). No value
+ * stands for "none": any int64_t is a time, before 1970 too. */
+static bool query_i64(struct metrics *m, enum mx_stmt id, const char *inst, int64_t *v)
 {
 	sqlite3_stmt *s = mx(m, id);
 	sqlite3_bind_text(s, 1, inst, -1, SQLITE_STATIC);
-	int64_t v = dflt;
-	if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL)
-		v = sqlite3_column_int64(s, 0);
+	bool have = false;
+	if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL) {
+		*v = sqlite3_column_int64(s, 0);
+		have = true;
+	}
 	sqlite3_reset(s);
-	return v;
+	return have;
 }
 
 static bool same_figures(const char *line, const struct daily_figures *f)
@@ -809,17 +912,18 @@ static int seal_days(struct metrics *m, const struct instrument_cfg *ic, int64_t
 		return r;
 
 	/* Then the days that closed since the last one sealed. */
-	int64_t frontier = query_i64(m, MX_FRONTIER, ic->id, -1);
-	int64_t day;
-	if (frontier >= 0) {
+	/* A frontier before 1970 is negative: it once read as "no frontier", so every tick
+	 * started again from the first session and stopped MAX_DAYS_PER_TICK days later. */
+	int64_t frontier, day;
+	if (query_i64(m, MX_FRONTIER, ic->id, &frontier)) {
 		day = time_next_day(frontier);
 	} else {
-		int64_t a = query_i64(m, MX_FIRST_SLOT, ic->id, INT64_MAX);
-		int64_t b = query_i64(m, MX_FIRST_SESSION, ic->id, INT64_MAX);
-		int64_t first = a < b ? a : b;
-		if (first == INT64_MAX)
+		int64_t a, b;
+		bool have_a = query_i64(m, MX_FIRST_SLOT, ic->id, &a);
+		bool have_b = query_i64(m, MX_FIRST_SESSION, ic->id, &b);
+		if (!have_a && !have_b)
 			return 0; /* nothing observed yet */
-		day = time_day_start(first);
+		day = time_day_start(!have_b || (have_a && a < b) ? a : b);
 	}
 	for (int k = 0; k < MAX_DAYS_PER_TICK; k++) {
 		int64_t end = time_next_day(day);

@@ -15,6 +15,10 @@ struct obs_reading;
 struct obs_session;
 
 #define SLOT_S 900
+/* Every count and sum of a day is bounded to [0, 2^53 − 1] (SPEC §3: sums never overflow):
+ * the largest integer a JSON reader that keeps numbers as doubles (cJSON, JavaScript) holds
+ * exactly, so a bounded figure also reads back as what was sealed. */
+#define METRICS_SUM_MAX 9007199254740991LL
 
 struct metrics;
 
@@ -26,6 +30,14 @@ void metrics_set_config(struct metrics *m, const struct config *cfg);
 int metrics_session(struct metrics *m, int64_t seq, const char *instrument,
 		    const struct obs_session *s, bool external);
 int metrics_reading(struct metrics *m, const char *instrument, const struct obs_reading *r);
+/* Inside the caller's transaction, before sealing a session: 1 when the same session (equal
+ * instrument, start, end and user, SPEC §3) is already kept — the repeat is then counted and
+ * the caller seals nothing — 0 when it is new, or -errno. Sessions are kept until
+ * metrics_prune (keep_acked_days), which bounds both the table and how far back a repeat is
+ * recognised. */
+int metrics_session_repeat(struct metrics *m, const char *instrument, const struct obs_session *s);
+/* How many repeated sessions of the instrument were not sealed (for status), or -errno. */
+int64_t metrics_sessions_repeated(struct metrics *m, const char *instrument);
 
 /* Seal run records of closed slots and daily records of closed days (own transaction).
  * Returns how many records were sealed, or a negative errno. */

@@ -4,6 +4,7 @@
 #include "jsonw.h"
 #include "source.h"
 #include "timeutil.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <math.h>
@@ -34,7 +35,7 @@ static int64_t seal(struct buffer *b, struct jsonw *w)
 	size_t len;
 	char *text = jw_end(w, &len);
 	if (!text)
-		return -ENOMEM;
+		return w->invalid ? -EILSEQ : -ENOMEM;
 	int64_t seq = chain_seal_text(b, NULL, text, len, NULL);
 	free(text);
 	return seq;
@@ -52,6 +53,14 @@ int64_t record_event(struct buffer *b, int64_t at, const char *instrument, const
 {
 	if (!event_type_valid(type))
 		return -EINVAL;
+	/* A detail is the agent's own words, often quoting what it met (a file name in a
+	 * log's bytes): better the event with those bytes written as \xNN than no event. */
+	char *fixed = NULL;
+	if (detail && !utf8_str_valid(detail)) {
+		if (!(fixed = utf8_repair(detail)))
+			return -ENOMEM;
+		detail = fixed;
+	}
 	struct jsonw rec;
 	jw_begin(&rec);
 	jw_str(&rec, "kind", "event");
@@ -65,13 +74,16 @@ int64_t record_event(struct buffer *b, int64_t at, const char *instrument, const
 		jw_str(&rec, "detail", detail);
 	else
 		jw_null(&rec, "detail");
+	free(fixed);
 	return seal(b, &rec);
 }
 
 int64_t record_session(struct buffer *b, const char *instrument, const struct obs_session *s,
 		       const char *user_id, bool external)
 {
-	if (!instrument || s->end <= s->start || s->samples < -1)
+	/* end - start must fit an int64_t (the core's plausibility rules bound it far lower). */
+	if (!instrument || s->end <= s->start || (s->start < 0 && s->end > INT64_MAX + s->start) ||
+	    s->samples < -1)
 		return -EINVAL;
 	struct jsonw rec;
 	jw_begin(&rec);

@@ -20,7 +20,8 @@ struct daily_figures {
 
 bool event_type_valid(const char *type);
 
-/* Each returns the new seq or a negative errno. */
+/* Each returns the new seq or a negative errno; -EILSEQ when a string is not valid UTF-8
+ * (nothing is sealed). record_event instead writes bad bytes of its detail as "\xNN". */
 int64_t record_event(struct buffer *b, int64_t at, const char *instrument, const char *type,
 		     const char *detail);
 /* user_id: as it leaves the lab (NULL: omitted). */

@@ -276,6 +276,9 @@ cJSON *status_build(const struct config *cfg, struct buffer *b, const cJSON *liv
 			for (size_t j = 0; j < in->n_logs; j++)
 				cJSON_AddItemToArray(logs, log_from_cursor(b, in->id, in->logs[j].path));
 		}
+		/* SPEC §3: the same session seen again is sealed once, and counted here. */
+		int64_t rep = mx ? metrics_sessions_repeated(mx, in->id) : 0;
+		cJSON_AddNumberToObject(o, "sessions_repeated", (double)(rep > 0 ? rep : 0));
 		cJSON_AddItemToArray(insts, o);
 	}
 	metrics_free(mx);
@@ -345,6 +348,9 @@ void status_print_text(const cJSON *st, FILE *out)
 			fprintf(out, "  log     %s: %.0f lines, %.0f malformed\n", str_or(l, "path", "?"),
 				num_or(l, "lines", 0), num_or(l, "malformed", 0));
 		}
+		if (num_or(in, "sessions_repeated", 0) > 0)
+			fprintf(out, "  repeats %.0f (the same session seen again, sealed once)\n",
+				num_or(in, "sessions_repeated", 0));
 	}
 }
 

@@ -60,56 +60,6 @@ static int reserve(struct enc_conv *c, size_t need)
 	return 0;
 }
 
-/* Length of the well-formed UTF-8 sequence at s (n bytes left), 0 when it is not one. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-	unsigned char c = s[0];
-	if (c < 0x80)
-		return 1;
-	size_t len;
-	uint32_t cp;
-	if (c >= 0xc2 && c <= 0xdf) {
-		len = 2;
-		cp = c & 0x1f;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		len = 3;
-		cp = c & 0x0f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4;
-		cp = c & 0x07;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-	    (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return len;
-}
-
-bool utf8_valid(const char *s, size_t len)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	size_t i = 0;
-	while (i < len) {
-		if (p[i] < 0x80) {
-			i++;
-			continue;
-		}
-		size_t l = utf8_seq(p + i, len - i);
-		if (!l)
-			return false;
-		i += l;
-	}
-	return true;
-}
-
 const char *enc_to_utf8(struct enc_conv *c, const char *in, size_t len, size_t *out_len)
 {
 	if (memchr(in, '\0', len))
@@ -147,7 +97,7 @@ size_t enc_printable(const char *in, size_t len, char *out, size_t cap, bool *cu
 	if (cap == 0)
 		return 0;
 	while (i < len) {
-		size_t l = utf8_seq(p + i, len - i);
+		size_t l = utf8_char_len(in + i, len - i);
 		char esc[5];
 		const char *piece;
 		size_t plen;

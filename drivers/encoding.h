@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "utf8.h" /* utf8_valid: the one validator of the agent */
 
 struct enc_conv;
 
@@ -18,9 +19,6 @@ void enc_conv_free(struct enc_conv *c);
  * (valid until the next call). Returns it and *out_len, or NULL when the bytes are not valid
  * in that encoding (or hold a NUL byte, which no text log line has). */
 const char *enc_to_utf8(struct enc_conv *c, const char *in, size_t len, size_t *out_len);
-
-/* Whether s[0..len) is well-formed UTF-8 (no overlongs, no surrogates, nothing past U+10FFFF). */
-bool utf8_valid(const char *s, size_t len);
 
 /* Any bytes made printable for a message: valid UTF-8 is kept, other bytes and control
  * characters become \xNN; cut on a character boundary so that out (cap bytes, NUL included)

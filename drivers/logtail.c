@@ -599,14 +599,46 @@ static void roll_back(struct tail *t, int r)
 		log_warnx("log \"%s\": %s, retrying in %" PRId64 " ms", t->cfg->path, strerror(-r), wait);
 }
 
+/* The core refuses a batch whole when one session in it breaks SPEC §3's rules. The parser
+ * checks every line and every pairing first, so nothing known reaches this; it is here so
+ * that a gap between the two checks (a rule added to one, a wall clock stepped back between
+ * parsing and committing) seals a malformed event instead of stalling the log for good. */
+static int refuse_implausible(struct tail *t)
+{
+	const struct config *cfg = core_config(t->lt->core);
+	int64_t now = clock_wall();
+	for (size_t i = 0; i < t->n_obs; i++) {
+		struct obs *o = &t->obs[i];
+		const char *why = NULL;
+		if (o->type != OBS_SESSION ||
+		    core_session_check(cfg, t->instrument, &o->u.session, now, &why) == 0)
+			continue;
+		char detail[4096 + 256];
+		snprintf(detail, sizeof(detail), "%s: session refused: %s", t->cfg->path, why);
+		log_warnx("log \"%s\": a session was refused: %s", t->cfg->path, why);
+		const char *d = lp_arena_strndup(t->arena, detail, strlen(detail));
+		if (!d)
+			return -ENOMEM;
+		t->malformed++;
+		o->type = OBS_EVENT;
+		o->u.event.at = now;
+		o->u.event.type = "log_malformed";
+		o->u.event.detail = d;
+	}
+	return 0;
+}
+
 static int commit(struct tail *t)
 {
 	/* Lines that gave nothing still move the cursor: a restart must not scan them again. */
 	if (t->n_obs == 0 && !t->dirty && t->batch_bytes == 0)
 		return 0;
 	size_t len = 0;
+	int r = refuse_implausible(t);
+	if (r < 0)
+		return r;
 	char *cur = cursor_text(t, &len);
-	int r = cur ? core_submit(t->lt->core, t->obs, t->n_obs, t->key, cur, len) : -ENOMEM;
+	r = cur ? core_submit(t->lt->core, t->obs, t->n_obs, t->key, cur, len) : -ENOMEM;
 	if (r < 0) {
 		free(cur);
 		return r;

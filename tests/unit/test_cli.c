@@ -440,6 +440,162 @@ static void test_record_bad_data(void **state)
 	free(err);
 }
 
+/* record with the given environment, user and org; the other arguments fixed. */
+static int record_as(struct env *e, char *const env[], const char *user, const char *org, const char *note,
+		     char **out, char **err)
+{
+	char *argv[] = { e->agent, (char *)"-c", e->config, (char *)"record", (char *)"--instrument",
+			 (char *)"SX-INS-000123", (char *)"--start", (char *)"2026-11-02 08:00", (char *)"--end",
+			 (char *)"2026-11-02 09:00", (char *)"--user", (char *)user, (char *)"--org", (char *)org,
+			 note ? (char *)"--note" : NULL, (char *)note, NULL };
+	return h_run(argv, env, out, err, 10000);
+}
+
+static int last_seq(struct env *e)
+{
+	char *out, *err;
+	assert_int_equal(agent(e, &out, &err, "status", "--json", NULL), 0);
+	cJSON *st = cJSON_Parse(out);
+	int seq = cJSON_GetObjectItem(cJSON_GetObjectItem(st, "buffer"), "last_seq")->valueint;
+	cJSON_Delete(st);
+	free(out);
+	free(err);
+	return seq;
+}
+
+#define GBK_ZHANGSAN "\xd5\xc5\xc8\xfd" /* 张三 in GBK */
+
+/* SPEC §3: record converts from the terminal's charset and refuses what it cannot convert;
+ * GBK bytes under a UTF-8 locale were once sealed raw, and the platform's 422 stopped the feed. */
+static void test_record_refuses_bytes_not_in_the_locale(void **state)
+{
+	struct env *e = *state;
+	char *out, *err;
+	char *utf8[] = { (char *)"LC_ALL=C.UTF-8", NULL };
+	static const struct {
+		const char *user, *org, *note, *expect;
+	} cases[] = {
+		{ GBK_ZHANGSAN, "X", NULL, "labshare-agent: record: --user: not valid in the locale's charset \"UTF-8\"" },
+		{ "u", GBK_ZHANGSAN, NULL, "record: --org: not valid in the locale's charset \"UTF-8\"" },
+		{ "u", "X", "p.12 " GBK_ZHANGSAN, "record: --note: not valid in the locale's charset \"UTF-8\"" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int rc = record_as(e, utf8, cases[i].user, cases[i].org, cases[i].note, &out, &err);
+		if (rc != 65 || !strstr(err, cases[i].expect))
+			fail_msg("case %zu: exit %d, stderr: %s", i, rc, err);
+		free(out);
+		free(err);
+	}
+	/* The C locale says nothing about bytes above 0x7f (cron, ssh without a locale): UTF-8
+	 * is taken as it is, anything else refused. */
+	char *c_env[] = { (char *)"LC_ALL=C", NULL };
+	assert_int_equal(record_as(e, c_env, GBK_ZHANGSAN, "X", NULL, &out, &err), 65);
+	assert_non_null(strstr(err, "record: --user: not valid in the locale's charset \"ANSI_X3.4-1968\""));
+	free(out);
+	free(err);
+	assert_int_equal(last_seq(e), 0);
+	assert_int_equal(record_as(e, c_env, "张三", "太原理工大学", NULL, &out, &err), 0);
+	free(out);
+	free(err);
+	int n;
+	char **lines = record_lines(e->state, &n);
+	assert_int_equal(n, 1);
+	assert_non_null(strstr(lines[0], "\"user\":\"张三\",\"org\":\"太原理工大学\""));
+	free_lines(lines, n);
+}
+
+/* A real GBK terminal: a locale built at test time with localedef (glibc's LOCPATH finds it). */
+static void test_record_converts_from_a_gbk_locale(void **state)
+{
+	struct env *e = *state;
+	char *loc = h_path(e->dir, "locale");
+	mkdir(loc, 0755);
+	char *target = h_path(loc, "zh_CN.GBK");
+	char *argv[] = { (char *)"/usr/bin/localedef", (char *)"-i", (char *)"zh_CN", (char *)"-f", (char *)"GBK",
+			 target, NULL };
+	char *out, *err;
+	int rc = access(argv[0], X_OK) == 0 ? h_run(argv, NULL, &out, &err, 60000) : -1;
+	if (rc == 0) {
+		free(out);
+		free(err);
+	}
+	free(target);
+	if (rc != 0) {
+		free(loc);
+		skip(); /* no localedef or no zh_CN/GBK sources: utf8_from_charset is tested in test_utf8 */
+	}
+	char *locpath = h_strdupf("LOCPATH=%s", loc);
+	char *env[] = { locpath, (char *)"LC_ALL=zh_CN.GBK", NULL };
+	assert_int_equal(record_as(e, env, GBK_ZHANGSAN, "\xcc\xab\xd4\xad" /* 太原 */, NULL, &out, &err), 0);
+	free(out);
+	free(err);
+	int n;
+	char **lines = record_lines(e->state, &n);
+	assert_int_equal(n, 1);
+	assert_non_null(strstr(lines[0], "\"user\":\"张三\",\"org\":\"太原\""));
+	free_lines(lines, n);
+	/* A lead byte with no second byte is no GBK. */
+	assert_int_equal(record_as(e, env, "u\x81", "X", NULL, &out, &err), 65);
+	assert_non_null(strstr(err, "record: --user: not valid in the locale's charset \"GBK\""));
+	free(out);
+	free(err);
+	assert_int_equal(last_seq(e), 1);
+	free(locpath);
+	free(loc);
+}
+
+/* SPEC §3: implausible values are malformed, refused by record (65) as by the core. */
+static void test_record_refuses_implausible(void **state)
+{
+	struct env *e = *state;
+	static const struct {
+		const char *start, *end, *samples, *expect;
+	} cases[] = {
+		{ "1970-01-01 08:00", "1970-01-01 09:00", "1", "record: session refused: start before 2000-01-01" },
+		{ "1999-12-31 23:00:00Z", "2000-01-01 01:00:00Z", "1", "start before 2000-01-01" },
+		{ "2099-01-01 08:00", "2099-01-01 09:00", "1", "more than 24 h ahead of the agent's clock" },
+		{ "2026-11-02 08:00", "2026-11-02 09:00", "1000001", "--samples \"1000001\": must be a whole number 0..1000000" },
+		{ "2026-11-02 08:00", "2026-11-02 09:00", "9223372036854775807", "--samples" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *out, *err;
+		int rc = agent(e, &out, &err, "record", "--instrument", "SX-INS-000123", "--start", cases[i].start,
+			       "--end", cases[i].end, "--user", "u", "--org", "o", "--samples", cases[i].samples, NULL);
+		if (rc != 65 || !strstr(err, cases[i].expect))
+			fail_msg("case %zu: exit %d, stderr: %s", i, rc, err);
+		free(out);
+		free(err);
+	}
+	assert_int_equal(last_seq(e), 0);
+}
+
+/* SPEC §3: the same session twice is sealed once; status counts the repeat. */
+static void test_record_same_session_twice(void **state)
+{
+	struct env *e = *state;
+	char *out, *err;
+	assert_int_equal(record_as(e, NULL, "张三", "X", NULL, &out, &err), 0);
+	assert_non_null(strstr(out, "sealed as seq 1"));
+	free(out);
+	free(err);
+	assert_int_equal(record_as(e, NULL, "张三", "another org", "entered twice", &out, &err), 0);
+	assert_non_null(strstr(out, "not sealed: the same session"));
+	free(out);
+	free(err);
+	assert_int_equal(last_seq(e), 1);
+	assert_int_equal(agent(e, &out, &err, "status", "--json", NULL), 0);
+	cJSON *st = cJSON_Parse(out);
+	cJSON *ins = cJSON_GetArrayItem(cJSON_GetObjectItem(st, "instruments"), 0);
+	assert_int_equal(cJSON_GetObjectItem(ins, "sessions_repeated")->valueint, 1);
+	cJSON_Delete(st);
+	free(out);
+	free(err);
+	assert_int_equal(agent(e, &out, &err, "status", NULL), 0);
+	assert_non_null(strstr(out, "  repeats 1 (the same session seen again, sealed once)\n"));
+	free(out);
+	free(err);
+}
+
 static void test_verify_finds_tampering(void **state)
 {
 	struct env *e = *state;
@@ -726,6 +882,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_write_error_exits_74, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_report_output_symlink_and_fifo, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_check_refuses_non_regular_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_record_refuses_bytes_not_in_the_locale, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_record_converts_from_a_gbk_locale, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_record_refuses_implausible, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_record_same_session_twice, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -65,6 +66,12 @@ static const struct counter_case cases[] = {
 	  { { 10, 100, 0, COUNTER_BASELINE, 100, 100 },
 	    { 20, 50, 0, COUNTER_BACKWARDS, 100, 100 },
 	    { 30, 110, 20, 0, 100, 110 } }, 3 },
+	{ "a value that is no number is no reading", 4294967296.0, -1, -1,
+	  { { NAN, 0, 0, COUNTER_INVALID, 0, 0 },
+	    { 100, 10, 0, COUNTER_BASELINE, 10, 10 },
+	    { INFINITY, 20, 0, COUNTER_INVALID, 10, 10 },
+	    { -INFINITY, 25, 0, COUNTER_INVALID, 10, 10 },
+	    { 110, 30, 10, 0, 10, 30 } }, 5 },
 	{ "fractional float counter", 0, -1, -1,
 	  { { 1.25, 0, 0, COUNTER_BASELINE, 0, 0 }, { 1.75, 60, 0.5, 0, 0, 60 } }, 2 },
 };

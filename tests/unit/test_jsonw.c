@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -64,10 +65,74 @@ static void test_same_as_cjson(void **state)
 	}
 }
 
+/* Numbers that are no int64_t: printed as cJSON prints them, and never converted to an
+ * integer on the way (that conversion is undefined: build with
+ * -fsanitize=float-cast-overflow -fno-sanitize-recover to see it stop). */
+static void test_non_finite_and_huge_numbers(void **state)
+{
+	(void)state;
+	static const double cases[] = {
+		NAN, INFINITY, -INFINITY, 1e300, -1e300, 9.3e18, -9.3e18, 9223372036854775808.0,
+		-9223372036854775808.0, 1.8446744073709552e19, 1e15, 999999999999999.0, -1e15, 1e-300,
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct jsonw w;
+		jw_begin(&w);
+		jw_num(&w, "x", cases[i]);
+		char *ours = jw_end(&w, NULL);
+		assert_non_null(ours);
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddNumberToObject(o, "x", cases[i]);
+		char *theirs = cJSON_PrintUnformatted(o);
+		if (strcmp(ours, theirs) != 0)
+			fail_msg("case %zu (%g):\n ours   %s\n cJSON  %s", i, cases[i], ours, theirs);
+		cJSON_free(theirs);
+		cJSON_Delete(o);
+		free(ours);
+	}
+}
+
+/* SPEC §3: nothing that is not UTF-8 is ever sealed; the writer refuses the whole object. */
+static void test_invalid_utf8_refused(void **state)
+{
+	(void)state;
+	static const char *const bad[] = {
+		"\xd5\xc5\xc8\xfd",      /* 张三 in GBK */
+		"ok \xc0\xaf",           /* overlong '/' */
+		"\xed\xa0\x80",           /* a surrogate */
+		"cut \xe5\xb1",          /* a character cut at the end */
+		"\xf4\x90\x80\x80",       /* past U+10FFFF */
+		"\xff",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct jsonw w;
+		jw_begin(&w);
+		jw_str(&w, "kind", "session");
+		jw_str(&w, "user", bad[i]);
+		jw_int(&w, "n", 1);
+		size_t len = 0;
+		char *text = jw_end(&w, &len);
+		if (text)
+			fail_msg("case %zu: sealed as %s", i, text);
+		assert_true(w.invalid);
+		assert_false(w.failed);
+	}
+	/* The same writer takes valid text, four-byte characters included. */
+	struct jsonw w;
+	jw_begin(&w);
+	jw_str(&w, "user", "张三 🧪 𠀀");
+	char *text = jw_end(&w, NULL);
+	assert_non_null(text);
+	assert_string_equal(text, "{\"user\":\"张三 🧪 𠀀\"}");
+	free(text);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_same_as_cjson),
+		cmocka_unit_test(test_non_finite_and_huge_numbers),
+		cmocka_unit_test(test_invalid_utf8_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,7 +50,9 @@ static const char config_fmt[] =
 
 static int setup_zone(void **state, const char *zone)
 {
-	struct agent_fix *f = agent_fix_new("test_metrics", config_fmt, zone, D0);
+	/* The clock stands well after the days the tests fill: the core refuses sessions more
+	 * than 24 h ahead of it (SPEC §3). metrics_tick is given its own `now`. */
+	struct agent_fix *f = agent_fix_new("test_metrics", config_fmt, zone, D0 + 30 * DAY);
 	assert_non_null(f);
 	*state = f;
 	return 0;
@@ -433,6 +436,217 @@ static void test_property_random_sessions(void **state)
 	}
 }
 
+/* ---- bounds, plausibility, UTF-8 and repeats (issue 13) ---------------------------- */
+
+#define SUM_MAX 9007199254740991LL /* 2^53 - 1, METRICS_SUM_MAX */
+
+/* A session handed to metrics directly, past the core's checks: the sums must be safe on
+ * their own. seq is any unused number (mx_sessions' key). */
+static void raw_session(struct fx *f, int64_t seq, const char *inst, int64_t start, int64_t end,
+			const char *user, int64_t samples)
+{
+	struct obs_session s = { .start = start, .end = end, .user = user, .org = "X", .external = 1,
+				 .samples = samples };
+	assert_int_equal(buffer_begin(f->buf), 0);
+	assert_int_equal(metrics_session(core_metrics(f->core), seq, inst, &s, true), 0);
+	assert_int_equal(buffer_commit(f->buf), 0);
+}
+
+static int64_t head_seq(struct fx *f)
+{
+	struct chain_head h;
+	buffer_head(f->buf, &h);
+	return h.seq;
+}
+
+static void test_session_samples_sum_saturates(void **state)
+{
+	struct fx *f = *state;
+	raw_session(f, 1001, "LOG", D0 + 8 * H, D0 + 9 * H, "a", INT64_MAX);
+	raw_session(f, 1002, "LOG", D0 + 10 * H, D0 + 11 * H, "b", INT64_MAX);
+	raw_session(f, 1003, "LOG", D0 + 12 * H, D0 + 13 * H, "c", 5);
+	struct daily_figures d = day(f, "LOG", D0);
+	assert_int_equal(d.samples, SUM_MAX);
+	assert_int_equal(d.sessions, 3);
+	tick_at(f, D0 + DAY + 60);
+	cJSON *dailies = sealed(f, "daily", "LOG");
+	assert_int_equal(cJSON_GetArraySize(dailies), 1);
+	/* Read as cJSON does: a double, exact below 2^53. */
+	assert_true(num(cJSON_GetArrayItem(dailies, 0), "samples") == (double)SUM_MAX);
+	cJSON_Delete(dailies);
+}
+
+/* A samples counter that claims more than an int64_t in one step: bounded, and the counter
+ * goes on counting afterwards (the excess is not carried into every later slot). */
+static void test_counter_samples_bounded(void **state)
+{
+	struct fx *f = *state;
+	struct obs o = { .type = OBS_READING, .instrument = "RUN" };
+	o.u.reading.ok = true;
+	o.u.reading.at_us = (D0 + 8 * H) * 1000000;
+	o.u.reading.samples = (struct obs_value){ true, 0, 1, 18446744073709551616.0 };
+	assert_int_equal(core_submit(f->core, &o, 1, NULL, NULL, 0), 0);
+	o.u.reading.at_us = (D0 + 8 * H + 600) * 1000000;
+	o.u.reading.samples.value = 1.8e19;
+	assert_int_equal(core_submit(f->core, &o, 1, NULL, NULL, 0), 0);
+	o.u.reading.at_us = (D0 + 10 * H) * 1000000;
+	o.u.reading.samples.value = 1.8e19 + 4096; /* +4096, exactly representable there */
+	assert_int_equal(core_submit(f->core, &o, 1, NULL, NULL, 0), 0);
+	tick_at(f, D0 + 10 * H);
+	struct daily_figures d = day(f, "RUN", D0);
+	assert_int_equal(d.samples, SUM_MAX);
+	cJSON *runs = sealed(f, "run", "RUN");
+	const cJSON *r;
+	double last = -1;
+	cJSON_ArrayForEach(r, runs) {
+		assert_true(num(r, "samples") >= 0 && num(r, "samples") <= (double)SUM_MAX);
+		last = num(r, "samples");
+	}
+	assert_true(last > 0 && last < 4096); /* the later slots count the +4096 again */
+	cJSON_Delete(runs);
+}
+
+/* A session before 1970 (handed in past the core's checks): the daily records must go on
+ * past MAX_DAYS_PER_TICK (400), not start again from the first day at every tick. */
+static void test_days_before_1970_keep_going(void **state)
+{
+	struct fx *f = *state;
+	int64_t first = time_parse_date("1970-01-01") - 500 * DAY; /* 1968-08-19 */
+	raw_session(f, 1001, "LOG", first + 8 * H, first + 9 * H, "a", 1);
+	int64_t now = time_parse_date("1970-03-01") + 120;
+	for (int i = 0; i < 4; i++)
+		tick_at(f, now);
+	cJSON *dailies = sealed(f, "daily", "LOG");
+	int n = cJSON_GetArraySize(dailies);
+	assert_int_equal(n, 500 + 59); /* 1968-08-19 .. 1970-02-28 */
+	assert_string_equal(str(cJSON_GetArrayItem(dailies, 0), "date"), "1968-08-19");
+	assert_string_equal(str(cJSON_GetArrayItem(dailies, n - 1), "date"), "1970-02-28");
+	cJSON_Delete(dailies);
+}
+
+static void test_implausible_sessions_refused(void **state)
+{
+	struct fx *f = *state;
+	int64_t now = D0 + 30 * DAY, y2000 = 946684800;
+	static const struct {
+		int64_t start, end, samples;
+	} bad[] = {
+		{ 0, 3600, -1 },                             /* 1970-01-01 */
+		{ -86400, -3600, 1 },                         /* before 1970 */
+		{ 946684799 - 3600, 946684799, 1 },           /* a second before 2000 */
+		{ D0 + 31 * DAY + 60, D0 + 31 * DAY + H, 1 }, /* more than 24 h ahead */
+		{ D0 + 30 * DAY, D0 + 31 * DAY + 1, 1 },      /* ends more than 24 h ahead */
+		{ D0 - 2 * DAY, D0 + 29 * DAY + 1, 1 },       /* over 31 days */
+		{ D0, D0 + H, 1000001 },
+		{ D0, D0 + H, INT64_MAX },
+		{ D0, D0 + H, -2 },
+		{ D0 + H, D0 + H, 1 },                        /* no duration */
+		{ INT64_MIN, INT64_MAX, 1 },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int r = agent_fix_session(f, "LOG", bad[i].start, bad[i].end, "a", "X", -1, bad[i].samples);
+		if (r != -EINVAL)
+			fail_msg("case %zu: core_submit gave %d, not -EINVAL", i, r);
+	}
+	assert_int_equal(head_seq(f), 0);
+	/* The edges themselves are plausible. */
+	assert_int_equal(agent_fix_session(f, "LOG", y2000, y2000 + H, "a", "X", -1, 1000000), 0);
+	assert_int_equal(agent_fix_session(f, "LOG", now + DAY - H, now + DAY, "a", "X", -1, 0), 0);
+	assert_int_equal(agent_fix_session(f, "LOG", D0, D0 + 31 * DAY, "b", "X", -1, -1), 0);
+	assert_int_equal(head_seq(f), 3);
+
+	/* A batch is all or nothing: one implausible session refuses it, with its cursor. */
+	struct obs v[2] = { { .type = OBS_SESSION, .instrument = "LOG" }, { .type = OBS_SESSION, .instrument = "LOG" } };
+	v[0].u.session = (struct obs_session){ .start = D0 + 2 * H, .end = D0 + 3 * H, .user = "c", .org = "X",
+					       .external = -1, .samples = 1 };
+	v[1].u.session = (struct obs_session){ .start = 0, .end = 3600, .user = "c", .org = "X", .external = -1,
+					       .samples = 1 };
+	assert_int_equal(core_submit(f->core, v, 2, "cursor", "x", 1), -EINVAL);
+	assert_int_equal(head_seq(f), 3);
+	void *cur = NULL;
+	size_t len = 0;
+	assert_int_equal(core_cursor(f->core, "cursor", &cur, &len), -ENOENT);
+	/* No day before 2000 was ever sealed. */
+	tick_at(f, now);
+	cJSON *dailies = sealed(f, "daily", "LOG");
+	assert_string_equal(str(cJSON_GetArrayItem(dailies, 0), "date"), "2000-01-01");
+	cJSON_Delete(dailies);
+}
+
+static void test_invalid_utf8_never_sealed(void **state)
+{
+	struct fx *f = *state;
+	const char *gbk = "\xd5\xc5\xc8\xfd"; /* 张三 in GBK */
+	assert_int_equal(agent_fix_session(f, "LOG", D0, D0 + H, gbk, "X", -1, 1), -EILSEQ);
+	assert_int_equal(agent_fix_session(f, "LOG", D0, D0 + H, "a", gbk, -1, 1), -EILSEQ);
+	static const char *const fields[] = { "way", "fee", "project", "operator", "note" };
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		struct obs o = { .type = OBS_SESSION, .instrument = "LOG" };
+		o.u.session = (struct obs_session){ .start = D0, .end = D0 + H, .user = "a", .org = "X",
+						    .external = -1, .samples = 1, .manual = true };
+		const char **slot[] = { &o.u.session.way, &o.u.session.fee, &o.u.session.project,
+					&o.u.session.operator_name, &o.u.session.note };
+		*slot[i] = gbk;
+		if (core_submit(f->core, &o, 1, NULL, NULL, 0) != -EILSEQ)
+			fail_msg("%s: not refused", fields[i]);
+	}
+	struct obs o = { .type = OBS_SESSION, .instrument = "LOG\xff" };
+	o.u.session = (struct obs_session){ .start = D0, .end = D0 + H, .external = -1, .samples = 1 };
+	assert_true(core_submit(f->core, &o, 1, NULL, NULL, 0) < 0);
+	assert_int_equal(head_seq(f), 0);
+
+	/* An event's detail is the agent's own: sealed, with the bad bytes written out. */
+	struct obs e = { .type = OBS_EVENT, .instrument = "LOG" };
+	e.u.event = (struct obs_event){ .at = D0, .type = "log_malformed", .detail = "/srv/\xd5\xc5.csv:3: bad time" };
+	assert_int_equal(core_submit(f->core, &e, 1, NULL, NULL, 0), 0);
+	cJSON *ev = sealed(f, "event", "LOG");
+	assert_int_equal(cJSON_GetArraySize(ev), 1);
+	assert_string_equal(str(cJSON_GetArrayItem(ev, 0), "detail"), "/srv/\\xd5\\xc5.csv:3: bad time");
+	cJSON_Delete(ev);
+}
+
+static void reopen(struct fx *f)
+{
+	core_free(f->core);
+	buffer_close(f->buf);
+	f->core = NULL;
+	assert_int_equal(buffer_open(f->cfg->agent.state_dir, 0, &f->buf, NULL), 0);
+	assert_non_null(f->core = core_new(f->cfg, f->buf));
+}
+
+static void test_same_session_sealed_once(void **state)
+{
+	struct fx *f = *state;
+	/* Twice in one batch (a line repeated by the instrument's software). */
+	struct obs v[2] = { { .type = OBS_SESSION, .instrument = "LOG" }, { .type = OBS_SESSION, .instrument = "LOG" } };
+	v[0].u.session = (struct obs_session){ .start = D0 + 8 * H, .end = D0 + 9 * H, .user = "a", .org = "X",
+					       .external = -1, .samples = 2 };
+	v[1].u.session = v[0].u.session;
+	assert_int_equal(core_submit(f->core, v, 2, NULL, NULL, 0), 0);
+	assert_int_equal(head_seq(f), 1);
+	assert_int_equal(core_sessions_repeated(f->core, "LOG"), 1);
+
+	/* Not the same: another user, another end, another instrument. */
+	session(f, "LOG", D0 + 8 * H, D0 + 9 * H, "b", "X", -1, 2);
+	session(f, "LOG", D0 + 8 * H, D0 + 9 * H + 1, "a", "X", -1, 2);
+	session(f, "RUN", D0 + 8 * H, D0 + 9 * H, "a", "X", -1, 2);
+	session(f, "LOG", D0 + 8 * H, D0 + 9 * H, NULL, "X", -1, 2);
+	assert_int_equal(head_seq(f), 5);
+	assert_int_equal(core_sessions_repeated(f->core, "LOG"), 1);
+
+	/* After a restart on the same file (a log rewritten in place and read again), with
+	 * another org and sample count: still the same session. */
+	reopen(f);
+	session(f, "LOG", D0 + 8 * H, D0 + 9 * H, "a", "Y", -1, 7);
+	session(f, "LOG", D0 + 8 * H, D0 + 9 * H, NULL, "X", -1, 2);
+	assert_int_equal(head_seq(f), 5);
+	assert_int_equal(core_sessions_repeated(f->core, "LOG"), 3);
+	assert_int_equal(core_sessions_repeated(f->core, "RUN"), 0);
+	struct daily_figures d = day(f, "LOG", D0);
+	assert_int_equal(d.sessions, 4);
+	assert_int_equal(d.samples, 8);
+}
+
 int main(void)
 {
 	log_set_level(LOG_PRI_WARNING);
@@ -450,6 +664,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_overclaimed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dst_day_lengths, setup_berlin, teardown),
 		cmocka_unit_test_setup_teardown(test_property_random_sessions, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_session_samples_sum_saturates, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_counter_samples_bounded, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_days_before_1970_keep_going, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_implausible_sessions_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_invalid_utf8_never_sealed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_same_session_sealed_once, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

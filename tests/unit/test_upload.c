@@ -172,11 +172,16 @@ static int teardown(void **state)
 
 static void seal_sessions(struct fx *f, int n)
 {
-	for (int i = 0; i < n; i++) {
+	/* Every call new sessions (the same one twice is sealed once, SPEC §3), all in the past
+	 * of the real clock (one ahead of it by more than 24 h is refused): 2 minutes apart
+	 * from 2026-11-02 08:00 +08:00 on. */
+	static int next;
+	for (int k = 0; k < n; k++) {
+		int i = next++;
 		struct obs o = { .type = OBS_SESSION, .instrument = "NMR" };
 		char user[32];
 		snprintf(user, sizeof(user), "user-%d", i);
-		o.u.session = (struct obs_session){ .start = 1793577600 + i * 3600, .end = 1793577600 + i * 3600 + 1800,
+		o.u.session = (struct obs_session){ .start = 1793577600 + i * 120, .end = 1793577600 + i * 120 + 60,
 						    .user = user, .org = i % 2 ? "太原理工大学" : "山西大学",
 						    .external = -1, .samples = i % 5 };
 		assert_int_equal(core_submit(f->core, &o, 1, NULL, NULL, 0), 0);
