@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "buffer.h"
+#include "clock.h"
 #include "config.h"
 #include "core.h"
 #include "harness.h"
@@ -79,11 +80,13 @@ static void seal_sessions(struct fx *f, int n)
 	struct buffer *b = NULL;
 	assert_int_equal(buffer_open(cfg->agent.state_dir, 0, &b, NULL), 0);
 	struct core *core = core_new(cfg, b);
+	/* In the past of the real clock: the core refuses sessions more than 24 h ahead. */
+	int64_t base = clock_wall() - (int64_t)(n + 2) * 3600;
 	for (int i = 0; i < n; i++) {
 		struct obs o = { .type = OBS_SESSION, .instrument = "NMR" };
 		char user[32];
 		snprintf(user, sizeof(user), "user-%d", i);
-		o.u.session = (struct obs_session){ .start = 1793577600 + i * 3600, .end = 1793577600 + i * 3600 + 1800,
+		o.u.session = (struct obs_session){ .start = base + i * 3600, .end = base + i * 3600 + 1800,
 						    .user = user, .org = "太原理工大学", .external = 1, .samples = 1 };
 		assert_int_equal(core_submit(core, &o, 1, NULL, NULL, 0), 0);
 	}
