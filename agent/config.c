@@ -1,6 +1,7 @@
 /* config.c — agent.json (SPEC §3) into struct config. Every problem is collected with its
  * file:line:col and JSON path, so `labshare-agent check` can list them all in one go. */
 #include "config.h"
+#include "fileio.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -1698,38 +1699,6 @@ static char *base_dir_of(const char *path)
 	return base;
 }
 
-/* The whole file, at most max bytes; NULL with errno set (EFBIG when larger). Any file that
- * reads, so that `check -c <(…)` works; a FIFO with no writer waits, as cat would. */
-static char *read_all(int fd, size_t max, size_t *len)
-{
-	size_t cap = 16384, n = 0;
-	char *buf = malloc(cap);
-	while (buf && n <= max) {
-		if (n == cap) {
-			char *nb = realloc(buf, cap * 2);
-			if (!nb)
-				break;
-			buf = nb;
-			cap *= 2;
-		}
-		ssize_t r = read(fd, buf + n, cap - n);
-		if (r == 0) {
-			*len = n;
-			return buf;
-		}
-		if (r < 0 && errno != EINTR) {
-			int err = errno;
-			free(buf);
-			errno = err;
-			return NULL;
-		}
-		n += r > 0 ? (size_t)r : 0;
-	}
-	errno = buf && n > max ? EFBIG : ENOMEM;
-	free(buf);
-	return NULL;
-}
-
 int config_load(const char *path, struct config **out, struct config_errors *errs)
 {
 	size_t n = 0;
@@ -1747,7 +1716,7 @@ int config_load(const char *path, struct config **out, struct config_errors *err
 		close(fd);
 		errno = EFBIG;
 	} else {
-		text = read_all(fd, CONFIG_MAX_BYTES, &n);
+		text = fileio_read_all(fd, CONFIG_MAX_BYTES, &n);
 		int err = errno;
 		close(fd);
 		errno = err;

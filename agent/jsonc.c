@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "utf8.h"
 
 #define PATH_CAP 512       /* JSON paths in messages; a longer one is cut */
 #define PROBLEMS_MAX 200    /* more are counted, not kept: nobody reads the 201st */
@@ -74,37 +75,6 @@ static void problem(struct jsonc_doc *d, size_t off, const char *fmt, ...)
 	d->problems[d->n_problems++] = (struct jsonc_problem){ .off = off, .msg = msg };
 }
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0: overlong forms, surrogates and
- * code points past U+10FFFF are refused. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-	unsigned char c = s[0];
-	size_t len;
-	uint32_t cp, min;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf) {
-		len = 2; cp = c & 0x1fu; min = 0x80;
-	} else if ((c & 0xf0) == 0xe0) {
-		len = 3; cp = c & 0x0fu; min = 0x800;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4; cp = c & 0x07u; min = 0x10000;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (s[i] & 0x3fu);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return len;
-}
-
 /* Blanks comments in d->text. Also refuses what cJSON would let through but a config must
  * not hold: invalid UTF-8, control characters, and strings running past the end of a line
  * (a missing closing quote, which cJSON would report far away). */
@@ -117,7 +87,7 @@ static bool blank_comments(struct jsonc_doc *d)
 
 	for (size_t i = 0; i < d->len;) {
 		unsigned char ch = t[i];
-		size_t n = utf8_seq(t + i, d->len - i);
+		size_t n = utf8_char_len((const char *)t + i, d->len - i);
 
 		if (ch < 0x20 && ch != '\t' && ch != '\n' && ch != '\r') {
 			problem(d, i, "control character 0x%02x is not allowed", ch);
@@ -301,7 +271,7 @@ static void syntax_error(struct jsonc_doc *d, size_t cjson_off)
 	}
 
 	const char *t = d->text;
-	size_t n = off < d->len ? utf8_seq((const unsigned char *)t + off, d->len - off) : 0;
+	size_t n = off < d->len ? utf8_char_len(t + off, d->len - off) : 0;
 	bool at_value = s->want == W_VALUE || s->want == W_VALUE_OR_END;
 	if (off >= d->len) {
 		problem(d, d->len, "syntax error: unexpected end of input, expected %s", want_text(s));
@@ -572,7 +542,7 @@ static void parse(struct jsonc_doc *d)
 	struct walk w = { .d = d, .i = (size_t)(end - d->text) };
 	skip_ws(&w);
 	if (w.i < d->len) {
-		size_t n = utf8_seq((const unsigned char *)d->text + w.i, d->len - w.i);
+		size_t n = utf8_char_len(d->text + w.i, d->len - w.i);
 		problem(d, w.i, "syntax error: unexpected '%.*s' after the end of the document",
 			(int)(n ? n : 1), d->text + w.i);
 		goto drop;

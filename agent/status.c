@@ -1,5 +1,6 @@
 /* status.c — one description of the agent's state, printed as JSON or as text. */
 #include "status.h"
+#include "fileio.h"
 #include "buffer.h"
 #include "clock.h"
 #include "config.h"
@@ -10,6 +11,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -67,30 +69,9 @@ cJSON *status_read_live(const char *state_dir)
 		return NULL;
 	/* The whole file, however many instruments it lists: a snapshot cut short parses as
 	 * nothing, and every instrument would show "starting". */
-	size_t len = 0, cap = 65536;
-	char *text = malloc(cap);
-	cJSON *live = NULL;
-	for (;;) {
-		if (!text)
-			break;
-		if (len == cap) {
-			char *n = realloc(text, cap * 2);
-			if (!n)
-				break;
-			text = n;
-			cap *= 2;
-		}
-		ssize_t r = read(fd, text + len, cap - len);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			break;
-		if (r == 0) {
-			live = cJSON_ParseWithLength(text, len);
-			break;
-		}
-		len += (size_t)r;
-	}
+	size_t len = 0;
+	char *text = fileio_read_all(fd, SIZE_MAX, &len);
+	cJSON *live = text ? cJSON_ParseWithLength(text, len) : NULL;
 	free(text);
 	close(fd);
 	return live;
