@@ -2,6 +2,7 @@
 #ifndef LABSHARE_CLOCK_H
 #define LABSHARE_CLOCK_H
 
+#include <pthread.h>
 #include <stdint.h>
 
 struct clock_ops {
@@ -17,6 +18,17 @@ int64_t clock_wall_us(void);
 int64_t clock_wall(void);      /* seconds since the epoch */
 int64_t clock_mono_us(void);
 int64_t clock_mono_ms(void);
+
+/* Waiting, through the same seam. Condition variables that clock_wait_until waits on are made
+ * with clock_cond_init (CLOCK_MONOTONIC: a wall-clock step neither stalls nor hurries a wait).
+ * With mu held: wait on cv until it is signalled or clock_mono_us() reaches deadline_us.
+ * Returns 0 when woken (perhaps spuriously: re-check what you wait for) and ETIMEDOUT once the
+ * deadline has passed. Under a fake clock nothing waits for real: a wait lasts at most a short
+ * real slice, and fake_clock_advance wakes every waiter, so tests drive time. */
+int clock_cond_init(pthread_cond_t *cv);
+int clock_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t deadline_us);
+/* Sleep until clock_mono_us() reaches deadline_us (the same rules). */
+void clock_sleep_until(int64_t deadline_us);
 
 /* A ready-made fake for tests: time stands still until advanced. */
 struct fake_clock {
