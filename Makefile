@@ -27,10 +27,34 @@ HARDEN_LD := -pie -Wl,-z,relro,-z,now
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS)) -lpthread -lm -lutil
 ALL_CFLAGS = $(WARN) $(if $(WERROR),-Werror) -D_GNU_SOURCE -DLABSHARE_VERSION='"$(VERSION)"' \
-             $(HARDEN) -Iagent -Idrivers -Itests/lib -MMD -MP $(PKG_CFLAGS) $(CFLAGS)
+             $(HARDEN) $(INC) -MMD -MP $(PKG_CFLAGS) $(CFLAGS)
+
+# The layers (README, Development): each folder compiles with -I only for what it may use, so
+# an include that crosses a layer the wrong way does not compile. Writers below, readers above:
+#   lib       log, clock, time, UTF-8, JSON writer, files — includes nothing else of ours
+#   conf      the configuration (JSONC reader, checks)          lib
+#   store     the SQLite file and the chain                     lib
+#   contract  what a driver sees of the core (source.h)
+#   core      observations in, records out                      lib conf store contract
+#   drivers   a source in, observations out                     lib conf contract
+#   sinks     uploads of sealed records (feed, NRII)            lib conf store
+#   report    the auditors' report from sealed records          lib conf store core
+#   app       command line, daemon, status                      everything
+I_lib      := -Iagent/lib
+I_conf     := $(I_lib) -Iagent/conf
+I_store    := $(I_lib) -Iagent/store
+I_core     := $(I_lib) -Iagent/conf -Iagent/store -Iagent/contract -Iagent/core
+I_drivers  := $(I_lib) -Iagent/conf -Iagent/contract -Idrivers
+I_sinks    := $(I_lib) -Iagent/conf -Iagent/store -Iagent/contract -Iagent/sinks
+I_report   := $(I_lib) -Iagent/conf -Iagent/store -Iagent/contract -Iagent/report
+I_app      := $(I_lib) -Iagent/conf -Iagent/store -Iagent/contract -Iagent/core -Idrivers \
+              -Iagent/sinks -Iagent/report -Iagent/app
+I_tests    := $(I_app) -Itests/lib
+INC         = $(I_tests)
 ALL_LDFLAGS = $(HARDEN_LD) $(LDFLAGS)
 
-CORE_SRC  := $(filter-out agent/main.c,$(wildcard agent/*.c)) $(wildcard drivers/*.c)
+LAYERS    := lib conf store core sinks report app
+CORE_SRC  := $(filter-out agent/app/main.c,$(foreach l,$(LAYERS),$(wildcard agent/$(l)/*.c))) $(wildcard drivers/*.c)
 CORE_OBJ  := $(CORE_SRC:%.c=$(BUILD)/%.o)
 LIB       := $(BUILD)/liblabshare.a
 AGENT     := $(BUILD)/labshare-agent
@@ -57,6 +81,9 @@ all: $(AGENT)
 # `make V=1` shows the full command lines.
 Q := $(if $(V),,@)
 
+$(foreach l,$(LAYERS),$(eval $(BUILD)/agent/$(l)/%.o: INC = $$(I_$(l))))
+$(BUILD)/drivers/%.o: INC = $(I_drivers)
+
 $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
 	$(if $(Q),@echo "  CC      $<")
@@ -66,7 +93,7 @@ $(LIB): $(CORE_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-$(AGENT): $(BUILD)/agent/main.o $(LIB)
+$(AGENT): $(BUILD)/agent/app/main.o $(LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(HARNESS_OBJ) $(LIB)
@@ -90,11 +117,12 @@ $(BUILD)/bench/%: $(BUILD)/tests/bench/%.o $(HARNESS_OBJ) $(LIB)
 # The benchmark's agent: the shipped one but for a clock that LABSHARE_CLOCK_OFFSET_S may
 # shift (clock.c); its clock.o comes before the library, so the library's is not linked.
 TESTCLOCK := $(BUILD)/bench/labshare-agent-testclock
-$(BUILD)/testclock/clock.o: agent/clock.c
+$(BUILD)/testclock/clock.o: agent/lib/clock.c
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(ALL_CFLAGS) -DLABSHARE_TEST_CLOCK -c -o $@ $<
+$(BUILD)/testclock/clock.o: INC = $(I_lib)
 
-$(TESTCLOCK): $(BUILD)/agent/main.o $(BUILD)/testclock/clock.o $(LIB)
+$(TESTCLOCK): $(BUILD)/agent/app/main.o $(BUILD)/testclock/clock.o $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
@@ -139,6 +167,9 @@ FUZZ_CFLAGS   = $(filter-out -MMD -MP -D_FORTIFY_SOURCE=2 -fPIE,$(ALL_CFLAGS)) -
                 -fno-omit-frame-pointer -fsanitize=address,undefined
 FUZZ_OBJ     := $(CORE_SRC:%.c=$(FUZZ_DIR)/%.o)
 FUZZ_TARGETS := $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_DIR)/%)
+
+$(foreach l,$(LAYERS),$(eval $(FUZZ_DIR)/agent/$(l)/%.o: INC = $$(I_$(l))))
+$(FUZZ_DIR)/drivers/%.o: INC = $(I_drivers)
 
 $(FUZZ_DIR)/%.o: %.c
 	@mkdir -p $(@D)

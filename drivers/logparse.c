@@ -417,7 +417,7 @@ static bool fill_common(const struct vals *vs, struct lp_result *out)
 	return true;
 }
 
-/* The shared plausibility rule (agent/plausible.h), at the agent's clock. */
+/* The shared plausibility rule (agent/lib/plausible.h), at the agent's clock. */
 static bool plausible(const struct obs_session *s, struct lp_result *out)
 {
 	const char *why;

@@ -5,7 +5,7 @@
 #include "logtail.h"
 #include "clock.h"
 #include "config.h"
-#include "core.h"
+#include "submit.h"
 #include "encoding.h"
 #include "logparse.h"
 #include "ownfiles.h"

@@ -4,7 +4,7 @@
  * Readings are handed to the core in batches by a flusher thread. */
 #include "modbus.h"
 #include "clock.h"
-#include "core.h"
+#include "submit.h"
 #include "log.h"
 #include "mbdecode.h"
 #include "timeutil.h"

@@ -672,7 +672,7 @@ static int run_command(int argc, char **argv)
 			return code;
 		/* Beside a daemon its uploader does the work: a second one could send records twice.
 		 * Without one, the lock is held shared so that none starts meanwhile. */
-		int lock = flushctl_hold_lock(cfg->agent.state_dir);
+		int lock = daemon_hold_lock_shared(cfg->agent.state_dir);
 		if (lock == -EWOULDBLOCK) {
 			code = flushctl_request(cfg->agent.state_dir, stdout);
 			config_free(cfg);
@@ -681,7 +681,7 @@ static int run_command(int argc, char **argv)
 		struct buffer *b = NULL;
 		int r = buffer_open(cfg->agent.state_dir, 0, &b, NULL);
 		if (r == 0 && lock == -ENOENT)
-			lock = flushctl_hold_lock(cfg->agent.state_dir); /* the folder is new */
+			lock = daemon_hold_lock_shared(cfg->agent.state_dir); /* the folder is new */
 		if (r < 0 || lock < 0) {
 			cli_error("flush: cannot open %s in \"%s\": %s", r < 0 ? "the buffer" : "the lock",
 				  cfg->agent.state_dir, strerror(r < 0 ? -r : -lock));

@@ -8,6 +8,7 @@
 #include "counter.h"
 #include "log.h"
 #include "records.h"
+#include "periods.h"
 #include "source.h"
 #include "timeutil.h"
 

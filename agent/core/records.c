@@ -1,5 +1,6 @@
 /* records.c — builds each record kind exactly as SPEC §6 lays it out and seals it. */
 #include "records.h"
+#include "periods.h"
 #include "chain.h"
 #include "jsonw.h"
 #include "source.h"

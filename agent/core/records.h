@@ -33,7 +33,4 @@ int64_t record_run(struct buffer *b, const char *instrument, int64_t from, int64
 int64_t record_daily(struct buffer *b, const char *instrument, const char *date, int revision,
 		     const struct daily_figures *f);
 
-/* 0.33333 → 0.3333: sharing rates travel with four decimals. */
-double round4(double x);
-
 #endif

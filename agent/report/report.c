@@ -1,11 +1,11 @@
 /* report.c — period figures are sums of the sealed daily records (latest revision of each
  * day), except external users, counted distinct over the whole period. */
 #include "report.h"
+#include "periods.h"
 #include "buffer.h"
 #include "chain.h"
 #include "config.h"
 #include "log.h"
-#include "records.h"
 #include "report_html.h"
 #include "timeutil.h"
 

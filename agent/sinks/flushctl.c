@@ -1,7 +1,6 @@
 /* flushctl.c — see flushctl.h. One line each way: the command sends "flush", the daemon answers
  * with "ok …"/"err …" lines once its uploader is done, then "exit N". */
 #include "flushctl.h"
-#include "daemon.h"
 #include "log.h"
 
 #include <errno.h>
@@ -209,27 +208,4 @@ int flushctl_request(const char *state_dir, FILE *out)
 		return EX_TEMPFAIL;
 	}
 	return code;
-}
-
-int flushctl_hold_lock(const char *state_dir)
-{
-	char path[PATH_MAX];
-	int n = snprintf(path, sizeof(path), "%s/%s", state_dir, LOCK_FILE);
-	if (n < 0 || (size_t)n >= sizeof(path))
-		return -ENAMETOOLONG;
-	/* Read-only is enough for flock, and works for an operator who can't write the daemon's
-	 * lock file; created only when no daemon ever ran here. */
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 && errno == ENOENT)
-		fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -errno;
-	/* Shared: the daemon's exclusive lock can't be taken meanwhile, yet daemon_running (a
-	 * shared probe) still reports no daemon. */
-	if (flock(fd, LOCK_SH | LOCK_NB) < 0) {
-		int e = errno == EWOULDBLOCK ? -EWOULDBLOCK : -errno;
-		close(fd);
-		return e;
-	}
-	return fd;
 }

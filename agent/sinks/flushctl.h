@@ -24,10 +24,4 @@ void flushctl_stop(struct flushctl *fc);
  * stderr). Returns the exit code: the daemon's, or 75 when it can't be asked or stops. */
 int flushctl_request(const char *state_dir, FILE *out);
 
-/* For `flush` without a daemon: a shared hold on the daemon's lock file for as long as the
- * flush runs, so a daemon can't start its uploader meanwhile (and `status` still says no
- * daemon runs). Returns the fd (close it to let go), -EWOULDBLOCK when a daemon holds the lock,
- * or another negative errno. */
-int flushctl_hold_lock(const char *state_dir);
-
 #endif
