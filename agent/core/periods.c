@@ -4,10 +4,10 @@
 #include "periods.h"
 #include "buffer.h"
 #include "metrics.h"
+#include "metrics_priv.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <math.h>
 #include <sqlite3.h>
 #include <string.h>
 
@@ -24,22 +24,11 @@ static const char *const ps_sql[PS__COUNT] = {
 		     " WHERE instrument = ?1 AND start >= ?2 AND start < ?3",
 };
 
-/* [0, METRICS_SUM_MAX], saturating; negatives count as 0. */
-static int64_t add(int64_t a, int64_t b)
-{
-	a = a < 0 ? 0 : a > METRICS_SUM_MAX ? METRICS_SUM_MAX : a;
-	b = b < 0 ? 0 : b;
-	return b > METRICS_SUM_MAX - a ? METRICS_SUM_MAX : a + b;
-}
-
 /* A figure as sealed (a JSON number), bounded before any conversion. */
 static int64_t figure(const cJSON *o, const char *key)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-	double x = cJSON_IsNumber(v) ? v->valuedouble : 0;
-	if (!(x > 0))
-		return 0;
-	return x >= (double)METRICS_SUM_MAX ? METRICS_SUM_MAX : (int64_t)llround(x);
+	return sat_from_double(cJSON_IsNumber(v) ? v->valuedouble : 0);
 }
 
 static void add_day(struct period_sums *p, const cJSON *d)
@@ -61,9 +50,9 @@ static void add_day(struct period_sums *p, const cJSON *d)
 	};
 	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
 		int64_t *sum = (int64_t *)((char *)p + fields[i].off);
-		*sum = add(*sum, figure(d, fields[i].key));
+		*sum = sat_add(*sum, figure(d, fields[i].key));
 	}
-	p->days_sealed = add(p->days_sealed, 1);
+	p->days_sealed = sat_add(p->days_sealed, 1);
 }
 
 static int sum_days(struct buffer *b, sqlite3_stmt *s, struct period_sums *out,
@@ -112,11 +101,11 @@ int period_sums(struct buffer *b, const char *instrument, int64_t from_day, int6
 		} else {
 			int rc = sqlite3_step(s);
 			if (rc == SQLITE_ROW && i == PS_USERS) {
-				out->external_users = add(0, sqlite3_column_int64(s, 0));
+				out->external_users = sat_add(0, sqlite3_column_int64(s, 0));
 			} else if (rc == SQLITE_ROW) {
 				double manual = sqlite3_column_double(s, 0), autoc = sqlite3_column_double(s, 1);
-				out->manual_sessions = manual >= (double)METRICS_SUM_MAX ? METRICS_SUM_MAX : (int64_t)manual;
-				out->auto_closed_sessions = autoc >= (double)METRICS_SUM_MAX ? METRICS_SUM_MAX : (int64_t)autoc;
+				out->manual_sessions = sat_from_double(manual);
+				out->auto_closed_sessions = sat_from_double(autoc);
 			} else {
 				r = buffer_sqlite_error(b, rc, "counting a period's sessions");
 			}

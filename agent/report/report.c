@@ -18,7 +18,7 @@
 #include <string.h>
 #include <time.h>
 
-static int days_in_year(int64_t day)
+int report_days_in_year(int64_t day)
 {
 	time_t t = (time_t)day;
 	struct tm tm;
@@ -46,7 +46,7 @@ static int fill_row(struct buffer *b, const struct instrument_cfg *ic, const str
 		return -ENOMEM;
 	/* Rated hours are per year: each day weighs 1/365 (1/366 in a leap year). */
 	for (int64_t d = o->from_day; d < end; d = time_next_day(d))
-		row->rated_h += (double)ic->rated_hours / days_in_year(d);
+		row->rated_h += (double)ic->rated_hours / report_days_in_year(d);
 	if (!b)
 		return 0;
 

@@ -52,6 +52,8 @@ int report_write(struct buffer *b, const struct config *cfg, const struct report
 int report_rows(struct buffer *b, const struct config *cfg, const struct report_opts *o,
 		struct report_row **rows, size_t *n);
 void report_rows_free(struct report_row *rows, size_t n);
+/* 365 or 366: the length of the local year of day (yearly figures weigh each day 1/that). */
+int report_days_in_year(int64_t day);
 /* Re-hashes the chain (b may be NULL). */
 void report_chain_read(struct buffer *b, struct report_chain *c);
 

@@ -17,20 +17,10 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 static void esc(FILE *out, const char *s)
 {
 	svg_escape(out, s);
-}
-
-static int days_in_year(int64_t day)
-{
-	time_t t = (time_t)day;
-	struct tm tm;
-	localtime_r(&t, &tm);
-	int y = tm.tm_year + 1900;
-	return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 ? 366 : 365;
 }
 
 /* ---- page pieces ----------------------------------------------------------------------- */
@@ -468,7 +458,7 @@ int report_html_write(const struct config *cfg, const struct report_opts *o, con
 	time_date(o->to_day, p.to);
 	for (int64_t d = o->from_day; d < p.end; d = time_next_day(d)) {
 		p.days++;
-		p.year_fraction += 1.0 / days_in_year(d);
+		p.year_fraction += 1.0 / report_days_in_year(d);
 	}
 
 	if (ev->n != n + 1)
