@@ -55,8 +55,9 @@ struct metrics {
 /* The statement, reset and unbound. */
 sqlite3_stmt *mx(struct metrics *m, enum mx_stmt id);
 
-/* The instrument's state (loaded at first use); change it in place, then state_save inside
- * the same transaction. NULL-free: 0 or -errno. */
+/* The instrument's state, read from the file at first use and held in memory after; change it
+ * in place, then state_save inside the same transaction (a rollback must metrics_forget).
+ * 0 or -errno. */
 int state_get(struct metrics *m, const struct instrument_cfg *ic, struct inst_state **st);
 int state_save(struct metrics *m, const struct instrument_cfg *ic);
 /* The newest day sealed as a daily record; false when none. */
