@@ -202,10 +202,13 @@ int core_submit(struct core *c, const struct obs *v, size_t n, const char *curso
 	if (r == 0 && cursor_key)
 		r = buffer_cursor_put(c->buf, cursor_key, cursor, cursor_len);
 	if (r < 0) {
+		/* What the batch changed in memory goes with it. */
+		metrics_forget(c->metrics);
 		buffer_rollback(c->buf);
 		return r;
 	}
-	r = buffer_commit(c->buf);
+	if ((r = buffer_commit(c->buf)) < 0)
+		metrics_forget(c->metrics);
 	/* The cap holds between the daemon's ticks too: a fast source fills a buffer in
 	 * well under a second. Measuring is three pragmas; still, not at every batch. */
 	int64_t now = clock_mono_ms();

@@ -1,20 +1,19 @@
 /* metrics.c — the figures auditors are given (SPEC §4): counter readings become run time per
- * 15-minute slot with fractions carried, sessions are kept for unions, and closed days become
- * daily records, revised when late data changes them. All SQL of the module is below. */
+ * 15-minute slot with fractions carried (metrics_slots.c), sessions are kept for unions, and
+ * closed days become daily records (metrics_days.c). Here: every SQL statement of the module,
+ * the per-instrument state kept in memory, readings and sessions. */
 #include "metrics.h"
+#include "metrics_priv.h"
 #include "buffer.h"
-#include "clock.h"
 #include "config.h"
 #include "counter.h"
 #include "log.h"
 #include "records.h"
-#include "periods.h"
 #include "source.h"
 #include "timeutil.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
 #include <sqlite3.h>
@@ -22,17 +21,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum mx_stmt {
-	MX_STATE_GET, MX_STATE_PUT, MX_SLOT_ADD, MX_SLOT_LATE, MX_SLOTS_DUE, MX_SLOT_SEALED,
-	MX_SLOT_OPEN, MX_DAY_SUMS, MX_SESSION_PUT, MX_DAY_SESSIONS, MX_FRONTIER, MX_FIRST_SLOT,
-	MX_FIRST_SESSION, MX_DAILY_GET, MX_DAILY_PUT, MX_DIRTY_ADD, MX_DIRTY_LIST, MX_DIRTY_DEL,
-	MX_RECORD_LINE, MX_PRUNE_SESSIONS, MX_PRUNE_SLOTS, MX_PRUNE_DAILY, MX_SESSION_SAME, MX__COUNT
-};
-
 static const char *const mx_sql[MX__COUNT] = {
 	[MX_STATE_GET] = "SELECT state FROM mx_state WHERE instrument = ?1",
 	[MX_STATE_PUT] = "INSERT INTO mx_state(instrument, state) VALUES(?1, ?2)"
 			 " ON CONFLICT(instrument) DO UPDATE SET state = excluded.state",
+	/* Repeats have a row of their own ("<id>/repeats": '/' is not in an id), counted in SQL:
+	 * `record` adds to it beside a daemon that holds the state row in memory. */
+	[MX_REPEATS_ADD] = "INSERT INTO mx_state(instrument, state) VALUES(?1 || '/repeats', ?2)"
+			   " ON CONFLICT(instrument) DO UPDATE SET"
+			   " state = MIN(CAST(state AS INTEGER) + excluded.state, 9007199254740991)",
+	[MX_REPEATS_GET] = "SELECT CAST(state AS INTEGER) FROM mx_state WHERE instrument = ?1 || '/repeats'",
 	/* ?3 run, ?4 samples, ?5 offline seconds added to a slot. */
 	[MX_SLOT_ADD] = "INSERT INTO mx_slots(instrument, slot, run, samples, offline) VALUES(?1, ?2, ?3, ?4, ?5)"
 			" ON CONFLICT(instrument, slot) DO UPDATE SET run = run + excluded.run,"
@@ -82,28 +80,10 @@ static const char *const mx_sql[MX__COUNT] = {
 			    " AND user IS ?4 LIMIT 1",
 };
 
-struct metrics {
-	struct buffer *buf;
-	const struct config *cfg;
-	sqlite3_stmt *st[MX__COUNT];
-};
-
-/* What is kept per instrument between readings (mx_state, as JSON). */
-struct inst_state {
-	struct counter_state run, smp;
-	bool iu_known, iu;
-	int64_t iu_us;
-	int64_t poll_us;        /* last poll attempt */
-	bool poll_ok;
-	int64_t cov;            /* coverage: readings are in up to here (seconds) */
-	double run_carry, smp_carry;
-	int64_t repeats;        /* sessions seen again and not sealed (SPEC §3) */
-};
-
 /* ---- bounded arithmetic (SPEC §3: sums never overflow) ------------------------------ */
 
 /* A count or sum in [0, METRICS_SUM_MAX]: a + b saturating, negatives counted as 0. */
-static int64_t sat_add(int64_t a, int64_t b)
+int64_t sat_add(int64_t a, int64_t b)
 {
 	if (a < 0)
 		a = 0;
@@ -116,7 +96,7 @@ static int64_t sat_add(int64_t a, int64_t b)
 
 /* A double to [0, METRICS_SUM_MAX], rounded; the range is checked before any conversion
  * (converting an out-of-range double or NaN to an integer is undefined). */
-static int64_t sat_from_double(double x)
+int64_t sat_from_double(double x)
 {
 	if (!(x > 0)) /* NaN, negatives, zero */
 		return 0;
@@ -125,14 +105,21 @@ static int64_t sat_from_double(double x)
 	return llround(x);
 }
 
-/* Microseconds to whole seconds, rounding down also before 1970. */
-static int64_t floor_s(int64_t us)
+int64_t floor_s(int64_t us)
 {
 	int64_t q = us / 1000000;
 	return us % 1000000 < 0 ? q - 1 : q;
 }
 
-static sqlite3_stmt *mx(struct metrics *m, enum mx_stmt id)
+int64_t slot_of(int64_t t)
+{
+	/* Every zone offset in use is a multiple of 15 minutes, so UTC-aligned slots are the
+	 * local wall-clock slots too. */
+	int64_t r = t % SLOT_S;
+	return t - (r < 0 ? r + SLOT_S : r);
+}
+
+sqlite3_stmt *mx(struct metrics *m, enum mx_stmt id)
 {
 	sqlite3_stmt *s = m->st[id];
 	sqlite3_reset(s);
@@ -166,27 +153,139 @@ void metrics_free(struct metrics *m)
 		return;
 	for (int i = 0; i < MX__COUNT; i++)
 		buffer_finalize(m->buf, &m->st[i]);
+	free(m->mem);
 	free(m);
 }
 
 void metrics_set_config(struct metrics *m, const struct config *cfg)
 {
+	buffer_lock(m->buf);
 	m->cfg = cfg;
+	/* Instruments may come, go or move: read them again from the file, which holds it all. */
+	free(m->mem);
+	m->mem = NULL;
+	m->n_mem = 0;
+	buffer_unlock(m->buf);
+}
+
+void metrics_forget(struct metrics *m)
+{
+	buffer_lock(m->buf);
+	for (size_t i = 0; i < m->n_mem; i++)
+		m->mem[i] = (struct inst_mem){ 0 };
+	buffer_unlock(m->buf);
 }
 
 /* ---- per-instrument state ---------------------------------------------------------- */
 
-static void counter_to_json(cJSON *o, const char *key, const struct counter_state *c)
+/* The instrument's slot in memory (cfg->instruments is an array, ic points into it). */
+static struct inst_mem *mem_of(struct metrics *m, const struct instrument_cfg *ic)
 {
-	cJSON *j = cJSON_AddObjectToObject(o, key);
-	cJSON_AddBoolToObject(j, "have", c->have);
-	cJSON_AddNumberToObject(j, "last", c->last);
-	cJSON_AddNumberToObject(j, "last_us", (double)c->last_us);
-	cJSON_AddBoolToObject(j, "pending", c->pending);
-	cJSON_AddNumberToObject(j, "pend", c->pend_value);
-	cJSON_AddNumberToObject(j, "pend_us", (double)c->pend_us);
+	size_t i = (size_t)(ic - m->cfg->instruments);
+	if (!m->mem) {
+		if (!(m->mem = calloc(m->cfg->n_instruments ? m->cfg->n_instruments : 1, sizeof(*m->mem))))
+			return NULL;
+		m->n_mem = m->cfg->n_instruments;
+	}
+	return i < m->n_mem ? &m->mem[i] : NULL;
 }
 
+/* The stored form: a version byte, a byte of flags, then 13 little-endian 8-byte values
+ * (integers, and doubles by their bits). No parsing per reading, the same on every host. */
+#define STATE_BLOB_V1 1
+#define STATE_BLOB_LEN (2 + 13 * 8)
+
+enum state_flag {
+	SF_RUN_HAVE = 1 << 0, SF_RUN_PENDING = 1 << 1, SF_SMP_HAVE = 1 << 2, SF_SMP_PENDING = 1 << 3,
+	SF_IU_KNOWN = 1 << 4, SF_IU = 1 << 5, SF_POLL_OK = 1 << 6,
+};
+
+static void put_u64(unsigned char **p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		(*p)[i] = (unsigned char)(v >> (8 * i));
+	*p += 8;
+}
+
+static uint64_t get_u64(const unsigned char **p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v |= (uint64_t)(*p)[i] << (8 * i);
+	*p += 8;
+	return v;
+}
+
+static void put_i64(unsigned char **p, int64_t v) { put_u64(p, (uint64_t)v); }
+static int64_t get_i64(const unsigned char **p) { return (int64_t)get_u64(p); }
+
+static void put_dbl(unsigned char **p, double d)
+{
+	uint64_t v;
+	memcpy(&v, &d, sizeof(v));
+	put_u64(p, v);
+}
+
+static double get_dbl(const unsigned char **p)
+{
+	uint64_t v = get_u64(p);
+	double d;
+	memcpy(&d, &v, sizeof(d));
+	return d;
+}
+
+static void state_to_blob(const struct inst_state *st, unsigned char out[STATE_BLOB_LEN])
+{
+	unsigned char *p = out + 2;
+	out[0] = STATE_BLOB_V1;
+	out[1] = (unsigned char)((st->run.have ? SF_RUN_HAVE : 0) | (st->run.pending ? SF_RUN_PENDING : 0) |
+				 (st->smp.have ? SF_SMP_HAVE : 0) | (st->smp.pending ? SF_SMP_PENDING : 0) |
+				 (st->iu_known ? SF_IU_KNOWN : 0) | (st->iu ? SF_IU : 0) |
+				 (st->poll_ok ? SF_POLL_OK : 0));
+	const struct counter_state *c[2] = { &st->run, &st->smp };
+	for (int i = 0; i < 2; i++) {
+		put_dbl(&p, c[i]->last);
+		put_i64(&p, c[i]->last_us);
+		put_dbl(&p, c[i]->pend_value);
+		put_i64(&p, c[i]->pend_us);
+	}
+	put_i64(&p, st->iu_us);
+	put_i64(&p, st->poll_us);
+	put_i64(&p, st->cov);
+	put_dbl(&p, st->run_carry);
+	put_dbl(&p, st->smp_carry);
+}
+
+static int state_from_blob(const unsigned char *in, size_t len, struct inst_state *st)
+{
+	if (len != STATE_BLOB_LEN || in[0] != STATE_BLOB_V1)
+		return -EBADMSG;
+	const unsigned char *p = in + 2;
+	unsigned f = in[1];
+	st->run.have = f & SF_RUN_HAVE;
+	st->run.pending = f & SF_RUN_PENDING;
+	st->smp.have = f & SF_SMP_HAVE;
+	st->smp.pending = f & SF_SMP_PENDING;
+	st->iu_known = f & SF_IU_KNOWN;
+	st->iu = f & SF_IU;
+	st->poll_ok = f & SF_POLL_OK;
+	struct counter_state *c[2] = { &st->run, &st->smp };
+	for (int i = 0; i < 2; i++) {
+		c[i]->last = get_dbl(&p);
+		c[i]->last_us = get_i64(&p);
+		c[i]->pend_value = get_dbl(&p);
+		c[i]->pend_us = get_i64(&p);
+	}
+	st->iu_us = get_i64(&p);
+	st->poll_us = get_i64(&p);
+	st->cov = get_i64(&p);
+	st->run_carry = get_dbl(&p);
+	st->smp_carry = get_dbl(&p);
+	return 0;
+}
+
+/* Buffers written before the state was kept in memory hold it as JSON text; it is read once
+ * and written back as a blob at the next save. */
 static double jnum(const cJSON *o, const char *key)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
@@ -216,18 +315,9 @@ static void counter_from_json(const cJSON *o, struct counter_state *c)
 	c->pend_us = jint(o, "pend_us");
 }
 
-static int state_load(struct metrics *m, const char *inst, struct inst_state *st)
+static int state_from_json(const char *text, struct inst_state *st, int64_t *repeats)
 {
-	memset(st, 0, sizeof(*st));
-	sqlite3_stmt *s = mx(m, MX_STATE_GET);
-	sqlite3_bind_text(s, 1, inst, -1, SQLITE_STATIC);
-	int rc = sqlite3_step(s);
-	if (rc == SQLITE_DONE)
-		return 0;
-	if (rc != SQLITE_ROW)
-		return buffer_sqlite_error(m->buf, rc, "reading metrics state");
-	cJSON *o = cJSON_Parse((const char *)sqlite3_column_text(s, 0));
-	sqlite3_reset(s);
+	cJSON *o = text ? cJSON_Parse(text) : NULL;
 	if (!o)
 		return -EBADMSG;
 	counter_from_json(cJSON_GetObjectItemCaseSensitive(o, "run"), &st->run);
@@ -240,126 +330,119 @@ static int state_load(struct metrics *m, const char *inst, struct inst_state *st
 	st->cov = jint(o, "cov");
 	st->run_carry = jnum(o, "run_carry");
 	st->smp_carry = jnum(o, "smp_carry");
-	st->repeats = jint(o, "repeats");
+	*repeats = jint(o, "repeats");
 	cJSON_Delete(o);
 	return 0;
 }
 
-static int state_save(struct metrics *m, const char *inst, const struct inst_state *st)
+/* The stored state of inst (zeros when none), and the repeats an old JSON row still holds. */
+static int state_read(struct metrics *m, const char *inst, struct inst_state *st, int64_t *legacy_repeats)
 {
-	cJSON *o = cJSON_CreateObject();
-	counter_to_json(o, "run", &st->run);
-	counter_to_json(o, "smp", &st->smp);
-	cJSON_AddBoolToObject(o, "iu_known", st->iu_known);
-	cJSON_AddBoolToObject(o, "iu", st->iu);
-	cJSON_AddNumberToObject(o, "iu_us", (double)st->iu_us);
-	cJSON_AddNumberToObject(o, "poll_us", (double)st->poll_us);
-	cJSON_AddBoolToObject(o, "poll_ok", st->poll_ok);
-	cJSON_AddNumberToObject(o, "cov", (double)st->cov);
-	cJSON_AddNumberToObject(o, "run_carry", st->run_carry);
-	cJSON_AddNumberToObject(o, "smp_carry", st->smp_carry);
-	cJSON_AddNumberToObject(o, "repeats", (double)st->repeats);
-	char *text = cJSON_PrintUnformatted(o);
-	cJSON_Delete(o);
-	if (!text)
-		return -ENOMEM;
-	sqlite3_stmt *s = mx(m, MX_STATE_PUT);
+	memset(st, 0, sizeof(*st));
+	*legacy_repeats = 0;
+	sqlite3_stmt *s = mx(m, MX_STATE_GET);
 	sqlite3_bind_text(s, 1, inst, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 2, text, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_DONE)
+		return 0;
+	if (rc != SQLITE_ROW)
+		return buffer_sqlite_error(m->buf, rc, "reading metrics state");
+	int r = sqlite3_column_type(s, 0) == SQLITE_BLOB ?
+		state_from_blob(sqlite3_column_blob(s, 0), (size_t)sqlite3_column_bytes(s, 0), st) :
+		state_from_json((const char *)sqlite3_column_text(s, 0), st, legacy_repeats);
+	sqlite3_reset(s);
+	return r;
+}
+
+int state_get(struct metrics *m, const struct instrument_cfg *ic, struct inst_state **st)
+{
+	struct inst_mem *im = mem_of(m, ic);
+	if (!im)
+		return -ENOMEM;
+	if (!im->loaded) {
+		int r = state_read(m, ic->id, &im->st, &im->legacy_repeats);
+		if (r < 0)
+			return r;
+		im->loaded = true;
+	}
+	*st = &im->st;
+	return 0;
+}
+
+int state_save(struct metrics *m, const struct instrument_cfg *ic)
+{
+	struct inst_mem *im = mem_of(m, ic);
+	if (!im || !im->loaded)
+		return -EINVAL;
+	unsigned char blob[STATE_BLOB_LEN];
+	state_to_blob(&im->st, blob);
+	sqlite3_stmt *s = mx(m, MX_STATE_PUT);
+	sqlite3_bind_text(s, 1, ic->id, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(s, 2, blob, sizeof(blob), SQLITE_STATIC);
 	int rc = sqlite3_step(s);
 	sqlite3_reset(s);
-	cJSON_free(text);
-	return rc == SQLITE_DONE ? 0 : buffer_sqlite_error(m->buf, rc, "writing metrics state");
-}
-
-/* ---- spreading amounts over slots -------------------------------------------------- */
-
-static int64_t slot_of(int64_t t)
-{
-	/* Every zone offset in use is a multiple of 15 minutes, so UTC-aligned slots are the
-	 * local wall-clock slots too. */
-	int64_t r = t % SLOT_S;
-	return t - (r < 0 ? r + SLOT_S : r);
-}
-
-static int mark_dirty_if_sealed(struct metrics *m, const char *inst, int64_t day)
-{
-	sqlite3_stmt *s = mx(m, MX_FRONTIER);
-	sqlite3_bind_text(s, 1, inst, -1, SQLITE_STATIC);
-	/* No sentinel value: a day before 1970 is negative, and must not read as "none". */
-	bool have = false;
-	int64_t frontier = 0;
-	if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL) {
-		frontier = sqlite3_column_int64(s, 0);
-		have = true;
+	if (rc != SQLITE_DONE)
+		return buffer_sqlite_error(m->buf, rc, "writing metrics state");
+	if (im->legacy_repeats > 0) {
+		s = mx(m, MX_REPEATS_ADD);
+		sqlite3_bind_text(s, 1, ic->id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 2, im->legacy_repeats);
+		rc = sqlite3_step(s);
+		sqlite3_reset(s);
+		if (rc != SQLITE_DONE)
+			return buffer_sqlite_error(m->buf, rc, "moving repeats");
+		/* Rolled back with the rest: the cache is forgotten then, and read again. */
+		im->legacy_repeats = 0;
 	}
-	sqlite3_reset(s);
+	return 0;
+}
+
+int frontier_get(struct metrics *m, const struct instrument_cfg *ic, bool *have, int64_t *day)
+{
+	struct inst_mem *im = mem_of(m, ic);
+	if (!im)
+		return -ENOMEM;
+	if (!im->frontier_known) {
+		sqlite3_stmt *s = mx(m, MX_FRONTIER);
+		sqlite3_bind_text(s, 1, ic->id, -1, SQLITE_STATIC);
+		int rc = sqlite3_step(s);
+		/* No sentinel value: a day before 1970 is negative, and must not read as "none". */
+		im->have_frontier = rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL;
+		im->frontier = im->have_frontier ? sqlite3_column_int64(s, 0) : 0;
+		sqlite3_reset(s);
+		if (rc != SQLITE_ROW)
+			return buffer_sqlite_error(m->buf, rc, "reading the newest daily record");
+		im->frontier_known = true;
+	}
+	*have = im->have_frontier;
+	*day = im->frontier;
+	return 0;
+}
+
+void frontier_set(struct metrics *m, const struct instrument_cfg *ic, int64_t day)
+{
+	struct inst_mem *im = mem_of(m, ic);
+	if (im && im->frontier_known && (!im->have_frontier || day > im->frontier)) {
+		im->have_frontier = true;
+		im->frontier = day;
+	}
+}
+
+int mark_dirty_if_sealed(struct metrics *m, const struct instrument_cfg *ic, int64_t day)
+{
+	bool have;
+	int64_t frontier;
+	int r = frontier_get(m, ic, &have, &frontier);
+	if (r < 0)
+		return r;
 	if (!have || day > frontier)
 		return 0; /* not sealed yet: it will be computed when it closes */
-	s = mx(m, MX_DIRTY_ADD);
-	sqlite3_bind_text(s, 1, inst, -1, SQLITE_STATIC);
+	sqlite3_stmt *s = mx(m, MX_DIRTY_ADD);
+	sqlite3_bind_text(s, 1, ic->id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 2, day);
 	int rc = sqlite3_step(s);
 	sqlite3_reset(s);
 	return rc == SQLITE_DONE ? 0 : buffer_sqlite_error(m->buf, rc, "marking a day");
-}
-
-enum amount { AMT_RUN, AMT_SAMPLES, AMT_OFFLINE };
-
-static int slot_add(struct metrics *m, const char *inst, int64_t slot, enum amount what, double v,
-		    int64_t ov_from, int64_t ov_to)
-{
-	sqlite3_stmt *s = mx(m, MX_SLOT_ADD);
-	sqlite3_bind_text(s, 1, inst, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, slot);
-	sqlite3_bind_double(s, 3, what == AMT_RUN ? v : 0);
-	sqlite3_bind_double(s, 4, what == AMT_SAMPLES ? v : 0);
-	sqlite3_bind_double(s, 5, what == AMT_OFFLINE ? v : 0);
-	int rc = sqlite3_step(s);
-	int64_t sealed_to = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
-	if (rc == SQLITE_ROW)
-		rc = sqlite3_step(s);
-	sqlite3_reset(s);
-	if (rc != SQLITE_DONE)
-		return buffer_sqlite_error(m->buf, rc, "adding to a slot");
-	if (what != AMT_OFFLINE && sealed_to >= slot + SLOT_S) {
-		/* The slot's record is out: what arrives now follows in a record of its own. */
-		s = mx(m, MX_SLOT_LATE);
-		sqlite3_bind_text(s, 1, inst, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(s, 2, slot);
-		sqlite3_bind_int64(s, 3, ov_from);
-		sqlite3_bind_int64(s, 4, ov_to);
-		rc = sqlite3_step(s);
-		sqlite3_reset(s);
-		if (rc != SQLITE_DONE)
-			return buffer_sqlite_error(m->buf, rc, "marking a late slot");
-	}
-	return mark_dirty_if_sealed(m, inst, time_day_start(slot));
-}
-
-/* Spread `amount` evenly over [from_us, to_us] into the slots it covers. */
-static int spread(struct metrics *m, const char *inst, enum amount what, double amount,
-		  int64_t from_us, int64_t to_us)
-{
-	if (amount <= 0)
-		return 0;
-	if (to_us <= from_us) {
-		int64_t t = floor_s(from_us);
-		return slot_add(m, inst, slot_of(t), what, amount, t, t);
-	}
-	double total = (double)(to_us - from_us);
-	int64_t first = slot_of(floor_s(from_us));
-	for (int64_t slot = first; slot * 1000000 < to_us; slot += SLOT_S) {
-		int64_t a = slot * 1000000 > from_us ? slot * 1000000 : from_us;
-		int64_t b = (slot + SLOT_S) * 1000000 < to_us ? (slot + SLOT_S) * 1000000 : to_us;
-		if (b <= a)
-			continue;
-		int r = slot_add(m, inst, slot, what, amount * (double)(b - a) / total, floor_s(a),
-				 -floor_s(-b));
-		if (r < 0)
-			return r;
-	}
-	return 0;
 }
 
 /* ---- readings ---------------------------------------------------------------------- */
@@ -406,8 +489,8 @@ int metrics_reading(struct metrics *m, const char *inst, const struct obs_readin
 	const struct instrument_cfg *ic = config_instrument(m->cfg, inst);
 	if (!ic || !ic->modbus.present)
 		return -EINVAL;
-	struct inst_state st;
-	int r = state_load(m, inst, &st);
+	struct inst_state *st;
+	int r = state_get(m, ic, &st);
 	if (r < 0)
 		return r;
 	int64_t t_us = rd->at_us, t = t_us / 1000000;
@@ -415,34 +498,34 @@ int metrics_reading(struct metrics *m, const char *inst, const struct obs_readin
 	int64_t gap_us = 3 * interval_us + 5000000;
 	bool run_source = ic->modbus.run_counter.present;
 
-	if (st.poll_us > 0 && t_us <= st.poll_us)
+	if (st->poll_us > 0 && t_us <= st->poll_us)
 		return 0; /* a reading from the past (clock stepped back): ignore it */
 
 	/* Offline time: both polls failed → the whole interval, one of them → half. */
-	if (st.poll_us > 0 && t_us - st.poll_us <= gap_us && (!st.poll_ok || !rd->ok)) {
-		double frac = !st.poll_ok && !rd->ok ? 1.0 : 0.5;
-		r = spread(m, inst, AMT_OFFLINE, frac * (double)(t_us - st.poll_us) / 1e6, st.poll_us, t_us);
+	if (st->poll_us > 0 && t_us - st->poll_us <= gap_us && (!st->poll_ok || !rd->ok)) {
+		double frac = !st->poll_ok && !rd->ok ? 1.0 : 0.5;
+		r = spread(m, ic, AMT_OFFLINE, frac * (double)(t_us - st->poll_us) / 1e6, st->poll_us, t_us);
 		if (r < 0)
 			return r;
 	}
 	if (rd->ok) {
 		if (rd->has_in_use) {
-			if (!run_source && st.iu_known && t_us - st.iu_us <= gap_us && (st.iu || rd->in_use)) {
-				double frac = st.iu && rd->in_use ? 1.0 : 0.5;
-				r = spread(m, inst, AMT_RUN, frac * (double)(t_us - st.iu_us) / 1e6, st.iu_us, t_us);
+			if (!run_source && st->iu_known && t_us - st->iu_us <= gap_us && (st->iu || rd->in_use)) {
+				double frac = st->iu && rd->in_use ? 1.0 : 0.5;
+				r = spread(m, ic, AMT_RUN, frac * (double)(t_us - st->iu_us) / 1e6, st->iu_us, t_us);
 				if (r < 0)
 					return r;
 			}
-			st.iu_known = true;
-			st.iu = rd->in_use;
-			st.iu_us = t_us;
+			st->iu_known = true;
+			st->iu = rd->in_use;
+			st->iu_us = t_us;
 		}
 		if (rd->run.present && rd->run.scale > 0) {
 			double unit_s = rd->run.scale * 3600.0; /* seconds per raw unit */
-			double elapsed = st.run.have ? (double)(t_us - st.run.last_us) / 1e6 : 0;
-			double last = st.run.last;
+			double elapsed = st->run.have ? (double)(t_us - st->run.last_us) / 1e6 : 0;
+			double last = st->run.last;
 			struct counter_step step;
-			counter_apply(&st.run, rd->run.value, rd->run.range, t_us,
+			counter_apply(&st->run, rd->run.value, rd->run.range, t_us,
 				      (elapsed + ic->modbus.interval_s) / unit_s, elapsed / unit_s, &step);
 			if ((r = counter_events(m, inst, "run_counter", &step, rd->run.value, last, t, unit_s)) < 0)
 				return r;
@@ -451,26 +534,26 @@ int metrics_reading(struct metrics *m, const char *inst, const struct obs_readin
 					    "run_counter: %.0f s of run time over a %.0f s gap in readings, spread evenly",
 					    step.delta * unit_s, (double)(step.to_us - step.from_us) / 1e6)) < 0)
 				return r;
-			if ((r = spread(m, inst, AMT_RUN, step.delta * unit_s, step.from_us, step.to_us)) < 0)
+			if ((r = spread(m, ic, AMT_RUN, step.delta * unit_s, step.from_us, step.to_us)) < 0)
 				return r;
 		}
 		if (rd->samples.present && rd->samples.scale > 0) {
-			double last = st.smp.last;
+			double last = st->smp.last;
 			struct counter_step step;
-			counter_apply(&st.smp, rd->samples.value, rd->samples.range, t_us, -1, -1, &step);
+			counter_apply(&st->smp, rd->samples.value, rd->samples.range, t_us, -1, -1, &step);
 			if ((r = counter_events(m, inst, "samples_counter", &step, rd->samples.value, last, t,
 						0)) < 0)
 				return r;
-			if ((r = spread(m, inst, AMT_SAMPLES, step.delta * rd->samples.scale, step.from_us,
+			if ((r = spread(m, ic, AMT_SAMPLES, step.delta * rd->samples.scale, step.from_us,
 					step.to_us)) < 0)
 				return r;
 		}
 	}
-	st.poll_us = t_us;
-	st.poll_ok = rd->ok;
-	if (t > st.cov)
-		st.cov = t;
-	return state_save(m, inst, &st);
+	st->poll_us = t_us;
+	st->poll_ok = rd->ok;
+	if (t > st->cov)
+		st->cov = t;
+	return state_save(m, ic);
 }
 
 /* ---- sessions ---------------------------------------------------------------------- */
@@ -478,6 +561,9 @@ int metrics_reading(struct metrics *m, const char *inst, const struct obs_readin
 int metrics_session(struct metrics *m, int64_t seq, const char *inst, const struct obs_session *s,
 		    bool external)
 {
+	const struct instrument_cfg *ic = config_instrument(m->cfg, inst);
+	if (!ic)
+		return -EINVAL;
 	sqlite3_stmt *q = mx(m, MX_SESSION_PUT);
 	sqlite3_bind_int64(q, 1, seq);
 	sqlite3_bind_text(q, 2, inst, -1, SQLITE_STATIC);
@@ -496,7 +582,7 @@ int metrics_session(struct metrics *m, int64_t seq, const char *inst, const stru
 	if (rc != SQLITE_DONE)
 		return buffer_sqlite_error(m->buf, rc, "storing a session");
 	for (int64_t day = time_day_start(s->start); day < s->end; day = time_next_day(day)) {
-		int r = mark_dirty_if_sealed(m, inst, day);
+		int r = mark_dirty_if_sealed(m, ic, day);
 		if (r < 0)
 			return r;
 	}
@@ -517,427 +603,48 @@ int metrics_session_repeat(struct metrics *m, const char *inst, const struct obs
 		return 0;
 	if (rc != SQLITE_ROW)
 		return buffer_sqlite_error(m->buf, rc, "looking for the same session");
-	struct inst_state st;
-	int r = state_load(m, inst, &st);
-	if (r < 0)
-		return r;
-	st.repeats = sat_add(st.repeats, 1);
-	r = state_save(m, inst, &st);
-	return r < 0 ? r : 1;
+	q = mx(m, MX_REPEATS_ADD);
+	sqlite3_bind_text(q, 1, inst, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, 1);
+	rc = sqlite3_step(q);
+	sqlite3_reset(q);
+	return rc == SQLITE_DONE ? 1 : buffer_sqlite_error(m->buf, rc, "counting a repeat");
 }
 
 int64_t metrics_sessions_repeated(struct metrics *m, const char *inst)
 {
-	struct inst_state st;
+	/* From the file, not from memory: `record` counts repeats beside a running daemon. */
 	buffer_lock(m->buf);
-	int r = state_load(m, inst, &st);
-	buffer_unlock(m->buf);
-	return r < 0 ? r : st.repeats;
-}
-
-/* ---- days -------------------------------------------------------------------------- */
-
-struct span {
-	int64_t a, b;
-};
-
-static int cmp_span(const void *x, const void *y)
-{
-	const struct span *p = x, *q = y;
-	return p->a < q->a ? -1 : p->a > q->a ? 1 : (p->b < q->b ? -1 : p->b > q->b);
-}
-
-/* Length of the union of spans (sorted here). */
-static int64_t union_len(struct span *v, size_t n)
-{
-	qsort(v, n, sizeof(*v), cmp_span);
-	int64_t total = 0, cur_a = 0, cur_b = 0;
-	bool open = false;
-	for (size_t i = 0; i < n; i++) {
-		if (!open || v[i].a > cur_b) {
-			if (open)
-				total += cur_b - cur_a;
-			cur_a = v[i].a;
-			cur_b = v[i].b;
-			open = true;
-		} else if (v[i].b > cur_b) {
-			cur_b = v[i].b;
-		}
-	}
-	if (open)
-		total += cur_b - cur_a;
-	return total;
-}
-
-struct pair {
-	char *user, *org;
-};
-
-static int cmp_pair(const void *x, const void *y)
-{
-	const struct pair *p = x, *q = y;
-	int c = strcmp(p->user, q->user);
-	return c ? c : strcmp(p->org, q->org);
-}
-
-int metrics_day(struct metrics *m, const char *inst, int64_t day, struct daily_figures *f)
-{
-	const struct instrument_cfg *ic = config_instrument(m->cfg, inst);
-	if (!ic)
-		return -EINVAL;
-	int64_t end = time_next_day(day);
-	memset(f, 0, sizeof(*f));
-
-	sqlite3_stmt *s = mx(m, MX_DAY_SUMS);
-	sqlite3_bind_text(s, 1, inst, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, day);
-	sqlite3_bind_int64(s, 3, end);
-	int64_t run_sealed = 0, smp_sealed = 0, offline = 0;
-	int rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
-		run_sealed = sat_from_double(sqlite3_column_double(s, 0));
-		smp_sealed = sat_from_double(sqlite3_column_double(s, 1));
-		offline = sat_from_double(sqlite3_column_double(s, 2));
-	}
-	sqlite3_reset(s);
-	if (rc != SQLITE_ROW)
-		return buffer_sqlite_error(m->buf, rc, "summing a day");
-
-	size_t cap = 64, n = 0, ne = 0, np = 0;
-	struct span *all = malloc(cap * sizeof(*all)), *ext = malloc(cap * sizeof(*ext));
-	struct pair *pairs = malloc(cap * sizeof(*pairs));
-	int64_t session_samples = 0;
-	int ret = 0;
-	if (!all || !ext || !pairs) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	s = mx(m, MX_DAY_SESSIONS);
-	sqlite3_bind_text(s, 1, inst, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, day);
-	sqlite3_bind_int64(s, 3, end);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		int64_t a = sqlite3_column_int64(s, 0), b = sqlite3_column_int64(s, 1);
-		bool external = sqlite3_column_int(s, 2);
-		if (n == cap) {
-			cap *= 2;
-			struct span *na = realloc(all, cap * sizeof(*all));
-			struct span *ne2 = na ? realloc(ext, cap * sizeof(*ext)) : NULL;
-			struct pair *np2 = ne2 ? realloc(pairs, cap * sizeof(*pairs)) : NULL;
-			if (na)
-				all = na;
-			if (ne2)
-				ext = ne2;
-			if (np2)
-				pairs = np2;
-			if (!na || !ne2 || !np2) {
-				ret = -ENOMEM;
-				break;
-			}
-		}
-		struct span clip = { a > day ? a : day, b < end ? b : end };
-		all[n++] = clip;
-		if (external)
-			ext[ne++] = clip;
-		if (a >= day) { /* counts and users go to the day a session starts */
-			f->sessions = sat_add(f->sessions, 1);
-			if (sqlite3_column_type(s, 5) != SQLITE_NULL)
-				session_samples = sat_add(session_samples, sqlite3_column_int64(s, 5));
-			if (external) {
-				f->external_sessions = sat_add(f->external_sessions, 1);
-				const char *u = (const char *)sqlite3_column_text(s, 3);
-				const char *o = (const char *)sqlite3_column_text(s, 4);
-				pairs[np].user = strdup(u ? u : "");
-				pairs[np].org = strdup(o ? o : "");
-				np++;
-			}
-		}
-	}
-	sqlite3_reset(s);
-	if (ret == 0 && rc != SQLITE_DONE)
-		ret = buffer_sqlite_error(m->buf, rc, "reading a day's sessions");
-	if (ret < 0)
-		goto out;
-
-	f->service_s = union_len(all, n);
-	f->external_s = union_len(ext, ne);
-	f->internal_s = f->service_s - f->external_s;
-	qsort(pairs, np, sizeof(*pairs), cmp_pair);
-	for (size_t i = 0; i < np; i++)
-		if (i == 0 || cmp_pair(&pairs[i - 1], &pairs[i]) != 0)
-			f->external_users = sat_add(f->external_users, 1);
-	bool run_source = ic->modbus.present && (ic->modbus.run_counter.present || ic->modbus.in_use.present);
-	f->effective_s = run_source ? run_sealed : f->service_s;
-	f->samples = ic->modbus.present && ic->modbus.samples_counter.present ? smp_sealed : session_samples;
-	f->unattributed_s = f->effective_s > f->service_s ? f->effective_s - f->service_s : 0;
-	f->overclaimed_s = run_source && f->service_s > f->effective_s ? f->service_s - f->effective_s : 0;
-	f->offline_s = offline;
-	f->sharing_rate = f->effective_s > 0 ? round4((double)f->external_s / (double)f->effective_s) : 0;
-out:
-	for (size_t i = 0; i < np; i++) {
-		free(pairs[i].user);
-		free(pairs[i].org);
-	}
-	free(pairs);
-	free(all);
-	free(ext);
-	return ret;
-}
-
-/* ---- sealing ----------------------------------------------------------------------- */
-
-/* Whole units to seal now; the fraction is carried to the next record of this counter.
- * Bounded: what a counter claims past METRICS_SUM_MAX in one slot is not carried (the
- * counter_clamped rules bound run time; a samples counter has no wall-time bound). */
-static int64_t take_whole(double amount, double *carry)
-{
-	double x = amount + *carry;
-	if (isnan(x)) {
-		*carry = 0;
-		return 0;
-	}
-	if (x < 0) {
-		/* A hair below zero after an earlier rounding up is kept; anything else (a
-		 * damaged state, -inf) would hold the counter at zero for good. */
-		*carry = x > -1 ? x : 0;
-		return 0;
-	}
-	double whole = floor(x + 1e-9);
-	if (whole >= (double)METRICS_SUM_MAX) { /* +inf too */
-		*carry = 0;
-		return METRICS_SUM_MAX;
-	}
-	int64_t n = (int64_t)whole;
-	*carry = x - whole;
-	return n;
-}
-
-static int seal_slot_part(struct metrics *m, const struct instrument_cfg *ic, struct inst_state *st,
-			  int64_t slot, double run, double run_done, double smp, double smp_done,
-			  int64_t from, int64_t to, int *sealed)
-{
-	int64_t n_run = take_whole(run - run_done, &st->run_carry);
-	int64_t n_smp = take_whole(smp - smp_done, &st->smp_carry);
-	bool smp_source = ic->modbus.samples_counter.present;
-	if (n_run > 0 || n_smp > 0) {
-		int64_t seq = record_run(m->buf, ic->id, from, to, n_run, smp_source ? n_smp : -1);
-		if (seq < 0)
-			return (int)seq;
-		(*sealed)++;
-	}
-	sqlite3_stmt *s = mx(m, MX_SLOT_SEALED);
-	sqlite3_bind_text(s, 1, ic->id, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, slot);
-	sqlite3_bind_int64(s, 3, n_run);
-	sqlite3_bind_int64(s, 4, n_smp);
-	sqlite3_bind_int64(s, 5, to);
-	int rc = sqlite3_step(s);
-	sqlite3_reset(s);
-	return rc == SQLITE_DONE ? 0 : buffer_sqlite_error(m->buf, rc, "sealing a slot");
-}
-
-static int seal_slots(struct metrics *m, const struct instrument_cfg *ic, int *sealed)
-{
 	struct inst_state st;
-	int r = state_load(m, ic->id, &st);
-	if (r < 0)
-		return r;
-	/* Collect first: sealing updates the rows being walked. */
-	struct due {
-		int64_t slot, sealed_to, late_from, late_to;
-		double run, run_done, smp, smp_done;
-		bool late;
-	} *due = NULL;
-	size_t n = 0, cap = 0;
-	sqlite3_stmt *s = mx(m, MX_SLOTS_DUE);
-	sqlite3_bind_text(s, 1, ic->id, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, st.cov);
-	int rc;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		if (n == cap) {
-			cap = cap ? cap * 2 : 64;
-			struct due *nd = realloc(due, cap * sizeof(*due));
-			if (!nd) {
-				free(due);
-				sqlite3_reset(s);
-				return -ENOMEM;
-			}
-			due = nd;
-		}
-		struct due *d = &due[n++];
-		d->slot = sqlite3_column_int64(s, 0);
-		d->run = sqlite3_column_double(s, 1);
-		d->run_done = sqlite3_column_double(s, 2);
-		d->smp = sqlite3_column_double(s, 3);
-		d->smp_done = sqlite3_column_double(s, 4);
-		d->sealed_to = sqlite3_column_int64(s, 5);
-		d->late = sqlite3_column_type(s, 6) != SQLITE_NULL;
-		d->late_from = sqlite3_column_int64(s, 6);
-		d->late_to = sqlite3_column_int64(s, 7);
-	}
-	sqlite3_reset(s);
-	if (rc != SQLITE_DONE) {
-		free(due);
-		return buffer_sqlite_error(m->buf, rc, "reading due slots");
-	}
-	if (n == 0) {
-		free(due);
-		return 0; /* nothing closed: the state is as it was, no need to write it back */
-	}
-
-	for (size_t i = 0; i < n && r == 0; i++) {
-		struct due *d = &due[i];
-		int64_t from, to;
-		if (d->sealed_to >= d->slot + SLOT_S) {
-			from = d->late_from;
-			to = d->late_to > d->late_from ? d->late_to : d->late_from + 1;
-		} else {
-			from = d->sealed_to > d->slot ? d->sealed_to : d->slot;
-			to = d->slot + SLOT_S;
-		}
-		r = seal_slot_part(m, ic, &st, d->slot, d->run, d->run_done, d->smp, d->smp_done, from,
-				   to < d->slot + SLOT_S ? to : d->slot + SLOT_S, sealed);
-	}
-	free(due);
-	return r < 0 ? r : state_save(m, ic->id, &st);
-}
-
-/* The single value of a query on one instrument; false when there is none (NULL). No value
- * stands for "none": any int64_t is a time, before 1970 too. */
-static bool query_i64(struct metrics *m, enum mx_stmt id, const char *inst, int64_t *v)
-{
-	sqlite3_stmt *s = mx(m, id);
-	sqlite3_bind_text(s, 1, inst, -1, SQLITE_STATIC);
-	bool have = false;
-	if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL) {
-		*v = sqlite3_column_int64(s, 0);
-		have = true;
-	}
-	sqlite3_reset(s);
-	return have;
-}
-
-static bool same_figures(const char *line, const struct daily_figures *f)
-{
-	cJSON *o = cJSON_Parse(line);
-	if (!o)
-		return false;
-	bool same = jnum(o, "effective_s") == (double)f->effective_s &&
-		    jnum(o, "service_s") == (double)f->service_s &&
-		    jnum(o, "external_s") == (double)f->external_s &&
-		    jnum(o, "internal_s") == (double)f->internal_s &&
-		    jnum(o, "sharing_rate") == round4(f->sharing_rate) &&
-		    jnum(o, "sessions") == (double)f->sessions &&
-		    jnum(o, "external_sessions") == (double)f->external_sessions &&
-		    jnum(o, "samples") == (double)f->samples &&
-		    jnum(o, "external_users") == (double)f->external_users &&
-		    jnum(o, "unattributed_s") == (double)f->unattributed_s &&
-		    jnum(o, "overclaimed_s") == (double)f->overclaimed_s &&
-		    jnum(o, "offline_s") == (double)f->offline_s;
-	cJSON_Delete(o);
-	return same;
-}
-
-/* Seal day's figures as revision 1, or as the next revision when they changed. */
-static int seal_day(struct metrics *m, const char *inst, int64_t day, int *sealed)
-{
-	struct daily_figures f;
-	int r = metrics_day(m, inst, day, &f);
-	if (r < 0)
-		return r;
-	int revision = 1;
-	sqlite3_stmt *s = mx(m, MX_DAILY_GET);
-	sqlite3_bind_text(s, 1, inst, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, day);
-	if (sqlite3_step(s) == SQLITE_ROW) {
-		revision = sqlite3_column_int(s, 0) + 1;
-		int64_t prev_seq = sqlite3_column_int64(s, 1);
-		sqlite3_reset(s);
-		sqlite3_stmt *l = mx(m, MX_RECORD_LINE);
-		sqlite3_bind_int64(l, 1, prev_seq);
-		bool same = false;
-		if (sqlite3_step(l) == SQLITE_ROW)
-			same = same_figures((const char *)sqlite3_column_text(l, 0), &f);
-		sqlite3_reset(l);
-		if (same)
-			return 0;
-	}
-	sqlite3_reset(s);
-	char date[DATE_LEN];
-	time_date(day, date);
-	int64_t seq = record_daily(m->buf, inst, date, revision, &f);
-	if (seq < 0)
-		return (int)seq;
-	(*sealed)++;
-	s = mx(m, MX_DAILY_PUT);
-	sqlite3_bind_text(s, 1, inst, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, day);
-	sqlite3_bind_text(s, 3, date, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int(s, 4, revision);
-	sqlite3_bind_int64(s, 5, seq);
-	int rc = sqlite3_step(s);
-	sqlite3_reset(s);
-	return rc == SQLITE_DONE ? 0 : buffer_sqlite_error(m->buf, rc, "storing a daily record");
-}
-
-#define MAX_DAYS_PER_TICK 400
-
-static int seal_days(struct metrics *m, const struct instrument_cfg *ic, int64_t now, int *sealed)
-{
-	int64_t grace = m->cfg->platform.present ? m->cfg->platform.upload_interval_s : 60;
-	struct inst_state st;
-	int r = state_load(m, ic->id, &st);
-	if (r < 0)
-		return r;
-
-	/* Days already sealed that late data touched. */
-	int64_t dirty[64];
-	size_t nd = 0;
-	sqlite3_stmt *s = mx(m, MX_DIRTY_LIST);
-	sqlite3_bind_text(s, 1, ic->id, -1, SQLITE_STATIC);
-	while (nd < 64 && sqlite3_step(s) == SQLITE_ROW)
-		dirty[nd++] = sqlite3_column_int64(s, 0);
-	sqlite3_reset(s);
-	for (size_t i = 0; i < nd && r == 0; i++) {
-		if ((r = seal_day(m, ic->id, dirty[i], sealed)) < 0)
-			break;
-		s = mx(m, MX_DIRTY_DEL);
-		sqlite3_bind_text(s, 1, ic->id, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(s, 2, dirty[i]);
+	int64_t legacy = 0, n = 0;
+	int r = state_read(m, inst, &st, &legacy);
+	if (r == 0) {
+		sqlite3_stmt *s = mx(m, MX_REPEATS_GET);
+		sqlite3_bind_text(s, 1, inst, -1, SQLITE_STATIC);
 		int rc = sqlite3_step(s);
+		if (rc == SQLITE_ROW)
+			n = sqlite3_column_int64(s, 0);
+		else if (rc != SQLITE_DONE)
+			r = buffer_sqlite_error(m->buf, rc, "reading repeats");
 		sqlite3_reset(s);
-		if (rc != SQLITE_DONE)
-			r = buffer_sqlite_error(m->buf, rc, "clearing a day");
 	}
-	if (r < 0)
-		return r;
+	buffer_unlock(m->buf);
+	return r < 0 ? r : sat_add(n, legacy);
+}
 
-	/* Then the days that closed since the last one sealed. */
-	/* A frontier before 1970 is negative: it once read as "no frontier", so every tick
-	 * started again from the first session and stopped MAX_DAYS_PER_TICK days later. */
-	int64_t frontier, day;
-	if (query_i64(m, MX_FRONTIER, ic->id, &frontier)) {
-		day = time_next_day(frontier);
-	} else {
-		int64_t a, b;
-		bool have_a = query_i64(m, MX_FIRST_SLOT, ic->id, &a);
-		bool have_b = query_i64(m, MX_FIRST_SESSION, ic->id, &b);
-		if (!have_a && !have_b)
-			return 0; /* nothing observed yet */
-		day = time_day_start(!have_b || (have_a && a < b) ? a : b);
+/* ---- the tick ---------------------------------------------------------------------- */
+
+/* Commits, or rolls back and forgets what memory holds of the undone transaction. */
+static int finish(struct metrics *m, int r)
+{
+	if (r < 0) {
+		metrics_forget(m);
+		buffer_rollback(m->buf);
+		return r;
 	}
-	for (int k = 0; k < MAX_DAYS_PER_TICK; k++) {
-		int64_t end = time_next_day(day);
-		if (now < end + grace)
-			break;
-		/* Wait for the readings that close the day, unless the day is long gone. */
-		if (ic->modbus.present && st.cov < end && now < end + 86400)
-			break;
-		if ((r = seal_day(m, ic->id, day, sealed)) < 0)
-			return r;
-		day = end;
-	}
-	return 0;
+	if ((r = buffer_commit(m->buf)) < 0)
+		metrics_forget(m);
+	return r;
 }
 
 int metrics_tick(struct metrics *m, int64_t now)
@@ -953,11 +660,7 @@ int metrics_tick(struct metrics *m, int64_t now)
 	}
 	for (size_t i = 0; i < m->cfg->n_instruments && r == 0; i++)
 		r = seal_days(m, &m->cfg->instruments[i], now, &sealed);
-	if (r < 0) {
-		buffer_rollback(m->buf);
-		return r;
-	}
-	r = buffer_commit(m->buf);
+	r = finish(m, r);
 	return r < 0 ? r : sealed;
 }
 
@@ -971,35 +674,10 @@ int metrics_stop(struct metrics *m, int64_t now)
 		return r;
 	for (size_t i = 0; i < m->cfg->n_instruments && r == 0; i++) {
 		const struct instrument_cfg *ic = &m->cfg->instruments[i];
-		if (!ic->modbus.present)
-			continue;
-		struct inst_state st;
-		if ((r = state_load(m, ic->id, &st)) < 0)
-			break;
-		int64_t slot = slot_of(now);
-		sqlite3_stmt *s = mx(m, MX_SLOT_OPEN);
-		sqlite3_bind_text(s, 1, ic->id, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(s, 2, slot);
-		if (sqlite3_step(s) != SQLITE_ROW) {
-			sqlite3_reset(s);
-			continue;
-		}
-		double run = sqlite3_column_double(s, 1), run_done = sqlite3_column_double(s, 2);
-		double smp = sqlite3_column_double(s, 3), smp_done = sqlite3_column_double(s, 4);
-		int64_t sealed_to = sqlite3_column_int64(s, 5);
-		sqlite3_reset(s);
-		int64_t from = sealed_to > slot ? sealed_to : slot;
-		if (now <= from)
-			continue;
-		if ((r = seal_slot_part(m, ic, &st, slot, run, run_done, smp, smp_done, from, now, &sealed)) < 0)
-			break;
-		r = state_save(m, ic->id, &st);
+		if (ic->modbus.present)
+			r = seal_open_slot(m, ic, now, &sealed);
 	}
-	if (r < 0) {
-		buffer_rollback(m->buf);
-		return r;
-	}
-	r = buffer_commit(m->buf);
+	r = finish(m, r);
 	return r < 0 ? r : sealed;
 }
 
@@ -1009,18 +687,16 @@ int metrics_prune(struct metrics *m, int64_t before)
 	if (r < 0)
 		return r;
 	static const enum mx_stmt order[] = { MX_PRUNE_SESSIONS, MX_PRUNE_SLOTS, MX_PRUNE_DAILY };
-	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]) && r == 0; i++) {
 		sqlite3_stmt *s = mx(m, order[i]);
 		sqlite3_bind_int64(s, 1, before);
 		int rc = sqlite3_step(s);
 		sqlite3_reset(s);
-		if (rc != SQLITE_DONE) {
+		if (rc != SQLITE_DONE)
 			r = buffer_sqlite_error(m->buf, rc, "pruning metrics");
-			buffer_rollback(m->buf);
-			return r;
-		}
 	}
-	return buffer_commit(m->buf);
+	/* The newest daily of each instrument stays, so the frontiers held in memory do too. */
+	return finish(m, r);
 }
 
 double metrics_run_hours_total(struct metrics *m, const char *inst)
@@ -1028,11 +704,10 @@ double metrics_run_hours_total(struct metrics *m, const char *inst)
 	const struct instrument_cfg *ic = config_instrument(m->cfg, inst);
 	if (!ic || !ic->modbus.run_counter.present)
 		return -1;
-	struct inst_state st;
+	struct inst_state *st;
 	buffer_lock(m->buf);
-	int r = state_load(m, inst, &st);
+	int r = state_get(m, ic, &st);
+	double h = r == 0 && st->run.have ? st->run.last * ic->modbus.run_counter.scale : -1;
 	buffer_unlock(m->buf);
-	if (r < 0 || !st.run.have)
-		return -1;
-	return st.run.last * ic->modbus.run_counter.scale;
+	return h;
 }

@@ -1,6 +1,8 @@
 /* metrics.h — turns observations into the figures of SPEC §4: run time per 15-minute slot
  * (sealed as `run` records), sessions kept for daily unions, and `daily` records per
- * instrument and closed local day, revised when late data changes a day. */
+ * instrument and closed local day, revised when late data changes a day. Each instrument's
+ * state is held in memory and written in the transaction of what it produced; calls are made
+ * inside the caller's transaction or under buffer_lock. */
 #ifndef LABSHARE_METRICS_H
 #define LABSHARE_METRICS_H
 
@@ -52,6 +54,10 @@ int metrics_day(struct metrics *m, const char *instrument, int64_t day_start,
 /* Forget what only served days before `before` (sessions that ended, slots, day marks): those
  * days' records are sealed, and pruned with the chain. Own transaction; 0 or -errno. */
 int metrics_prune(struct metrics *m, int64_t before);
+
+/* What memory holds of the instruments' state is read again from the file at next use: call
+ * it when a transaction that went through metrics was rolled back or failed to commit. */
+void metrics_forget(struct metrics *m);
 
 /* Run hours counted so far for status (the run counter's last value × scale), < 0 unknown. */
 double metrics_run_hours_total(struct metrics *m, const char *instrument);

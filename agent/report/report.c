@@ -6,6 +6,7 @@
 #include "chain.h"
 #include "config.h"
 #include "log.h"
+#include "report_events.h"
 #include "report_html.h"
 #include "timeutil.h"
 
@@ -13,28 +14,11 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
-#include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-static const char *const sql_days =
-	"SELECT r.line FROM mx_daily d JOIN records r ON r.seq = d.seq"
-	" WHERE d.instrument = ?1 AND d.day >= ?2 AND d.day < ?3 ORDER BY d.day";
-static const char *const sql_users =
-	"SELECT COUNT(*) FROM (SELECT DISTINCT COALESCE(user, ''), COALESCE(org, '') FROM mx_sessions"
-	" WHERE instrument = ?1 AND external = 1 AND start >= ?2 AND start < ?3)";
-static const char *const sql_kinds =
-	"SELECT COALESCE(SUM(manual), 0), COALESCE(SUM(closed_auto), 0) FROM mx_sessions"
-	" WHERE instrument = ?1 AND start >= ?2 AND start < ?3";
-
-static double jnum(const cJSON *o, const char *k)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-	return cJSON_IsNumber(v) ? v->valuedouble : 0;
-}
-
-static int days_in_year(int64_t day)
+int report_days_in_year(int64_t day)
 {
 	time_t t = (time_t)day;
 	struct tm tm;
@@ -43,67 +27,48 @@ static int days_in_year(int64_t day)
 	return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 ? 366 : 365;
 }
 
-static int fill_row(sqlite3 *db, const struct instrument_cfg *ic, const struct report_opts *o,
+/* Each counted day's record, as sealed, for the JSON report's "days" and the HTML charts. */
+static int keep_day(const char *line, size_t len, void *arg)
+{
+	cJSON *d = cJSON_ParseWithLength(line, len);
+	if (!d)
+		return 0;
+	return cJSON_AddItemToArray(arg, d) ? 0 : -ENOMEM;
+}
+
+static int fill_row(struct buffer *b, const struct instrument_cfg *ic, const struct report_opts *o,
 		    struct report_row *row)
 {
 	int64_t end = time_next_day(o->to_day);
 	row->instrument = ic->id;
 	row->name = ic->name ? ic->name : ic->id;
-	row->days = cJSON_CreateArray();
+	if (!(row->days = cJSON_CreateArray()))
+		return -ENOMEM;
 	/* Rated hours are per year: each day weighs 1/365 (1/366 in a leap year). */
 	for (int64_t d = o->from_day; d < end; d = time_next_day(d))
-		row->rated_h += (double)ic->rated_hours / days_in_year(d);
-	if (!db)
+		row->rated_h += (double)ic->rated_hours / report_days_in_year(d);
+	if (!b)
 		return 0;
 
-	sqlite3_stmt *s = NULL;
-	int rc = sqlite3_prepare_v2(db, sql_days, -1, &s, NULL);
-	if (rc != SQLITE_OK)
-		return -EIO;
-	sqlite3_bind_text(s, 1, ic->id, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, o->from_day);
-	sqlite3_bind_int64(s, 3, end);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		cJSON *d = cJSON_Parse((const char *)sqlite3_column_text(s, 0));
-		if (!d)
-			continue;
-		row->effective_s += (int64_t)jnum(d, "effective_s");
-		row->service_s += (int64_t)jnum(d, "service_s");
-		row->external_s += (int64_t)jnum(d, "external_s");
-		row->internal_s += (int64_t)jnum(d, "internal_s");
-		row->sessions += (int64_t)jnum(d, "sessions");
-		row->external_sessions += (int64_t)jnum(d, "external_sessions");
-		row->samples += (int64_t)jnum(d, "samples");
-		row->unattributed_s += (int64_t)jnum(d, "unattributed_s");
-		row->overclaimed_s += (int64_t)jnum(d, "overclaimed_s");
-		row->offline_s += (int64_t)jnum(d, "offline_s");
-		row->days_sealed++;
-		cJSON_AddItemToArray(row->days, d);
-	}
-	sqlite3_finalize(s);
-	if (rc != SQLITE_DONE)
-		return -EIO;
-
-	if (sqlite3_prepare_v2(db, sql_users, -1, &s, NULL) != SQLITE_OK)
-		return -EIO;
-	sqlite3_bind_text(s, 1, ic->id, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, o->from_day);
-	sqlite3_bind_int64(s, 3, end);
-	if (sqlite3_step(s) == SQLITE_ROW)
-		row->external_users = sqlite3_column_int64(s, 0);
-	sqlite3_finalize(s);
-
-	if (sqlite3_prepare_v2(db, sql_kinds, -1, &s, NULL) != SQLITE_OK)
-		return -EIO;
-	sqlite3_bind_text(s, 1, ic->id, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, o->from_day);
-	sqlite3_bind_int64(s, 3, end);
-	if (sqlite3_step(s) == SQLITE_ROW) {
-		row->manual_sessions = sqlite3_column_int64(s, 0);
-		row->auto_closed_sessions = sqlite3_column_int64(s, 1);
-	}
-	sqlite3_finalize(s);
-
+	/* The one rule for a period (SPEC §4), shared with what NRII is told. */
+	struct period_sums p;
+	int r = period_sums(b, ic->id, o->from_day, end, &p, keep_day, row->days);
+	if (r < 0)
+		return r;
+	row->effective_s = p.effective_s;
+	row->service_s = p.service_s;
+	row->external_s = p.external_s;
+	row->internal_s = p.internal_s;
+	row->sessions = p.sessions;
+	row->external_sessions = p.external_sessions;
+	row->samples = p.samples;
+	row->external_users = p.external_users;
+	row->unattributed_s = p.unattributed_s;
+	row->overclaimed_s = p.overclaimed_s;
+	row->offline_s = p.offline_s;
+	row->manual_sessions = p.manual_sessions;
+	row->auto_closed_sessions = p.auto_closed_sessions;
+	row->days_sealed = p.days_sealed;
 	row->sharing_rate = row->effective_s > 0 ? round4((double)row->external_s / (double)row->effective_s) : 0;
 	row->utilisation = row->rated_h > 0 ? round4((double)row->effective_s / 3600.0 / row->rated_h) : 0;
 	return 0;
@@ -117,16 +82,12 @@ int report_rows(struct buffer *b, const struct config *cfg, const struct report_
 	if (!*rows)
 		return -ENOMEM;
 	int r = 0;
-	if (b)
-		buffer_lock(b);
 	for (size_t i = 0; i < cfg->n_instruments && r == 0; i++) {
 		const struct instrument_cfg *ic = &cfg->instruments[i];
 		if (o->instrument && strcmp(o->instrument, ic->id) != 0)
 			continue;
-		r = fill_row(b ? buffer_db(b) : NULL, ic, o, &(*rows)[(*n)++]);
+		r = fill_row(b, ic, o, &(*rows)[(*n)++]);
 	}
-	if (b)
-		buffer_unlock(b);
 	return r;
 }
 
@@ -183,26 +144,29 @@ static void write_csv(FILE *out, const struct report_opts *o, const struct repor
 	}
 }
 
-static cJSON *chain_state(struct buffer *b)
+void report_chain_read(struct buffer *b, struct report_chain *c)
 {
-	cJSON *c = cJSON_CreateObject();
-	struct chain_verify v;
-	int r = b ? chain_verify(b, &v) : 0;
-	if (!b)
-		memset(&v, 0, sizeof(v));
-	cJSON_AddNumberToObject(c, "last_seq", (double)v.last_seq);
-	cJSON_AddStringToObject(c, "head_hash", b && v.head_hash[0] ? v.head_hash :
-				"0000000000000000000000000000000000000000000000000000000000000000");
-	cJSON_AddBoolToObject(c, "intact", r == 0);
-	if (r == 1) {
-		cJSON_AddNumberToObject(c, "first_bad_seq", (double)v.bad_seq);
-		cJSON_AddStringToObject(c, "problem", v.why);
-	}
-	return c;
+	memset(c, 0, sizeof(*c));
+	c->buffer = b != NULL;
+	c->verdict = b ? chain_verify(b, &c->v) : 0;
 }
 
-static cJSON *json_report(struct buffer *b, const struct config *cfg, const struct report_opts *o,
-			  struct report_row *rows, size_t n)
+static cJSON *chain_json(const struct report_chain *c)
+{
+	cJSON *j = cJSON_CreateObject();
+	cJSON_AddNumberToObject(j, "last_seq", (double)c->v.last_seq);
+	cJSON_AddStringToObject(j, "head_hash", c->buffer && c->v.head_hash[0] ? c->v.head_hash :
+				"0000000000000000000000000000000000000000000000000000000000000000");
+	cJSON_AddBoolToObject(j, "intact", c->verdict == 0);
+	if (c->verdict == 1) {
+		cJSON_AddNumberToObject(j, "first_bad_seq", (double)c->v.bad_seq);
+		cJSON_AddStringToObject(j, "problem", c->v.why);
+	}
+	return j;
+}
+
+static cJSON *json_report(const struct config *cfg, const struct report_opts *o, struct report_row *rows,
+			  size_t n, const struct report_chain *chain)
 {
 	char from[DATE_LEN], to[DATE_LEN];
 	time_date(o->from_day, from);
@@ -212,7 +176,7 @@ static cJSON *json_report(struct buffer *b, const struct config *cfg, const stru
 	cJSON_AddStringToObject(root, "to", to);
 	cJSON_AddStringToObject(root, "agent_id", cfg->agent.id);
 	cJSON_AddStringToObject(root, "lab_code", cfg->agent.lab_code);
-	cJSON_AddItemToObject(root, "chain", chain_state(b));
+	cJSON_AddItemToObject(root, "chain", chain_json(chain));
 	cJSON *arr = cJSON_AddArrayToObject(root, "instruments");
 	for (size_t i = 0; i < n; i++) {
 		struct report_row *r = &rows[i];
@@ -253,12 +217,22 @@ int report_write(struct buffer *b, const struct config *cfg, const struct report
 		report_rows_free(rows, n);
 		return r;
 	}
+	/* What the writers are given; they read nothing themselves. */
+	struct report_chain chain;
+	struct report_events ev = { 0 };
+	if (o->format != REPORT_CSV)
+		report_chain_read(b, &chain);
+	if (o->format == REPORT_HTML && (r = report_events_load(b, o, rows, n, &ev)) < 0) {
+		report_events_free(&ev);
+		report_rows_free(rows, n);
+		return r;
+	}
 	switch (o->format) {
 	case REPORT_CSV:
 		write_csv(out, o, rows, n);
 		break;
 	case REPORT_JSON: {
-		cJSON *doc = json_report(b, cfg, o, rows, n);
+		cJSON *doc = json_report(cfg, o, rows, n, &chain);
 		char *text = cJSON_Print(doc);
 		if (text) {
 			fputs(text, out);
@@ -271,9 +245,10 @@ int report_write(struct buffer *b, const struct config *cfg, const struct report
 		break;
 	}
 	case REPORT_HTML:
-		r = report_html_write(b, cfg, o, rows, n, out);
+		r = report_html_write(cfg, o, rows, n, &ev, &chain, out);
 		break;
 	}
+	report_events_free(&ev);
 	report_rows_free(rows, n);
 	if (r == 0 && (fflush(out) != 0 || ferror(out)))
 		r = -EIO;

@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "chain.h"
+
 struct buffer;
 struct config;
 struct cJSON;
@@ -34,12 +36,25 @@ struct report_row {
 	struct cJSON *days;      /* the daily records, as sealed */
 };
 
-/* b may be NULL (no buffer yet: zeros). Returns 0 or a negative errno. */
+/* The chain's state as the report shows it. */
+struct report_chain {
+	bool buffer;             /* false: no buffer yet (nothing sealed on this machine) */
+	int verdict;             /* chain_verify's: 0 intact, 1 broken (v says where), < 0 -errno */
+	struct chain_verify v;
+};
+
+/* b may be NULL (no buffer yet: zeros). Returns 0 or a negative errno. The report's figures
+ * are read through period_sums (contract/periods.h); the writers are functions of the rows,
+ * the events and the chain's state. */
 int report_write(struct buffer *b, const struct config *cfg, const struct report_opts *o, FILE *out);
 
 /* For tests and the HTML writer: the rows (caller frees with report_rows_free). */
 int report_rows(struct buffer *b, const struct config *cfg, const struct report_opts *o,
 		struct report_row **rows, size_t *n);
 void report_rows_free(struct report_row *rows, size_t n);
+/* 365 or 366: the length of the local year of day (yearly figures weigh each day 1/that). */
+int report_days_in_year(int64_t day);
+/* Re-hashes the chain (b may be NULL). */
+void report_chain_read(struct buffer *b, struct report_chain *c);
 
 #endif

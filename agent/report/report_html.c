@@ -1,231 +1,26 @@
 /* report_html.c — the auditors' HTML report: one page that opens offline and prints to PDF,
  * built from the same rows as the CSV and JSON, plus the chain's state and the sealed events an
- * auditor asks about. Every string from a config or a log goes through svg_escape. */
+ * auditor asks about. Every string from a config or a log goes through svg_escape. A function of
+ * what it is given (rows, events, the chain's state): it reads nothing itself. */
 #include "report_html.h"
-#include "buffer.h"
+#include "report_html_priv.h"
 #include "chain.h"
 #include "clock.h"
 #include "config.h"
 #include "report.h"
+#include "report_events.h"
 #include "svg.h"
 #include "timeutil.h"
 
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <math.h>
-#include <sqlite3.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-/* The reference figures of SPEC §4, each with where it comes from. Yearly hours are pro-rated
- * to the period the way rated hours are (each day weighs 1/365, 1/366 in a leap year). */
-struct ref_figure {
-	const char *cls;            /* chart line class */
-	const char *zh, *en;
-	double value;               /* hours a year, or a rate */
-	bool rate;
-	const char *source_zh, *source_en;
-};
-
-enum { REF_2019, REF_2025, REF_1200, REF_SHARE, N_REFS };
-
-static const struct ref_figure ref_figures[N_REFS] = {
-	[REF_2019] = { "r2019", "全国平均有效机时", "national average effective hours", 1440, false,
-		       "2019 年度大型科研仪器开放共享评价考核，全国平均",
-		       "2019 national evaluation of large-instrument open sharing, national average" },
-	[REF_2025] = { "r2025", "全国平均有效机时", "national average effective hours", 1599, false,
-		       "2025 年全国平均", "2025 national average" },
-	[REF_1200] = { "r1200", "“机时饱满”标准", "\"fully used\" rule for new purchases", 1200, false,
-		       "新购大型仪器论证：同类在用仪器年有效机时达 1200 h 方为“机时饱满”",
-		       "new-purchase rule: existing instruments of the kind count as fully used at 1200 h a year" },
-	[REF_SHARE] = { "rshare", "全国平均共享率", "national average sharing rate", 0.16, true,
-			"2019 年度大型科研仪器开放共享评价考核，全国平均",
-			"2019 national evaluation of large-instrument open sharing, national average" },
-};
-
-/* Events an auditor asks about (SPEC §6 types). agent_only: listed only when agent-wide. */
-struct ev_type {
-	const char *type, *zh, *en;
-	bool agent_only;
-};
-
-static const struct ev_type ev_types[] = {
-	{ "device_offline", "设备离线", "device offline", false },
-	{ "device_online", "设备恢复在线", "device back online", false },
-	{ "counter_reset", "计数器复位", "counter reset", false },
-	{ "counter_clamped", "计数增量被截断", "counter delta clamped", false },
-	{ "counter_wrap", "计数器回绕", "counter wrapped", false },
-	{ "gap", "数据间断", "gap", false },
-	{ "config_changed", "配置变更", "configuration changed", true },
-	{ "buffer_full", "缓冲区已满", "buffer full", true },
-};
-#define N_EV (sizeof(ev_types) / sizeof(ev_types[0]))
-enum { EV_OFFLINE = 0, EV_ONLINE = 1 };
-
-#define DETAIL_MAX 400  /* bytes of an event's detail shown; the sealed record has all of it */
-
-struct ev_item {
-	int64_t seq, at;
-	int64_t offline_s;          /* device_online: how long it was offline, -1 unknown */
-	size_t type;
-	char *detail;
-};
-
-struct ev_list {
-	struct ev_item *v;
-	size_t n, cap;
-	int64_t more;               /* in the period but beyond REPORT_HTML_EVENTS_MAX */
-	int64_t count[N_EV];        /* all in the period, listed or not */
-	int64_t offline_since;      /* -1: online (pairs device_offline with device_online) */
-};
-
-static const char *const sql_events = "SELECT seq, line FROM records WHERE kind = 'event' ORDER BY seq";
 
 static void esc(FILE *out, const char *s)
 {
 	svg_escape(out, s);
-}
-
-static double hours(int64_t s)
-{
-	return (double)s / 3600.0;
-}
-
-static int days_in_year(int64_t day)
-{
-	time_t t = (time_t)day;
-	struct tm tm;
-	localtime_r(&t, &tm);
-	int y = tm.tm_year + 1900;
-	return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 ? 366 : 365;
-}
-
-/* ---- events ---------------------------------------------------------------------------- */
-
-static char *cut_detail(const char *s)
-{
-	if (!s)
-		return NULL;
-	size_t len = strlen(s);
-	if (len <= DETAIL_MAX)
-		return strdup(s);
-	size_t max = DETAIL_MAX;
-	while (max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80)
-		max--;
-	char *d = malloc(max + 4);
-	if (d) {
-		memcpy(d, s, max);
-		memcpy(d + max, "\xE2\x80\xA6", 4);
-	}
-	return d;
-}
-
-static int ev_add(struct ev_list *l, int64_t seq, int64_t at, size_t type, int64_t offline_s,
-		  const char *detail)
-{
-	l->count[type]++;
-	if (l->n >= REPORT_HTML_EVENTS_MAX) {
-		l->more++;
-		return 0;
-	}
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 16;
-		struct ev_item *v = realloc(l->v, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		l->v = v;
-		l->cap = cap;
-	}
-	struct ev_item *e = &l->v[l->n];
-	*e = (struct ev_item){ .seq = seq, .at = at, .offline_s = offline_s, .type = type };
-	if (detail && !(e->detail = cut_detail(detail)))
-		return -ENOMEM;
-	l->n++;
-	return 0;
-}
-
-/* One sealed event: pair offline/online over the whole chain, keep it when in the period. */
-static int ev_take(struct ev_list *lists, const struct report_row *rows, size_t n, int64_t from,
-		   int64_t end, int64_t seq, const cJSON *e)
-{
-	const cJSON *jt = cJSON_GetObjectItemCaseSensitive(e, "type");
-	const cJSON *ji = cJSON_GetObjectItemCaseSensitive(e, "instrument");
-	const cJSON *ja = cJSON_GetObjectItemCaseSensitive(e, "at");
-	const cJSON *jd = cJSON_GetObjectItemCaseSensitive(e, "detail");
-	int64_t at;
-	if (!cJSON_IsString(jt) || !cJSON_IsString(ja) || time_parse_iso(ja->valuestring, &at) != 0)
-		return 0;
-	size_t type = 0;
-	while (type < N_EV && strcmp(ev_types[type].type, jt->valuestring) != 0)
-		type++;
-	if (type == N_EV)
-		return 0;
-	struct ev_list *l;
-	if (cJSON_IsString(ji)) {
-		size_t i = 0;
-		while (i < n && strcmp(rows[i].instrument, ji->valuestring) != 0)
-			i++;
-		if (i == n || ev_types[type].agent_only)
-			return 0;
-		l = &lists[i];
-	} else {
-		l = &lists[n];
-	}
-	int64_t offline_s = -1;
-	if (type == EV_OFFLINE && l->offline_since < 0)
-		l->offline_since = at;
-	if (type == EV_ONLINE && l->offline_since >= 0) {
-		offline_s = at - l->offline_since;
-		l->offline_since = -1;
-	}
-	if (at < from || at >= end)
-		return 0;
-	return ev_add(l, seq, at, type, offline_s, cJSON_IsString(jd) ? jd->valuestring : NULL);
-}
-
-/* lists: n + 1 (the last one for agent-wide events). */
-static int events_load(struct buffer *b, const struct report_opts *o, const struct report_row *rows,
-		       size_t n, struct ev_list *lists)
-{
-	for (size_t i = 0; i <= n; i++)
-		lists[i].offline_since = -1;
-	if (!b)
-		return 0;
-	int64_t end = time_next_day(o->to_day);
-	int r = 0;
-	buffer_lock(b);
-	sqlite3_stmt *s = NULL;
-	int rc = sqlite3_prepare_v2(buffer_db(b), sql_events, -1, &s, NULL);
-	if (rc != SQLITE_OK) {
-		r = buffer_sqlite_error(b, rc, "report: events");
-		goto out;
-	}
-	while (r == 0 && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-		const char *line = (const char *)sqlite3_column_text(s, 1);
-		cJSON *e = line ? cJSON_Parse(line) : NULL;
-		if (e)
-			r = ev_take(lists, rows, n, o->from_day, end, sqlite3_column_int64(s, 0), e);
-		cJSON_Delete(e);
-	}
-	if (r == 0 && rc != SQLITE_DONE)
-		r = buffer_sqlite_error(b, rc, "report: events");
-out:
-	sqlite3_finalize(s);
-	buffer_unlock(b);
-	return r;
-}
-
-static void events_free(struct ev_list *lists, size_t n)
-{
-	for (size_t i = 0; lists && i < n; i++) {
-		for (size_t k = 0; k < lists[i].n; k++)
-			free(lists[i].v[k].detail);
-		free(lists[i].v);
-	}
-	free(lists);
 }
 
 /* ---- page pieces ----------------------------------------------------------------------- */
@@ -311,7 +106,7 @@ static void head(FILE *out, const struct config *cfg, const char *from, const ch
 	fputs("</style>\n</head>\n<body>\n<main>\n", out);
 }
 
-static void th2(FILE *out, const char *zh, const char *en, bool num)
+void html_th2(FILE *out, const char *zh, const char *en, bool num)
 {
 	fprintf(out, "<th%s>%s<span class=\"en\">%s</span></th>", num ? " class=\"n\"" : "", zh, en);
 }
@@ -338,17 +133,12 @@ static void td_text(FILE *out, const char *s)
 	fputs("</td>", out);
 }
 
-struct period {
-	char from[DATE_LEN], to[DATE_LEN];
-	int64_t end;                /* midnight after the last day */
-	size_t days;
-	double year_fraction;       /* Σ 1/365 (1/366) over the days: yearly figures × this */
-};
-
-static void chain_box(FILE *out, struct buffer *b, int r, const struct chain_verify *v)
+static void chain_box(FILE *out, const struct report_chain *c)
 {
+	const struct chain_verify *v = &c->v;
+	int r = c->verdict;
 	fputs("<section class=\"box chain\">\n<h2>数据链状态<span class=\"en\">Record chain</span></h2>\n", out);
-	if (!b) {
+	if (!c->buffer) {
 		fputs("<p><span class=\"badge none\">无缓冲区 no buffer</span></p>\n"
 		      "<p>本机尚未封存任何记录。<span class=\"en\">Nothing has been sealed on this machine yet.</span></p>\n"
 		      "</section>\n", out);
@@ -382,8 +172,8 @@ static void chain_box(FILE *out, struct buffer *b, int r, const struct chain_ver
 	fputs("</dl>\n</section>\n", out);
 }
 
-static void header(FILE *out, const struct config *cfg, const struct period *p, struct buffer *b,
-		   int chain_r, const struct chain_verify *cv)
+static void header(FILE *out, const struct config *cfg, const struct period *p,
+		   const struct report_chain *chain)
 {
 	char now[RFC3339_LEN];
 	time_rfc3339(clock_wall(), now);
@@ -401,7 +191,7 @@ static void header(FILE *out, const struct config *cfg, const struct period *p, 
 	fprintf(out, "</dd>\n<dt>数据来源 data</dt><dd>已封存的日记录（每日取最新修订）"
 		"<span class=\"en\"> sealed daily records, latest revision of each day</span></dd>\n"
 		"<dt>生成时间 generated</dt><dd>%s</dd>\n</dl>\n</section>\n", now);
-	chain_box(out, b, chain_r, cv);
+	chain_box(out, chain);
 	fputs("</div>\n", out);
 }
 
@@ -469,10 +259,10 @@ static void summary_table(FILE *out, const char *cls, const struct col *cols, si
 			  void (*row)(FILE *, const struct report_row *))
 {
 	fprintf(out, "<div class=\"scroll\"><table class=\"summary %s\">\n<thead><tr>", cls);
-	th2(out, "仪器编号", "instrument", false);
-	th2(out, "仪器名称", "name", false);
+	html_th2(out, "仪器编号", "instrument", false);
+	html_th2(out, "仪器名称", "name", false);
 	for (size_t c = 0; c < n_cols; c++)
-		th2(out, cols[c].zh, cols[c].en, true);
+		html_th2(out, cols[c].zh, cols[c].en, true);
 	fputs("</tr></thead>\n<tbody>\n", out);
 	for (size_t i = 0; i < n; i++) {
 		fputs("<tr><td class=\"id\">", out);
@@ -517,102 +307,6 @@ static void summary(FILE *out, const struct report_row *rows, size_t n)
 		      "instrument and are not added up.</span></p>\n", out);
 }
 
-static void ref_label(char *buf, size_t len, const struct ref_figure *f, const struct period *p)
-{
-	int k;
-	if (f->rate)
-		k = snprintf(buf, len, "%s %.0f %% (%s)", f->zh, f->value * 100, f->source_en);
-	else
-		k = snprintf(buf, len, "%s %.0f h/年 → %.2f h", f->zh, f->value, f->value * p->year_fraction);
-	if (k < 0 || (size_t)k >= len)
-		buf[len - 1] = '\0';  /* a legend cut short still names the figure */
-}
-
-static int overview(FILE *out, const struct report_row *rows, size_t n, const struct period *p)
-{
-	int r = -ENOMEM;
-	double *rate = calloc(n ? n : 1, sizeof(*rate));
-	double *eff = calloc(n ? n : 1, sizeof(*eff));
-	double *ext = calloc(n ? n : 1, sizeof(*ext));
-	double *rated = calloc(n ? n : 1, sizeof(*rated));
-	const char **cat = calloc(n ? n : 1, sizeof(*cat));
-	const char **tip = calloc(n ? n : 1, sizeof(*tip));
-	if (!rate || !eff || !ext || !rated || !cat || !tip)
-		goto out;
-	for (size_t i = 0; i < n; i++) {
-		rate[i] = rows[i].sharing_rate * 100;
-		eff[i] = hours(rows[i].effective_s);
-		ext[i] = hours(rows[i].external_s);
-		rated[i] = rows[i].rated_h;
-		cat[i] = rows[i].instrument;
-		tip[i] = rows[i].name;
-	}
-	char l2019[160], l2025[160], l1200[160], lshare[200];
-	ref_label(l2019, sizeof(l2019), &ref_figures[REF_2019], p);
-	ref_label(l2025, sizeof(l2025), &ref_figures[REF_2025], p);
-	ref_label(l1200, sizeof(l1200), &ref_figures[REF_1200], p);
-	ref_label(lshare, sizeof(lshare), &ref_figures[REF_SHARE], p);
-
-	fputs("<h2>2 对照参考值<span class=\"en\">Against the reference figures</span></h2>\n"
-	      "<h3>各仪器共享率<span class=\"en\">Sharing rate of each instrument over the period</span></h3>\n",
-	      out);
-	const struct svg_series s_rate[] = { { "rate", "共享率 sharing rate", rate } };
-	const struct svg_ref r_rate[] = { { ref_figures[REF_SHARE].cls, lshare, ref_figures[REF_SHARE].value * 100 } };
-	svg_bars(out, &(struct svg_chart){ .title = "各仪器共享率 Sharing rate by instrument", .n = n,
-					   .cat = cat, .tip = tip, .series = s_rate, .n_series = 1,
-					   .refs = r_rate, .n_refs = 1, .unit = "%" });
-
-	fputs("<h3>各仪器有效机时<span class=\"en\">Effective hours of each instrument, yearly figures pro-rated "
-	      "to the period</span></h3>\n", out);
-	const struct svg_series s_h[] = { { "eff", "有效机时 effective h", eff },
-					  { "ext", "对外服务机时 external h", ext } };
-	const struct svg_ref r_h[] = {
-		{ ref_figures[REF_1200].cls, l1200, ref_figures[REF_1200].value * p->year_fraction },
-		{ ref_figures[REF_2019].cls, l2019, ref_figures[REF_2019].value * p->year_fraction },
-		{ ref_figures[REF_2025].cls, l2025, ref_figures[REF_2025].value * p->year_fraction },
-	};
-	svg_bars(out, &(struct svg_chart){ .title = "各仪器有效机时 Effective hours by instrument", .n = n,
-					   .cat = cat, .tip = tip, .series = s_h, .n_series = 2, .refs = r_h,
-					   .n_refs = 3, .marks = rated, .mark_label = "定额机时 rated h (config)",
-					   .unit = "h" });
-
-	fputs("<h3>参考值及来源<span class=\"en\">Reference figures and their sources</span></h3>\n"
-	      "<table class=\"refs\">\n<thead><tr>", out);
-	th2(out, "参考值", "figure", false);
-	th2(out, "年值", "per year", true);
-	th2(out, "本期折算", "over this period", true);
-	th2(out, "来源", "source", false);
-	fputs("</tr></thead>\n<tbody>\n", out);
-	for (size_t k = 0; k < N_REFS; k++) {
-		const struct ref_figure *f = &ref_figures[k];
-		fprintf(out, "<tr><td>%s<span class=\"en\"> %s</span></td>", f->zh, f->en);
-		if (f->rate)
-			fprintf(out, "<td class=\"n\">%.2f %%</td><td class=\"n\">%.2f %%</td>", f->value * 100,
-				f->value * 100);
-		else
-			fprintf(out, "<td class=\"n\">%.2f h</td><td class=\"n\">%.2f h</td>", f->value,
-				f->value * p->year_fraction);
-		fprintf(out, "<td>%s<span class=\"en\"> — %s</span></td></tr>\n", f->source_zh, f->source_en);
-	}
-	fputs("<tr><td>定额机时<span class=\"en\"> rated hours</span></td><td class=\"n\">每台仪器 per instrument</td>"
-	      "<td class=\"n\">见各仪器 see each instrument</td>"
-	      "<td>本采集端配置 instruments[].rated_hours（通用仪器 1400 h，专用仪器 800 h）"
-	      "<span class=\"en\"> — this agent's configuration, instruments[].rated_hours "
-	      "(1400 h general, 800 h specialised)</span></td></tr>\n</tbody>\n</table>\n", out);
-	fprintf(out, "<p class=\"sub\">年值按本期 %zu 天折算（每天计 1/365，闰年 1/366）。"
-		"<span class=\"en\">Yearly figures are pro-rated to the %zu days of the period "
-		"(each day 1/365, 1/366 in a leap year).</span></p>\n", p->days, p->days);
-	r = 0;
-out:
-	free(rate);
-	free(eff);
-	free(ext);
-	free(rated);
-	free(cat);
-	free(tip);
-	return r;
-}
-
 static const struct instrument_cfg *find_cfg(const struct config *cfg, const char *id)
 {
 	for (size_t i = 0; i < cfg->n_instruments; i++)
@@ -629,50 +323,6 @@ static void kpi(FILE *out, bool rate, double v, const char *zh, const char *en)
 	else
 		fprintf(out, "%.2f %%", v * 100);
 	fprintf(out, "</div><div class=\"l\">%s %s</div></div>\n", zh, en);
-}
-
-/* One row of the comparison table: the instrument's figure against a yearly reference. */
-static void compare_row(FILE *out, const char *zh, const char *en, const char *source, double per_year,
-			double period_ref, double mine, bool rate)
-{
-	fprintf(out, "<tr><td>%s<span class=\"en\"> %s</span></td><td>%s</td>", zh, en, source);
-	if (rate) {
-		fprintf(out, "<td class=\"n\">%.2f %%</td><td class=\"n\">%.2f %%</td><td class=\"n\">%.2f %%</td>"
-			"<td class=\"n\">—</td>", per_year * 100, period_ref * 100, mine * 100);
-	} else {
-		fprintf(out, "<td class=\"n\">%.2f h</td><td class=\"n\">%.2f h</td><td class=\"n\">%.2f h</td>",
-			per_year, period_ref, mine);
-		fprintf(out, "<td class=\"n\">%.2f %%</td>", period_ref > 0 ? mine / period_ref * 100 : 0);
-	}
-	bool meets = mine >= period_ref;
-	fprintf(out, "<td class=\"%s\">%s</td></tr>\n", meets ? "meets" : "below",
-		meets ? "达到 meets" : "低于 below");
-}
-
-static void compare(FILE *out, const struct report_row *r, const struct instrument_cfg *ic,
-		    const struct period *p)
-{
-	fputs("<table class=\"cmp\">\n<thead><tr>", out);
-	th2(out, "参考值", "reference", false);
-	th2(out, "来源", "source", false);
-	th2(out, "年值", "per year", true);
-	th2(out, "本期折算", "this period", true);
-	th2(out, "本仪器", "this instrument", true);
-	th2(out, "比值", "ratio", true);
-	th2(out, "对照", "vs", false);
-	fputs("</tr></thead>\n<tbody>\n", out);
-	double eff = hours(r->effective_s);
-	for (size_t k = 0; k < N_REFS; k++) {
-		const struct ref_figure *f = &ref_figures[k];
-		if (f->rate)
-			compare_row(out, f->zh, f->en, f->source_zh, f->value, f->value, r->sharing_rate, true);
-		else
-			compare_row(out, f->zh, f->en, f->source_zh, f->value, f->value * p->year_fraction, eff,
-				    false);
-	}
-	compare_row(out, "定额机时", "rated hours", "本采集端配置 rated_hours", ic ? ic->rated_hours : 0,
-		    r->rated_h, eff, false);
-	fputs("</tbody>\n</table>\n", out);
 }
 
 static void fmt_duration(FILE *out, int64_t s)
@@ -701,11 +351,11 @@ static void events_table(FILE *out, const struct ev_list *l, bool agent)
 		return;
 	}
 	fputs("<table class=\"events\">\n<thead><tr>", out);
-	th2(out, "序号", "seq", true);
-	th2(out, "时间", "time", false);
-	th2(out, "事件", "event", false);
-	th2(out, "详情", "detail", false);
-	th2(out, "说明", "note", false);
+	html_th2(out, "序号", "seq", true);
+	html_th2(out, "时间", "time", false);
+	html_th2(out, "事件", "event", false);
+	html_th2(out, "详情", "detail", false);
+	html_th2(out, "说明", "note", false);
 	fputs("</tr></thead>\n<tbody>\n", out);
 	for (size_t k = 0; k < l->n; k++) {
 		const struct ev_item *e = &l->v[k];
@@ -744,67 +394,6 @@ static void event_counts(FILE *out, const struct report_row *r, const struct ev_
 		r->manual_sessions, r->auto_closed_sessions, hours(r->offline_s));
 }
 
-static double jnum(const cJSON *o, const char *k)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-	return cJSON_IsNumber(v) ? v->valuedouble : 0;
-}
-
-static int daily_charts(FILE *out, const struct report_row *r, const struct period *p, int64_t from)
-{
-	size_t nd = p->days;
-	int ret = -ENOMEM;
-	double *eff = calloc(nd, sizeof(*eff)), *ext = calloc(nd, sizeof(*ext)), *rate = calloc(nd, sizeof(*rate));
-	char(*dates)[DATE_LEN] = calloc(nd, sizeof(*dates));
-	const char **cat = calloc(nd, sizeof(*cat)), **tip = calloc(nd, sizeof(*tip));
-	if (!eff || !ext || !rate || !dates || !cat || !tip)
-		goto out;
-	/* The sealed days come in date order: walk them beside the calendar. */
-	const cJSON *d = r->days ? r->days->child : NULL;
-	size_t i = 0;
-	for (int64_t day = from; i < nd; day = time_next_day(day), i++) {
-		time_date(day, dates[i]);
-		tip[i] = dates[i];
-		cat[i] = dates[i] + 5;  /* "11-02": the year is in the period */
-		eff[i] = ext[i] = rate[i] = NAN;
-		while (d) {
-			const cJSON *jd = cJSON_GetObjectItemCaseSensitive(d, "date");
-			int c = cJSON_IsString(jd) ? strcmp(jd->valuestring, dates[i]) : -1;
-			if (c > 0)
-				break;
-			if (c == 0) {
-				eff[i] = jnum(d, "effective_s") / 3600.0;
-				ext[i] = jnum(d, "external_s") / 3600.0;
-				rate[i] = jnum(d, "sharing_rate") * 100;
-			}
-			d = d->next;
-		}
-	}
-	char lshare[200];
-	ref_label(lshare, sizeof(lshare), &ref_figures[REF_SHARE], p);
-	fputs("<h3>每日有效机时与对外服务机时<span class=\"en\">Daily effective vs external hours</span></h3>\n", out);
-	const struct svg_series s_h[] = { { "eff", "有效机时 effective h", eff },
-					  { "ext", "对外服务机时 external h", ext } };
-	svg_columns(out, &(struct svg_chart){ .title = "每日有效机时与对外服务机时 Daily effective vs external hours",
-					      .n = nd, .cat = cat, .tip = tip, .series = s_h, .n_series = 2,
-					      .nodata_label = "无已封存日记录 no sealed record", .unit = "h" });
-	fputs("<h3>每日共享率<span class=\"en\">Daily sharing rate</span></h3>\n", out);
-	const struct svg_series s_r[] = { { "rate", "共享率 sharing rate", rate } };
-	const struct svg_ref r_r[] = { { ref_figures[REF_SHARE].cls, lshare, ref_figures[REF_SHARE].value * 100 } };
-	svg_columns(out, &(struct svg_chart){ .title = "每日共享率 Daily sharing rate", .n = nd, .cat = cat,
-					      .tip = tip, .series = s_r, .n_series = 1, .refs = r_r, .n_refs = 1,
-					      .nodata_label = "无已封存日记录 no sealed record", .unit = "%" });
-	ret = 0;
-out:
-	free(eff);
-	free(ext);
-	free(rate);
-	free(dates);
-	free(cat);
-	free(tip);
-	return ret;
-}
-
 static int instrument(FILE *out, const struct config *cfg, const struct report_row *r, size_t idx,
 		      const struct ev_list *l, const struct period *p, int64_t from)
 {
@@ -832,8 +421,8 @@ static int instrument(FILE *out, const struct config *cfg, const struct report_r
 	kpi(out, true, r->sharing_rate, "共享率", "sharing rate");
 	kpi(out, true, r->utilisation, "定额利用率", "of rated hours");
 	fputs("</div>\n", out);
-	compare(out, r, ic, p);
-	int ret = daily_charts(out, r, p, from);
+	report_compare(out, r, ic, p);
+	int ret = report_daily_charts(out, r, p, from);
 	if (ret < 0)
 		return ret;
 	fputs("<h3>审计相关事件<span class=\"en\">Events for the auditor</span></h3>\n", out);
@@ -861,29 +450,23 @@ static void footer(FILE *out)
 	      "<p>labshare-agent " LABSHARE_VERSION "</p>\n</footer>\n</main>\n</body>\n</html>\n", out);
 }
 
-int report_html_write(struct buffer *b, const struct config *cfg, const struct report_opts *o,
-		      const struct report_row *rows, size_t n, FILE *out)
+int report_html_write(const struct config *cfg, const struct report_opts *o, const struct report_row *rows,
+		      size_t n, const struct report_events *ev, const struct report_chain *chain, FILE *out)
 {
 	struct period p = { .end = time_next_day(o->to_day) };
 	time_date(o->from_day, p.from);
 	time_date(o->to_day, p.to);
 	for (int64_t d = o->from_day; d < p.end; d = time_next_day(d)) {
 		p.days++;
-		p.year_fraction += 1.0 / days_in_year(d);
+		p.year_fraction += 1.0 / report_days_in_year(d);
 	}
 
-	struct ev_list *lists = calloc(n + 1, sizeof(*lists));
-	if (!lists)
-		return -ENOMEM;
-	int r = events_load(b, o, rows, n, lists);
-	if (r < 0)
-		goto out;
-	struct chain_verify cv;
-	memset(&cv, 0, sizeof(cv));
-	int chain_r = b ? chain_verify(b, &cv) : 0;
-
+	if (ev->n != n + 1)
+		return -EINVAL;
+	const struct ev_list *lists = ev->lists;
+	int r = 0;
 	head(out, cfg, p.from, p.to);
-	header(out, cfg, &p, b, chain_r, &cv);
+	header(out, cfg, &p, chain);
 	int64_t sealed = 0;
 	for (size_t i = 0; i < n; i++)
 		sealed += rows[i].days_sealed;
@@ -892,7 +475,7 @@ int report_html_write(struct buffer *b, const struct config *cfg, const struct r
 		      "<span class=\"en\"> <b>No data for this period:</b> there is no sealed daily record, every "
 		      "figure below is zero.</span></div>\n", out);
 	summary(out, rows, n);
-	if ((r = overview(out, rows, n, &p)) < 0)
+	if ((r = report_overview(out, rows, n, &p)) < 0)
 		goto out;
 	fputs("<h2 class=\"insts\">3 各仪器<span class=\"en\">Each instrument</span></h2>\n", out);
 	for (size_t i = 0; i < n; i++)
@@ -902,6 +485,5 @@ int report_html_write(struct buffer *b, const struct config *cfg, const struct r
 	events_table(out, &lists[n], true);
 	footer(out);
 out:
-	events_free(lists, n + 1);
 	return r;
 }

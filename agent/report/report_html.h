@@ -7,8 +7,9 @@
 #include <stddef.h>
 #include <stdio.h>
 
-struct buffer;
 struct config;
+struct report_chain;
+struct report_events;
 struct report_opts;
 struct report_row;
 
@@ -21,9 +22,10 @@ struct report_row;
 /* Events listed per instrument; the rest are counted ("and N more"). */
 #define REPORT_HTML_EVENTS_MAX 200
 
-/* rows as from report_rows(); b may be NULL (no buffer yet: zeros, no chain, no events).
- * Returns 0 or a negative errno (write errors are left to the caller's ferror check). */
-int report_html_write(struct buffer *b, const struct config *cfg, const struct report_opts *o,
-		      const struct report_row *rows, size_t n, FILE *out);
+/* rows as from report_rows(), ev from report_events_load() over the same rows, chain from
+ * report_chain_read(): the page is a function of them alone. Returns 0 or a negative errno
+ * (write errors are left to the caller's ferror check). */
+int report_html_write(const struct config *cfg, const struct report_opts *o, const struct report_row *rows,
+		      size_t n, const struct report_events *ev, const struct report_chain *chain, FILE *out);
 
 #endif

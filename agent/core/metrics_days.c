@@ -1,0 +1,314 @@
+/* metrics_days.c — the figures of a local day (SPEC §4: unions of sessions, run time of its
+ * slots) and the daily records: sealed when a day closes, revised when late data changes it. */
+#include "metrics_priv.h"
+#include "buffer.h"
+#include "config.h"
+#include "periods.h"
+#include "records.h"
+#include "timeutil.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+
+static double jnum(const cJSON *o, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+	return cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+
+struct span {
+	int64_t a, b;
+};
+
+static int cmp_span(const void *x, const void *y)
+{
+	const struct span *p = x, *q = y;
+	return p->a < q->a ? -1 : p->a > q->a ? 1 : (p->b < q->b ? -1 : p->b > q->b);
+}
+
+/* Length of the union of spans (sorted here). */
+static int64_t union_len(struct span *v, size_t n)
+{
+	qsort(v, n, sizeof(*v), cmp_span);
+	int64_t total = 0, cur_a = 0, cur_b = 0;
+	bool open = false;
+	for (size_t i = 0; i < n; i++) {
+		if (!open || v[i].a > cur_b) {
+			if (open)
+				total += cur_b - cur_a;
+			cur_a = v[i].a;
+			cur_b = v[i].b;
+			open = true;
+		} else if (v[i].b > cur_b) {
+			cur_b = v[i].b;
+		}
+	}
+	if (open)
+		total += cur_b - cur_a;
+	return total;
+}
+
+struct pair {
+	char *user, *org;
+};
+
+static int cmp_pair(const void *x, const void *y)
+{
+	const struct pair *p = x, *q = y;
+	int c = strcmp(p->user, q->user);
+	return c ? c : strcmp(p->org, q->org);
+}
+
+int metrics_day(struct metrics *m, const char *inst, int64_t day, struct daily_figures *f)
+{
+	const struct instrument_cfg *ic = config_instrument(m->cfg, inst);
+	if (!ic)
+		return -EINVAL;
+	int64_t end = time_next_day(day);
+	memset(f, 0, sizeof(*f));
+
+	sqlite3_stmt *s = mx(m, MX_DAY_SUMS);
+	sqlite3_bind_text(s, 1, inst, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, day);
+	sqlite3_bind_int64(s, 3, end);
+	int64_t run_sealed = 0, smp_sealed = 0, offline = 0;
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		run_sealed = sat_from_double(sqlite3_column_double(s, 0));
+		smp_sealed = sat_from_double(sqlite3_column_double(s, 1));
+		offline = sat_from_double(sqlite3_column_double(s, 2));
+	}
+	sqlite3_reset(s);
+	if (rc != SQLITE_ROW)
+		return buffer_sqlite_error(m->buf, rc, "summing a day");
+
+	size_t cap = 64, n = 0, ne = 0, np = 0;
+	struct span *all = malloc(cap * sizeof(*all)), *ext = malloc(cap * sizeof(*ext));
+	struct pair *pairs = malloc(cap * sizeof(*pairs));
+	int64_t session_samples = 0;
+	int ret = 0;
+	if (!all || !ext || !pairs) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	s = mx(m, MX_DAY_SESSIONS);
+	sqlite3_bind_text(s, 1, inst, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, day);
+	sqlite3_bind_int64(s, 3, end);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		int64_t a = sqlite3_column_int64(s, 0), b = sqlite3_column_int64(s, 1);
+		bool external = sqlite3_column_int(s, 2);
+		if (n == cap) {
+			cap *= 2;
+			struct span *na = realloc(all, cap * sizeof(*all));
+			struct span *ne2 = na ? realloc(ext, cap * sizeof(*ext)) : NULL;
+			struct pair *np2 = ne2 ? realloc(pairs, cap * sizeof(*pairs)) : NULL;
+			if (na)
+				all = na;
+			if (ne2)
+				ext = ne2;
+			if (np2)
+				pairs = np2;
+			if (!na || !ne2 || !np2) {
+				ret = -ENOMEM;
+				break;
+			}
+		}
+		struct span clip = { a > day ? a : day, b < end ? b : end };
+		all[n++] = clip;
+		if (external)
+			ext[ne++] = clip;
+		if (a >= day) { /* counts and users go to the day a session starts */
+			f->sessions = sat_add(f->sessions, 1);
+			if (sqlite3_column_type(s, 5) != SQLITE_NULL)
+				session_samples = sat_add(session_samples, sqlite3_column_int64(s, 5));
+			if (external) {
+				f->external_sessions = sat_add(f->external_sessions, 1);
+				const char *u = (const char *)sqlite3_column_text(s, 3);
+				const char *o = (const char *)sqlite3_column_text(s, 4);
+				pairs[np].user = strdup(u ? u : "");
+				pairs[np].org = strdup(o ? o : "");
+				np++;
+			}
+		}
+	}
+	sqlite3_reset(s);
+	if (ret == 0 && rc != SQLITE_DONE)
+		ret = buffer_sqlite_error(m->buf, rc, "reading a day's sessions");
+	if (ret < 0)
+		goto out;
+
+	f->service_s = union_len(all, n);
+	f->external_s = union_len(ext, ne);
+	f->internal_s = f->service_s - f->external_s;
+	qsort(pairs, np, sizeof(*pairs), cmp_pair);
+	for (size_t i = 0; i < np; i++)
+		if (i == 0 || cmp_pair(&pairs[i - 1], &pairs[i]) != 0)
+			f->external_users = sat_add(f->external_users, 1);
+	bool run_source = ic->modbus.present && (ic->modbus.run_counter.present || ic->modbus.in_use.present);
+	f->effective_s = run_source ? run_sealed : f->service_s;
+	f->samples = ic->modbus.present && ic->modbus.samples_counter.present ? smp_sealed : session_samples;
+	f->unattributed_s = f->effective_s > f->service_s ? f->effective_s - f->service_s : 0;
+	f->overclaimed_s = run_source && f->service_s > f->effective_s ? f->service_s - f->effective_s : 0;
+	f->offline_s = offline;
+	f->sharing_rate = f->effective_s > 0 ? round4((double)f->external_s / (double)f->effective_s) : 0;
+out:
+	for (size_t i = 0; i < np; i++) {
+		free(pairs[i].user);
+		free(pairs[i].org);
+	}
+	free(pairs);
+	free(all);
+	free(ext);
+	return ret;
+}
+
+/* ---- sealing ----------------------------------------------------------------------- */
+
+/* The single value of a query on one instrument; false when there is none (NULL). No value
+ * stands for "none": any int64_t is a time, before 1970 too. */
+static bool query_i64(struct metrics *m, enum mx_stmt id, const char *inst, int64_t *v)
+{
+	sqlite3_stmt *s = mx(m, id);
+	sqlite3_bind_text(s, 1, inst, -1, SQLITE_STATIC);
+	bool have = false;
+	if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL) {
+		*v = sqlite3_column_int64(s, 0);
+		have = true;
+	}
+	sqlite3_reset(s);
+	return have;
+}
+
+static bool same_figures(const char *line, const struct daily_figures *f)
+{
+	cJSON *o = cJSON_Parse(line);
+	if (!o)
+		return false;
+	bool same = jnum(o, "effective_s") == (double)f->effective_s &&
+		    jnum(o, "service_s") == (double)f->service_s &&
+		    jnum(o, "external_s") == (double)f->external_s &&
+		    jnum(o, "internal_s") == (double)f->internal_s &&
+		    jnum(o, "sharing_rate") == round4(f->sharing_rate) &&
+		    jnum(o, "sessions") == (double)f->sessions &&
+		    jnum(o, "external_sessions") == (double)f->external_sessions &&
+		    jnum(o, "samples") == (double)f->samples &&
+		    jnum(o, "external_users") == (double)f->external_users &&
+		    jnum(o, "unattributed_s") == (double)f->unattributed_s &&
+		    jnum(o, "overclaimed_s") == (double)f->overclaimed_s &&
+		    jnum(o, "offline_s") == (double)f->offline_s;
+	cJSON_Delete(o);
+	return same;
+}
+
+/* Seal day's figures as revision 1, or as the next revision when they changed. */
+static int seal_day(struct metrics *m, const struct instrument_cfg *ic, int64_t day, int *sealed)
+{
+	const char *inst = ic->id;
+	struct daily_figures f;
+	int r = metrics_day(m, inst, day, &f);
+	if (r < 0)
+		return r;
+	int revision = 1;
+	sqlite3_stmt *s = mx(m, MX_DAILY_GET);
+	sqlite3_bind_text(s, 1, inst, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, day);
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		revision = sqlite3_column_int(s, 0) + 1;
+		int64_t prev_seq = sqlite3_column_int64(s, 1);
+		sqlite3_reset(s);
+		sqlite3_stmt *l = mx(m, MX_RECORD_LINE);
+		sqlite3_bind_int64(l, 1, prev_seq);
+		bool same = false;
+		if (sqlite3_step(l) == SQLITE_ROW)
+			same = same_figures((const char *)sqlite3_column_text(l, 0), &f);
+		sqlite3_reset(l);
+		if (same)
+			return 0;
+	}
+	sqlite3_reset(s);
+	char date[DATE_LEN];
+	time_date(day, date);
+	int64_t seq = record_daily(m->buf, inst, date, revision, &f);
+	if (seq < 0)
+		return (int)seq;
+	(*sealed)++;
+	s = mx(m, MX_DAILY_PUT);
+	sqlite3_bind_text(s, 1, inst, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, day);
+	sqlite3_bind_text(s, 3, date, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int(s, 4, revision);
+	sqlite3_bind_int64(s, 5, seq);
+	int rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE)
+		return buffer_sqlite_error(m->buf, rc, "storing a daily record");
+	frontier_set(m, ic, day);
+	return 0;
+}
+
+#define MAX_DAYS_PER_TICK 400
+
+int seal_days(struct metrics *m, const struct instrument_cfg *ic, int64_t now, int *sealed)
+{
+	int64_t grace = m->cfg->platform.present ? m->cfg->platform.upload_interval_s : 60;
+	struct inst_state *st;
+	int r = state_get(m, ic, &st);
+	if (r < 0)
+		return r;
+
+	/* Days already sealed that late data touched. */
+	int64_t dirty[64];
+	size_t nd = 0;
+	sqlite3_stmt *s = mx(m, MX_DIRTY_LIST);
+	sqlite3_bind_text(s, 1, ic->id, -1, SQLITE_STATIC);
+	while (nd < 64 && sqlite3_step(s) == SQLITE_ROW)
+		dirty[nd++] = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	for (size_t i = 0; i < nd && r == 0; i++) {
+		if ((r = seal_day(m, ic, dirty[i], sealed)) < 0)
+			break;
+		s = mx(m, MX_DIRTY_DEL);
+		sqlite3_bind_text(s, 1, ic->id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 2, dirty[i]);
+		int rc = sqlite3_step(s);
+		sqlite3_reset(s);
+		if (rc != SQLITE_DONE)
+			r = buffer_sqlite_error(m->buf, rc, "clearing a day");
+	}
+	if (r < 0)
+		return r;
+
+	/* Then the days that closed since the last one sealed. */
+	/* A frontier before 1970 is negative: it once read as "no frontier", so every tick
+	 * started again from the first session and stopped MAX_DAYS_PER_TICK days later. */
+	int64_t frontier, day;
+	bool have_frontier;
+	if ((r = frontier_get(m, ic, &have_frontier, &frontier)) < 0)
+		return r;
+	if (have_frontier) {
+		day = time_next_day(frontier);
+	} else {
+		int64_t a, b;
+		bool have_a = query_i64(m, MX_FIRST_SLOT, ic->id, &a);
+		bool have_b = query_i64(m, MX_FIRST_SESSION, ic->id, &b);
+		if (!have_a && !have_b)
+			return 0; /* nothing observed yet */
+		day = time_day_start(!have_b || (have_a && a < b) ? a : b);
+	}
+	for (int k = 0; k < MAX_DAYS_PER_TICK; k++) {
+		int64_t end = time_next_day(day);
+		if (now < end + grace)
+			break;
+		/* Wait for the readings that close the day, unless the day is long gone. */
+		if (ic->modbus.present && st->cov < end && now < end + 86400)
+			break;
+		if ((r = seal_day(m, ic, day, sealed)) < 0)
+			return r;
+		day = end;
+	}
+	return 0;
+}

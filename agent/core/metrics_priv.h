@@ -1,0 +1,89 @@
+/* metrics_priv.h — the insides of metrics, shared by metrics.c (state, readings, sessions),
+ * metrics_slots.c (run slots) and metrics_days.c (daily records); nothing else includes it. */
+#ifndef LABSHARE_METRICS_PRIV_H
+#define LABSHARE_METRICS_PRIV_H
+
+#include "counter.h"
+#include "metrics.h"
+
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct instrument_cfg;
+
+enum mx_stmt {
+	MX_STATE_GET, MX_STATE_PUT, MX_REPEATS_ADD, MX_REPEATS_GET, MX_SLOT_ADD, MX_SLOT_LATE,
+	MX_SLOTS_DUE, MX_SLOT_SEALED, MX_SLOT_OPEN, MX_DAY_SUMS, MX_SESSION_PUT, MX_DAY_SESSIONS,
+	MX_FRONTIER, MX_FIRST_SLOT, MX_FIRST_SESSION, MX_DAILY_GET, MX_DAILY_PUT, MX_DIRTY_ADD,
+	MX_DIRTY_LIST, MX_DIRTY_DEL, MX_RECORD_LINE, MX_PRUNE_SESSIONS, MX_PRUNE_SLOTS,
+	MX_PRUNE_DAILY, MX_SESSION_SAME, MX__COUNT
+};
+
+/* What is kept per instrument between readings: in memory, and in mx_state as a compact
+ * blob written in the transaction of what it produced (metrics.c, state_blob). */
+struct inst_state {
+	struct counter_state run, smp;
+	bool iu_known, iu;
+	int64_t iu_us;
+	int64_t poll_us;        /* last poll attempt */
+	bool poll_ok;
+	int64_t cov;            /* coverage: readings are in up to here (seconds) */
+	double run_carry, smp_carry;
+};
+
+/* One instrument of the config, as the core holds it between transactions. */
+struct inst_mem {
+	bool loaded;
+	struct inst_state st;
+	/* Repeats still inside an old JSON row, moved to their own row at the first save. */
+	int64_t legacy_repeats;
+	bool frontier_known, have_frontier;
+	int64_t frontier;       /* the newest day with a daily record (before 1970: negative) */
+};
+
+struct metrics {
+	struct buffer *buf;
+	const struct config *cfg;
+	sqlite3_stmt *st[MX__COUNT];
+	/* Indexed like cfg->instruments; dropped on a reload and when a transaction is undone. */
+	struct inst_mem *mem;
+	size_t n_mem;
+};
+
+/* The statement, reset and unbound. */
+sqlite3_stmt *mx(struct metrics *m, enum mx_stmt id);
+
+/* The instrument's state, read from the file at first use and held in memory after; change it
+ * in place, then state_save inside the same transaction (a rollback must metrics_forget).
+ * 0 or -errno. */
+int state_get(struct metrics *m, const struct instrument_cfg *ic, struct inst_state **st);
+int state_save(struct metrics *m, const struct instrument_cfg *ic);
+/* The newest day sealed as a daily record; false when none. */
+int frontier_get(struct metrics *m, const struct instrument_cfg *ic, bool *have, int64_t *day);
+void frontier_set(struct metrics *m, const struct instrument_cfg *ic, int64_t day);
+
+/* Marks day for a new revision when its daily record is already out. */
+int mark_dirty_if_sealed(struct metrics *m, const struct instrument_cfg *ic, int64_t day);
+
+/* Bounded arithmetic (SPEC §3: sums never overflow): [0, METRICS_SUM_MAX]. */
+int64_t sat_add(int64_t a, int64_t b);
+int64_t sat_from_double(double x);
+/* Microseconds to whole seconds, rounding down also before 1970. */
+int64_t floor_s(int64_t us);
+int64_t slot_of(int64_t t);
+
+/* metrics_slots.c */
+enum amount { AMT_RUN, AMT_SAMPLES, AMT_OFFLINE };
+/* Spread `amount` evenly over [from_us, to_us] into the slots it covers. */
+int spread(struct metrics *m, const struct instrument_cfg *ic, enum amount what, double amount,
+	   int64_t from_us, int64_t to_us);
+int seal_slots(struct metrics *m, const struct instrument_cfg *ic, int *sealed);
+/* A clean stop: seal the open slot of now. */
+int seal_open_slot(struct metrics *m, const struct instrument_cfg *ic, int64_t now, int *sealed);
+
+/* metrics_days.c */
+int seal_days(struct metrics *m, const struct instrument_cfg *ic, int64_t now, int *sealed);
+
+#endif

@@ -1,0 +1,212 @@
+/* metrics_slots.c — run time, samples and offline time per 15-minute slot: amounts spread
+ * over the slots they cover, and `run` records sealed for closed slots with fractions carried
+ * (SPEC §4); what arrives for a slot already out follows in a record of its own. */
+#include "metrics_priv.h"
+#include "buffer.h"
+#include "config.h"
+#include "records.h"
+#include "timeutil.h"
+
+#include <errno.h>
+#include <math.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+
+static int slot_add(struct metrics *m, const struct instrument_cfg *ic, int64_t slot, enum amount what, double v,
+		    int64_t ov_from, int64_t ov_to)
+{
+	sqlite3_stmt *s = mx(m, MX_SLOT_ADD);
+	sqlite3_bind_text(s, 1, ic->id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, slot);
+	sqlite3_bind_double(s, 3, what == AMT_RUN ? v : 0);
+	sqlite3_bind_double(s, 4, what == AMT_SAMPLES ? v : 0);
+	sqlite3_bind_double(s, 5, what == AMT_OFFLINE ? v : 0);
+	int rc = sqlite3_step(s);
+	int64_t sealed_to = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+	if (rc == SQLITE_ROW)
+		rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE)
+		return buffer_sqlite_error(m->buf, rc, "adding to a slot");
+	if (what != AMT_OFFLINE && sealed_to >= slot + SLOT_S) {
+		/* The slot's record is out: what arrives now follows in a record of its own. */
+		s = mx(m, MX_SLOT_LATE);
+		sqlite3_bind_text(s, 1, ic->id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 2, slot);
+		sqlite3_bind_int64(s, 3, ov_from);
+		sqlite3_bind_int64(s, 4, ov_to);
+		rc = sqlite3_step(s);
+		sqlite3_reset(s);
+		if (rc != SQLITE_DONE)
+			return buffer_sqlite_error(m->buf, rc, "marking a late slot");
+	}
+	return mark_dirty_if_sealed(m, ic, time_day_start(slot));
+}
+
+int spread(struct metrics *m, const struct instrument_cfg *ic, enum amount what, double amount,
+		  int64_t from_us, int64_t to_us)
+{
+	if (amount <= 0)
+		return 0;
+	if (to_us <= from_us) {
+		int64_t t = floor_s(from_us);
+		return slot_add(m, ic, slot_of(t), what, amount, t, t);
+	}
+	double total = (double)(to_us - from_us);
+	int64_t first = slot_of(floor_s(from_us));
+	for (int64_t slot = first; slot * 1000000 < to_us; slot += SLOT_S) {
+		int64_t a = slot * 1000000 > from_us ? slot * 1000000 : from_us;
+		int64_t b = (slot + SLOT_S) * 1000000 < to_us ? (slot + SLOT_S) * 1000000 : to_us;
+		if (b <= a)
+			continue;
+		int r = slot_add(m, ic, slot, what, amount * (double)(b - a) / total, floor_s(a),
+				 -floor_s(-b));
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* ---- sealing ----------------------------------------------------------------------- */
+
+/* Whole units to seal now; the fraction is carried to the next record of this counter.
+ * Bounded: what a counter claims past METRICS_SUM_MAX in one slot is not carried (the
+ * counter_clamped rules bound run time; a samples counter has no wall-time bound). */
+static int64_t take_whole(double amount, double *carry)
+{
+	double x = amount + *carry;
+	if (isnan(x)) {
+		*carry = 0;
+		return 0;
+	}
+	if (x < 0) {
+		/* A hair below zero after an earlier rounding up is kept; anything else (a
+		 * damaged state, -inf) would hold the counter at zero for good. */
+		*carry = x > -1 ? x : 0;
+		return 0;
+	}
+	double whole = floor(x + 1e-9);
+	if (whole >= (double)METRICS_SUM_MAX) { /* +inf too */
+		*carry = 0;
+		return METRICS_SUM_MAX;
+	}
+	int64_t n = (int64_t)whole;
+	*carry = x - whole;
+	return n;
+}
+
+static int seal_slot_part(struct metrics *m, const struct instrument_cfg *ic, struct inst_state *st,
+			  int64_t slot, double run, double run_done, double smp, double smp_done,
+			  int64_t from, int64_t to, int *sealed)
+{
+	int64_t n_run = take_whole(run - run_done, &st->run_carry);
+	int64_t n_smp = take_whole(smp - smp_done, &st->smp_carry);
+	bool smp_source = ic->modbus.samples_counter.present;
+	if (n_run > 0 || n_smp > 0) {
+		int64_t seq = record_run(m->buf, ic->id, from, to, n_run, smp_source ? n_smp : -1);
+		if (seq < 0)
+			return (int)seq;
+		(*sealed)++;
+	}
+	sqlite3_stmt *s = mx(m, MX_SLOT_SEALED);
+	sqlite3_bind_text(s, 1, ic->id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, slot);
+	sqlite3_bind_int64(s, 3, n_run);
+	sqlite3_bind_int64(s, 4, n_smp);
+	sqlite3_bind_int64(s, 5, to);
+	int rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? 0 : buffer_sqlite_error(m->buf, rc, "sealing a slot");
+}
+
+int seal_slots(struct metrics *m, const struct instrument_cfg *ic, int *sealed)
+{
+	struct inst_state *st;
+	int r = state_get(m, ic, &st);
+	if (r < 0)
+		return r;
+	/* Collect first: sealing updates the rows being walked. */
+	struct due {
+		int64_t slot, sealed_to, late_from, late_to;
+		double run, run_done, smp, smp_done;
+		bool late;
+	} *due = NULL;
+	size_t n = 0, cap = 0;
+	sqlite3_stmt *s = mx(m, MX_SLOTS_DUE);
+	sqlite3_bind_text(s, 1, ic->id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, st->cov);
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			struct due *nd = realloc(due, cap * sizeof(*due));
+			if (!nd) {
+				free(due);
+				sqlite3_reset(s);
+				return -ENOMEM;
+			}
+			due = nd;
+		}
+		struct due *d = &due[n++];
+		d->slot = sqlite3_column_int64(s, 0);
+		d->run = sqlite3_column_double(s, 1);
+		d->run_done = sqlite3_column_double(s, 2);
+		d->smp = sqlite3_column_double(s, 3);
+		d->smp_done = sqlite3_column_double(s, 4);
+		d->sealed_to = sqlite3_column_int64(s, 5);
+		d->late = sqlite3_column_type(s, 6) != SQLITE_NULL;
+		d->late_from = sqlite3_column_int64(s, 6);
+		d->late_to = sqlite3_column_int64(s, 7);
+	}
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE) {
+		free(due);
+		return buffer_sqlite_error(m->buf, rc, "reading due slots");
+	}
+	if (n == 0) {
+		free(due);
+		return 0; /* nothing closed: the state is as it was, no need to write it back */
+	}
+
+	for (size_t i = 0; i < n && r == 0; i++) {
+		struct due *d = &due[i];
+		int64_t from, to;
+		if (d->sealed_to >= d->slot + SLOT_S) {
+			from = d->late_from;
+			to = d->late_to > d->late_from ? d->late_to : d->late_from + 1;
+		} else {
+			from = d->sealed_to > d->slot ? d->sealed_to : d->slot;
+			to = d->slot + SLOT_S;
+		}
+		r = seal_slot_part(m, ic, st, d->slot, d->run, d->run_done, d->smp, d->smp_done, from,
+				   to < d->slot + SLOT_S ? to : d->slot + SLOT_S, sealed);
+	}
+	free(due);
+	return r < 0 ? r : state_save(m, ic);
+}
+
+int seal_open_slot(struct metrics *m, const struct instrument_cfg *ic, int64_t now, int *sealed)
+{
+	struct inst_state *st;
+	int r = state_get(m, ic, &st);
+	if (r < 0)
+		return r;
+	int64_t slot = slot_of(now);
+	sqlite3_stmt *s = mx(m, MX_SLOT_OPEN);
+	sqlite3_bind_text(s, 1, ic->id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, slot);
+	if (sqlite3_step(s) != SQLITE_ROW) {
+		sqlite3_reset(s);
+		return 0;
+	}
+	double run = sqlite3_column_double(s, 1), run_done = sqlite3_column_double(s, 2);
+	double smp = sqlite3_column_double(s, 3), smp_done = sqlite3_column_double(s, 4);
+	int64_t sealed_to = sqlite3_column_int64(s, 5);
+	sqlite3_reset(s);
+	int64_t from = sealed_to > slot ? sealed_to : slot;
+	if (now <= from)
+		return 0;
+	if ((r = seal_slot_part(m, ic, st, slot, run, run_done, smp, smp_done, from, now, sealed)) < 0)
+		return r;
+	return state_save(m, ic);
+}

@@ -1,0 +1,228 @@
+/* test_metrics_state.c — each instrument's state is held in memory and written with what it
+ * produced: a buffer written by the older JSON form carries on, an undone batch leaves nothing
+ * behind in memory, a restart reads the state back, and `record` beside a running core counts
+ * repeats that the core does not overwrite. Real SQLite files, a fake clock. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agentfix.h"
+#include "buffer.h"
+#include "chain.h"
+#include "config.h"
+#include "core.h"
+#include "harness.h"
+#include "log.h"
+#include "metrics.h"
+
+#define H 3600
+/* 2026-11-02T00:00:00+08:00 */
+#define D0 1793548800LL
+#define DAY 86400
+#define T (D0 + 10 * H) /* a slot boundary */
+
+static const char config_fmt[] =
+	"{ \"agent\": { \"id\": \"t\", \"lab_code\": \"L\", \"timezone\": \"UTC\", \"state_dir\": \"@DIR@/state\" },"
+	"  \"platform\": { \"url\": \"https://127.0.0.1:9\", \"token_file\": \"@DIR@/token\", \"upload_interval_s\": 60 },"
+	"  \"buses\": [ { \"id\": \"b\", \"url\": \"tcp://127.0.0.1:1502\" } ],"
+	"  \"instruments\": ["
+	"    { \"id\": \"RUN\", \"modbus\": { \"bus\": \"b\", \"unit\": 1, \"interval_s\": 600,"
+	"        \"run_counter\": { \"table\": \"input\", \"address\": 0, \"type\": \"u32\", \"scale\": 0.000277777777777778 },"
+	"        \"samples_counter\": { \"table\": \"input\", \"address\": 2, \"type\": \"u16\" } } }"
+	"  ] }";
+
+static int setup(void **state)
+{
+	struct agent_fix *f = agent_fix_new("test_metrics_state", config_fmt, "Asia/Shanghai", D0 + 30 * DAY);
+	assert_non_null(f);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	agent_fix_free(*state);
+	return 0;
+}
+
+static struct obs reading_obs(int64_t at, double run, int samples)
+{
+	struct obs o = { .type = OBS_READING, .instrument = "RUN" };
+	o.u.reading.at_us = at * 1000000;
+	o.u.reading.ok = true;
+	o.u.reading.run = (struct obs_value){ true, run, 1.0 / 3600, 4294967296.0 };
+	o.u.reading.samples = (struct obs_value){ true, samples, 1, 65536 };
+	return o;
+}
+
+static void reading(struct agent_fix *f, int64_t at, double run, int samples)
+{
+	struct obs o = reading_obs(at, run, samples);
+	assert_int_equal(core_submit(f->core, &o, 1, NULL, NULL, 0), 0);
+}
+
+static void exec_sql(struct agent_fix *f, const char *sql)
+{
+	buffer_lock(f->buf);
+	char *err = NULL;
+	int rc = sqlite3_exec(buffer_db(f->buf), sql, NULL, NULL, &err);
+	buffer_unlock(f->buf);
+	if (rc != SQLITE_OK)
+		fail_msg("%s: %s", sql, err ? err : "?");
+}
+
+static char *state_type(struct agent_fix *f, const char *key)
+{
+	buffer_lock(f->buf);
+	sqlite3_stmt *s = NULL;
+	assert_int_equal(sqlite3_prepare_v2(buffer_db(f->buf), "SELECT typeof(state), state FROM mx_state"
+					    " WHERE instrument = ?1", -1, &s, NULL), SQLITE_OK);
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	char *t = NULL;
+	if (sqlite3_step(s) == SQLITE_ROW)
+		t = h_strdupf("%s:%s", (const char *)sqlite3_column_text(s, 0),
+			      strcmp((const char *)sqlite3_column_text(s, 0), "blob") == 0 ? "" :
+			      (const char *)sqlite3_column_text(s, 1));
+	sqlite3_finalize(s);
+	buffer_unlock(f->buf);
+	return t;
+}
+
+/* The run records sealed, as "from-to:run_s/samples" lines. */
+static char *runs(struct agent_fix *f)
+{
+	struct chain_head h;
+	buffer_head(f->buf, &h);
+	char *out = h_strdupf("%s", "");
+	for (int64_t s = 1; s <= h.seq; s++) {
+		struct stored_record r;
+		if (buffer_get_record(f->buf, s, &r) < 0)
+			continue;
+		cJSON *o = cJSON_Parse(r.line);
+		if (strcmp(r.kind, "run") == 0) {
+			char *n = h_strdupf("%s%s-%s:%g/%g\n", out, cJSON_GetObjectItem(o, "from")->valuestring,
+					    cJSON_GetObjectItem(o, "to")->valuestring,
+					    cJSON_GetObjectItem(o, "run_s")->valuedouble,
+					    cJSON_GetObjectItem(o, "samples")->valuedouble);
+			free(out);
+			out = n;
+		}
+		cJSON_Delete(o);
+		buffer_record_clear(&r);
+	}
+	return out;
+}
+
+static void reopen(struct agent_fix *f)
+{
+	core_free(f->core);
+	buffer_close(f->buf);
+	f->core = NULL;
+	assert_int_equal(buffer_open(f->cfg->agent.state_dir, 0, &f->buf, NULL), 0);
+	assert_non_null(f->core = core_new(f->cfg, f->buf));
+}
+
+/* A buffer written before the state was kept in memory: mx_state holds JSON text, as
+ * metrics.c printed it (cJSON_PrintUnformatted of these keys). The counter carries on from it
+ * (no new baseline), the carried fraction and the repeats are kept, and the row becomes the
+ * compact form at the first save. */
+static void test_old_json_state_carries_on(void **state)
+{
+	struct agent_fix *f = *state;
+	/* The file as an older agent left it, written while nothing has used the state yet. */
+	char *sql = h_strdupf(
+		"INSERT INTO mx_state(instrument, state) VALUES('RUN', '{\"run\":{\"have\":true,\"last\":1000,"
+		"\"last_us\":%lld,\"pending\":false,\"pend\":0,\"pend_us\":0},\"smp\":{\"have\":true,\"last\":5,"
+		"\"last_us\":%lld,\"pending\":false,\"pend\":0,\"pend_us\":0},\"iu_known\":false,\"iu\":false,"
+		"\"iu_us\":0,\"poll_us\":%lld,\"poll_ok\":true,\"cov\":%lld,\"run_carry\":0.75,\"smp_carry\":0,"
+		"\"repeats\":3}')", (long long)T * 1000000, (long long)T * 1000000, (long long)T * 1000000,
+		(long long)T);
+	exec_sql(f, sql);
+	free(sql);
+	reopen(f); /* a daemon started on it */
+	assert_int_equal(core_sessions_repeated(f->core, "RUN"), 3);
+	assert_true(metrics_run_hours_total(core_metrics(f->core), "RUN") > 1000.0 / 3600 - 1e-9);
+
+	/* 900 s more run time and 2 samples over the slot [T, T + 900). */
+	reading(f, T + 900, 1900, 7);
+	char *t = state_type(f, "RUN");
+	assert_string_equal(t, "blob:");
+	free(t);
+	t = state_type(f, "RUN/repeats");
+	assert_string_equal(t, "text:3");
+	free(t);
+	assert_int_equal(core_sessions_repeated(f->core, "RUN"), 3);
+
+	assert_int_equal(metrics_tick(core_metrics(f->core), T + 1000), 1);
+	char *r = runs(f);
+	/* 900 + the 0.75 carried: 900 sealed, 0.75 carried on. */
+	assert_string_equal(r, "2026-11-02T10:00:00+08:00-2026-11-02T10:15:00+08:00:900/2\n");
+	free(r);
+
+	/* And after a restart, from the compact form: 900.5 more, + 0.75 = 901 and 0.25 over. */
+	reopen(f);
+	assert_int_equal(core_sessions_repeated(f->core, "RUN"), 3);
+	reading(f, T + 1800, 2800.5, 8);
+	assert_int_equal(metrics_tick(core_metrics(f->core), T + 1900), 1);
+	r = runs(f);
+	assert_string_equal(r, "2026-11-02T10:00:00+08:00-2026-11-02T10:15:00+08:00:900/2\n"
+			       "2026-11-02T10:15:00+08:00-2026-11-02T10:30:00+08:00:901/1\n");
+	free(r);
+	assert_true(metrics_run_hours_total(core_metrics(f->core), "RUN") > 2800.5 / 3600 - 1e-9);
+}
+
+/* A batch that fails is rolled back whole, and what it did to the state in memory with it:
+ * the same reading submitted again counts as if the failed batch never happened. */
+static void test_undone_batch_leaves_no_state(void **state)
+{
+	struct agent_fix *f = *state;
+	reading(f, T, 0, 0);
+	struct obs v[2] = { reading_obs(T + 900, 900, 4), { .type = OBS_EVENT, .instrument = "RUN" } };
+	v[1].u.event = (struct obs_event){ .at = T, .type = "no_such_event" };
+	assert_int_equal(core_submit(f->core, v, 2, NULL, NULL, 0), -EINVAL);
+	/* Had memory kept T + 900 as the last poll, this one would be dropped as from the past. */
+	reading(f, T + 900, 900, 4);
+	assert_int_equal(metrics_tick(core_metrics(f->core), T + 1000), 1);
+	char *r = runs(f);
+	assert_string_equal(r, "2026-11-02T10:00:00+08:00-2026-11-02T10:15:00+08:00:900/4\n");
+	free(r);
+}
+
+/* `labshare-agent record` beside a running daemon: its repeats are counted in their own row,
+ * which the daemon's next save of the state does not overwrite. */
+static void test_repeats_beside_a_running_core(void **state)
+{
+	struct agent_fix *f = *state;
+	reading(f, T, 0, 0);
+	struct core *other = core_new(f->cfg, f->buf);
+	assert_non_null(other);
+	struct obs s = { .type = OBS_SESSION, .instrument = "RUN" };
+	s.u.session = (struct obs_session){ .start = T - H, .end = T, .user = "a", .org = "X", .external = -1,
+					    .samples = -1 };
+	assert_int_equal(core_submit(other, &s, 1, NULL, NULL, 0), 0);
+	assert_int_equal(core_submit(other, &s, 1, NULL, NULL, 0), 0);
+	assert_int_equal(core_sessions_repeated(other, "RUN"), 1);
+	core_free(other);
+	reading(f, T + 600, 600, 1);
+	assert_int_equal(core_sessions_repeated(f->core, "RUN"), 1);
+}
+
+int main(void)
+{
+	log_set_level(LOG_PRI_WARNING);
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_old_json_state_carries_on, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_undone_batch_leaves_no_state, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_repeats_beside_a_running_core, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
