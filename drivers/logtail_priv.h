@@ -128,7 +128,6 @@ struct logtail {
 	struct own_files *own;      /* the agent's secrets and state: never read as a log */
 };
 
-
 /* logtail.c */
 void lt_publish(struct tail *t);
 
