@@ -118,7 +118,7 @@ static void csv_header(struct lp_parser *p, struct lp_csv_cols *cols, struct lp_
 		char list[sizeof(out->why)];
 		memcpy(list, out->why, sizeof(list));
 		lp_why_set(out, "%s not in the header%s", list,
-			fatal ? ": every line will be malformed" : "");
+			   fatal ? ": every line will be malformed" : "");
 	}
 }
 
@@ -157,7 +157,7 @@ void lp_parse_csv(struct lp_parser *p, struct lp_csv_cols *cols, const char *tex
 		if ((size_t)c >= p->nf) {
 			if (required(cfg, f)) {
 				lp_malformed(out, "%zu columns, \"%s\" is column %d", p->nf,
-					  cfg->fields.name[f], c + 1);
+					     cfg->fields.name[f], c + 1);
 				return;
 			}
 			continue;

@@ -190,7 +190,7 @@ static bool fp_matches(struct tail *t, int fd, uint64_t fp, uint32_t fp_len)
 static int restart_file(struct tail *t, struct tfile *f, const char *why)
 {
 	int r = lt_rotated(t, "\"%s\" %s after %" PRId64 " bytes: reading it from the start", f->path,
-			why, f->off);
+			   why, f->off);
 	f->off = 0;
 	f->line = 0;
 	f->sum = HASH_INIT;
@@ -654,7 +654,7 @@ int lt_discover(struct tail *t)
 				continue;
 			}
 			int e = lt_rotated(t, "\"%s\" was renamed to \"%s\" while it was not followed: "
-					"reading it to its end", was ? was : "?", f->path);
+					   "reading it to its end", was ? was : "?", f->path);
 			if (e < 0)
 				r = e;
 			free(was);
