@@ -193,22 +193,6 @@ static void schedule_next(struct inst *in, int64_t now_ms)
 	}
 }
 
-/* A deadline for pthread_cond_timedwait on the driver's conditions, which wait on
- * CLOCK_MONOTONIC: a wall-clock step (NTP, an operator) must neither stall polling for the
- * length of the step nor make the waits return at once and spin. */
-static struct timespec mono_after(int64_t ms)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += (time_t)(ms / 1000);
-	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	return ts;
-}
-
 static void *worker(void *arg)
 {
 	struct modbus_driver *d = arg;
@@ -240,8 +224,10 @@ static void *worker(void *arg)
 			}
 			if (wait > 1000)
 				wait = 1000;
-			struct timespec ts = mono_after(wait);
-			pthread_cond_timedwait(&d->cv, &d->mu, &ts);
+			/* Through the clock seam, on CLOCK_MONOTONIC: a wall-clock step (NTP, an
+			 * operator) neither stalls polling nor makes the wait spin; a test's
+			 * fake clock ends it when advanced. */
+			clock_wait_until(&d->cv, &d->mu, (now + wait) * 1000);
 			if (keeper)
 				d->timer_kept = false;
 			continue;
@@ -324,8 +310,8 @@ static void *flusher(void *arg)
 	struct modbus_driver *d = arg;
 	pthread_mutex_lock(&d->mu);
 	while (!d->stopping) {
-		struct timespec ts = mono_after(FLUSH_EVERY_MS);
-		pthread_cond_timedwait(&d->flush_cv, &d->mu, &ts);
+		/* Woken early (a full queue, stop, a fake clock's slice): flush all the same. */
+		clock_wait_until(&d->flush_cv, &d->mu, clock_mono_us() + FLUSH_EVERY_MS * 1000);
 		pthread_mutex_unlock(&d->mu);
 		flush_queue(d);
 		atomic_store(&d->flusher_beat, clock_mono_ms());
@@ -366,12 +352,17 @@ static int driver_create(const struct config *cfg, struct core *core, void **sta
 	if (!d)
 		return -ENOMEM;
 	pthread_mutex_init(&d->mu, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&d->cv, &ca);
-	pthread_cond_init(&d->flush_cv, &ca);
-	pthread_condattr_destroy(&ca);
+	if (clock_cond_init(&d->cv) < 0) {
+		pthread_mutex_destroy(&d->mu);
+		free(d);
+		return -ENOMEM;
+	}
+	if (clock_cond_init(&d->flush_cv) < 0) {
+		pthread_cond_destroy(&d->cv);
+		pthread_mutex_destroy(&d->mu);
+		free(d);
+		return -ENOMEM;
+	}
 	d->cfg = cfg;
 	d->core = core;
 	d->insts = calloc(n, sizeof(*d->insts));
