@@ -75,6 +75,7 @@ struct modbus_driver {
 	_Atomic int64_t flusher_beat; /* monotonic ms of the flusher's last round */
 	struct qitem *queue;         /* readings and events waiting for the core */
 	size_t q_len, q_cap;
+	bool flushing;               /* the flusher holds readings taken from the queue */
 	uint64_t q_dropped;
 };
 
@@ -260,6 +261,13 @@ static void *worker(void *arg)
 	return NULL;
 }
 
+static void flushed(struct modbus_driver *d)
+{
+	pthread_mutex_lock(&d->mu);
+	d->flushing = false;
+	pthread_mutex_unlock(&d->mu);
+}
+
 /* Hands queued readings to the core; on a full buffer they wait (nothing is dropped). */
 static void flush_queue(struct modbus_driver *d)
 {
@@ -268,6 +276,7 @@ static void flush_queue(struct modbus_driver *d)
 	struct qitem *items = d->queue;
 	d->queue = NULL;
 	d->q_len = d->q_cap = 0;
+	d->flushing = n > 0;
 	pthread_mutex_unlock(&d->mu);
 	if (n == 0) {
 		free(items);
@@ -276,6 +285,7 @@ static void flush_queue(struct modbus_driver *d)
 	struct obs *v = malloc(n * sizeof(*v));
 	if (!v) {
 		free(items);
+		flushed(d);
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -303,6 +313,7 @@ static void flush_queue(struct modbus_driver *d)
 		log_errx("modbus: %zu readings could not be stored: %s", n, strerror(-r));
 	}
 	free(items);
+	flushed(d);
 }
 
 static void *flusher(void *arg)
@@ -559,3 +570,20 @@ const struct source_ops modbus_source = {
 	.healthy = driver_healthy,
 	.destroy = driver_destroy,
 };
+
+bool modbus_settled(void *state)
+{
+	struct modbus_driver *d = state;
+	if (!d)
+		return true;
+	pthread_mutex_lock(&d->mu);
+	int64_t now = clock_mono_ms();
+	bool settled = d->q_len == 0 && !d->flushing;
+	for (size_t i = 0; settled && i < d->n_lanes; i++) {
+		struct lane *l = &d->lanes[i];
+		if (l->n_insts && (l->busy || lane_next(d, l) <= now))
+			settled = false;
+	}
+	pthread_mutex_unlock(&d->mu);
+	return settled;
+}

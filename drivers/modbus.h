@@ -12,6 +12,10 @@
 
 extern const struct source_ops modbus_source;
 
+/* Whether every instrument due by now (clock_mono_ms) has been polled and every reading handed
+ * to the core: a test that drives a fake clock waits for this after each step. */
+bool modbus_settled(void *state);
+
 /* One read of an instrument's points. */
 struct mb_values {
 	bool ok;

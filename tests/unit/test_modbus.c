@@ -101,6 +101,9 @@ struct fx {
 	struct core *core;
 	void *drv;
 	char *extra;             /* extra instruments JSON */
+	struct fake_clock clock; /* fake_start(): the driver's time, moved by tick() */
+	bool fake;
+	const char *counter;     /* "E U TABLE ADDR TYPE ORDER" that tick() moves on 1 per second */
 };
 
 static void sim_cmd(struct fx *f, const char *fmt, ...) PRINTF_LIKE(2, 3);
@@ -187,6 +190,8 @@ static int teardown(void **state)
 		modbus_source.stop(f->drv);
 		modbus_source.destroy(f->drv);
 	}
+	if (f->fake)
+		clock_set(NULL);
 	atomic_store(&realtime_step_s, 0);
 	core_free(f->core);
 	buffer_close(f->buf);
@@ -201,6 +206,55 @@ static int teardown(void **state)
 static const struct instrument_cfg *inst(struct fx *f, const char *id)
 {
 	return config_instrument(f->cfg, id);
+}
+
+/* ---- a fake clock that the test moves on -------------------------------------------- */
+
+/* The driver's time stands still until tick(): a poll interval or a back-off is one call,
+ * not a second of real time. Network time-outs stay real (the simulator is a real peer). */
+static void fake_start(struct fx *f)
+{
+	fake_clock_install(&f->clock, (int64_t)time(NULL));
+	f->fake = true;
+}
+
+static bool driver_settled(void *arg)
+{
+	return modbus_settled(arg);
+}
+
+static void settle(struct fx *f)
+{
+	if (!h_wait_for(driver_settled, f->drv, 15000))
+		fail_msg("the driver did not finish the polls due by now");
+}
+
+/* One second on: the simulated counter (if any) counts it, the driver polls what is due
+ * and hands the readings to the core. */
+static void tick(struct fx *f)
+{
+	if (f->counter)
+		sim_cmd(f, "add %s 1", f->counter);
+	fake_clock_advance(&f->clock, 1000000);
+	settle(f);
+}
+
+/* Seconds of fake time until cond holds (at most max_s). */
+static bool tick_until(struct fx *f, bool (*cond)(void *), void *arg, int max_s)
+{
+	for (int i = 0; i < max_s; i++) {
+		if (cond(arg))
+			return true;
+		tick(f);
+	}
+	return cond(arg);
+}
+
+static void start_faked(struct fx *f)
+{
+	fake_start(f);
+	start_driver(f);
+	settle(f);
 }
 
 static void test_read_every_table_and_type(void **state)
@@ -403,27 +457,42 @@ static void wait_hours(struct fx *f, const char *id, double want)
 		fail_msg("\"%s\" never read %.4f h (has %.4f)", id, want, run_hours(f, id));
 }
 
+/* The same under the fake clock: within max_s seconds of it. */
+static void tick_records(struct fx *f, const char *needle, int count, int max_s)
+{
+	struct rec_wait w = { f, needle, count };
+	if (!tick_until(f, have_records, &w, max_s) && (dump_events(f), true))
+		fail_msg("no %d records with %s within %d s (have %d)", count, needle, max_s,
+			 count_records(f, needle));
+}
+
+static void tick_hours(struct fx *f, const char *id, double want, int max_s)
+{
+	struct hours_wait w = { f, id, want };
+	if (!tick_until(f, hours_reached, &w, max_s))
+		fail_msg("\"%s\" never read %.4f h within %d s (has %.4f)", id, want, max_s, run_hours(f, id));
+}
+
 static void test_counter_events_from_device(void **state)
 {
 	struct fx *f = *state;
-	/* A u16 seconds counter running in real time, about to wrap. */
+	/* A u16 seconds counter running with the (fake) clock, about to wrap. */
 	sim_cmd(f, "set 0 2 holding 0 u16 big 65533");
-	sim_cmd(f, "auto 0 2 holding 0 u16 big 1");
-	start_driver(f);
-	wait_records(f, "\"type\":\"counter_wrap\"", 1, 15000);
+	f->counter = "0 2 holding 0 u16 big";
+	start_faked(f);
+	tick_records(f, "\"type\":\"counter_wrap\"", 1, 30);
 	assert_int_equal(count_records(f, "\"type\":\"counter_clamped\""), 0);
 	/* A reset: once it has counted a little past the wrap, the meter starts again from zero
 	 * and keeps counting. */
-	wait_hours(f, "B", 4 / 3600.0);
+	tick_hours(f, "B", 4 / 3600.0, 30);
 	sim_cmd(f, "set 0 2 holding 0 u16 big 0");
-	if (count_records(f, "zzz") < 0) {}
-	wait_records(f, "confirmed by the next reading", 1, 15000);
+	tick_records(f, "confirmed by the next reading", 1, 30);
 	assert_int_equal(count_records(f, "\"type\":\"counter_clamped\""), 0);
 	/* A jump far beyond the wall time is clamped. */
-	sim_cmd(f, "auto 0 2 holding 0 u16 big 0");
+	f->counter = NULL;
 	sim_cmd(f, "set 0 2 holding 0 u16 big 30000");
-	wait_records(f, "\"type\":\"counter_clamped\"", 1, 15000);
-	wait_hours(f, "B", 30000 / 3600.0);
+	tick_records(f, "\"type\":\"counter_clamped\"", 1, 30);
+	tick_hours(f, "B", 30000 / 3600.0, 30);
 	/* Stopped, status still knows the counter's last value. */
 	modbus_source.stop(f->drv);
 	cJSON *st = status_build(f->cfg, f->buf, NULL, false, 0);
@@ -438,13 +507,13 @@ static void test_counter_events_from_device(void **state)
 static void test_silent_instrument_does_not_stall_bus(void **state)
 {
 	struct fx *f = *state;
-	sim_cmd(f, "auto 0 1 input 10 u32 little 1");
+	f->counter = "0 1 input 10 u32 little";
 	sim_cmd(f, "silence 0 2 on");
-	start_driver(f);
-	wait_records(f, "\"instrument\":\"B\",\"type\":\"device_offline\"", 1, 10000);
-	/* The others keep their schedule: A gains ~1 s per second. */
+	start_faked(f);
+	tick_records(f, "\"instrument\":\"B\",\"type\":\"device_offline\"", 1, 30);
+	/* The others keep their schedule: A gains 1 s per second. */
 	double h0 = run_hours(f, "A");
-	wait_hours(f, "A", h0 + 4 / 3600.0);
+	tick_hours(f, "A", h0 + 4 / 3600.0, 30);
 	cJSON *arr = cJSON_CreateArray();
 	modbus_source.status(f->drv, arr);
 	cJSON *a = cJSON_GetArrayItem(arr, 0), *b = cJSON_GetArrayItem(arr, 1);
@@ -460,26 +529,26 @@ static void test_silent_instrument_does_not_stall_bus(void **state)
 	assert_true(b_polls < a_polls); /* B backs off */
 	cJSON_Delete(arr);
 	sim_cmd(f, "silence 0 2 off");
-	wait_records(f, "\"instrument\":\"B\",\"type\":\"device_online\"", 1, 20000);
+	tick_records(f, "\"instrument\":\"B\",\"type\":\"device_online\"", 1, 600);
 }
 
 static void test_gateway_reboot_reconnects(void **state)
 {
 	struct fx *f = *state;
-	sim_cmd(f, "auto 1 1 input 0 i32 big 1");
-	start_driver(f);
+	f->counter = "1 1 input 0 i32 big";
+	start_faked(f);
 	double h0;
-	wait_hours(f, "D", 1 / 3600.0);
+	tick_hours(f, "D", 1 / 3600.0, 30);
 	sim_cmd(f, "close 1");
-	wait_records(f, "\"instrument\":\"D\",\"type\":\"device_offline\"", 1, 10000);
+	tick_records(f, "\"instrument\":\"D\",\"type\":\"device_offline\"", 1, 30);
 	sim_cmd(f, "open 1");
-	wait_records(f, "\"instrument\":\"D\",\"type\":\"device_online\"", 1, 20000);
+	tick_records(f, "\"instrument\":\"D\",\"type\":\"device_online\"", 1, 600);
 	h0 = run_hours(f, "D");
-	wait_hours(f, "D", h0 + 2 / 3600.0);
+	tick_hours(f, "D", h0 + 2 / 3600.0, 30);
 	/* A dropped connection (without the listener closing) is survived as well. */
 	sim_cmd(f, "drop 1");
 	h0 = run_hours(f, "D");
-	wait_hours(f, "D", h0 + 2 / 3600.0);
+	tick_hours(f, "D", h0 + 2 / 3600.0, 30);
 }
 
 static int64_t unit_requests(struct fx *f, int endpoint, int unit)
@@ -512,15 +581,15 @@ static void test_lone_zero_is_a_glitch(void **state)
 {
 	struct fx *f = *state;
 	sim_cmd(f, "set 0 2 holding 0 u16 big 1000");
-	start_driver(f);
-	wait_hours(f, "B", 1000 / 3600.0);
+	start_faked(f);
+	tick_hours(f, "B", 1000 / 3600.0, 30);
 	/* A meter that reads 0 for exactly one poll, then goes on. */
 	struct req_wait w = { f, 0 };
 	w.past = unit_requests(f, 0, 2);
 	sim_cmd(f, "set 0 2 holding 0 u16 big 0");
-	assert_true(h_wait_for(unit2_polled, &w, 10000));
+	assert_true(tick_until(f, unit2_polled, &w, 30));
 	sim_cmd(f, "set 0 2 holding 0 u16 big 1002");
-	wait_records(f, "glitch: a lone lower reading 0 was discarded", 1, 10000);
+	tick_records(f, "glitch: a lone lower reading 0 was discarded", 1, 30);
 	assert_int_equal(count_records(f, "confirmed by the next reading"), 0);
 	assert_true(run_hours(f, "B") >= 1002 / 3600.0 - 1e-9);
 }
@@ -574,9 +643,9 @@ static void test_wall_clock_step_does_not_stall_polling(void **state)
 	sim_cmd(f, "auto 0 1 input 10 u32 little 1");
 	atomic_store(&realtime_step_s, 3600);
 	start_driver(f);
-	wait_hours(f, "A", 3 / 3600.0);
+	wait_hours(f, "A", 1 / 3600.0);
 	double h0 = run_hours(f, "A");
-	wait_hours(f, "A", h0 + 2 / 3600.0);
+	wait_hours(f, "A", h0 + 1 / 3600.0); /* a poll after a whole wait of the worker */
 }
 
 /* ---- `poll` beside a running daemon ----------------------------------------------- */
