@@ -135,10 +135,11 @@ static int index_build(struct tail *t)
 		t->index = v;
 		t->cap_index = t->n_files;
 	}
-	if (t->n_files)
-		memcpy(t->index, t->files, t->n_files * sizeof(*t->index));
 	t->n_index = t->n_files;
-	qsort(t->index, t->n_index, sizeof(*t->index), by_inode);
+	if (t->n_files) { /* no memcpy or qsort of NULL, even for nothing */
+		memcpy(t->index, t->files, t->n_files * sizeof(*t->index));
+		qsort(t->index, t->n_index, sizeof(*t->index), by_inode);
+	}
 	return 0;
 }
 
