@@ -130,7 +130,7 @@ static void tail_free(struct tail *t)
 	free(t);
 }
 
-static struct tail *tail_new(struct logtail *lt, const struct instrument_cfg *in,
+static struct tail *tail_new(struct logtail *lt, const struct source_instrument *in,
 			     const struct log_cfg *cfg)
 {
 	struct tail *t = calloc(1, sizeof(*t));
@@ -157,7 +157,7 @@ static struct tail *tail_new(struct logtail *lt, const struct instrument_cfg *in
 
 static void logtail_destroy(void *state);
 
-static int logtail_create(const struct config *cfg, struct core *core, void **state)
+static int logtail_create(const struct source_conf *cfg, struct core *core, void **state)
 {
 	*state = NULL;
 	size_t n = 0;
@@ -182,7 +182,7 @@ static int logtail_create(const struct config *cfg, struct core *core, void **st
 	if (!lt->tails || !lt->rbuf || !lt->fpbuf || !lt->own)
 		goto fail;
 	for (size_t i = 0; i < cfg->n_instruments; i++) {
-		const struct instrument_cfg *in = &cfg->instruments[i];
+		const struct source_instrument *in = &cfg->instruments[i];
 		for (size_t j = 0; j < in->n_logs; j++) {
 			struct tail *t = tail_new(lt, in, &in->logs[j]);
 			if (!t)

@@ -15,7 +15,7 @@
 #include <cjson/cJSON.h>
 
 #include "logtail.h"
-#include "config.h"
+#include "source_conf.h"
 #include "submit.h"
 #include "logparse.h"
 #include "ownfiles.h"

@@ -296,10 +296,9 @@ struct point_ref {
 	bool *has;
 };
 
-void mb_read_instrument(struct mb_bus *b, const struct instrument_cfg *ic, struct mb_values *out)
+void mb_read_instrument(struct mb_bus *b, const struct modbus_cfg *m, struct mb_values *out)
 {
 	memset(out, 0, sizeof(*out));
-	const struct modbus_cfg *m = &ic->modbus;
 	struct point_ref pts[3];
 	int n = 0;
 	if (m->run_counter.present)

@@ -27,7 +27,7 @@
 /* ---- the driver -------------------------------------------------------------------- */
 
 struct inst {
-	const struct instrument_cfg *cfg;
+	const struct source_instrument *cfg;
 	size_t bus;
 	int64_t due_ms;              /* monotonic, on the instrument's grid */
 	int failures;
@@ -57,7 +57,7 @@ struct qitem {
 };
 
 struct modbus_driver {
-	const struct config *cfg;
+	const struct source_conf *cfg;
 	struct core *core;
 	struct inst *insts;
 	size_t n_insts;
@@ -121,7 +121,7 @@ static void enqueue(struct modbus_driver *d, const struct obs *o, const char *de
 static void record_result(struct modbus_driver *d, struct inst *in, const struct mb_values *v,
 			  int64_t at_us)
 {
-	const struct modbus_cfg *m = &in->cfg->modbus;
+	const struct modbus_cfg *m = in->cfg->modbus;
 	int64_t now = at_us / 1000000;
 	char detail[256];
 	in->polls++;
@@ -173,7 +173,7 @@ static void record_result(struct modbus_driver *d, struct inst *in, const struct
 
 static void schedule_next(struct inst *in, int64_t now_ms)
 {
-	int64_t interval = (int64_t)in->cfg->modbus.interval_s * 1000;
+	int64_t interval = (int64_t)in->cfg->modbus->interval_s * 1000;
 	if (in->failures > 0) {
 		/* Back off on its own: the others on the bus keep their schedule. */
 		int64_t backoff = interval;
@@ -240,14 +240,14 @@ static void *worker(void *arg)
 				in = c;
 		}
 		best->busy = true;
-		if (now - in->due_ms > (int64_t)in->cfg->modbus.interval_s * 100)
+		if (now - in->due_ms > (int64_t)in->cfg->modbus->interval_s * 100)
 			in->late_polls++; /* started more than a tenth of an interval late */
 		/* Another lane may be due too: pass the turn on to one sleeping worker. */
 		pthread_cond_signal(&d->cv);
 		pthread_mutex_unlock(&d->mu);
 
 		struct mb_values v;
-		mb_read_instrument(best->bus, in->cfg, &v);
+		mb_read_instrument(best->bus, in->cfg->modbus, &v);
 		int64_t at_us = clock_wall_us();
 
 		pthread_mutex_lock(&d->mu);
@@ -351,12 +351,12 @@ static void driver_destroy(void *state)
 	free(d);
 }
 
-static int driver_create(const struct config *cfg, struct core *core, void **state)
+static int driver_create(const struct source_conf *cfg, struct core *core, void **state)
 {
 	size_t n = 0;
 	*state = NULL;
 	for (size_t i = 0; i < cfg->n_instruments; i++)
-		n += cfg->instruments[i].modbus.present;
+		n += cfg->instruments[i].modbus->present;
 	if (n == 0)
 		return 0;
 	struct modbus_driver *d = calloc(1, sizeof(*d));
@@ -384,7 +384,7 @@ static int driver_create(const struct config *cfg, struct core *core, void **sta
 	for (size_t i = 0; i < cfg->n_buses; i++) {
 		size_t on_bus = 0;
 		for (size_t k = 0; k < cfg->n_instruments; k++)
-			on_bus += cfg->instruments[k].modbus.present && cfg->instruments[k].modbus.bus_index == i;
+			on_bus += cfg->instruments[k].modbus->present && cfg->instruments[k].modbus->bus_index == i;
 		d->lanes[i].bus = mb_bus_new(&cfg->buses[i]);
 		d->lanes[i].insts = calloc(on_bus ? on_bus : 1, sizeof(size_t));
 		if (!d->lanes[i].bus || !d->lanes[i].insts)
@@ -392,12 +392,12 @@ static int driver_create(const struct config *cfg, struct core *core, void **sta
 	}
 	int64_t now = clock_mono_ms();
 	for (size_t i = 0; i < cfg->n_instruments; i++) {
-		const struct instrument_cfg *ic = &cfg->instruments[i];
-		if (!ic->modbus.present)
+		const struct source_instrument *ic = &cfg->instruments[i];
+		if (!ic->modbus->present)
 			continue;
 		struct inst *in = &d->insts[d->n_insts];
 		in->cfg = ic;
-		in->bus = ic->modbus.bus_index;
+		in->bus = ic->modbus->bus_index;
 		struct lane *l = &d->lanes[in->bus];
 		l->insts[l->n_insts++] = d->n_insts;
 		d->n_insts++;
@@ -409,7 +409,7 @@ static int driver_create(const struct config *cfg, struct core *core, void **sta
 		struct lane *l = &d->lanes[i];
 		for (size_t k = 0; k < l->n_insts; k++) {
 			struct inst *in = &d->insts[l->insts[k]];
-			int64_t interval = (int64_t)in->cfg->modbus.interval_s * 1000;
+			int64_t interval = (int64_t)in->cfg->modbus->interval_s * 1000;
 			double place = ((double)k + (double)i / (double)d->n_lanes) / (double)l->n_insts;
 			in->due_ms = now + (int64_t)((double)interval * place);
 		}
@@ -515,7 +515,7 @@ static void driver_status(void *state, cJSON *arr)
 	pthread_mutex_lock(&d->mu);
 	for (size_t i = 0; i < d->n_insts; i++) {
 		struct inst *in = &d->insts[i];
-		const struct modbus_cfg *m = &in->cfg->modbus;
+		const struct modbus_cfg *m = in->cfg->modbus;
 		cJSON *o = instrument_obj(arr, in->cfg->id);
 		cJSON *s = cJSON_AddObjectToObject(o, "modbus");
 		const char *state_name = !in->started ? "starting" : in->offline ? "offline" : "ok";

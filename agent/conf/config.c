@@ -305,3 +305,35 @@ const struct instrument_cfg *config_instrument(const struct config *cfg, const c
 			return &cfg->instruments[i];
 	return NULL;
 }
+
+_Static_assert(SOURCE_NEVER_READ_MAX == CONFIG_SECRETS_MAX, "every secret is a file no log may read");
+
+struct source_conf *config_source_conf(const struct config *cfg)
+{
+	struct source_conf *sc = calloc(1, sizeof(*sc));
+	if (!sc)
+		return NULL;
+	if (cfg->n_instruments &&
+	    !(sc->instruments = calloc(cfg->n_instruments, sizeof(*sc->instruments)))) {
+		free(sc);
+		return NULL;
+	}
+	sc->buses = cfg->buses;
+	sc->n_buses = cfg->n_buses;
+	for (size_t i = 0; i < cfg->n_instruments; i++) {
+		const struct instrument_cfg *in = &cfg->instruments[i];
+		sc->instruments[i] = (struct source_instrument){ in->id, &in->modbus, in->logs, in->n_logs };
+	}
+	sc->n_instruments = cfg->n_instruments;
+	sc->n_never_read = config_secret_paths(cfg, sc->never_read);
+	sc->state_dir = cfg->agent.state_dir;
+	return sc;
+}
+
+void source_conf_free(struct source_conf *sc)
+{
+	if (!sc)
+		return;
+	free(sc->instruments);
+	free(sc);
+}

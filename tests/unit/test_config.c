@@ -784,6 +784,33 @@ static void test_full_config(void **state)
 	config_free(cfg);
 }
 
+/* The drivers' part (issue #14): buses, per instrument its id, Modbus part and logs, the names of
+ * the files no log may read, and nothing else (the token and keys have no field there). */
+static void test_source_conf(void **state)
+{
+	(void)state;
+	struct config *cfg = load_ok(full_config);
+	struct source_conf *sc = config_source_conf(cfg);
+	assert_non_null(sc);
+	assert_int_equal(sc->n_buses, cfg->n_buses);
+	assert_ptr_equal(sc->buses, cfg->buses);
+	assert_int_equal(sc->n_instruments, cfg->n_instruments);
+	for (size_t i = 0; i < cfg->n_instruments; i++) {
+		assert_string_equal(sc->instruments[i].id, cfg->instruments[i].id);
+		assert_ptr_equal(sc->instruments[i].modbus, &cfg->instruments[i].modbus);
+		assert_ptr_equal(sc->instruments[i].logs, cfg->instruments[i].logs);
+		assert_int_equal(sc->instruments[i].n_logs, cfg->instruments[i].n_logs);
+	}
+	/* token_file, user_id_key_file, client_key: their names, so that no log leads to them */
+	assert_int_equal(sc->n_never_read, 3);
+	assert_string_equal(sc->never_read[0], cfg->platform.token_file);
+	assert_string_equal(sc->never_read[1], cfg->agent.user_id_key_file);
+	assert_string_equal(sc->never_read[2], cfg->platform.client_key);
+	assert_string_equal(sc->state_dir, cfg->agent.state_dir);
+	source_conf_free(sc);
+	config_free(cfg);
+}
+
 static void test_defaults(void **state)
 {
 	(void)state;
@@ -1130,6 +1157,7 @@ int main(void)
 
 	const struct CMUnitTest good[] = {
 		cmocka_unit_test(test_full_config),
+		cmocka_unit_test(test_source_conf),
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_nrii_defaults),
 		cmocka_unit_test(test_token_trimmed),

@@ -40,6 +40,7 @@ struct env {
 	struct config *cfg;
 	struct buffer *buf;
 	struct core *core;
+	struct source_conf *sc;  /* the driver's part of cfg */
 	void *lt;
 };
 
@@ -69,7 +70,9 @@ static char *expand(const char *s, const char *dir)
 
 static void env_start(struct env *e)
 {
-	assert_int_equal(logtail_source.create(e->cfg, e->core, &e->lt), 0);
+	if (!e->sc)
+		assert_non_null(e->sc = config_source_conf(e->cfg));
+	assert_int_equal(logtail_source.create(e->sc, e->core, &e->lt), 0);
 	assert_non_null(e->lt);
 	assert_int_equal(logtail_source.start(e->lt), 0);
 }
@@ -126,6 +129,7 @@ static void env_free(struct env *e)
 		env_halt(e);
 	core_free(e->core);
 	buffer_close(e->buf);
+	source_conf_free(e->sc);
 	config_free(e->cfg);
 	h_rmtree(e->dir);
 	free(e->dir);
@@ -877,7 +881,7 @@ static void test_sigkill_at_random_moments(void **state)
 			struct core *c = core_new(e->cfg, b);
 			void *lt = NULL;
 			logtail_tuning.batch_obs = 1 + (size_t)(rand() % 40);
-			if (logtail_source.create(e->cfg, c, &lt) < 0 || logtail_source.start(lt) < 0)
+			if (logtail_source.create(config_source_conf(e->cfg), c, &lt) < 0 || logtail_source.start(lt) < 0)
 				_exit(3);
 			for (;;)
 				pause();

@@ -99,6 +99,7 @@ struct fx {
 	struct config *cfg;
 	struct buffer *buf;
 	struct core *core;
+	struct source_conf *sc;  /* the driver's part of cfg */
 	void *drv;
 	char *extra;             /* extra instruments JSON */
 	struct fake_clock clock; /* fake_start(): the driver's time, moved by tick() */
@@ -178,7 +179,9 @@ static int setup(void **state)
 
 static void start_driver(struct fx *f)
 {
-	assert_int_equal(modbus_source.create(f->cfg, f->core, &f->drv), 0);
+	if (!f->sc)
+		assert_non_null(f->sc = config_source_conf(f->cfg));
+	assert_int_equal(modbus_source.create(f->sc, f->core, &f->drv), 0);
 	assert_non_null(f->drv);
 	assert_int_equal(modbus_source.start(f->drv), 0);
 }
@@ -195,6 +198,7 @@ static int teardown(void **state)
 	atomic_store(&realtime_step_s, 0);
 	core_free(f->core);
 	buffer_close(f->buf);
+	source_conf_free(f->sc);
 	config_free(f->cfg);
 	h_proc_free(f->sim);
 	h_rmtree(f->dir);
@@ -269,21 +273,21 @@ static void test_read_every_table_and_type(void **state)
 	sim_cmd(f, "set 1 1 input 0 i32 big -7");
 	struct mb_bus *bus = mb_bus_new(&f->cfg->buses[0]), *bus2 = mb_bus_new(&f->cfg->buses[1]);
 	struct mb_values v;
-	mb_read_instrument(bus, inst(f, "A"), &v);
+	mb_read_instrument(bus, &inst(f, "A")->modbus, &v);
 	assert_true(v.ok);
 	assert_true(v.run_raw == 123456 && v.samples_raw == 77 && v.in_use);
-	mb_read_instrument(bus, inst(f, "B"), &v);
+	mb_read_instrument(bus, &inst(f, "B")->modbus, &v);
 	assert_true(v.ok && v.run_raw == 65535 && !v.has_in_use);
-	mb_read_instrument(bus, inst(f, "C"), &v);
+	mb_read_instrument(bus, &inst(f, "C")->modbus, &v);
 	assert_true(v.ok && v.run_raw == 4294967301.0 && v.in_use_raw == 75.5 && v.in_use);
 	sim_cmd(f, "set 0 3 input 20 f32 big 12.25"); /* below the 50 W threshold */
-	mb_read_instrument(bus, inst(f, "C"), &v);
+	mb_read_instrument(bus, &inst(f, "C")->modbus, &v);
 	assert_true(v.ok && !v.in_use);
-	mb_read_instrument(bus2, inst(f, "D"), &v);
+	mb_read_instrument(bus2, &inst(f, "D")->modbus, &v);
 	assert_true(v.ok && v.run_raw == -7);
 	/* A and its neighbours: run (10–11) and samples (12) are one request. */
 	sim_cmd(f, "reset-stats");
-	mb_read_instrument(bus, inst(f, "A"), &v);
+	mb_read_instrument(bus, &inst(f, "A")->modbus, &v);
 	char *stats = h_request(f->sim, "stats", 5000);
 	cJSON *s = cJSON_Parse(stats);
 	assert_non_null(s);
@@ -300,12 +304,12 @@ static void test_exception_and_unserved_unit(void **state)
 	struct mb_bus *bus = mb_bus_new(&f->cfg->buses[0]);
 	struct mb_values v;
 	sim_cmd(f, "exception 0 2 2");
-	mb_read_instrument(bus, inst(f, "B"), &v);
+	mb_read_instrument(bus, &inst(f, "B")->modbus, &v);
 	assert_false(v.ok);
 	assert_non_null(strstr(v.error, "unit 2 holding 0..0"));
 	assert_non_null(strstr(v.error, "Illegal data address"));
 	sim_cmd(f, "exception 0 2 off");
-	mb_read_instrument(bus, inst(f, "B"), &v);
+	mb_read_instrument(bus, &inst(f, "B")->modbus, &v);
 	assert_true(v.ok);
 	mb_bus_free(bus);
 }
@@ -340,7 +344,7 @@ static void test_stale_replies_never_swap_counters(void **state)
 		sim_cmd(f, "%s 0 4 on", modes[m]);
 		for (int k = 0; k < 6; k++) {
 			struct mb_values v;
-			mb_read_instrument(bus, &e, &v);
+			mb_read_instrument(bus, &e.modbus, &v);
 			if (!v.ok)
 				fail_msg("%s, read %d: %s", modes[m], k, v.error);
 			if (v.run_raw != 5000 || v.samples_raw != 77)
@@ -353,7 +357,7 @@ static void test_stale_replies_never_swap_counters(void **state)
 	sim_cmd(f, "stale 0 4 on");
 	sim_cmd(f, "reset-stats");
 	struct mb_values v;
-	mb_read_instrument(bus, &e, &v);
+	mb_read_instrument(bus, &e.modbus, &v);
 	assert_true(v.ok && v.run_raw == 5000 && v.samples_raw == 77);
 	assert_int_equal(unit_requests(f, 0, 4), 2);
 	mb_bus_free(bus);
@@ -371,7 +375,7 @@ static void test_wrong_protocol_id_is_a_failed_read(void **state)
 	struct mb_values v;
 	sim_cmd(f, "badproto 0 4 on");
 	int64_t t0 = clock_mono_ms();
-	mb_read_instrument(bus, &e, &v);
+	mb_read_instrument(bus, &e.modbus, &v);
 	int64_t took = clock_mono_ms() - t0;
 	if (v.ok)
 		fail_msg("a reply with protocol id 1 was taken: run %.0f", v.run_raw);
@@ -380,7 +384,7 @@ static void test_wrong_protocol_id_is_a_failed_read(void **state)
 		fail_msg("error \"%s\" does not name the protocol id", v.error);
 	assert_true(took < 1000); /* timeout_ms is 200: bounded, not a hang */
 	sim_cmd(f, "badproto 0 4 off");
-	mb_read_instrument(bus, &e, &v);
+	mb_read_instrument(bus, &e.modbus, &v);
 	if (!v.ok)
 		fail_msg("after the fault: %s", v.error);
 	assert_true(v.run_raw == 5000 && v.samples_raw == 77);
@@ -992,11 +996,11 @@ static void test_rtu_over_pty(void **state)
 	struct mb_values v;
 	/* Several units on one serial line, one after the other. */
 	for (int k = 0; k < 3; k++) {
-		mb_read_instrument(bus, &i2, &v);
+		mb_read_instrument(bus, &i2.modbus, &v);
 		if (!v.ok)
 			fail_msg("rtu unit 2: %s", v.error);
 		assert_true(v.run_raw == 987654);
-		mb_read_instrument(bus, &i3, &v);
+		mb_read_instrument(bus, &i3.modbus, &v);
 		if (!v.ok)
 			fail_msg("rtu unit 3: %s", v.error);
 		assert_true(v.in_use);
@@ -1004,9 +1008,9 @@ static void test_rtu_over_pty(void **state)
 	/* A unit nobody answers for times out, and the line still works after it. */
 	struct instrument_cfg i9 = i2;
 	i9.modbus.unit = 9;
-	mb_read_instrument(bus, &i9, &v);
+	mb_read_instrument(bus, &i9.modbus, &v);
 	assert_false(v.ok);
-	mb_read_instrument(bus, &i2, &v);
+	mb_read_instrument(bus, &i2.modbus, &v);
 	assert_true(v.ok);
 	mb_bus_free(bus);
 }
