@@ -151,13 +151,12 @@ static void roll_back(struct tail *t, int r)
  * parsing and committing) seals a malformed event instead of stalling the log for good. */
 static int refuse_implausible(struct tail *t)
 {
-	const struct config *cfg = core_config(t->lt->core);
 	int64_t now = clock_wall();
 	for (size_t i = 0; i < t->n_obs; i++) {
 		struct obs *o = &t->obs[i];
 		const char *why = NULL;
 		if (o->type != OBS_SESSION ||
-		    core_session_check(cfg, t->instrument, &o->u.session, now, &why) == 0)
+		    core_check_session(t->lt->core, t->instrument, &o->u.session, now, &why) == 0)
 			continue;
 		char detail[4096 + 256];
 		snprintf(detail, sizeof(detail), "%s: session refused: %s", t->cfg->path, why);
