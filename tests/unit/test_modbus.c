@@ -429,14 +429,6 @@ static void dump_events(struct fx *f)
 	}
 }
 
-static void wait_records(struct fx *f, const char *needle, int count, int timeout_ms)
-{
-	struct rec_wait w = { f, needle, count };
-	if (!h_wait_for(have_records, &w, timeout_ms) && (dump_events(f), true))
-		fail_msg("no %d records with %s within %d ms (have %d)", count, needle, timeout_ms,
-			 count_records(f, needle));
-}
-
 static double run_hours(struct fx *f, const char *id)
 {
 	return metrics_run_hours_total(core_metrics(f->core), id);
@@ -598,45 +590,23 @@ static void test_lone_zero_is_a_glitch(void **state)
 	assert_true(run_hours(f, "B") >= 1002 / 3600.0 - 1e-9);
 }
 
-/* Wall time shifted by what the test says, monotonic time left alone: the agent can be
- * "down" for an hour without the test waiting an hour. */
-static int64_t shift_us;
-
-static int64_t shifted_wall(void *ctx)
-{
-	(void)ctx;
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 + shift_us;
-}
-
-static int64_t real_mono(void *ctx)
-{
-	(void)ctx;
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static void test_downtime_spread_as_gap(void **state)
 {
 	struct fx *f = *state;
-	static const struct clock_ops shifted = { shifted_wall, real_mono, NULL };
-	shift_us = 0;
-	clock_set(&shifted);
 	sim_cmd(f, "set 1 1 input 0 i32 big 100");
-	start_driver(f);
-	wait_hours(f, "D", 100 / 3600.0);
+	start_faked(f);
+	tick_hours(f, "D", 100 / 3600.0, 30);
 	modbus_source.stop(f->drv);
 	modbus_source.destroy(f->drv);
 	f->drv = NULL;
-	/* Down for an hour, during which the instrument ran 30 minutes. */
-	shift_us += 3600LL * 1000000;
+	/* Down for an hour (the fake clock's wall time moved on, not the test), during which the
+	 * instrument ran 30 minutes. */
+	f->clock.wall_us += 3600LL * 1000000;
 	sim_cmd(f, "set 1 1 input 0 i32 big 1900");
 	start_driver(f);
-	wait_records(f, "\"instrument\":\"D\",\"type\":\"gap\"", 1, 10000);
+	settle(f);
+	tick_records(f, "\"instrument\":\"D\",\"type\":\"gap\"", 1, 30);
 	assert_true(count_records(f, "1800 s of run time over a 36") == 1);
-	clock_set(NULL);
 }
 
 /* Waits computed on the wall clock and timed by the kernel on the true one would sleep for
