@@ -36,7 +36,7 @@ ALL_CFLAGS = $(WARN) $(if $(WERROR),-Werror) -D_GNU_SOURCE -DLABSHARE_VERSION='"
 #   store     the SQLite file and the chain                     lib
 #   contract  what a driver sees of the core (source.h)
 #   core      observations in, records out                      lib conf store contract
-#   drivers   a source in, observations out                     lib conf contract
+#   drivers   a source in, observations out                     lib conf/part contract
 #   sinks     uploads of sealed records (feed, NRII)            lib conf store
 #   report    the auditors' report from sealed records          lib conf store core
 #   app       command line, daemon, status                      everything
@@ -44,10 +44,10 @@ I_lib      := -Iagent/lib
 I_conf     := $(I_lib) -Iagent/conf
 I_store    := $(I_lib) -Iagent/store
 I_core     := $(I_lib) -Iagent/conf -Iagent/store -Iagent/contract -Iagent/core
-I_drivers  := $(I_lib) -Iagent/conf -Iagent/contract -Idrivers
+I_drivers  := $(I_lib) -Iagent/conf/part -Iagent/contract -Idrivers
 I_sinks    := $(I_lib) -Iagent/conf -Iagent/store -Iagent/contract -Iagent/sinks
 I_report   := $(I_lib) -Iagent/conf -Iagent/store -Iagent/contract -Iagent/report
-I_app      := $(I_lib) -Iagent/conf -Iagent/store -Iagent/contract -Iagent/core -Idrivers \
+I_app      := $(I_lib) -Iagent/conf -Iagent/conf/part -Iagent/store -Iagent/contract -Iagent/core -Idrivers \
               -Iagent/sinks -Iagent/report -Iagent/app
 I_tests    := $(I_app) -Itests/lib
 INC         = $(I_tests)

@@ -6,7 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "config.h"
+#include "source_conf.h"
 #include "utf8.h" /* utf8_valid: the one validator of the agent */
 
 struct enc_conv;

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
+#include "source_conf.h"
 #include "plausible.h"
 #include "source.h"
 

@@ -290,25 +290,15 @@ static int bus_read(struct mb_bus *b, int unit, enum mb_table table, int address
 	return r;
 }
 
-static void sleep_ms(int64_t ms)
-{
-	if (ms <= 0)
-		return;
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
 struct point_ref {
 	const struct mb_point *p;
 	double *raw;
 	bool *has;
 };
 
-void mb_read_instrument(struct mb_bus *b, const struct instrument_cfg *ic, struct mb_values *out)
+void mb_read_instrument(struct mb_bus *b, const struct modbus_cfg *m, struct mb_values *out)
 {
 	memset(out, 0, sizeof(*out));
-	const struct modbus_cfg *m = &ic->modbus;
 	struct point_ref pts[3];
 	int n = 0;
 	if (m->run_counter.present)
@@ -344,8 +334,7 @@ void mb_read_instrument(struct mb_bus *b, const struct instrument_cfg *ic, struc
 		int count = hi - lo + 1;
 		uint16_t regs[8] = { 0 };
 		uint8_t bits[8] = { 0 };
-		if (b->ready_ms > clock_mono_ms())
-			sleep_ms(b->ready_ms - clock_mono_ms());
+		clock_sleep_until(b->ready_ms * 1000); /* gap_ms after the last request */
 		if (bus_read(b, m->unit, p->table, lo, count, regs, bits, out->error, sizeof(out->error)) < 0)
 			return;
 		for (int j = 0; j < n; j++) {

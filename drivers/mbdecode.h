@@ -6,7 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "config.h"
+#include "source_conf.h"
 
 /* Registers a value of this type occupies (bits: 1). */
 int mb_type_width(enum mb_type type);

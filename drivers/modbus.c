@@ -27,7 +27,7 @@
 /* ---- the driver -------------------------------------------------------------------- */
 
 struct inst {
-	const struct instrument_cfg *cfg;
+	const struct source_instrument *cfg;
 	size_t bus;
 	int64_t due_ms;              /* monotonic, on the instrument's grid */
 	int failures;
@@ -57,7 +57,7 @@ struct qitem {
 };
 
 struct modbus_driver {
-	const struct config *cfg;
+	const struct source_conf *cfg;
 	struct core *core;
 	struct inst *insts;
 	size_t n_insts;
@@ -75,6 +75,7 @@ struct modbus_driver {
 	_Atomic int64_t flusher_beat; /* monotonic ms of the flusher's last round */
 	struct qitem *queue;         /* readings and events waiting for the core */
 	size_t q_len, q_cap;
+	bool flushing;               /* the flusher holds readings taken from the queue */
 	uint64_t q_dropped;
 };
 
@@ -120,7 +121,7 @@ static void enqueue(struct modbus_driver *d, const struct obs *o, const char *de
 static void record_result(struct modbus_driver *d, struct inst *in, const struct mb_values *v,
 			  int64_t at_us)
 {
-	const struct modbus_cfg *m = &in->cfg->modbus;
+	const struct modbus_cfg *m = in->cfg->modbus;
 	int64_t now = at_us / 1000000;
 	char detail[256];
 	in->polls++;
@@ -172,7 +173,7 @@ static void record_result(struct modbus_driver *d, struct inst *in, const struct
 
 static void schedule_next(struct inst *in, int64_t now_ms)
 {
-	int64_t interval = (int64_t)in->cfg->modbus.interval_s * 1000;
+	int64_t interval = (int64_t)in->cfg->modbus->interval_s * 1000;
 	if (in->failures > 0) {
 		/* Back off on its own: the others on the bus keep their schedule. */
 		int64_t backoff = interval;
@@ -191,22 +192,6 @@ static void schedule_next(struct inst *in, int64_t now_ms)
 		int64_t behind = (now_ms - in->due_ms) / interval + 1;
 		in->due_ms += behind * interval;
 	}
-}
-
-/* A deadline for pthread_cond_timedwait on the driver's conditions, which wait on
- * CLOCK_MONOTONIC: a wall-clock step (NTP, an operator) must neither stall polling for the
- * length of the step nor make the waits return at once and spin. */
-static struct timespec mono_after(int64_t ms)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += (time_t)(ms / 1000);
-	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	return ts;
 }
 
 static void *worker(void *arg)
@@ -240,8 +225,10 @@ static void *worker(void *arg)
 			}
 			if (wait > 1000)
 				wait = 1000;
-			struct timespec ts = mono_after(wait);
-			pthread_cond_timedwait(&d->cv, &d->mu, &ts);
+			/* Through the clock seam, on CLOCK_MONOTONIC: a wall-clock step (NTP, an
+			 * operator) neither stalls polling nor makes the wait spin; a test's
+			 * fake clock ends it when advanced. */
+			clock_wait_until(&d->cv, &d->mu, (now + wait) * 1000);
 			if (keeper)
 				d->timer_kept = false;
 			continue;
@@ -253,14 +240,14 @@ static void *worker(void *arg)
 				in = c;
 		}
 		best->busy = true;
-		if (now - in->due_ms > (int64_t)in->cfg->modbus.interval_s * 100)
+		if (now - in->due_ms > (int64_t)in->cfg->modbus->interval_s * 100)
 			in->late_polls++; /* started more than a tenth of an interval late */
 		/* Another lane may be due too: pass the turn on to one sleeping worker. */
 		pthread_cond_signal(&d->cv);
 		pthread_mutex_unlock(&d->mu);
 
 		struct mb_values v;
-		mb_read_instrument(best->bus, in->cfg, &v);
+		mb_read_instrument(best->bus, in->cfg->modbus, &v);
 		int64_t at_us = clock_wall_us();
 
 		pthread_mutex_lock(&d->mu);
@@ -274,6 +261,13 @@ static void *worker(void *arg)
 	return NULL;
 }
 
+static void flushed(struct modbus_driver *d)
+{
+	pthread_mutex_lock(&d->mu);
+	d->flushing = false;
+	pthread_mutex_unlock(&d->mu);
+}
+
 /* Hands queued readings to the core; on a full buffer they wait (nothing is dropped). */
 static void flush_queue(struct modbus_driver *d)
 {
@@ -282,6 +276,7 @@ static void flush_queue(struct modbus_driver *d)
 	struct qitem *items = d->queue;
 	d->queue = NULL;
 	d->q_len = d->q_cap = 0;
+	d->flushing = n > 0;
 	pthread_mutex_unlock(&d->mu);
 	if (n == 0) {
 		free(items);
@@ -290,6 +285,7 @@ static void flush_queue(struct modbus_driver *d)
 	struct obs *v = malloc(n * sizeof(*v));
 	if (!v) {
 		free(items);
+		flushed(d);
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -317,6 +313,7 @@ static void flush_queue(struct modbus_driver *d)
 		log_errx("modbus: %zu readings could not be stored: %s", n, strerror(-r));
 	}
 	free(items);
+	flushed(d);
 }
 
 static void *flusher(void *arg)
@@ -324,8 +321,8 @@ static void *flusher(void *arg)
 	struct modbus_driver *d = arg;
 	pthread_mutex_lock(&d->mu);
 	while (!d->stopping) {
-		struct timespec ts = mono_after(FLUSH_EVERY_MS);
-		pthread_cond_timedwait(&d->flush_cv, &d->mu, &ts);
+		/* Woken early (a full queue, stop, a fake clock's slice): flush all the same. */
+		clock_wait_until(&d->flush_cv, &d->mu, clock_mono_us() + FLUSH_EVERY_MS * 1000);
 		pthread_mutex_unlock(&d->mu);
 		flush_queue(d);
 		atomic_store(&d->flusher_beat, clock_mono_ms());
@@ -354,24 +351,29 @@ static void driver_destroy(void *state)
 	free(d);
 }
 
-static int driver_create(const struct config *cfg, struct core *core, void **state)
+static int driver_create(const struct source_conf *cfg, struct core *core, void **state)
 {
 	size_t n = 0;
 	*state = NULL;
 	for (size_t i = 0; i < cfg->n_instruments; i++)
-		n += cfg->instruments[i].modbus.present;
+		n += cfg->instruments[i].modbus->present;
 	if (n == 0)
 		return 0;
 	struct modbus_driver *d = calloc(1, sizeof(*d));
 	if (!d)
 		return -ENOMEM;
 	pthread_mutex_init(&d->mu, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&d->cv, &ca);
-	pthread_cond_init(&d->flush_cv, &ca);
-	pthread_condattr_destroy(&ca);
+	if (clock_cond_init(&d->cv) < 0) {
+		pthread_mutex_destroy(&d->mu);
+		free(d);
+		return -ENOMEM;
+	}
+	if (clock_cond_init(&d->flush_cv) < 0) {
+		pthread_cond_destroy(&d->cv);
+		pthread_mutex_destroy(&d->mu);
+		free(d);
+		return -ENOMEM;
+	}
 	d->cfg = cfg;
 	d->core = core;
 	d->insts = calloc(n, sizeof(*d->insts));
@@ -382,7 +384,7 @@ static int driver_create(const struct config *cfg, struct core *core, void **sta
 	for (size_t i = 0; i < cfg->n_buses; i++) {
 		size_t on_bus = 0;
 		for (size_t k = 0; k < cfg->n_instruments; k++)
-			on_bus += cfg->instruments[k].modbus.present && cfg->instruments[k].modbus.bus_index == i;
+			on_bus += cfg->instruments[k].modbus->present && cfg->instruments[k].modbus->bus_index == i;
 		d->lanes[i].bus = mb_bus_new(&cfg->buses[i]);
 		d->lanes[i].insts = calloc(on_bus ? on_bus : 1, sizeof(size_t));
 		if (!d->lanes[i].bus || !d->lanes[i].insts)
@@ -390,12 +392,12 @@ static int driver_create(const struct config *cfg, struct core *core, void **sta
 	}
 	int64_t now = clock_mono_ms();
 	for (size_t i = 0; i < cfg->n_instruments; i++) {
-		const struct instrument_cfg *ic = &cfg->instruments[i];
-		if (!ic->modbus.present)
+		const struct source_instrument *ic = &cfg->instruments[i];
+		if (!ic->modbus->present)
 			continue;
 		struct inst *in = &d->insts[d->n_insts];
 		in->cfg = ic;
-		in->bus = ic->modbus.bus_index;
+		in->bus = ic->modbus->bus_index;
 		struct lane *l = &d->lanes[in->bus];
 		l->insts[l->n_insts++] = d->n_insts;
 		d->n_insts++;
@@ -407,7 +409,7 @@ static int driver_create(const struct config *cfg, struct core *core, void **sta
 		struct lane *l = &d->lanes[i];
 		for (size_t k = 0; k < l->n_insts; k++) {
 			struct inst *in = &d->insts[l->insts[k]];
-			int64_t interval = (int64_t)in->cfg->modbus.interval_s * 1000;
+			int64_t interval = (int64_t)in->cfg->modbus->interval_s * 1000;
 			double place = ((double)k + (double)i / (double)d->n_lanes) / (double)l->n_insts;
 			in->due_ms = now + (int64_t)((double)interval * place);
 		}
@@ -513,7 +515,7 @@ static void driver_status(void *state, cJSON *arr)
 	pthread_mutex_lock(&d->mu);
 	for (size_t i = 0; i < d->n_insts; i++) {
 		struct inst *in = &d->insts[i];
-		const struct modbus_cfg *m = &in->cfg->modbus;
+		const struct modbus_cfg *m = in->cfg->modbus;
 		cJSON *o = instrument_obj(arr, in->cfg->id);
 		cJSON *s = cJSON_AddObjectToObject(o, "modbus");
 		const char *state_name = !in->started ? "starting" : in->offline ? "offline" : "ok";
@@ -568,3 +570,20 @@ const struct source_ops modbus_source = {
 	.healthy = driver_healthy,
 	.destroy = driver_destroy,
 };
+
+bool modbus_settled(void *state)
+{
+	struct modbus_driver *d = state;
+	if (!d)
+		return true;
+	pthread_mutex_lock(&d->mu);
+	int64_t now = clock_mono_ms();
+	bool settled = d->q_len == 0 && !d->flushing;
+	for (size_t i = 0; settled && i < d->n_lanes; i++) {
+		struct lane *l = &d->lanes[i];
+		if (l->n_insts && (l->busy || lane_next(d, l) <= now))
+			settled = false;
+	}
+	pthread_mutex_unlock(&d->mu);
+	return settled;
+}

@@ -7,10 +7,16 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "config.h"
+#include "source_conf.h"
+
+struct config;
 #include "source.h"
 
 extern const struct source_ops modbus_source;
+
+/* Whether every instrument due by now (clock_mono_ms) has been polled and every reading handed
+ * to the core: a test that drives a fake clock waits for this after each step. */
+bool modbus_settled(void *state);
 
 /* One read of an instrument's points. */
 struct mb_values {
@@ -31,7 +37,7 @@ void mb_bus_close(struct mb_bus *bus);
 /* Monotonic ms before which the bus takes no request (gap_ms after a frame). */
 int64_t mb_bus_ready_ms(const struct mb_bus *bus);
 /* Reads every point of the instrument (contiguous registers in one request). */
-void mb_read_instrument(struct mb_bus *bus, const struct instrument_cfg *ic, struct mb_values *out);
+void mb_read_instrument(struct mb_bus *bus, const struct modbus_cfg *m, struct mb_values *out);
 
 /* `labshare-agent poll` (mbpoll.c): the daemon's latest readings while one runs on the state
  * folder (modbus_poll_daemon), else every source read once (modbus_poll_once). When the lock

@@ -15,7 +15,7 @@ struct devino {
 };
 
 struct own_files {
-	const char *secrets[CONFIG_SECRETS_MAX];
+	const char *secrets[SOURCE_NEVER_READ_MAX];
 	size_t n_secrets;
 	const char *state_dir;
 	struct devino *deny;
@@ -23,13 +23,15 @@ struct own_files {
 	uint64_t state_dev;
 };
 
-struct own_files *own_files_new(const struct config *cfg)
+struct own_files *own_files_new(const struct source_conf *sc)
 {
 	struct own_files *o = calloc(1, sizeof(*o));
 	if (!o)
 		return NULL;
-	o->n_secrets = config_secret_paths(cfg, o->secrets);
-	o->state_dir = cfg->agent.state_dir;
+	o->n_secrets = sc->n_never_read;
+	for (size_t i = 0; i < sc->n_never_read; i++)
+		o->secrets[i] = sc->never_read[i];
+	o->state_dir = sc->state_dir;
 	if (own_files_refresh(o) < 0) {
 		own_files_free(o);
 		return NULL;

@@ -8,12 +8,12 @@
 #include <stdbool.h>
 #include <sys/stat.h>
 
-#include "config.h"
+#include "source_conf.h"
 
 struct own_files;
 
-/* Paths are borrowed from cfg, which must outlive the list. NULL when out of memory. */
-struct own_files *own_files_new(const struct config *cfg);
+/* Paths are borrowed from sc, which must outlive the list. NULL when out of memory. */
+struct own_files *own_files_new(const struct source_conf *sc);
 void own_files_free(struct own_files *o);
 
 /* Look at the files again (a poll round does, once): SQLite makes its -wal and -shm files,

@@ -66,6 +66,7 @@ struct daemon {
 	struct core *core;
 	struct uploader *up;
 	void *drv[N_DRIVERS_MAX];
+	struct source_conf *drv_conf;    /* the drivers' part of cfg, while they run */
 	int lock_fd;
 	int64_t last_prune;
 	bool was_healthy;
@@ -158,10 +159,13 @@ static int take_lock(struct daemon *d)
 
 static int start_drivers(struct daemon *d)
 {
+	source_conf_free(d->drv_conf);
+	if (!(d->drv_conf = config_source_conf(d->cfg)))
+		return -ENOMEM;
 	for (size_t i = 0; source_registry[i] && i < N_DRIVERS_MAX; i++) {
 		const struct source_ops *ops = source_registry[i];
 		d->drv[i] = NULL;
-		int r = ops->create(d->cfg, d->core, &d->drv[i]);
+		int r = ops->create(d->drv_conf, d->core, &d->drv[i]);
 		if (r < 0) {
 			log_errx("%s: cannot start: %s", ops->name, strerror(-r));
 			return r;
@@ -186,6 +190,8 @@ static void stop_drivers(struct daemon *d)
 			ops->destroy(d->drv[i]);
 		d->drv[i] = NULL;
 	}
+	source_conf_free(d->drv_conf);
+	d->drv_conf = NULL;
 }
 
 static cJSON *live_snapshot(struct daemon *d)

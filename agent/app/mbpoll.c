@@ -2,6 +2,7 @@
  * beside a running daemon, which owns the buses, the daemon's latest readings instead. */
 #include "modbus.h"
 #include "clock.h"
+#include "config.h"
 #include "daemon.h"
 #include "log.h"
 #include "mbdecode.h"
@@ -64,7 +65,7 @@ int modbus_poll_once(const struct config *cfg, FILE *out)
 				continue;
 			polled++;
 			struct mb_values v;
-			mb_read_instrument(bus, ic, &v);
+			mb_read_instrument(bus, &ic->modbus, &v);
 			print_head(out, cfg, ic, v.ok);
 			if (!v.ok) {
 				fprintf(out, "  error: %s\n", v.error);

@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct config;
+struct source_conf;
 struct core;
 struct cJSON;
 
@@ -62,8 +62,9 @@ struct obs {
 struct source_ops {
 	const char *name;
 	/* Build the driver's state for the configured instruments; *state stays NULL when
-	 * nothing in the config is for this driver. 0 or -errno. */
-	int (*create)(const struct config *cfg, struct core *core, void **state);
+	 * nothing in the config is for this driver. sc is the drivers' part of the configuration
+	 * (conf/part/source_conf.h, never the token or keys): it outlives the state. 0 or -errno. */
+	int (*create)(const struct source_conf *sc, struct core *core, void **state);
 	/* Start reading (own threads or event sources); returns at once. */
 	int (*start)(void *state);
 	/* Stop reading and join, within a bounded time; what is open is handed to the core. */

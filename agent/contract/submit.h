@@ -22,7 +22,7 @@ struct core;
  *            over 31 days, samples outside -1 (unknown) and 0..1,000,000; see plausible.h),
  *   -EILSEQ  a string of it (instrument, user, org, way, fee, project, operator, note) is
  *            not valid UTF-8,
- * or another -errno. Drivers check each session with core_session_check before batching
+ * or another -errno. Drivers check each session with core_check_session before batching
  * it (and report a refused one as log_malformed), so a refusal here means a driver bug and
  * a batch refused is logged; retrying it unchanged fails the same way.
  * A session equal to one already kept (instrument, start, end and user) is not sealed
@@ -40,14 +40,14 @@ int core_cursor(struct core *c, const char *key, void **data, size_t *len);
 
 /* Whether a session would be accepted (0), or -EINVAL / -EILSEQ with *why a static reason
  * naming the field ("start before 2000-01-01", "user: not valid UTF-8"). now is the agent's
- * clock (clock_wall()). The same rules core_submit applies. */
+ * clock (clock_wall()). The same rules core_submit applies. core_check_session is the
+ * drivers' form: the core's own configuration, which a driver never sees. */
 int core_session_check(const struct config *cfg, const char *instrument, const struct obs_session *s,
+		       int64_t now, const char **why);
+int core_check_session(struct core *c, const char *instrument, const struct obs_session *s,
 		       int64_t now, const char **why);
 
 /* Back-pressure (SPEC §5): true while the buffer is at max_mb; sources stop reading. */
 bool core_paused(struct core *c);
-
-/* The configuration the core runs with (swapped on reload, drivers restarted around it). */
-const struct config *core_config(struct core *c);
 
 #endif

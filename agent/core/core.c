@@ -76,7 +76,6 @@ void core_set_config(struct core *c, const struct config *cfg)
 }
 
 struct buffer *core_buffer(struct core *c) { return c->buf; }
-const struct config *core_config(struct core *c) { return c->cfg; }
 
 char *core_user_id(const struct config *cfg, const char *user)
 {
@@ -142,6 +141,12 @@ int core_session_check(const struct config *cfg, const char *instrument, const s
 		}
 	}
 	return 0;
+}
+
+int core_check_session(struct core *c, const char *instrument, const struct obs_session *s,
+		       int64_t now, const char **why)
+{
+	return core_session_check(c->cfg, instrument, s, now, why);
 }
 
 static int submit_session(struct core *c, const char *instrument, const struct obs_session *s)

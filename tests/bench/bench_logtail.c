@@ -85,7 +85,8 @@ static double run_driver(struct config *cfg, double lines, double *cpu)
 	}
 	struct core *c = core_new(cfg, b);
 	struct progress p = { NULL, lines };
-	if (logtail_source.create(cfg, c, &p.lt) < 0) {
+	struct source_conf *sc = config_source_conf(cfg);
+	if (!sc || logtail_source.create(sc, c, &p.lt) < 0) {
 		fprintf(stderr, "bench: cannot create the driver\n");
 		exit(1);
 	}
@@ -98,6 +99,7 @@ static double run_driver(struct config *cfg, double lines, double *cpu)
 	double took = now_s() - t0;
 	*cpu = cpu_s() - c0;
 	logtail_source.destroy(p.lt);
+	source_conf_free(sc);
 	core_free(c);
 	buffer_close(b);
 	return took;

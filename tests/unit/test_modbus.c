@@ -79,129 +79,7 @@ static void test_decode_table(void **state)
 
 /* ---- against the simulator ------------------------------------------------------ */
 
-/* The wall clock stepped (NTP, an operator): every CLOCK_REALTIME read in this process is
- * off by the step, as after a real one, while the kernel's timed waits keep the true time.
- * Zero except in test_wall_clock_step_does_not_stall_polling. */
-static _Atomic long realtime_step_s;
-
-int clock_gettime(clockid_t id, struct timespec *ts)
-{
-	int r = (int)syscall(SYS_clock_gettime, id, ts);
-	if (r == 0 && id == CLOCK_REALTIME)
-		ts->tv_sec += atomic_load(&realtime_step_s);
-	return r;
-}
-
-struct fx {
-	char *dir;
-	struct h_proc *sim;
-	int port[2];
-	struct config *cfg;
-	struct buffer *buf;
-	struct core *core;
-	void *drv;
-	char *extra;             /* extra instruments JSON */
-};
-
-static void sim_cmd(struct fx *f, const char *fmt, ...) PRINTF_LIKE(2, 3);
-static void sim_cmd(struct fx *f, const char *fmt, ...)
-{
-	char line[256];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	char *reply = h_request(f->sim, line, 5000);
-	if (!reply || strncmp(reply, "error", 5) == 0)
-		fail_msg("simulator: \"%s\": %s", line, reply ? reply : "(no reply)");
-	free(reply);
-}
-
-static void start_sim(struct fx *f)
-{
-	char *pf = h_path(f->dir, "ports");
-	char *argv[] = { (char *)h_build_path("modbus-sim"), (char *)"--tcp", (char *)"127.0.0.1:0",
-			 (char *)"--units", (char *)"1-5", (char *)"--tcp", (char *)"127.0.0.1:0",
-			 (char *)"--units", (char *)"1", (char *)"--port-file", pf, NULL };
-	char *log = h_path(f->dir, "sim.log");
-	f->sim = h_spawn(argv, NULL, true, true, log);
-	assert_non_null(f->sim);
-	assert_true(h_wait_file(pf, 10000));
-	char *ports = h_read_file(pf, NULL);
-	assert_int_equal(sscanf(ports, "%d %d", &f->port[0], &f->port[1]), 2);
-	free(ports);
-	free(pf);
-	free(log);
-}
-
-#define INST_FMT \
-	"{ \"agent\": { \"id\": \"t\", \"lab_code\": \"L\", \"timezone\": \"Asia/Shanghai\", \"state_dir\": \"%s/state\" }," \
-	"  \"platform\": { \"url\": \"https://127.0.0.1:9\", \"token_file\": \"%s/token\" }," \
-	"  \"buses\": [ { \"id\": \"gw\", \"url\": \"tcp://127.0.0.1:%d\", \"timeout_ms\": 200 }," \
-	"               { \"id\": \"gw2\", \"url\": \"tcp://127.0.0.1:%d\", \"timeout_ms\": 200 } ]," \
-	"  \"instruments\": [" \
-	"   { \"id\": \"A\", \"modbus\": { \"bus\": \"gw\", \"unit\": 1, \"interval_s\": 1," \
-	"      \"run_counter\": { \"table\": \"input\", \"address\": 10, \"type\": \"u32\", \"word_order\": \"little\", \"scale\": 0.000277777777777778 }," \
-	"      \"samples_counter\": { \"table\": \"input\", \"address\": 12, \"type\": \"u16\" }," \
-	"      \"in_use\": { \"table\": \"coil\", \"address\": 3 } } }," \
-	"   { \"id\": \"B\", \"modbus\": { \"bus\": \"gw\", \"unit\": 2, \"interval_s\": 1," \
-	"      \"run_counter\": { \"table\": \"holding\", \"address\": 0, \"type\": \"u16\", \"scale\": 0.000277777777777778 } } }," \
-	"   { \"id\": \"C\", \"modbus\": { \"bus\": \"gw\", \"unit\": 3, \"interval_s\": 1," \
-	"      \"run_counter\": { \"table\": \"holding\", \"address\": 0, \"type\": \"u64\", \"scale\": 0.01 }," \
-	"      \"in_use\": { \"table\": \"input\", \"address\": 20, \"type\": \"f32\", \"above\": 50 } } }," \
-	"   { \"id\": \"D\", \"modbus\": { \"bus\": \"gw2\", \"unit\": 1, \"interval_s\": 1," \
-	"      \"run_counter\": { \"table\": \"input\", \"address\": 0, \"type\": \"i32\", \"scale\": 0.000277777777777778 } } }" \
-	"  ] }"
-
-static int setup(void **state)
-{
-	struct fx *f = calloc(1, sizeof(*f));
-	f->dir = h_mkdtemp("test_modbus");
-	char *token = h_path(f->dir, "token");
-	h_write_file(token, "t\n", (size_t)-1, 0600);
-	free(token);
-	start_sim(f);
-	char *text = h_strdupf(INST_FMT, f->dir, f->dir, f->port[0], f->port[1]);
-	struct config_errors errs = { 0 };
-	if (config_parse("t.json", text, strlen(text), &f->cfg, &errs) != 0)
-		fail_msg("config: %s", errs.n ? errs.msg[0] : "?");
-	free(text);
-	timeutil_set_zone("Asia/Shanghai");
-	assert_int_equal(buffer_open(f->cfg->agent.state_dir, 0, &f->buf, NULL), 0);
-	f->core = core_new(f->cfg, f->buf);
-	*state = f;
-	return 0;
-}
-
-static void start_driver(struct fx *f)
-{
-	assert_int_equal(modbus_source.create(f->cfg, f->core, &f->drv), 0);
-	assert_non_null(f->drv);
-	assert_int_equal(modbus_source.start(f->drv), 0);
-}
-
-static int teardown(void **state)
-{
-	struct fx *f = *state;
-	if (f->drv) {
-		modbus_source.stop(f->drv);
-		modbus_source.destroy(f->drv);
-	}
-	atomic_store(&realtime_step_s, 0);
-	core_free(f->core);
-	buffer_close(f->buf);
-	config_free(f->cfg);
-	h_proc_free(f->sim);
-	h_rmtree(f->dir);
-	free(f->dir);
-	free(f);
-	return 0;
-}
-
-static const struct instrument_cfg *inst(struct fx *f, const char *id)
-{
-	return config_instrument(f->cfg, id);
-}
+#include "test_modbus_env.h"
 
 static void test_read_every_table_and_type(void **state)
 {
@@ -215,21 +93,21 @@ static void test_read_every_table_and_type(void **state)
 	sim_cmd(f, "set 1 1 input 0 i32 big -7");
 	struct mb_bus *bus = mb_bus_new(&f->cfg->buses[0]), *bus2 = mb_bus_new(&f->cfg->buses[1]);
 	struct mb_values v;
-	mb_read_instrument(bus, inst(f, "A"), &v);
+	mb_read_instrument(bus, &inst(f, "A")->modbus, &v);
 	assert_true(v.ok);
 	assert_true(v.run_raw == 123456 && v.samples_raw == 77 && v.in_use);
-	mb_read_instrument(bus, inst(f, "B"), &v);
+	mb_read_instrument(bus, &inst(f, "B")->modbus, &v);
 	assert_true(v.ok && v.run_raw == 65535 && !v.has_in_use);
-	mb_read_instrument(bus, inst(f, "C"), &v);
+	mb_read_instrument(bus, &inst(f, "C")->modbus, &v);
 	assert_true(v.ok && v.run_raw == 4294967301.0 && v.in_use_raw == 75.5 && v.in_use);
 	sim_cmd(f, "set 0 3 input 20 f32 big 12.25"); /* below the 50 W threshold */
-	mb_read_instrument(bus, inst(f, "C"), &v);
+	mb_read_instrument(bus, &inst(f, "C")->modbus, &v);
 	assert_true(v.ok && !v.in_use);
-	mb_read_instrument(bus2, inst(f, "D"), &v);
+	mb_read_instrument(bus2, &inst(f, "D")->modbus, &v);
 	assert_true(v.ok && v.run_raw == -7);
 	/* A and its neighbours: run (10–11) and samples (12) are one request. */
 	sim_cmd(f, "reset-stats");
-	mb_read_instrument(bus, inst(f, "A"), &v);
+	mb_read_instrument(bus, &inst(f, "A")->modbus, &v);
 	char *stats = h_request(f->sim, "stats", 5000);
 	cJSON *s = cJSON_Parse(stats);
 	assert_non_null(s);
@@ -246,12 +124,12 @@ static void test_exception_and_unserved_unit(void **state)
 	struct mb_bus *bus = mb_bus_new(&f->cfg->buses[0]);
 	struct mb_values v;
 	sim_cmd(f, "exception 0 2 2");
-	mb_read_instrument(bus, inst(f, "B"), &v);
+	mb_read_instrument(bus, &inst(f, "B")->modbus, &v);
 	assert_false(v.ok);
 	assert_non_null(strstr(v.error, "unit 2 holding 0..0"));
 	assert_non_null(strstr(v.error, "Illegal data address"));
 	sim_cmd(f, "exception 0 2 off");
-	mb_read_instrument(bus, inst(f, "B"), &v);
+	mb_read_instrument(bus, &inst(f, "B")->modbus, &v);
 	assert_true(v.ok);
 	mb_bus_free(bus);
 }
@@ -286,7 +164,7 @@ static void test_stale_replies_never_swap_counters(void **state)
 		sim_cmd(f, "%s 0 4 on", modes[m]);
 		for (int k = 0; k < 6; k++) {
 			struct mb_values v;
-			mb_read_instrument(bus, &e, &v);
+			mb_read_instrument(bus, &e.modbus, &v);
 			if (!v.ok)
 				fail_msg("%s, read %d: %s", modes[m], k, v.error);
 			if (v.run_raw != 5000 || v.samples_raw != 77)
@@ -299,7 +177,7 @@ static void test_stale_replies_never_swap_counters(void **state)
 	sim_cmd(f, "stale 0 4 on");
 	sim_cmd(f, "reset-stats");
 	struct mb_values v;
-	mb_read_instrument(bus, &e, &v);
+	mb_read_instrument(bus, &e.modbus, &v);
 	assert_true(v.ok && v.run_raw == 5000 && v.samples_raw == 77);
 	assert_int_equal(unit_requests(f, 0, 4), 2);
 	mb_bus_free(bus);
@@ -317,7 +195,7 @@ static void test_wrong_protocol_id_is_a_failed_read(void **state)
 	struct mb_values v;
 	sim_cmd(f, "badproto 0 4 on");
 	int64_t t0 = clock_mono_ms();
-	mb_read_instrument(bus, &e, &v);
+	mb_read_instrument(bus, &e.modbus, &v);
 	int64_t took = clock_mono_ms() - t0;
 	if (v.ok)
 		fail_msg("a reply with protocol id 1 was taken: run %.0f", v.run_raw);
@@ -326,104 +204,34 @@ static void test_wrong_protocol_id_is_a_failed_read(void **state)
 		fail_msg("error \"%s\" does not name the protocol id", v.error);
 	assert_true(took < 1000); /* timeout_ms is 200: bounded, not a hang */
 	sim_cmd(f, "badproto 0 4 off");
-	mb_read_instrument(bus, &e, &v);
+	mb_read_instrument(bus, &e.modbus, &v);
 	if (!v.ok)
 		fail_msg("after the fault: %s", v.error);
 	assert_true(v.run_raw == 5000 && v.samples_raw == 77);
 	mb_bus_free(bus);
 }
 
-struct rec_wait {
-	struct fx *f;
-	const char *needle;
-	int count;
-};
-
-static int count_records(struct fx *f, const char *needle)
-{
-	int n = 0;
-	struct chain_head h;
-	buffer_head(f->buf, &h);
-	for (int64_t s = 1; s <= h.seq; s++) {
-		struct stored_record r;
-		if (buffer_get_record(f->buf, s, &r) == 0 && strstr(r.line, needle))
-			n++;
-		buffer_record_clear(&r);
-	}
-	return n;
-}
-
-static bool have_records(void *arg)
-{
-	struct rec_wait *w = arg;
-	return count_records(w->f, w->needle) >= w->count;
-}
-
-static void dump_events(struct fx *f)
-{
-	struct chain_head h;
-	buffer_head(f->buf, &h);
-	for (int64_t s = 1; s <= h.seq; s++) {
-		struct stored_record r;
-		if (buffer_get_record(f->buf, s, &r) == 0 && strstr(r.line, "\"kind\":\"event\""))
-			fprintf(stderr, "  %s\n", r.line);
-		buffer_record_clear(&r);
-	}
-}
-
-static void wait_records(struct fx *f, const char *needle, int count, int timeout_ms)
-{
-	struct rec_wait w = { f, needle, count };
-	if (!h_wait_for(have_records, &w, timeout_ms) && (dump_events(f), true))
-		fail_msg("no %d records with %s within %d ms (have %d)", count, needle, timeout_ms,
-			 count_records(f, needle));
-}
-
-static double run_hours(struct fx *f, const char *id)
-{
-	return metrics_run_hours_total(core_metrics(f->core), id);
-}
-
-struct hours_wait {
-	struct fx *f;
-	const char *id;
-	double want;
-};
-
-static bool hours_reached(void *arg)
-{
-	struct hours_wait *w = arg;
-	return run_hours(w->f, w->id) >= w->want;
-}
-
-static void wait_hours(struct fx *f, const char *id, double want)
-{
-	struct hours_wait w = { f, id, want };
-	if (!h_wait_for(hours_reached, &w, 10000))
-		fail_msg("\"%s\" never read %.4f h (has %.4f)", id, want, run_hours(f, id));
-}
 
 static void test_counter_events_from_device(void **state)
 {
 	struct fx *f = *state;
-	/* A u16 seconds counter running in real time, about to wrap. */
+	/* A u16 seconds counter running with the (fake) clock, about to wrap. */
 	sim_cmd(f, "set 0 2 holding 0 u16 big 65533");
-	sim_cmd(f, "auto 0 2 holding 0 u16 big 1");
-	start_driver(f);
-	wait_records(f, "\"type\":\"counter_wrap\"", 1, 15000);
+	f->counter = "0 2 holding 0 u16 big";
+	start_faked(f);
+	tick_records(f, "\"type\":\"counter_wrap\"", 1, 30);
 	assert_int_equal(count_records(f, "\"type\":\"counter_clamped\""), 0);
 	/* A reset: once it has counted a little past the wrap, the meter starts again from zero
 	 * and keeps counting. */
-	wait_hours(f, "B", 4 / 3600.0);
+	tick_hours(f, "B", 4 / 3600.0, 30);
 	sim_cmd(f, "set 0 2 holding 0 u16 big 0");
-	if (count_records(f, "zzz") < 0) {}
-	wait_records(f, "confirmed by the next reading", 1, 15000);
+	tick_records(f, "confirmed by the next reading", 1, 30);
 	assert_int_equal(count_records(f, "\"type\":\"counter_clamped\""), 0);
 	/* A jump far beyond the wall time is clamped. */
-	sim_cmd(f, "auto 0 2 holding 0 u16 big 0");
+	f->counter = NULL;
 	sim_cmd(f, "set 0 2 holding 0 u16 big 30000");
-	wait_records(f, "\"type\":\"counter_clamped\"", 1, 15000);
-	wait_hours(f, "B", 30000 / 3600.0);
+	tick_records(f, "\"type\":\"counter_clamped\"", 1, 30);
+	tick_hours(f, "B", 30000 / 3600.0, 30);
 	/* Stopped, status still knows the counter's last value. */
 	modbus_source.stop(f->drv);
 	cJSON *st = status_build(f->cfg, f->buf, NULL, false, 0);
@@ -438,13 +246,13 @@ static void test_counter_events_from_device(void **state)
 static void test_silent_instrument_does_not_stall_bus(void **state)
 {
 	struct fx *f = *state;
-	sim_cmd(f, "auto 0 1 input 10 u32 little 1");
+	f->counter = "0 1 input 10 u32 little";
 	sim_cmd(f, "silence 0 2 on");
-	start_driver(f);
-	wait_records(f, "\"instrument\":\"B\",\"type\":\"device_offline\"", 1, 10000);
-	/* The others keep their schedule: A gains ~1 s per second. */
+	start_faked(f);
+	tick_records(f, "\"instrument\":\"B\",\"type\":\"device_offline\"", 1, 30);
+	/* The others keep their schedule: A gains 1 s per second. */
 	double h0 = run_hours(f, "A");
-	wait_hours(f, "A", h0 + 4 / 3600.0);
+	tick_hours(f, "A", h0 + 4 / 3600.0, 30);
 	cJSON *arr = cJSON_CreateArray();
 	modbus_source.status(f->drv, arr);
 	cJSON *a = cJSON_GetArrayItem(arr, 0), *b = cJSON_GetArrayItem(arr, 1);
@@ -460,26 +268,26 @@ static void test_silent_instrument_does_not_stall_bus(void **state)
 	assert_true(b_polls < a_polls); /* B backs off */
 	cJSON_Delete(arr);
 	sim_cmd(f, "silence 0 2 off");
-	wait_records(f, "\"instrument\":\"B\",\"type\":\"device_online\"", 1, 20000);
+	tick_records(f, "\"instrument\":\"B\",\"type\":\"device_online\"", 1, 600);
 }
 
 static void test_gateway_reboot_reconnects(void **state)
 {
 	struct fx *f = *state;
-	sim_cmd(f, "auto 1 1 input 0 i32 big 1");
-	start_driver(f);
+	f->counter = "1 1 input 0 i32 big";
+	start_faked(f);
 	double h0;
-	wait_hours(f, "D", 1 / 3600.0);
+	tick_hours(f, "D", 1 / 3600.0, 30);
 	sim_cmd(f, "close 1");
-	wait_records(f, "\"instrument\":\"D\",\"type\":\"device_offline\"", 1, 10000);
+	tick_records(f, "\"instrument\":\"D\",\"type\":\"device_offline\"", 1, 30);
 	sim_cmd(f, "open 1");
-	wait_records(f, "\"instrument\":\"D\",\"type\":\"device_online\"", 1, 20000);
+	tick_records(f, "\"instrument\":\"D\",\"type\":\"device_online\"", 1, 600);
 	h0 = run_hours(f, "D");
-	wait_hours(f, "D", h0 + 2 / 3600.0);
+	tick_hours(f, "D", h0 + 2 / 3600.0, 30);
 	/* A dropped connection (without the listener closing) is survived as well. */
 	sim_cmd(f, "drop 1");
 	h0 = run_hours(f, "D");
-	wait_hours(f, "D", h0 + 2 / 3600.0);
+	tick_hours(f, "D", h0 + 2 / 3600.0, 30);
 }
 
 static int64_t unit_requests(struct fx *f, int endpoint, int unit)
@@ -512,58 +320,36 @@ static void test_lone_zero_is_a_glitch(void **state)
 {
 	struct fx *f = *state;
 	sim_cmd(f, "set 0 2 holding 0 u16 big 1000");
-	start_driver(f);
-	wait_hours(f, "B", 1000 / 3600.0);
+	start_faked(f);
+	tick_hours(f, "B", 1000 / 3600.0, 30);
 	/* A meter that reads 0 for exactly one poll, then goes on. */
 	struct req_wait w = { f, 0 };
 	w.past = unit_requests(f, 0, 2);
 	sim_cmd(f, "set 0 2 holding 0 u16 big 0");
-	assert_true(h_wait_for(unit2_polled, &w, 10000));
+	assert_true(tick_until(f, unit2_polled, &w, 30));
 	sim_cmd(f, "set 0 2 holding 0 u16 big 1002");
-	wait_records(f, "glitch: a lone lower reading 0 was discarded", 1, 10000);
+	tick_records(f, "glitch: a lone lower reading 0 was discarded", 1, 30);
 	assert_int_equal(count_records(f, "confirmed by the next reading"), 0);
 	assert_true(run_hours(f, "B") >= 1002 / 3600.0 - 1e-9);
-}
-
-/* Wall time shifted by what the test says, monotonic time left alone: the agent can be
- * "down" for an hour without the test waiting an hour. */
-static int64_t shift_us;
-
-static int64_t shifted_wall(void *ctx)
-{
-	(void)ctx;
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 + shift_us;
-}
-
-static int64_t real_mono(void *ctx)
-{
-	(void)ctx;
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static void test_downtime_spread_as_gap(void **state)
 {
 	struct fx *f = *state;
-	static const struct clock_ops shifted = { shifted_wall, real_mono, NULL };
-	shift_us = 0;
-	clock_set(&shifted);
 	sim_cmd(f, "set 1 1 input 0 i32 big 100");
-	start_driver(f);
-	wait_hours(f, "D", 100 / 3600.0);
+	start_faked(f);
+	tick_hours(f, "D", 100 / 3600.0, 30);
 	modbus_source.stop(f->drv);
 	modbus_source.destroy(f->drv);
 	f->drv = NULL;
-	/* Down for an hour, during which the instrument ran 30 minutes. */
-	shift_us += 3600LL * 1000000;
+	/* Down for an hour (the fake clock's wall time moved on, not the test), during which the
+	 * instrument ran 30 minutes. */
+	f->clock.wall_us += 3600LL * 1000000;
 	sim_cmd(f, "set 1 1 input 0 i32 big 1900");
 	start_driver(f);
-	wait_records(f, "\"instrument\":\"D\",\"type\":\"gap\"", 1, 10000);
+	settle(f);
+	tick_records(f, "\"instrument\":\"D\",\"type\":\"gap\"", 1, 30);
 	assert_true(count_records(f, "1800 s of run time over a 36") == 1);
-	clock_set(NULL);
 }
 
 /* Waits computed on the wall clock and timed by the kernel on the true one would sleep for
@@ -574,240 +360,9 @@ static void test_wall_clock_step_does_not_stall_polling(void **state)
 	sim_cmd(f, "auto 0 1 input 10 u32 little 1");
 	atomic_store(&realtime_step_s, 3600);
 	start_driver(f);
-	wait_hours(f, "A", 3 / 3600.0);
+	wait_hours(f, "A", 1 / 3600.0);
 	double h0 = run_hours(f, "A");
-	wait_hours(f, "A", h0 + 2 / 3600.0);
-}
-
-/* ---- `poll` beside a running daemon ----------------------------------------------- */
-
-/* TCP connections the simulator accepted on both endpoints since it started. */
-static long accepted(struct fx *f)
-{
-	long n = 0;
-	for (int e = 0; e < 2; e++) {
-		char line[32];
-		snprintf(line, sizeof(line), "accepted %d", e);
-		char *r = h_request(f->sim, line, 5000);
-		assert_non_null(r);
-		n += strtol(r, NULL, 10);
-		free(r);
-	}
-	return n;
-}
-
-struct poll_run {
-	int rc;
-	char *out, *err;
-};
-
-static struct poll_run run_poll(const char *config)
-{
-	char *argv[] = { (char *)h_build_path("labshare-agent"), (char *)"-c", (char *)config, (char *)"poll", NULL };
-	struct poll_run p = { 0 };
-	p.rc = h_run(argv, NULL, &p.out, &p.err, 30000);
-	assert_non_null(p.out);
-	return p;
-}
-
-static void poll_run_free(struct poll_run *p)
-{
-	free(p->out);
-	free(p->err);
-}
-
-/* The line of text that starts with prefix (its own copy, without the newline); NULL if none. */
-static char *line_with(const char *text, const char *prefix)
-{
-	for (const char *l = text; l && *l;) {
-		const char *nl = strchr(l, '\n');
-		size_t len = nl ? (size_t)(nl - l) : strlen(l);
-		if (strncmp(l, prefix, strlen(prefix)) == 0)
-			return strndup(l, len);
-		l = nl ? nl + 1 : NULL;
-	}
-	return NULL;
-}
-
-struct live_wait {
-	const char *status_path;
-	const char *id;          /* this one's reading must be `ok`, the others' ok */
-	bool ok;
-};
-
-/* status.json holds a reading for every instrument: all ok but w->id, which is w->ok. */
-static bool live_readings(void *arg)
-{
-	struct live_wait *w = arg;
-	char *text = h_read_file(w->status_path, NULL);
-	cJSON *live = text ? cJSON_Parse(text) : NULL;
-	free(text);
-	int good = 0;
-	const cJSON *it;
-	cJSON_ArrayForEach(it, cJSON_GetObjectItem(live, "instruments")) {
-		const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(it, "id"));
-		const cJSON *r = cJSON_GetObjectItem(cJSON_GetObjectItem(it, "modbus"), "reading");
-		bool want = id && w->id && strcmp(id, w->id) == 0 ? w->ok : true;
-		good += cJSON_IsObject(r) && cJSON_IsTrue(cJSON_GetObjectItem(r, "ok")) == want;
-	}
-	cJSON_Delete(live);
-	return good == 4;
-}
-
-static void test_poll_beside_daemon_opens_no_bus(void **state)
-{
-	struct fx *f = *state;
-	sim_cmd(f, "set 0 1 input 10 u32 little 123456");
-	sim_cmd(f, "set 0 1 input 12 u16 big 77");
-	sim_cmd(f, "set 0 1 coil 3 bit big 1");
-	sim_cmd(f, "set 0 2 holding 0 u16 big 4242");
-	sim_cmd(f, "set 0 3 holding 0 u64 big 4294967301");
-	sim_cmd(f, "set 0 3 input 20 f32 big 75.5");
-	sim_cmd(f, "set 1 1 input 0 i32 big -7");
-	/* The daemon's own folder: the fixture's core has the other one open. */
-	char *d = h_path(f->dir, "d");
-	assert_int_equal(mkdir(d, 0700), 0);
-	char *token = h_path(d, "token"), *config = h_path(d, "agent.json"), *log = h_path(d, "agent.log");
-	char *status_path = h_strdupf("%s/state/status.json", d);
-	h_write_file(token, "t\n", (size_t)-1, 0600);
-	char *text = h_strdupf(INST_FMT, d, d, f->port[0], f->port[1]);
-	/* A generous time-out: a daemon that reconnects after a slow reply on a loaded machine
-	 * would count as a connection below. */
-	for (char *t = text; (t = strstr(t, "\"timeout_ms\": 200")) != NULL;)
-		memcpy(t, "\"timeout_ms\": 900", 17);
-	h_write_file(config, text, (size_t)-1, 0644);
-	free(text);
-
-	/* Alone, poll reads the instruments itself, and the simulator sees it connect. */
-	long before = accepted(f);
-	struct poll_run own = run_poll(config);
-	if (own.rc != 0)
-		fail_msg("poll alone: exit %d\n%s%s", own.rc, own.out, own.err);
-	assert_true(accepted(f) > before);
-	char *own_run = line_with(own.out, "  run_counter      input       10");
-	assert_non_null(own_run);
-	assert_non_null(strstr(own_run, "raw 123456"));
-
-	char *argv[] = { (char *)h_build_path("labshare-agent"), (char *)"-c", config, (char *)"run", NULL };
-	struct h_proc *agent = h_spawn(argv, NULL, false, false, log);
-	assert_non_null(agent);
-	struct live_wait w = { status_path, NULL, true };
-	if (!h_wait_for(live_readings, &w, 15000)) {
-		char *l = h_read_file(log, NULL), *st = h_read_file(status_path, NULL);
-		h_stop(agent, 5000);
-		fail_msg("no readings in status.json within 15 s:\n%s\nagent log:\n%s", st ? st : "(none)",
-			 l ? l : "");
-	}
-
-	/* Beside it, poll prints the daemon's readings and opens no bus. */
-	before = accepted(f);
-	struct poll_run p = run_poll(config);
-	long after = accepted(f);
-	char pidtext[32];
-	snprintf(pidtext, sizeof(pidtext), "pid %ld", (long)agent->pid);
-	char *first = strndup(p.out, strcspn(p.out, "\n"));
-	if (p.rc != 0 || !strstr(first, pidtext) || after != before)
-		fprintf(stderr, "poll beside the daemon: exit %d, %ld new connections:\n%s%s", p.rc,
-			after - before, p.out, p.err);
-	assert_int_equal(p.rc, 0);
-	assert_non_null(strstr(first, pidtext));
-	assert_int_equal(after, before);
-	/* The same lines as its own reads give. */
-	char *run = line_with(p.out, "  run_counter      input       10");
-	assert_non_null(run);
-	assert_string_equal(run, own_run);
-	static const char *const lines[] = { "A (A) on bus gw unit 1: ok", "B (B) on bus gw unit 2: ok",
-					     "D (D) on bus gw2 unit 1: ok", "  read at " };
-	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++)
-		if (!strstr(p.out, lines[i]))
-			fail_msg("no \"%s\" in:\n%s", lines[i], p.out);
-	assert_non_null(strstr(p.out, "raw 4242 "));
-	assert_non_null(strstr(p.out, "raw 4294967301 "));
-	assert_non_null(strstr(p.out, "raw -7 "));
-	assert_non_null(strstr(p.out, "in use"));
-	free(first);
-	free(run);
-	poll_run_free(&p);
-
-	/* An instrument the daemon can't read: poll says so, with the daemon's error, and fails. */
-	sim_cmd(f, "silence 0 2 on");
-	w.id = "B";
-	w.ok = false;
-	assert_true(h_wait_for(live_readings, &w, 15000));
-	p = run_poll(config);
-	if (p.rc != 1 || !strstr(p.out, "B (B) on bus gw unit 2: FAILED") || !strstr(p.out, "timed out"))
-		fail_msg("poll with B silent: exit %d:\n%s%s", p.rc, p.out, p.err);
-	assert_non_null(strstr(p.out, "A (A) on bus gw unit 1: ok"));
-	poll_run_free(&p);
-
-	assert_int_equal(h_stop(agent, 10000), 0);
-	h_proc_free(agent);
-	poll_run_free(&own);
-	free(own_run);
-	free(d);
-	free(token);
-	free(config);
-	free(log);
-	free(status_path);
-}
-
-/* The daemon's view when it can't vouch for an instrument: not read yet, not polled at all
- * (a config edited since it started), read on another unit. Each fails `poll`, and says why. */
-static void test_poll_daemon_view_unread_and_unknown(void **state)
-{
-	struct fx *f = *state;
-	char *path = h_strdupf("%s/status.json", f->cfg->agent.state_dir);
-	h_write_file(path,
-		     "{\"instruments\":["
-		     "{\"id\":\"A\",\"modbus\":{\"state\":\"starting\",\"bus\":\"gw\",\"unit\":1,\"reading\":null}},"
-		     "{\"id\":\"D\",\"modbus\":{\"state\":\"ok\",\"bus\":\"gw2\",\"unit\":1,"
-		     "  \"reading\":{\"at\":\"2026-01-01T00:00:00Z\",\"ok\":true,\"run_raw\":-7}}},"
-		     "{\"id\":\"B\",\"modbus\":{\"state\":\"ok\",\"bus\":\"gw\",\"unit\":9,"
-		     "  \"reading\":{\"at\":\"2026-01-01T00:00:00Z\",\"ok\":true,\"run_raw\":1}}}]}",
-		     (size_t)-1, 0644);
-	char *text = NULL;
-	size_t len = 0;
-	FILE *out = open_memstream(&text, &len);
-	assert_int_equal(modbus_poll_daemon(f->cfg, 4242, out), 1);
-	fclose(out);
-	static const char *const want[] = {
-		"the daemon (pid 4242) owns the buses",
-		"A (A) on bus gw unit 1: FAILED\n  error: not read by the daemon yet (starting)\n",
-		"B (B) on bus gw unit 2: FAILED\n  error: the daemon (pid 4242) reads it on bus gw unit 9",
-		"C (C) on bus gw unit 3: FAILED\n  error: the daemon (pid 4242) does not poll it",
-		"D (D) on bus gw2 unit 1: ok\n  read at          2026-01-01T00:00:00Z, ",
-		"  run_counter      input        0 i32/big    raw -7 = -0.00194444 h\n",
-	};
-	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
-		if (!strstr(text, want[i]))
-			fail_msg("no \"%s\" in:\n%s", want[i], text);
-	free(text);
-
-	/* A lock that can't be opened (here a symlink loop; for an operator, a state folder of
-	 * the service user's) proves nothing: no bus is opened. */
-	char *lock = h_strdupf("%s/agent.lock", f->cfg->agent.state_dir);
-	assert_int_equal(symlink(lock, lock), 0);
-	sim_cmd(f, "reset-stats");
-	text = NULL;
-	out = open_memstream(&text, &len);
-	assert_int_equal(modbus_poll(f->cfg, out), 1);
-	fclose(out);
-	assert_string_equal(text, "");
-	free(text);
-	assert_int_equal(accepted(f), 0);
-	unlink(lock);
-	free(lock);
-
-	/* The daemon stopped meanwhile and took its status with it: poll reads them itself. */
-	unlink(path);
-	text = NULL;
-	out = open_memstream(&text, &len);
-	assert_int_equal(modbus_poll_daemon(f->cfg, 4242, out), 0);
-	fclose(out);
-	assert_null(strstr(text, "the daemon"));
-	assert_non_null(strstr(text, "D (D) on bus gw2 unit 1: ok\n  run_counter "));
-	free(text);
-	free(path);
+	wait_hours(f, "A", h0 + 1 / 3600.0); /* a poll after a whole wait of the worker */
 }
 
 /* ---- RTU over a pair of pseudo-terminals ----------------------------------------- */
@@ -923,11 +478,11 @@ static void test_rtu_over_pty(void **state)
 	struct mb_values v;
 	/* Several units on one serial line, one after the other. */
 	for (int k = 0; k < 3; k++) {
-		mb_read_instrument(bus, &i2, &v);
+		mb_read_instrument(bus, &i2.modbus, &v);
 		if (!v.ok)
 			fail_msg("rtu unit 2: %s", v.error);
 		assert_true(v.run_raw == 987654);
-		mb_read_instrument(bus, &i3, &v);
+		mb_read_instrument(bus, &i3.modbus, &v);
 		if (!v.ok)
 			fail_msg("rtu unit 3: %s", v.error);
 		assert_true(v.in_use);
@@ -935,9 +490,9 @@ static void test_rtu_over_pty(void **state)
 	/* A unit nobody answers for times out, and the line still works after it. */
 	struct instrument_cfg i9 = i2;
 	i9.modbus.unit = 9;
-	mb_read_instrument(bus, &i9, &v);
+	mb_read_instrument(bus, &i9.modbus, &v);
 	assert_false(v.ok);
-	mb_read_instrument(bus, &i2, &v);
+	mb_read_instrument(bus, &i2.modbus, &v);
 	assert_true(v.ok);
 	mb_bus_free(bus);
 }
@@ -957,8 +512,6 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_lone_zero_is_a_glitch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_downtime_spread_as_gap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wall_clock_step_does_not_stall_polling, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_poll_beside_daemon_opens_no_bus, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_poll_daemon_view_unread_and_unknown, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rtu_over_pty, rtu_setup, rtu_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,128 @@
+/* test_logparse_env.h — what the parser's tests (test_logparse.c, test_logparse_hardening.c)
+ * share: an arena, log configurations of each format, one record parsed, text made GBK, and
+ * the sessions an events log pairs. Each program includes it once and uses what it needs. */
+#ifndef LABSHARE_TEST_LOGPARSE_ENV_H
+#define LABSHARE_TEST_LOGPARSE_ENV_H
+
+#define LP_FIX static __attribute__((unused))
+
+/* 2026-11-02T08:00:00+08:00 */
+#define T0 1793577600
+
+LP_FIX struct lp_arena *arena;
+
+LP_FIX int setup(void **state)
+{
+	(void)state;
+	arena = lp_arena_new();
+	return timeutil_set_zone("Asia/Shanghai") == 0 && arena ? 0 : -1;
+}
+
+LP_FIX int teardown(void **state)
+{
+	(void)state;
+	lp_arena_free(arena);
+	return 0;
+}
+
+LP_FIX void cfg_clear(struct log_cfg *c)
+{
+	if (c->re_compiled)
+		regfree(&c->re);
+	if (c->start_re_compiled)
+		regfree(&c->start_re);
+	if (c->end_re_compiled)
+		regfree(&c->end_re);
+}
+
+/* A CSV log with the SPEC's example columns. */
+LP_FIX void csv_cfg(struct log_cfg *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->format = LOG_FMT_CSV;
+	c->path = (char *)"usage.csv";
+	c->fields.name[SF_START] = (char *)"开始时间";
+	c->fields.name[SF_END] = (char *)"结束时间";
+	c->fields.name[SF_USER] = (char *)"用户";
+	c->fields.name[SF_ORG] = (char *)"单位";
+	c->fields.name[SF_SAMPLES] = (char *)"样品数";
+	c->fields.name[SF_EXTERNAL] = (char *)"对外";
+	c->max_session_h = 12;
+}
+
+LP_FIX void events_cfg(struct log_cfg *c, bool keyed)
+{
+	memset(c, 0, sizeof(*c));
+	c->format = LOG_FMT_EVENTS;
+	c->path = (char *)"events.log";
+	c->max_session_h = 12;
+	const char *start = keyed ? "^([0-9: -]+) LOGIN user=([^ ]+) org=([^ ]*)$" : "^([0-9: -]+) RUN START$";
+	const char *end = keyed ? "^([0-9: -]+) LOGOUT user=([^ ]+)( samples=([0-9]+))?$" :
+				  "^([0-9: -]+) RUN END( samples=([0-9]+))?$";
+	assert_int_equal(regcomp(&c->start_re, start, REG_EXTENDED), 0);
+	assert_int_equal(regcomp(&c->end_re, end, REG_EXTENDED), 0);
+	c->start_re_compiled = c->end_re_compiled = true;
+	c->start_fields.group[SF_TIME] = 1;
+	c->end_fields.group[SF_TIME] = 1;
+	if (keyed) {
+		c->start_fields.group[SF_USER] = 2;
+		c->start_fields.group[SF_ORG] = 3;
+		c->end_fields.group[SF_USER] = 2;
+		c->end_fields.group[SF_SAMPLES] = 4;
+	} else {
+		c->end_fields.group[SF_SAMPLES] = 3;
+	}
+}
+
+LP_FIX void parse(struct lp_parser *p, struct lp_csv_cols *cols, const char *line, struct lp_result *r)
+{
+	lp_parse(p, cols, line, strlen(line), arena, r);
+}
+
+
+LP_FIX size_t to_gbk(const char *utf8, char *out, size_t cap)
+{
+	iconv_t cd = iconv_open("GB18030", "UTF-8");
+	assert_true(cd != (iconv_t)-1);
+	char *in = (char *)utf8, *o = out;
+	size_t il = strlen(utf8), ol = cap;
+	assert_int_not_equal(iconv(cd, &in, &il, &o, &ol), (size_t)-1);
+	iconv_close(cd);
+	return cap - ol;
+}
+
+
+struct sessions {
+	struct obs_session s[16];
+	char user[16][32];
+	size_t n;
+};
+
+LP_FIX int collect(void *arg, const struct obs_session *s)
+{
+	struct sessions *c = arg;
+	assert_true(c->n < 16);
+	c->s[c->n] = *s;
+	snprintf(c->user[c->n], sizeof(c->user[0]), "%s", s->user ? s->user : "");
+	c->s[c->n].user = c->user[c->n];
+	c->s[c->n].org = NULL; /* borrowed: not valid after the call */
+	c->n++;
+	return 0;
+}
+
+LP_FIX int feed(struct lp_parser *p, struct lp_pairs *pp, const char *line, struct sessions *out,
+		char *why)
+{
+	struct lp_result r;
+	parse(p, NULL, line, &r);
+	if (r.kind == LP_MALFORMED) {
+		snprintf(why, 192, "%s", r.why);
+		return 1;
+	}
+	if (r.kind == LP_SKIP)
+		return 2;
+	return lp_pairs_feed(pp, &r, collect, out, why, 192);
+}
+
+
+#endif
