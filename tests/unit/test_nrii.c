@@ -25,6 +25,8 @@
 #include "harness.h"
 #include "log.h"
 #include "nrii.h"
+#include "nrii_format.h"
+#include "nrii_reply.h"
 #include "sink.h"
 #include "status.h"
 #include "timeutil.h"
