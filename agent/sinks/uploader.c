@@ -4,6 +4,7 @@
 #include "buffer.h"
 #include "clock.h"
 #include "config.h"
+#include "feed.h"
 #include "flushctl.h"
 #include "log.h"
 #include "nrii.h"
@@ -19,6 +20,7 @@
 #include <sysexits.h>
 #include <time.h>
 
+/* The sinks compiled in, in the order `flush` reports them (sink.h). */
 const struct sink_ops *const sink_registry[] = {
 	&feed_sink,
 	&nrii_sink,
@@ -52,6 +54,19 @@ struct uploader {
 	uint64_t flush_gen;         /* `flush` requests made so far */
 	struct flushctl *ctl;       /* serves those requests on control.sock */
 };
+
+/* The optional callbacks (sink.h): NULL means nothing to do. */
+static int sink_create(const struct sink_ops *ops, const struct config *cfg, struct buffer *b, void **state)
+{
+	*state = NULL;
+	return ops->create ? ops->create(cfg, b, state) : 0;
+}
+
+static void sink_destroy(const struct sink_ops *ops, void *state)
+{
+	if (ops->destroy)
+		ops->destroy(state);
+}
 
 static int64_t next_attempt_of(struct buffer *b, const char *sink)
 {
@@ -225,13 +240,13 @@ struct uploader *uploader_start(const struct config *cfg, struct buffer *b)
 		struct runner *r = &u->run[u->n];
 		r->ops = ops;
 		r->u = u;
-		int e = ops->create(cfg, b, &r->state);
+		int e = sink_create(ops, cfg, b, &r->state);
 		if (e < 0) {
 			log_errx("upload: %s: cannot start: %s", ops->name, strerror(-e));
 			continue;
 		}
 		if (pthread_create(&r->thread, NULL, runner_main, r) != 0) {
-			ops->destroy(r->state);
+			sink_destroy(ops, r->state);
 			continue;
 		}
 		atomic_store(&r->beat, clock_mono_ms());
@@ -257,7 +272,7 @@ void uploader_stop(struct uploader *u)
 	for (size_t i = 0; i < u->n; i++) {
 		if (u->run[i].started)
 			pthread_join(u->run[i].thread, NULL);
-		u->run[i].ops->destroy(u->run[i].state);
+		sink_destroy(u->run[i].ops, u->run[i].state);
 	}
 	pthread_mutex_destroy(&u->mu);
 	pthread_cond_destroy(&u->cv);
@@ -309,7 +324,7 @@ int uploader_flush(const struct config *cfg, struct buffer *b, FILE *out)
 		if (!ops->configured(cfg))
 			continue;
 		void *state = NULL;
-		int e = ops->create(cfg, b, &state);
+		int e = sink_create(ops, cfg, b, &state);
 		if (e < 0) {
 			fprintf(stderr, "labshare-agent: flush: %s: %s\n", ops->name, strerror(-e));
 			code = EX_SOFTWARE;
@@ -346,7 +361,7 @@ int uploader_flush(const struct config *cfg, struct buffer *b, FILE *out)
 			}
 			buffer_sink_clear(&st);
 		}
-		ops->destroy(state);
+		sink_destroy(ops, state);
 		if (sink_code > code)
 			code = sink_code;
 	}
