@@ -18,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
-#include <time.h>
 
 /* The sinks compiled in, in the order `flush` reports them (sink.h). */
 const struct sink_ops *const sink_registry[] = {
@@ -79,17 +78,16 @@ static int64_t next_attempt_of(struct buffer *b, const char *sink)
 }
 
 /* Sleeps until `secs` pass, the uploader stops or a flush is requested that r has not
- * taken yet; false when stopping. */
+ * taken yet; false when stopping. Monotonic, through the clock seam: a wall-clock step
+ * neither stalls nor hurries it, and a test's fake clock drives it. */
 static bool pause_for(struct runner *r, int64_t secs)
 {
 	struct uploader *u = r->u;
 	pthread_mutex_lock(&u->mu);
 	if (secs > 0) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += secs;
+		int64_t until = clock_mono_us() + secs * 1000000;
 		while (!u->stopping && u->flush_gen == r->flush_taken &&
-		       pthread_cond_timedwait(&u->cv, &u->mu, &ts) == 0)
+		       clock_wait_until(&u->cv, &u->mu, until) != ETIMEDOUT)
 			;
 	}
 	bool go_on = !u->stopping;
@@ -232,7 +230,11 @@ struct uploader *uploader_start(const struct config *cfg, struct buffer *b)
 	u->cfg = cfg;
 	u->buf = b;
 	pthread_mutex_init(&u->mu, NULL);
-	pthread_cond_init(&u->cv, NULL);
+	if (clock_cond_init(&u->cv) < 0) {
+		pthread_mutex_destroy(&u->mu);
+		free(u);
+		return NULL;
+	}
 	for (size_t i = 0; sink_registry[i] && u->n < MAX_SINKS; i++) {
 		const struct sink_ops *ops = sink_registry[i];
 		if (!ops->configured(cfg))
@@ -346,10 +348,8 @@ int uploader_flush(const struct config *cfg, struct buffer *b, FILE *out)
 			} else if (r == SINK_RETRY && st.next_attempt - clock_wall() <= FLUSH_WAIT_MAX_S) {
 				/* A short Retry-After or the first back-off steps: wait it out. */
 				int64_t wait = st.next_attempt - clock_wall();
-				if (wait > 0) {
-					struct timespec ts = { (time_t)wait, 0 };
-					nanosleep(&ts, NULL);
-				}
+				if (wait > 0)
+					clock_sleep_until(clock_mono_us() + wait * 1000000);
 			} else if (r == SINK_RETRY) {
 				fprintf(stderr, "labshare-agent: flush: %s: %s\n", ops->name,
 					st.last_error ? st.last_error : "platform unreachable");
