@@ -365,9 +365,31 @@ struct fx {
 	struct h_clockdrive *drive;
 };
 
+/* One throw-away PKI for the whole program (group_setup): making one costs more than most
+ * tests; each test still gets its own platform, store and agent. */
+static char *pki_dir, *pki_certs;
+
+static int group_setup(void **state)
+{
+	(void)state;
+	pki_dir = h_mkdtemp("test_nrii-pki");
+	pki_certs = pki_dir ? h_make_certs(pki_dir) : NULL;
+	return pki_certs ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	if (pki_dir && !getenv("KEEP_TMP"))
+		h_rmtree(pki_dir);
+	free(pki_dir);
+	free(pki_certs);
+	return 0;
+}
+
 static void make_certs(struct fx *f)
 {
-	f->certs = h_make_certs(f->dir);
+	f->certs = strdup(pki_certs);
 	assert_non_null(f->certs);
 }
 
@@ -1135,5 +1157,5 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_yearly_totals, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sinks_never_hold_each_other, setup, teardown),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
