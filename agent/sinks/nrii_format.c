@@ -4,6 +4,7 @@
 #include "nrii_format.h"
 #include "config.h"
 #include "transfer.h"
+#include "utf8.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -21,39 +22,21 @@
 /* ---- UTF-8 ---- */
 
 /* The character at s (n bytes left): its code point, its length in *len. A malformed byte is
- * one character, U+FFFD, so a bad byte can neither hide a delimiter nor stop the text. */
+ * one character, U+FFFD, so a bad byte can neither hide a delimiter nor stop the text. What is
+ * well-formed is utf8.c's one rule; this only reads the code point out of it. */
 static uint32_t utf8_next(const unsigned char *s, size_t n, size_t *len)
 {
-	unsigned c = s[0];
-	size_t k;
-	uint32_t cp, min;
-	if (c < 0x80) {
+	static const unsigned char lead_bits[] = { 0, 0x7f, 0x1f, 0x0f, 0x07 };
+	size_t k = utf8_char_len((const char *)s, n);
+	if (k == 0) {
 		*len = 1;
-		return c;
+		return 0xfffd;
 	}
-	if (c >= 0xc2 && c <= 0xdf) {
-		k = 2, cp = c & 0x1f, min = 0x80;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		k = 3, cp = c & 0x0f, min = 0x800;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		k = 4, cp = c & 0x07, min = 0x10000;
-	} else {
-		goto bad;
-	}
-	if (n < k)
-		goto bad;
-	for (size_t i = 1; i < k; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			goto bad;
+	uint32_t cp = s[0] & lead_bits[k];
+	for (size_t i = 1; i < k; i++)
 		cp = cp << 6 | (s[i] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		goto bad;
 	*len = k;
 	return cp;
-bad:
-	*len = 1;
-	return 0xfffd;
 }
 
 size_t nrii_utf8_cut(const char *s, size_t len, size_t max_chars)
