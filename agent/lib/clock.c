@@ -92,6 +92,7 @@ static struct timespec mono_abs(int64_t us)
 /* Waiters under a fake clock, so that advancing it can wake them. */
 struct waiter {
 	pthread_cond_t *cv;
+	int64_t deadline_us;
 	struct waiter *next;
 };
 static pthread_mutex_t waiters_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -106,7 +107,7 @@ int clock_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t deadline_u
 	}
 	if (clock_mono_us() >= deadline_us)
 		return ETIMEDOUT;
-	struct waiter w = { cv, NULL };
+	struct waiter w = { cv, deadline_us, NULL };
 	pthread_mutex_lock(&waiters_mu);
 	w.next = waiters;
 	waiters = &w;
@@ -155,6 +156,17 @@ void fake_clock_install(struct fake_clock *fc, int64_t wall_s)
 	ops.mono_us = fake_mono;
 	ops.ctx = fc;
 	clock_set(&ops);
+}
+
+int64_t fake_clock_next_deadline(void)
+{
+	int64_t next = -1;
+	pthread_mutex_lock(&waiters_mu);
+	for (struct waiter *w = waiters; w; w = w->next)
+		if (next < 0 || w->deadline_us < next)
+			next = w->deadline_us;
+	pthread_mutex_unlock(&waiters_mu);
+	return next;
 }
 
 void fake_clock_advance(struct fake_clock *fc, int64_t us)

@@ -37,5 +37,9 @@ struct fake_clock {
 };
 void fake_clock_install(struct fake_clock *fc, int64_t wall_s);
 void fake_clock_advance(struct fake_clock *fc, int64_t us);
+/* The earliest deadline (clock_mono_us) of the waits under way on the fake clock, -1 when
+ * nothing waits: a test that drives time can move it straight to the next thing due, so fake
+ * time passes exactly as long as the code under test waits. */
+int64_t fake_clock_next_deadline(void);
 
 #endif

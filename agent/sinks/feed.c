@@ -1,5 +1,6 @@
 /* feed.c — the chained feed of SPEC §6 over HTTPS with libcurl: one batch at a time, gzip
  * over 4 KiB, every reply class handled as the SPEC says, nothing ever dropped. */
+#include "feed.h"
 #include "buffer.h"
 #include "chain.h"
 #include "clock.h"

@@ -4,6 +4,7 @@
 #include "buffer.h"
 #include "clock.h"
 #include "config.h"
+#include "feed.h"
 #include "flushctl.h"
 #include "log.h"
 #include "nrii.h"
@@ -17,8 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
-#include <time.h>
 
+/* The sinks compiled in, in the order `flush` reports them (sink.h). */
 const struct sink_ops *const sink_registry[] = {
 	&feed_sink,
 	&nrii_sink,
@@ -53,6 +54,19 @@ struct uploader {
 	struct flushctl *ctl;       /* serves those requests on control.sock */
 };
 
+/* The optional callbacks (sink.h): NULL means nothing to do. */
+static int sink_create(const struct sink_ops *ops, const struct config *cfg, struct buffer *b, void **state)
+{
+	*state = NULL;
+	return ops->create ? ops->create(cfg, b, state) : 0;
+}
+
+static void sink_destroy(const struct sink_ops *ops, void *state)
+{
+	if (ops->destroy)
+		ops->destroy(state);
+}
+
 static int64_t next_attempt_of(struct buffer *b, const char *sink)
 {
 	struct sink_state st;
@@ -64,17 +78,16 @@ static int64_t next_attempt_of(struct buffer *b, const char *sink)
 }
 
 /* Sleeps until `secs` pass, the uploader stops or a flush is requested that r has not
- * taken yet; false when stopping. */
+ * taken yet; false when stopping. Monotonic, through the clock seam: a wall-clock step
+ * neither stalls nor hurries it, and a test's fake clock drives it. */
 static bool pause_for(struct runner *r, int64_t secs)
 {
 	struct uploader *u = r->u;
 	pthread_mutex_lock(&u->mu);
 	if (secs > 0) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += secs;
+		int64_t until = clock_mono_us() + secs * 1000000;
 		while (!u->stopping && u->flush_gen == r->flush_taken &&
-		       pthread_cond_timedwait(&u->cv, &u->mu, &ts) == 0)
+		       clock_wait_until(&u->cv, &u->mu, until) != ETIMEDOUT)
 			;
 	}
 	bool go_on = !u->stopping;
@@ -217,7 +230,11 @@ struct uploader *uploader_start(const struct config *cfg, struct buffer *b)
 	u->cfg = cfg;
 	u->buf = b;
 	pthread_mutex_init(&u->mu, NULL);
-	pthread_cond_init(&u->cv, NULL);
+	if (clock_cond_init(&u->cv) < 0) {
+		pthread_mutex_destroy(&u->mu);
+		free(u);
+		return NULL;
+	}
 	for (size_t i = 0; sink_registry[i] && u->n < MAX_SINKS; i++) {
 		const struct sink_ops *ops = sink_registry[i];
 		if (!ops->configured(cfg))
@@ -225,13 +242,13 @@ struct uploader *uploader_start(const struct config *cfg, struct buffer *b)
 		struct runner *r = &u->run[u->n];
 		r->ops = ops;
 		r->u = u;
-		int e = ops->create(cfg, b, &r->state);
+		int e = sink_create(ops, cfg, b, &r->state);
 		if (e < 0) {
 			log_errx("upload: %s: cannot start: %s", ops->name, strerror(-e));
 			continue;
 		}
 		if (pthread_create(&r->thread, NULL, runner_main, r) != 0) {
-			ops->destroy(r->state);
+			sink_destroy(ops, r->state);
 			continue;
 		}
 		atomic_store(&r->beat, clock_mono_ms());
@@ -257,7 +274,7 @@ void uploader_stop(struct uploader *u)
 	for (size_t i = 0; i < u->n; i++) {
 		if (u->run[i].started)
 			pthread_join(u->run[i].thread, NULL);
-		u->run[i].ops->destroy(u->run[i].state);
+		sink_destroy(u->run[i].ops, u->run[i].state);
 	}
 	pthread_mutex_destroy(&u->mu);
 	pthread_cond_destroy(&u->cv);
@@ -309,7 +326,7 @@ int uploader_flush(const struct config *cfg, struct buffer *b, FILE *out)
 		if (!ops->configured(cfg))
 			continue;
 		void *state = NULL;
-		int e = ops->create(cfg, b, &state);
+		int e = sink_create(ops, cfg, b, &state);
 		if (e < 0) {
 			fprintf(stderr, "labshare-agent: flush: %s: %s\n", ops->name, strerror(-e));
 			code = EX_SOFTWARE;
@@ -331,10 +348,8 @@ int uploader_flush(const struct config *cfg, struct buffer *b, FILE *out)
 			} else if (r == SINK_RETRY && st.next_attempt - clock_wall() <= FLUSH_WAIT_MAX_S) {
 				/* A short Retry-After or the first back-off steps: wait it out. */
 				int64_t wait = st.next_attempt - clock_wall();
-				if (wait > 0) {
-					struct timespec ts = { (time_t)wait, 0 };
-					nanosleep(&ts, NULL);
-				}
+				if (wait > 0)
+					clock_sleep_until(clock_mono_us() + wait * 1000000);
 			} else if (r == SINK_RETRY) {
 				fprintf(stderr, "labshare-agent: flush: %s: %s\n", ops->name,
 					st.last_error ? st.last_error : "platform unreachable");
@@ -346,7 +361,7 @@ int uploader_flush(const struct config *cfg, struct buffer *b, FILE *out)
 			}
 			buffer_sink_clear(&st);
 		}
-		ops->destroy(state);
+		sink_destroy(ops, state);
 		if (sink_code > code)
 			code = sink_code;
 	}

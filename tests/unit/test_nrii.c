@@ -20,11 +20,14 @@
 
 #include "buffer.h"
 #include "clock.h"
+#include "clockdrive.h"
 #include "config.h"
 #include "core.h"
 #include "harness.h"
 #include "log.h"
 #include "nrii.h"
+#include "nrii_format.h"
+#include "nrii_reply.h"
 #include "sink.h"
 #include "status.h"
 #include "timeutil.h"
@@ -357,11 +360,36 @@ struct fx {
 	struct buffer *buf;
 	struct core *core;
 	FILE *devnull;
+	/* The sinks wait out back-offs on this clock, driven: no real waiting in this process. */
+	struct fake_clock clock;
+	struct h_clockdrive *drive;
 };
+
+/* One throw-away PKI for the whole program (group_setup): making one costs more than most
+ * tests; each test still gets its own platform, store and agent. */
+static char *pki_dir, *pki_certs;
+
+static int group_setup(void **state)
+{
+	(void)state;
+	pki_dir = h_mkdtemp("test_nrii-pki");
+	pki_certs = pki_dir ? h_make_certs(pki_dir) : NULL;
+	return pki_certs ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	if (pki_dir && !getenv("KEEP_TMP"))
+		h_rmtree(pki_dir);
+	free(pki_dir);
+	free(pki_certs);
+	return 0;
+}
 
 static void make_certs(struct fx *f)
 {
-	f->certs = h_make_certs(f->dir);
+	f->certs = strdup(pki_certs);
 	assert_non_null(f->certs);
 }
 
@@ -504,6 +532,9 @@ static void load_config(struct fx *f, const struct copt *o)
 static int setup_with(void **state, const struct copt *o)
 {
 	struct fx *f = calloc(1, sizeof(*f));
+	fake_clock_install(&f->clock, clock_wall()); /* from now on: the sessions stay past */
+	f->drive = h_clockdrive_start(&f->clock);
+	assert_non_null(f->drive);
 	f->dir = h_mkdtemp("test_nrii");
 	make_certs(f);
 	char *token = h_path(f->dir, "token");
@@ -538,6 +569,7 @@ static int setup_plain(void **state)
 static int teardown(void **state)
 {
 	struct fx *f = *state;
+	h_clockdrive_stop(f->drive);
 	clock_set(NULL);
 	core_free(f->core);
 	buffer_close(f->buf);
@@ -991,8 +1023,7 @@ static void test_yearly_totals(void **state)
 	struct fx *f = *state;
 	struct copt o = { .platform = true, .profile = "{ \"cname\": \"600 MHz 核磁共振波谱仪\", \"instrCategory\": \"03040100\" }" };
 	load_config(f, &o);
-	struct fake_clock fc;
-	fake_clock_install(&fc, at("2026-02-02T12:00:00+08:00"));
+	fake_clock_install(&f->clock, at("2026-02-02T12:00:00+08:00")); /* the driven one, set back */
 	session_at(f, "2026-01-30T09:00:00+08:00", "2026-01-30T11:00:00+08:00");
 	session_at(f, "2026-01-31T14:00:00+08:00", "2026-01-31T17:00:00+08:00");
 	session_at(f, "2026-02-01T08:00:00+08:00", "2026-02-01T09:00:00+08:00");
@@ -1018,7 +1049,7 @@ static void test_yearly_totals(void **state)
 	assert_int_equal((int)nrii_stat(&f->plat, "updates"), 1);
 
 	/* The year closes: each month end Feb..Dec sends the year to date, Dec 31 the year. */
-	fake_clock_advance(&fc, (at("2027-01-01T12:00:00+08:00") - at("2026-02-02T12:00:00+08:00")) * 1000000);
+	fake_clock_advance(&f->clock, (at("2027-01-01T12:00:00+08:00") - at("2026-02-02T12:00:00+08:00")) * 1000000);
 	session_at(f, "2026-12-31T22:00:00+08:00", "2026-12-31T23:30:00+08:00");
 	assert_true(core_tick(f->core) > 300);
 	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), 0);
@@ -1126,5 +1157,5 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_yearly_totals, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sinks_never_hold_each_other, setup, teardown),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
