@@ -4,6 +4,7 @@
  * What is sent is nrii_format.c, how a reply reads nrii_reply.c; here: what to send next, the
  * verdict on each answer, and the sink's tables. */
 #include "nrii.h"
+#include "periods.h"
 #include "buffer.h"
 #include "clock.h"
 #include "config.h"
@@ -37,7 +38,7 @@
 
 enum nst {
 	N_REC_GET, N_REC_PUT, N_REC_REDO, N_REC_REQUEUE, N_TOT_DUE, N_TOT_REDUE, N_TOT_NEXT, N_TOT_PUT,
-	N_TOT_REQUEUE, N_SUMS, N_PARKED, N__COUNT
+	N_TOT_REQUEUE, N_PARKED, N__COUNT
 };
 
 static const char *const nst_sql[N__COUNT] = {
@@ -67,11 +68,6 @@ static const char *const nst_sql[N__COUNT] = {
 		      " service_h = ?9, updated_at = ?10 WHERE instrument = ?1 AND year = ?2 AND month = ?3",
 	[N_TOT_REQUEUE] = "UPDATE nrii_totals SET state = 'pending', attempts = 0, updated_at = ?1"
 			  " WHERE state = 'parked'",
-	/* The latest revision of each day, as the report sums them. */
-	[N_SUMS] = "SELECT COALESCE(SUM(json_extract(r.line, '$.effective_s')), 0),"
-		   " COALESCE(SUM(json_extract(r.line, '$.service_s')), 0)"
-		   " FROM mx_daily d JOIN records r ON r.seq = d.seq"
-		   " WHERE d.instrument = ?1 AND d.day >= ?2 AND d.day < ?3",
 	[N_PARKED] = "SELECT (SELECT COUNT(*) FROM nrii_records WHERE state = 'parked')"
 		     " + (SELECT COUNT(*) FROM nrii_totals WHERE state = 'parked')",
 };
@@ -349,20 +345,13 @@ static int year_sums(struct nrii *n, struct item *it)
 	int64_t from = time_parse_date(a), to = time_parse_date(b);
 	if (from < 0 || to < 0)
 		return -EINVAL;
-	buffer_lock(n->buf);
-	sqlite3_stmt *s = nst(n, N_SUMS);
-	sqlite3_bind_text(s, 1, it->instrument, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, from);
-	sqlite3_bind_int64(s, 3, to);
-	int rc = sqlite3_step(s), r = 0;
-	if (rc == SQLITE_ROW) {
-		it->effective_s = sqlite3_column_int64(s, 0);
-		it->service_s = sqlite3_column_int64(s, 1);
-	} else {
-		r = buffer_sqlite_error(n->buf, rc, "summing daily records");
+	/* The same rule as the auditors' report (contract/periods.h): they can never disagree. */
+	struct period_sums sums;
+	int r = period_sums(n->buf, it->instrument, from, to, &sums, NULL, NULL);
+	if (r == 0) {
+		it->effective_s = sums.effective_s;
+		it->service_s = sums.service_s;
 	}
-	sqlite3_reset(s);
-	buffer_unlock(n->buf);
 	return r;
 }
 
