@@ -148,11 +148,28 @@ deps:
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
+# Each test program and each fuzz-corpus replay is its own target, check-NAME (tests/run-tests.sh
+# one NAME: a time limit, output to $(BUILD)/test-logs/NAME.log, shown when it fails, one line with
+# its time), so they run side by side; `test` runs them all (-k: every one, even after a failure)
+# and prints the summary. `make check` runs $(TEST_JOBS) at a time unless make was given -j.
+TEST_NAMES  := $(UNIT_SRC:tests/unit/%.c=%) $(notdir $(wildcard $(FUZZ_SRC:tests/fuzz/%.c=tests/fuzz/corpus/%)))
+TEST_CHECKS := $(TEST_NAMES:%=check-%)
+TEST_JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
+JOBS_FLAG    = $(if $(filter -j%,$(MAKEFLAGS)),,-j$(TEST_JOBS))
+.PHONY: test-bins test-run $(TEST_CHECKS)
+
 check: deps
-	$(MAKE) test
+	$(MAKE) $(JOBS_FLAG) test
 
 test: test-bins
-	BUILD=$(BUILD) tests/run-tests.sh
+	@rm -f $(BUILD)/test-logs/*.result $(BUILD)/test-logs/*.failure
+	@$(MAKE) -k --no-print-directory -Otarget test-run; \
+	  BUILD=$(BUILD) tests/run-tests.sh summary
+
+test-run: $(TEST_CHECKS)
+
+$(TEST_CHECKS): check-%: test-bins
+	@BUILD=$(BUILD) tests/run-tests.sh one $*
 
 asan: deps
 	$(MAKE) BUILD=build-asan CC=$(CC) \

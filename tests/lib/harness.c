@@ -209,6 +209,7 @@ struct h_proc *h_spawn(char *const argv[], char *const env[], bool pipe_stdin, b
 		_exit(127);
 	}
 	free(envp);
+	h_trace("h_spawn %s: pid %d", argv[0], (int)pid);
 	struct h_proc *p = calloc(1, sizeof(*p));
 	p->pid = pid;
 	p->stdin_fd = -1;
@@ -223,6 +224,15 @@ struct h_proc *h_spawn(char *const argv[], char *const env[], bool pipe_stdin, b
 	}
 	p->out_path = out_path ? strdup(out_path) : NULL;
 	return p;
+}
+
+/* The index of the last argument (what h_trace names a run by). */
+static int argc_last(char *const argv[])
+{
+	int n = 0;
+	while (argv[n + 1])
+		n++;
+	return n;
 }
 
 static int decode_status(int st)
@@ -245,6 +255,9 @@ int h_wait(struct h_proc *p, int timeout_ms)
 		pid_t r = waitpid(p->pid, &p->status, WNOHANG);
 		if (r == p->pid) {
 			p->reaped = true;
+			if (now_ms() - (deadline - timeout_ms) > 100)
+				h_trace("h_wait: pid %d exited after %lld ms", (int)p->pid,
+					now_ms() - (deadline - timeout_ms));
 			return decode_status(p->status);
 		}
 		if (r < 0 && errno != EINTR)
@@ -376,7 +389,10 @@ int h_run(char *const argv[], char *const env[], char **out, char **err, int tim
 	}
 	free(envp);
 	struct h_proc p = { .pid = pid, .stdin_fd = -1, .stdout_fd = -1 };
+	long long t0 = now_ms();
 	int rc = h_wait(&p, timeout_ms);
+	h_trace("h_run %s ... %s: exit %d after %lld ms", argv[0], argv[argc_last(argv)],
+		rc, now_ms() - t0);
 	if (rc < 0) {
 		kill(pid, SIGKILL);
 		h_wait(&p, 5000);
@@ -405,12 +421,16 @@ int h_run(char *const argv[], char *const env[], char **out, char **err, int tim
 
 bool h_wait_for(bool (*cond)(void *arg), void *arg, int timeout_ms)
 {
-	long long deadline = now_ms() + timeout_ms;
+	long long t0 = now_ms(), deadline = t0 + timeout_ms;
 	for (;;) {
-		if (cond(arg))
+		if (cond(arg)) {
+			h_trace("h_wait_for: met after %lld ms", now_ms() - t0);
 			return true;
-		if (now_ms() >= deadline)
+		}
+		if (now_ms() >= deadline) {
+			h_trace("h_wait_for: not met in %d ms", timeout_ms);
 			return false;
+		}
 		struct timespec ts = { 0, 5 * 1000 * 1000 };
 		nanosleep(&ts, NULL);
 	}
@@ -453,4 +473,19 @@ int h_free_port(void)
 	getsockname(fd, (struct sockaddr *)&sa, &sl);
 	close(fd);
 	return ntohs(sa.sin_port);
+}
+
+void h_trace(const char *fmt, ...)
+{
+	static long long t0;
+	if (!getenv("H_TRACE"))
+		return;
+	if (!t0)
+		t0 = now_ms();
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "[%8.3f s] ", (double)(now_ms() - t0) / 1000.0);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
 }

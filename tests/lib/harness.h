@@ -68,6 +68,10 @@ bool h_wait_file(const char *path, int timeout_ms);
  * client certificates); returns that folder (caller frees) or NULL with the reason on stderr. */
 char *h_make_certs(const char *dir);
 
+/* With H_TRACE set in the environment: "[   1.234 s] what" on stderr, seconds since the first
+ * call, to find where a test spends its time. Silent otherwise. */
+void h_trace(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* An unused TCP port on 127.0.0.1 (bind to 0, read it back, close). */
 int h_free_port(void);
 
