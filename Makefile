@@ -110,7 +110,9 @@ $(BUILD)/fuzz/%: $(BUILD)/tests/fuzz/%.o $(BUILD)/tests/fuzz/standalone.o $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
-$(BUILD)/bench/%: $(BUILD)/tests/bench/%.o $(HARNESS_OBJ) $(LIB)
+# The benchmarks' shared part (tests/bench/benchlib.[ch]), compiled once and linked into each.
+BENCHLIB_OBJ := $(BUILD)/tests/bench/benchlib.o
+$(BUILD)/bench/%: $(BUILD)/tests/bench/%.o $(BENCHLIB_OBJ) $(HARNESS_OBJ) $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
 

@@ -15,7 +15,7 @@
 #include <sys/wait.h>
 #include <zlib.h>
 
-#include "bench.h"
+#include "benchlib.h"
 #include "buffer.h"
 #include "clock.h"
 #include "config.h"

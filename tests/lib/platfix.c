@@ -80,6 +80,12 @@ int platfix_start(struct platfix *pl, const char *dir, const char *certs)
 	return r;
 }
 
+void platfix_use_db(struct platfix *pl, const char *file)
+{
+	free(pl->db);
+	pl->db = h_path(pl->dir, file);
+}
+
 void platfix_stop(struct platfix *pl)
 {
 	if (!pl || !pl->p)

@@ -34,6 +34,9 @@ char *platfix_folder(const char *prefix, char **certs);
 /* Starts the platform with its db in dir (the first time: on free ports; again: on the same
  * ones) and waits for its port file. 0, or -1 with the reason on stderr. */
 int platfix_start(struct platfix *pl, const char *dir, const char *certs);
+/* Between two starts: the platform's db is "<dir>/<file>" from now on (a restore from another
+ * copy, say), the ports staying the same. */
+void platfix_use_db(struct platfix *pl, const char *file);
 /* SIGTERM and reap (an outage: platfix_start brings it back). NULL-safe, idempotent. */
 void platfix_stop(struct platfix *pl);
 /* Stops it and frees what start allocated. */
