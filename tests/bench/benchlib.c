@@ -151,65 +151,32 @@ int bench_proc_read(pid_t pid, struct bench_proc *out)
 
 int bench_platform_start(struct bench_platform *pf)
 {
-	char listen[64];
-	snprintf(listen, sizeof(listen), "127.0.0.1:%d", pf->port);
-	unlink(pf->port_file);
-	char *argv[] = { (char *)h_build_path("refplat"), (char *)"--listen", listen,
-			 (char *)"--port-file", pf->port_file, (char *)"--cert", pf->cert, (char *)"--key", pf->key,
-			 (char *)"--db", pf->db, (char *)"--token", (char *)BENCH_TOKEN, (char *)"--log", pf->log, NULL };
-	argv[0] = strdup(argv[0]);
-	pf->p = h_spawn(argv, NULL, true, true, pf->log);
-	free(argv[0]);
-	if (!pf->p || !h_wait_file(pf->port_file, 20000)) {
-		fprintf(stderr, "bench: refplat did not start (see %s)\n", pf->log);
-		return -1;
-	}
-	char *text = h_read_file(pf->port_file, NULL);
-	pf->port = text ? (int)strtol(text, NULL, 10) : 0;
-	free(text);
-	return pf->port > 0 ? 0 : -1;
+	return platfix_start(&pf->fix, pf->fix.dir, pf->certs);
 }
 
 int bench_platform_init(struct bench_platform *pf, const char *dir, const char *name)
 {
 	memset(pf, 0, sizeof(*pf));
-	pf->dir = h_path(dir, "pki");
-	char *argv[] = { (char *)"tests/refplat/mkcerts.sh", pf->dir, NULL };
-	char *err = NULL;
-	if (h_run(argv, NULL, NULL, &err, 30000) != 0) {
-		fprintf(stderr, "bench: tests/refplat/mkcerts.sh failed: %s\n", err ? err : "");
-		free(err);
+	pf->certs = h_make_certs(dir);
+	if (!pf->certs)
 		return -1;
-	}
-	free(err);
-	pf->ca = h_path(pf->dir, "ca.pem");
-	pf->cert = h_path(pf->dir, "server.pem");
-	pf->key = h_path(pf->dir, "server.key");
-	pf->db = h_strdupf("%s/%s.db", dir, name);
-	pf->port_file = h_strdupf("%s/%s.port", dir, name);
-	pf->log = h_strdupf("%s/%s.log", dir, name);
-	return bench_platform_start(pf);
+	pf->ca = h_path(pf->certs, "ca.pem");
+	pf->fix.name = name;
+	pf->fix.token = BENCH_TOKEN;
+	return platfix_start(&pf->fix, dir, pf->certs);
 }
 
 void bench_platform_stop(struct bench_platform *pf)
 {
-	if (pf->p) {
-		h_stop(pf->p, 10000);
-		h_proc_free(pf->p);
-	}
-	pf->p = NULL;
+	platfix_stop(&pf->fix);
 }
 
 void bench_platform_free(struct bench_platform *pf)
 {
-	bench_platform_stop(pf);
-	free(pf->dir);
-	free(pf->db);
+	platfix_free(&pf->fix);
+	free(pf->certs);
 	free(pf->ca);
-	free(pf->cert);
-	free(pf->key);
-	free(pf->port_file);
-	free(pf->log);
+	pf->certs = pf->ca = NULL;
 }
 
 /* One simulator serving the gateways [first, first + count). */
@@ -564,7 +531,7 @@ char *agent_config(const char *dir, const char *agent_id, const struct lab *l,
 	fprintf(f, "{ \"agent\": { \"id\": \"%s\", \"lab_code\": \"BENCH\", \"timezone\": \"Asia/Shanghai\","
 		" \"state_dir\": \"%s/state\" },\n"
 		"  \"platform\": { \"url\": \"https://127.0.0.1:%d/api\", \"token_file\": \"%s\", \"ca_file\": \"%s\"",
-		agent_id, dir, pf->port, token, pf->ca);
+		agent_id, dir, pf->fix.port, token, pf->ca);
 	if (upload_interval_s > 0)
 		fprintf(f, ", \"upload_interval_s\": %d", upload_interval_s);
 	fprintf(f, " },\n  \"buses\": [\n");

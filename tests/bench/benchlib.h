@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "platfix.h"
 
 double bench_mono(void);
 
@@ -53,22 +54,20 @@ struct bench_proc {
 
 int bench_proc_read(pid_t pid, struct bench_proc *out);
 
-/* The reference platform (tests/refplat) over HTTPS on 127.0.0.1, with a CA made for the run. */
+/* The reference platform (tests/refplat) over HTTPS on 127.0.0.1, with a CA made for the run
+ * (tests/lib/platfix): fix.p, fix.port, fix.db; platfix_use_db(&pf->fix, …) between starts. */
 struct bench_platform {
-	struct h_proc *p;
-	char *dir, *db, *ca, *cert, *key, *port_file, *log;
-	int port;
+	struct platfix fix;
+	char *certs, *ca;
 };
 
 #define BENCH_TOKEN "bench-token-0123456789"
 
+/* Starts it again, on the same port. */
 int bench_platform_start(struct bench_platform *pf);
-
-/* Certificates by tests/refplat/mkcerts.sh in dir/pki; the platform's db is dir/name.db. */
+/* Certificates in dir/certs; the platform's db is dir/name.db. */
 int bench_platform_init(struct bench_platform *pf, const char *dir, const char *name);
-
 void bench_platform_stop(struct bench_platform *pf);
-
 void bench_platform_free(struct bench_platform *pf);
 
 /* ---- the simulated lab ---------------------------------------------------------------- */
