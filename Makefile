@@ -154,7 +154,12 @@ deps:
 # one NAME: a time limit, output to $(BUILD)/test-logs/NAME.log, shown when it fails, one line with
 # its time), so they run side by side; `test` runs them all (-k: every one, even after a failure)
 # and prints the summary. `make check` runs $(TEST_JOBS) at a time unless make was given -j.
-TEST_NAMES  := $(UNIT_SRC:tests/unit/%.c=%) $(notdir $(wildcard $(FUZZ_SRC:tests/fuzz/%.c=tests/fuzz/corpus/%)))
+# The slowest first (the summary names them): with two at a time, the long ones start at once
+# instead of finishing alone at the end.
+TEST_SLOW   := test_upload test_modbus test_flush_daemon test_nrii test_report_browser test_daemon
+UNIT_NAMES  := $(UNIT_SRC:tests/unit/%.c=%)
+TEST_NAMES  := $(foreach n,$(TEST_SLOW),$(filter $(n),$(UNIT_NAMES))) $(filter-out $(TEST_SLOW),$(UNIT_NAMES)) \
+               $(notdir $(wildcard $(FUZZ_SRC:tests/fuzz/%.c=tests/fuzz/corpus/%)))
 TEST_CHECKS := $(TEST_NAMES:%=check-%)
 TEST_JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
 JOBS_FLAG    = $(if $(filter -j%,$(MAKEFLAGS)),,-j$(TEST_JOBS))
