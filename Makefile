@@ -152,8 +152,8 @@ deps:
 
 # Each test program and each fuzz-corpus replay is its own target, check-NAME (tests/run-tests.sh
 # one NAME: a time limit, output to $(BUILD)/test-logs/NAME.log, shown when it fails, one line with
-# its time), so they run side by side; `test` runs them all (-k: every one, even after a failure)
-# and prints the summary. `make check` runs $(TEST_JOBS) at a time unless make was given -j.
+# its time), so they run side by side; `test` runs them all (-k: every one, even after a failure),
+# $(TEST_JOBS) at a time unless make was given -j, and prints the summary.
 # The slowest first (the summary names them): with two at a time, the long ones start at once
 # instead of finishing alone at the end.
 TEST_SLOW   := test_upload test_modbus test_flush_daemon test_nrii test_report_browser test_daemon
@@ -166,11 +166,12 @@ JOBS_FLAG    = $(if $(filter -j%,$(MAKEFLAGS)),,-j$(TEST_JOBS))
 .PHONY: test-bins test-run $(TEST_CHECKS)
 
 check: deps
-	$(MAKE) $(JOBS_FLAG) test
+	$(MAKE) $(JOBS_FLAG) test-bins
+	$(MAKE) test
 
 test: test-bins
 	@rm -f $(BUILD)/test-logs/*.result $(BUILD)/test-logs/*.failure
-	@$(MAKE) -k --no-print-directory -Otarget test-run; \
+	@$(MAKE) $(JOBS_FLAG) -k --no-print-directory -Otarget test-run; \
 	  BUILD=$(BUILD) tests/run-tests.sh summary
 
 test-run: $(TEST_CHECKS)
