@@ -263,7 +263,8 @@ static int index_build(struct tail *t)
 	if (t->n_files)
 		memcpy(t->index, t->files, t->n_files * sizeof(*t->index));
 	t->n_index = t->n_files;
-	qsort(t->index, t->n_index, sizeof(*t->index), by_inode);
+	if (t->n_index) /* qsort(NULL, 0, …) is undefined: UBSan stops the agent */
+		qsort(t->index, t->n_index, sizeof(*t->index), by_inode);
 	return 0;
 }
 
