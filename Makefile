@@ -110,7 +110,9 @@ $(BUILD)/fuzz/%: $(BUILD)/tests/fuzz/%.o $(BUILD)/tests/fuzz/standalone.o $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
-$(BUILD)/bench/%: $(BUILD)/tests/bench/%.o $(HARNESS_OBJ) $(LIB)
+# The benchmarks' shared part (tests/bench/benchlib.[ch]), compiled once and linked into each.
+BENCHLIB_OBJ := $(BUILD)/tests/bench/benchlib.o
+$(BUILD)/bench/%: $(BUILD)/tests/bench/%.o $(BENCHLIB_OBJ) $(HARNESS_OBJ) $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
@@ -148,11 +150,34 @@ deps:
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
+# Each test program and each fuzz-corpus replay is its own target, check-NAME (tests/run-tests.sh
+# one NAME: a time limit, output to $(BUILD)/test-logs/NAME.log, shown when it fails, one line with
+# its time), so they run side by side; `test` runs them all (-k: every one, even after a failure),
+# $(TEST_JOBS) at a time unless make was given -j, and prints the summary.
+# The slowest first (the summary names them): with two at a time, the long ones start at once
+# instead of finishing alone at the end.
+TEST_SLOW   := test_upload test_modbus test_flush_daemon test_nrii test_report_browser test_daemon
+UNIT_NAMES  := $(UNIT_SRC:tests/unit/%.c=%)
+TEST_NAMES  := $(foreach n,$(TEST_SLOW),$(filter $(n),$(UNIT_NAMES))) $(filter-out $(TEST_SLOW),$(UNIT_NAMES)) \
+               $(notdir $(wildcard $(FUZZ_SRC:tests/fuzz/%.c=tests/fuzz/corpus/%)))
+TEST_CHECKS := $(TEST_NAMES:%=check-%)
+TEST_JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
+JOBS_FLAG    = $(if $(filter -j%,$(MAKEFLAGS)),,-j$(TEST_JOBS))
+.PHONY: test-bins test-run $(TEST_CHECKS)
+
 check: deps
+	$(MAKE) $(JOBS_FLAG) test-bins
 	$(MAKE) test
 
 test: test-bins
-	BUILD=$(BUILD) tests/run-tests.sh
+	@rm -f $(BUILD)/test-logs/*.result $(BUILD)/test-logs/*.failure
+	@$(MAKE) $(JOBS_FLAG) -k --no-print-directory -Otarget test-run; \
+	  BUILD=$(BUILD) tests/run-tests.sh summary
+
+test-run: $(TEST_CHECKS)
+
+$(TEST_CHECKS): check-%: test-bins
+	@BUILD=$(BUILD) tests/run-tests.sh one $*
 
 asan: deps
 	$(MAKE) BUILD=build-asan CC=$(CC) \

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bench.h"
+#include "benchlib.h"
 #include "harness.h"
 
 #define AGENT_ID "bench-idle"

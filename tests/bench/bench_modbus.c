@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bench.h"
+#include "benchlib.h"
 #include "harness.h"
 
 #define AGENT_ID "bench-modbus"
@@ -175,7 +175,7 @@ static void run_agent(const char *layout, int per_bus, int delay, bool outage, s
 		res->delivered = acked;
 		res->outage_records = last - last_a;
 		res->lost = last - acked;
-		char *head = h_request(pf.p, "head " AGENT_ID, 10000);
+		char *head = h_request(pf.fix.p, "head " AGENT_ID, 10000);
 		cJSON *hj = head ? cJSON_Parse(head) : NULL;
 		const cJSON *hs = cJSON_GetObjectItemCaseSensitive(hj, "seq");
 		if (cJSON_IsNumber(hs))
@@ -185,7 +185,7 @@ static void run_agent(const char *layout, int per_bus, int delay, bool outage, s
 		free(head);
 		bench_platform_stop(&pf);
 		sqlite3 *db;
-		if (sqlite3_open_v2(pf.db, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+		if (sqlite3_open_v2(pf.fix.db, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
 			sqlite3_stmt *st;
 			if (sqlite3_prepare_v2(db, "SELECT COUNT(*), COALESCE(SUM(json_extract(line, '$.run_s')), 0) FROM records"
 					       " WHERE json_extract(line, '$.kind') = 'run'", -1, &st, NULL) == SQLITE_OK &&

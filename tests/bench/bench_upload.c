@@ -15,7 +15,7 @@
 #include <sys/wait.h>
 #include <zlib.h>
 
-#include "bench.h"
+#include "benchlib.h"
 #include "buffer.h"
 #include "clock.h"
 #include "config.h"
@@ -42,7 +42,7 @@ static char *write_config(const char *dir, const struct bench_platform *pf)
 		"  \"instruments\": [ { \"id\": \"SX-INS-000123\", \"name\": \"600 MHz 核磁共振波谱仪\","
 		" \"logs\": [ { \"path\": \"%s/none.csv\", \"format\": \"csv\","
 		" \"fields\": { \"start\": \"s\", \"end\": \"e\" } } ] } ] }\n",
-		AGENT_ID, LAB_CODE, dir, pf->port, token, pf->ca, batch, dir);
+		AGENT_ID, LAB_CODE, dir, pf->fix.port, token, pf->ca, batch, dir);
 	h_write_file(path, text, (size_t)-1, 0644);
 	free(text);
 	free(token);
@@ -195,7 +195,7 @@ static size_t discard(char *data, size_t size, size_t nmemb, void *arg)
 static double curl_post_all(const struct bench_platform *pf, const struct body *bodies, size_t n, long *failed)
 {
 	CURL *c = curl_easy_init();
-	char *url = h_strdupf("https://127.0.0.1:%d/api/v1/feeds", pf->port);
+	char *url = h_strdupf("https://127.0.0.1:%d/api/v1/feeds", pf->fix.port);
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_POST, 1L);
 	curl_easy_setopt(c, CURLOPT_CAINFO, pf->ca);
@@ -234,7 +234,7 @@ static double curl_post_all(const struct bench_platform *pf, const struct body *
 /* The platform's stored head for the agent. */
 static double platform_head(struct bench_platform *pf)
 {
-	char *reply = h_request(pf->p, "head " AGENT_ID, 10000);
+	char *reply = h_request(pf->fix.p, "head " AGENT_ID, 10000);
 	cJSON *j = reply ? cJSON_Parse(reply) : NULL;
 	const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "seq");
 	double v = cJSON_IsNumber(s) ? s->valuedouble : -1;
@@ -297,10 +297,10 @@ int main(void)
 	for (size_t i = 0; i < n_bodies; i++)
 		gz_bytes += (double)bodies[i].len;
 	struct bench_proc rp0, rp1;
-	bench_proc_read(pf.p->pid, &rp0);
+	bench_proc_read(pf.fix.p->pid, &rp0);
 	long failed;
 	double curl_s = curl_post_all(&pf, bodies, n_bodies, &failed);
-	bench_proc_read(pf.p->pid, &rp1);
+	bench_proc_read(pf.fix.p->pid, &rp1);
 	double curl_head = platform_head(&pf);
 	bench_platform_stop(&pf);
 	double curl_rate = (double)n_records / curl_s;
@@ -315,11 +315,10 @@ int main(void)
 	free(bodies);
 
 	/* The agent, against a fresh platform on the same port. */
-	free(pf.db);
-	pf.db = h_path(dir, "agent.db");
+	platfix_use_db(&pf.fix, "agent.db");
 	if (bench_platform_start(&pf) < 0)
 		return 1;
-	bench_proc_read(pf.p->pid, &rp0);
+	bench_proc_read(pf.fix.p->pid, &rp0);
 	char *log = h_path(dir, "flush.log");
 	char *argv[] = { strdup(h_build_path("labshare-agent")), (char *)"-c", cfg, (char *)"flush", NULL };
 	double t0 = bench_mono();
@@ -332,10 +331,10 @@ int main(void)
 	double flush_s = bench_mono() - t0;
 	agent->reaped = true;
 	agent->status = status;
-	bench_proc_read(pf.p->pid, &rp1);
+	bench_proc_read(pf.fix.p->pid, &rp1);
 	double agent_head = platform_head(&pf);
 	bench_platform_stop(&pf);
-	double posts, span = platform_span(pf.db, &posts);
+	double posts, span = platform_span(pf.fix.db, &posts);
 	double rate = (double)n_records / flush_s;
 	double cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
 		     (double)ru.ru_stime.tv_usec / 1e6;

@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -209,6 +210,7 @@ struct h_proc *h_spawn(char *const argv[], char *const env[], bool pipe_stdin, b
 		_exit(127);
 	}
 	free(envp);
+	h_trace("h_spawn %s: pid %d", argv[0], (int)pid);
 	struct h_proc *p = calloc(1, sizeof(*p));
 	p->pid = pid;
 	p->stdin_fd = -1;
@@ -223,6 +225,15 @@ struct h_proc *h_spawn(char *const argv[], char *const env[], bool pipe_stdin, b
 	}
 	p->out_path = out_path ? strdup(out_path) : NULL;
 	return p;
+}
+
+/* The index of the last argument (what h_trace names a run by). */
+static int argc_last(char *const argv[])
+{
+	int n = 0;
+	while (argv[n + 1])
+		n++;
+	return n;
 }
 
 static int decode_status(int st)
@@ -245,6 +256,9 @@ int h_wait(struct h_proc *p, int timeout_ms)
 		pid_t r = waitpid(p->pid, &p->status, WNOHANG);
 		if (r == p->pid) {
 			p->reaped = true;
+			if (now_ms() - (deadline - timeout_ms) > 100)
+				h_trace("h_wait: pid %d exited after %lld ms", (int)p->pid,
+					now_ms() - (deadline - timeout_ms));
 			return decode_status(p->status);
 		}
 		if (r < 0 && errno != EINTR)
@@ -376,7 +390,10 @@ int h_run(char *const argv[], char *const env[], char **out, char **err, int tim
 	}
 	free(envp);
 	struct h_proc p = { .pid = pid, .stdin_fd = -1, .stdout_fd = -1 };
+	long long t0 = now_ms();
 	int rc = h_wait(&p, timeout_ms);
+	h_trace("h_run %s ... %s: exit %d after %lld ms", argv[0], argv[argc_last(argv)],
+		rc, now_ms() - t0);
 	if (rc < 0) {
 		kill(pid, SIGKILL);
 		h_wait(&p, 5000);
@@ -405,12 +422,16 @@ int h_run(char *const argv[], char *const env[], char **out, char **err, int tim
 
 bool h_wait_for(bool (*cond)(void *arg), void *arg, int timeout_ms)
 {
-	long long deadline = now_ms() + timeout_ms;
+	long long t0 = now_ms(), deadline = t0 + timeout_ms;
 	for (;;) {
-		if (cond(arg))
+		if (cond(arg)) {
+			h_trace("h_wait_for: met after %lld ms", now_ms() - t0);
 			return true;
-		if (now_ms() >= deadline)
+		}
+		if (now_ms() >= deadline) {
+			h_trace("h_wait_for: not met in %d ms", timeout_ms);
 			return false;
+		}
 		struct timespec ts = { 0, 5 * 1000 * 1000 };
 		nanosleep(&ts, NULL);
 	}
@@ -427,19 +448,64 @@ bool h_wait_file(const char *path, int timeout_ms)
 	return h_wait_for(file_nonempty, (void *)path, timeout_ms);
 }
 
+/* The PKI of this process: made once (openssl takes a few hundred ms), copied for each test. */
+static char *certs_cache;
+
+static void certs_cache_remove(void)
+{
+	h_rmtree(certs_cache);
+	free(certs_cache);
+	certs_cache = NULL;
+}
+
+static int copy_file(const char *from, const char *to)
+{
+	struct stat st;
+	size_t len;
+	char *data = stat(from, &st) == 0 ? h_read_file(from, &len) : NULL;
+	int r = data ? h_write_file(to, data, len, (int)(st.st_mode & 07777)) : -1;
+	free(data);
+	return r;
+}
+
 char *h_make_certs(const char *dir)
 {
-	char *certs = h_path(dir, "certs");
-	char *argv[] = { (char *)"/bin/sh", (char *)"tests/refplat/mkcerts.sh", certs, NULL };
-	char *out = NULL, *err = NULL;
-	int rc = h_run(argv, NULL, &out, &err, 60000);
-	if (rc != 0) {
-		fprintf(stderr, "mkcerts: %s", err ? err : "failed\n");
-		free(certs);
-		certs = NULL;
+	static const char *const files[] = { "ca.pem", "ca.key", "server.pem", "server.key", "client.pem",
+					     "client.key", "rogue.pem", "rogue.key" };
+	if (!certs_cache) {
+		char *tmp = h_mkdtemp("h_certs");
+		char *made = tmp ? h_path(tmp, "certs") : NULL;
+		char *argv[] = { (char *)"/bin/sh", (char *)"tests/refplat/mkcerts.sh", made, NULL };
+		char *out = NULL, *err = NULL;
+		int rc = made ? h_run(argv, NULL, &out, &err, 60000) : -1;
+		if (rc != 0) {
+			fprintf(stderr, "mkcerts: %s", err ? err : "failed\n");
+			h_rmtree(tmp);
+			free(tmp);
+			free(made);
+			free(out);
+			free(err);
+			return NULL;
+		}
+		free(out);
+		free(err);
+		free(made);
+		certs_cache = tmp;
+		atexit(certs_cache_remove);
 	}
-	free(out);
-	free(err);
+	char *certs = h_path(dir, "certs");
+	mkdir(certs, 0700);
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		char *from = h_strdupf("%s/certs/%s", certs_cache, files[i]), *to = h_path(certs, files[i]);
+		int r = copy_file(from, to);
+		free(from);
+		free(to);
+		if (r < 0) {
+			fprintf(stderr, "h_make_certs: cannot copy %s into %s\n", files[i], certs);
+			free(certs);
+			return NULL;
+		}
+	}
 	return certs;
 }
 
@@ -453,4 +519,47 @@ int h_free_port(void)
 	getsockname(fd, (struct sockaddr *)&sa, &sl);
 	close(fd);
 	return ntohs(sa.sin_port);
+}
+
+void h_trace(const char *fmt, ...)
+{
+	static long long t0;
+	if (!getenv("H_TRACE"))
+		return;
+	if (!t0)
+		t0 = now_ms();
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "[%8.3f s] ", (double)(now_ms() - t0) / 1000.0);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
+int64_t h_sql_int(const char *path, const char *sql)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *q;
+	int64_t v = -1;
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+		sqlite3_busy_timeout(db, 5000);
+		if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) == SQLITE_OK) {
+			if (sqlite3_step(q) == SQLITE_ROW)
+				v = sqlite3_column_int64(q, 0);
+			sqlite3_finalize(q);
+		}
+	}
+	sqlite3_close(db);
+	return v;
+}
+
+void h_done_dir(char *dir)
+{
+	if (!dir)
+		return;
+	if (getenv("KEEP_TMP"))
+		fprintf(stderr, "kept %s\n", dir);
+	else
+		h_rmtree(dir);
+	free(dir);
 }

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 /* Build folder (env BUILD, default "build") and paths to built programs: "build/labshare-agent". */
@@ -64,9 +65,20 @@ bool h_wait_for(bool (*cond)(void *arg), void *arg, int timeout_ms);
 /* Wait until the file exists and is non-empty; true when it does. */
 bool h_wait_file(const char *path, int timeout_ms);
 
-/* A throw-away PKI made with tests/refplat/mkcerts.sh in "<dir>/certs" (CA, server and
- * client certificates); returns that folder (caller frees) or NULL with the reason on stderr. */
+/* A throw-away PKI made with tests/refplat/mkcerts.sh, in "<dir>/certs" (CA, server and
+ * client certificates); returns that folder (caller frees) or NULL with the reason on stderr.
+ * Made once per process and copied: every call in one test program gets the same CA. */
 char *h_make_certs(const char *dir);
+
+/* With H_TRACE set in the environment: "[   1.234 s] what" on stderr, seconds since the first
+ * call, to find where a test spends its time. Silent otherwise. */
+void h_trace(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* One integer from a SQLite file opened read-only (the platform's db, or an agent's buffer):
+ * the first column of the first row, or -1. */
+int64_t h_sql_int(const char *path, const char *sql);
+/* A test folder done with: kept (and said on stderr) with KEEP_TMP set, else removed; freed. */
+void h_done_dir(char *dir);
 
 /* An unused TCP port on 127.0.0.1 (bind to 0, read it back, close). */
 int h_free_port(void);

@@ -9,7 +9,6 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,50 +23,18 @@
 #include "core.h"
 #include "harness.h"
 #include "log.h"
+#include "platfix.h"
 #include "timeutil.h"
 
 struct fx {
 	char *dir, *certs, *cfg_path, *state;
-	struct h_proc *plat, *agent;
-	int port;
+	struct platfix plat;
+	struct h_proc *agent;
 };
-
-static void start_platform(struct fx *f)
-{
-	char *pf = h_path(f->dir, "port"), *db = h_path(f->dir, "platform.db");
-	char *cert = h_path(f->certs, "server.pem"), *key = h_path(f->certs, "server.key");
-	char *log = h_path(f->dir, "refplat.log");
-	char *listen = f->port ? h_strdupf("127.0.0.1:%d", f->port) : strdup("127.0.0.1:0");
-	unlink(pf);
-	char *argv[] = { (char *)h_build_path("refplat"), (char *)"--listen", listen, (char *)"--port-file", pf,
-			 (char *)"--cert", cert, (char *)"--key", key, (char *)"--db", db,
-			 (char *)"--token", (char *)"s3cret", NULL };
-	f->plat = h_spawn(argv, NULL, true, true, log);
-	assert_true(h_wait_file(pf, 10000));
-	char *p = h_read_file(pf, NULL);
-	f->port = (int)strtol(p, NULL, 10);
-	free(p);
-	free(pf);
-	free(db);
-	free(cert);
-	free(key);
-	free(log);
-	free(listen);
-}
-
-static void stop_platform(struct fx *f)
-{
-	h_stop(f->plat, 5000);
-	h_proc_free(f->plat);
-	f->plat = NULL;
-}
 
 static void plat_cmd(struct fx *f, const char *line)
 {
-	char *reply = h_request(f->plat, line, 5000);
-	if (!reply || strcmp(reply, "ok") != 0)
-		fail_msg("refplat: \"%s\": %s", line, reply ? reply : "(no reply)");
-	free(reply);
+	assert_int_equal(platfix_cmd(&f->plat, line), 0);
 }
 
 /* Sessions sealed through the library, before the daemon starts. */
@@ -82,14 +49,19 @@ static void seal_sessions(struct fx *f, int n)
 	struct core *core = core_new(cfg, b);
 	/* In the past of the real clock: the core refuses sessions more than 24 h ahead. */
 	int64_t base = clock_wall() - (int64_t)(n + 2) * 3600;
+	struct obs *o = calloc((size_t)n, sizeof(*o));
+	char (*user)[32] = calloc((size_t)n, sizeof(*user));
 	for (int i = 0; i < n; i++) {
-		struct obs o = { .type = OBS_SESSION, .instrument = "NMR" };
-		char user[32];
-		snprintf(user, sizeof(user), "user-%d", i);
-		o.u.session = (struct obs_session){ .start = base + i * 3600, .end = base + i * 3600 + 1800,
-						    .user = user, .org = "太原理工大学", .external = 1, .samples = 1 };
-		assert_int_equal(core_submit(core, &o, 1, NULL, NULL, 0), 0);
+		snprintf(user[i], sizeof(user[i]), "user-%d", i);
+		o[i] = (struct obs){ .type = OBS_SESSION, .instrument = "NMR" };
+		o[i].u.session = (struct obs_session){ .start = base + i * 3600, .end = base + i * 3600 + 1800,
+						       .user = user[i], .org = "太原理工大学", .external = 1,
+						       .samples = 1 };
 	}
+	/* One batch: one transaction, not one per session. */
+	assert_int_equal(core_submit(core, o, (size_t)n, NULL, NULL, 0), 0);
+	free(o);
+	free(user);
 	core_free(core);
 	buffer_close(b);
 	config_free(cfg);
@@ -98,24 +70,20 @@ static void seal_sessions(struct fx *f, int n)
 static int setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
-	f->dir = h_mkdtemp("test_flush_daemon");
-	f->certs = h_make_certs(f->dir);
-	assert_non_null(f->certs);
+	f->dir = platfix_folder("test_flush_daemon", &f->certs);
+	assert_non_null(f->dir);
 	f->state = h_path(f->dir, "state");
-	char *token = h_path(f->dir, "token");
-	h_write_file(token, "s3cret\n", (size_t)-1, 0600);
-	free(token);
-	start_platform(f);
+	assert_int_equal(platfix_start(&f->plat, f->dir, f->certs), 0);
 	/* A long interval: after its first round the daemon uploads again only when asked. */
+	char *plat = platfix_config(&f->plat);
 	char *text = h_strdupf(
 		"{ \"agent\": { \"id\": \"agent-1\", \"lab_code\": \"SXKL-1\", \"timezone\": \"Asia/Shanghai\","
 		"    \"state_dir\": \"%s\" },"
-		"  \"platform\": { \"url\": \"https://127.0.0.1:%d/api\", \"token_file\": \"%s/token\","
-		"    \"ca_file\": \"%s/ca.pem\", \"batch_max_records\": 50, \"upload_interval_s\": 3600,"
-		"    \"timeout_s\": 5 },"
+		"  \"platform\": { %s, \"batch_max_records\": 50, \"upload_interval_s\": 3600, \"timeout_s\": 5 },"
 		"  \"instruments\": [ { \"id\": \"NMR\", \"logs\": [ { \"path\": \"/nonexistent/x.csv\","
 		"    \"format\": \"csv\", \"fields\": { \"start\": \"s\", \"end\": \"e\" } } ] } ] }",
-		f->state, f->port, f->dir, f->certs);
+		f->state, plat);
+	free(plat);
 	f->cfg_path = h_path(f->dir, "agent.json");
 	h_write_file(f->cfg_path, text, (size_t)-1, 0644);
 	free(text);
@@ -129,13 +97,8 @@ static int teardown(void **state)
 	struct fx *f = *state;
 	h_stop(f->agent, 20000);
 	h_proc_free(f->agent);
-	h_stop(f->plat, 5000);
-	h_proc_free(f->plat);
-	if (getenv("KEEP_TMP"))
-		fprintf(stderr, "kept %s\n", f->dir);
-	else
-		h_rmtree(f->dir);
-	free(f->dir);
+	platfix_free(&f->plat);
+	h_done_dir(f->dir);
 	free(f->certs);
 	free(f->cfg_path);
 	free(f->state);
@@ -174,35 +137,15 @@ static int agent(struct fx *f, const char *cmd, char **out, char **err)
 	return h_run(argv, NULL, out, err, 180000);
 }
 
-static int64_t sql_int(const char *path, const char *sql)
-{
-	sqlite3 *db;
-	sqlite3_stmt *q;
-	int64_t v = -1;
-	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
-		sqlite3_busy_timeout(db, 5000);
-		if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) == SQLITE_OK) {
-			if (sqlite3_step(q) == SQLITE_ROW)
-				v = sqlite3_column_int64(q, 0);
-			sqlite3_finalize(q);
-		}
-	}
-	sqlite3_close(db);
-	return v;
-}
-
 static int64_t platform_head(struct fx *f)
 {
-	char *db = h_path(f->dir, "platform.db");
-	int64_t v = sql_int(db, "SELECT COALESCE(MAX(seq), 0) FROM records WHERE agent_id = 'agent-1'");
-	free(db);
-	return v;
+	return h_sql_int(f->plat.db, "SELECT COALESCE(MAX(seq), 0) FROM records WHERE agent_id = 'agent-1'");
 }
 
 static int64_t local_head(struct fx *f)
 {
 	char *db = h_path(f->state, "buffer.db");
-	int64_t v = sql_int(db, "SELECT COALESCE(MAX(seq), 0) FROM records");
+	int64_t v = h_sql_int(db, "SELECT COALESCE(MAX(seq), 0) FROM records");
 	free(db);
 	return v;
 }
@@ -215,11 +158,8 @@ static bool upload_under_way(void *arg)
 /* The same seqs posted twice: the mark of two uploaders (no fault here repeats a batch). */
 static int64_t repeated_batches(struct fx *f)
 {
-	char *db = h_path(f->dir, "platform.db");
-	int64_t v = sql_int(db, "SELECT COUNT(*) FROM (SELECT idempotency_key FROM requests WHERE method = 'POST'"
-				" AND idempotency_key IS NOT NULL GROUP BY idempotency_key HAVING COUNT(*) > 1)");
-	free(db);
-	return v;
+	return h_sql_int(f->plat.db, "SELECT COUNT(*) FROM (SELECT idempotency_key FROM requests WHERE method = 'POST'"
+				     " AND idempotency_key IS NOT NULL GROUP BY idempotency_key HAVING COUNT(*) > 1)");
 }
 
 static void test_flush_asks_the_daemon(void **state)
@@ -258,7 +198,7 @@ static void test_flush_codes_through_the_daemon(void **state)
 	free(err);
 
 	/* A manual record beside the daemon, the platform down: 75, nothing lost. */
-	stop_platform(f);
+	platfix_stop(&f->plat);
 	char *argv[] = { (char *)h_build_path("labshare-agent"), (char *)"-c", f->cfg_path, (char *)"record",
 			 (char *)"--instrument", (char *)"NMR", (char *)"--start", (char *)"2026-11-02 08:00",
 			 (char *)"--end", (char *)"2026-11-02 09:00", (char *)"--user", (char *)"u",
@@ -273,7 +213,7 @@ static void test_flush_codes_through_the_daemon(void **state)
 	free(err);
 
 	/* Back, but refusing that record: 76, and the reason. */
-	start_platform(f);
+	assert_int_equal(platfix_start(&f->plat, f->dir, f->certs), 0);
 	char *cmd = h_strdupf("fault reject %lld error=bad-record", (long long)rec);
 	plat_cmd(f, cmd);
 	free(cmd);

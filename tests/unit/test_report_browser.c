@@ -420,6 +420,29 @@ static void test_report_renders_in_chromium(void **state)
 	free(html);
 }
 
+/* The top or bottom half of an image (rows are whole, so halves are two images of their own). */
+static struct image image_half(const struct image *img, int bottom)
+{
+	struct image h = { img->w, img->h / 2, NULL };
+	size_t row = (size_t)img->w * 4;
+	h.rgba = malloc(row * h.h);
+	memcpy(h.rgba, img->rgba + (bottom ? (size_t)(img->h - h.h) * row : 0), row * h.h);
+	return h;
+}
+
+/* Both words on one page, one above the other in boxes of the same size, and one screenshot:
+ * its two halves are the two words (one browser start, not two). */
+static void screenshot_words(struct fx *f, const char *html, const char *png, const char *fontconfig,
+			     struct image half[2])
+{
+	struct image img;
+	screenshot(f, html, png, "900,600", fontconfig, &img);
+	assert_int_equal(img.h, 600);
+	half[0] = image_half(&img, 0);
+	half[1] = image_half(&img, 1);
+	free(img.rgba);
+}
+
 /* Missing glyphs are drawn as one identical box, so two permutations of the same four
  * characters look the same in tofu and different in real glyphs. A control run with only
  * DejaVu (no CJK) shows that the comparison does detect tofu on this machine. */
@@ -428,22 +451,16 @@ static void test_cjk_glyphs_not_tofu(void **state)
 	struct fx *f = *state;
 	need_chromium(f);
 	static const char *const words[2] = { "有效机时", "时机效有" };
-	char *pages[2], *pngs[2];
-	for (int i = 0; i < 2; i++) {
-		char name[32];
-		snprintf(name, sizeof(name), "cjk%d.html", i);
-		pages[i] = h_path(f->dir, name);
-		snprintf(name, sizeof(name), "cjk%d.png", i);
-		pngs[i] = h_path(f->dir, name);
-		char *page = h_strdupf("<!DOCTYPE html><meta charset=\"utf-8\"><body style=\"margin:0;background:#fff;"
-				       "font-family:%s\"><h1 style=\"font-size:96px;margin:20px\">%s</h1></body>",
-				       REPORT_HTML_FONTS, words[i]);
-		h_write_file(pages[i], page, (size_t)-1, 0644);
-		free(page);
-	}
+	char *page_path = h_path(f->dir, "cjk.html"), *png = h_path(f->dir, "cjk.png");
+	char *page = h_strdupf("<!DOCTYPE html><meta charset=\"utf-8\"><body style=\"margin:0;background:#fff;"
+			       "font-family:%s\">"
+			       "<div style=\"height:300px;overflow:hidden\"><h1 style=\"font-size:96px;margin:20px\">%s</h1></div>"
+			       "<div style=\"height:300px;overflow:hidden\"><h1 style=\"font-size:96px;margin:20px\">%s</h1></div>"
+			       "</body>", REPORT_HTML_FONTS, words[0], words[1]);
+	h_write_file(page_path, page, (size_t)-1, 0644);
+	free(page);
 	struct image sys[2], ctl[2];
-	for (int i = 0; i < 2; i++)
-		screenshot(f, pages[i], pngs[i], "900,300", NULL, &sys[i]);
+	screenshot_words(f, page_path, png, NULL, sys);
 	for (int i = 0; i < 2; i++)
 		assert_true(ink(&sys[i]) > 2000);
 	if (images_equal(&sys[0], &sys[1]))
@@ -458,8 +475,7 @@ static void test_cjk_glyphs_not_tofu(void **state)
 				      dejavu, f->dir);
 		h_write_file(conf, xml, (size_t)-1, 0644);
 		free(xml);
-		for (int i = 0; i < 2; i++)
-			screenshot(f, pages[i], pngs[i], "900,300", conf, &ctl[i]);
+		screenshot_words(f, page_path, png, conf, ctl);
 		/* Without a CJK font both words are the same four boxes … */
 		assert_true(images_equal(&ctl[0], &ctl[1]));
 		/* … and with the system's fonts they are not boxes. */
@@ -470,11 +486,10 @@ static void test_cjk_glyphs_not_tofu(void **state)
 	} else {
 		print_message("note: %s missing, tofu control run skipped\n", dejavu);
 	}
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < 2; i++)
 		free(sys[i].rgba);
-		free(pages[i]);
-		free(pngs[i]);
-	}
+	free(page_path);
+	free(png);
 }
 
 int main(void)

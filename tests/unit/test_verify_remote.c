@@ -21,13 +21,13 @@
 #include "core.h"
 #include "harness.h"
 #include "log.h"
+#include "platfix.h"
 #include "timeutil.h"
 #include "uploader.h"
 
 struct fx {
 	char *dir, *certs, *cfg_path;
-	struct h_proc *plat;
-	int port;
+	struct platfix plat;
 	struct config *cfg;
 	struct buffer *buf;
 	struct core *core;
@@ -35,47 +35,21 @@ struct fx {
 	int64_t next_session;
 };
 
-static void start_platform(struct fx *f)
-{
-	char *pf = h_path(f->dir, "port"), *db = h_path(f->dir, "platform.db");
-	char *cert = h_path(f->certs, "server.pem"), *key = h_path(f->certs, "server.key");
-	char *log = h_path(f->dir, "refplat.log");
-	char *listen = f->port ? h_strdupf("127.0.0.1:%d", f->port) : strdup("127.0.0.1:0");
-	unlink(pf);
-	char *argv[] = { (char *)h_build_path("refplat"), (char *)"--listen", listen, (char *)"--port-file", pf,
-			 (char *)"--cert", cert, (char *)"--key", key, (char *)"--db", db,
-			 (char *)"--token", (char *)"s3cret", NULL };
-	f->plat = h_spawn(argv, NULL, true, true, log);
-	assert_true(h_wait_file(pf, 10000));
-	char *p = h_read_file(pf, NULL);
-	f->port = (int)strtol(p, NULL, 10);
-	free(p);
-	free(pf);
-	free(db);
-	free(cert);
-	free(key);
-	free(log);
-	free(listen);
-}
-
 static int setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
-	f->dir = h_mkdtemp("test_verify_remote");
-	f->certs = h_make_certs(f->dir);
-	assert_non_null(f->certs);
-	char *token = h_path(f->dir, "token");
-	h_write_file(token, "s3cret\n", (size_t)-1, 0600);
-	free(token);
-	start_platform(f);
+	f->dir = platfix_folder("test_verify_remote", &f->certs);
+	assert_non_null(f->dir);
+	assert_int_equal(platfix_start(&f->plat, f->dir, f->certs), 0);
+	char *plat = platfix_config(&f->plat);
 	char *text = h_strdupf(
 		"{ \"agent\": { \"id\": \"agent-1\", \"lab_code\": \"SXKL-1\", \"timezone\": \"Asia/Shanghai\","
 		"    \"state_dir\": \"%s/state\" },"
-		"  \"platform\": { \"url\": \"https://127.0.0.1:%d/api\", \"token_file\": \"%s/token\","
-		"    \"ca_file\": \"%s/ca.pem\", \"batch_max_records\": 7, \"timeout_s\": 5 },"
+		"  \"platform\": { %s, \"batch_max_records\": 7, \"timeout_s\": 5 },"
 		"  \"instruments\": [ { \"id\": \"NMR\", \"logs\": [ { \"path\": \"/nonexistent/x.csv\","
 		"    \"format\": \"csv\", \"fields\": { \"start\": \"s\", \"end\": \"e\" } } ] } ] }",
-		f->dir, f->port, f->dir, f->certs);
+		f->dir, plat);
+	free(plat);
 	f->cfg_path = h_path(f->dir, "agent.json");
 	h_write_file(f->cfg_path, text, (size_t)-1, 0644);
 	free(text);
@@ -110,14 +84,9 @@ static int teardown(void **state)
 	struct fx *f = *state;
 	close_buffer(f);
 	config_free(f->cfg);
-	h_stop(f->plat, 5000);
-	h_proc_free(f->plat);
+	platfix_free(&f->plat);
 	fclose(f->devnull);
-	if (getenv("KEEP_TMP"))
-		fprintf(stderr, "kept %s\n", f->dir);
-	else
-		h_rmtree(f->dir);
-	free(f->dir);
+	h_done_dir(f->dir);
 	free(f->certs);
 	free(f->cfg_path);
 	free(f);
@@ -294,12 +263,9 @@ static void test_matches(void **state)
 	expect(f, false, 0, "intact:");
 	expect(f, true, 0, "it holds seq 1..9");
 	/* The platform lost its copy (or this is another platform): every record differs. */
-	char *db = h_path(f->dir, "platform.db");
-	h_stop(f->plat, 5000);
-	h_proc_free(f->plat);
-	unlink(db);
-	free(db);
-	start_platform(f);
+	platfix_stop(&f->plat);
+	unlink(f->plat.db);
+	assert_int_equal(platfix_start(&f->plat, f->dir, f->certs), 0);
 	expect(f, true, 1, "differs: first bad seq 1:");
 }
 
@@ -308,9 +274,7 @@ static void test_platform_down(void **state)
 	struct fx *f = *state;
 	seal_sessions(f, 3);
 	upload(f);
-	h_stop(f->plat, 5000);
-	h_proc_free(f->plat);
-	f->plat = NULL;
+	platfix_stop(&f->plat);
 	struct run r;
 	verify(f, true, &r);
 	assert_int_equal(r.code, EX_TEMPFAIL);
@@ -318,11 +282,8 @@ static void test_platform_down(void **state)
 	assert_non_null(strstr(r.err, "cannot reach"));
 	run_free(&r);
 	/* A token the platform does not take is no answer either. */
-	start_platform(f);
-	char *reply = h_request(f->plat, "token refuse s3cret", 5000);
-	assert_non_null(reply);
-	assert_string_equal(reply, "ok");
-	free(reply);
+	assert_int_equal(platfix_start(&f->plat, f->dir, f->certs), 0);
+	assert_int_equal(platfix_cmd(&f->plat, "token refuse " PLATFIX_TOKEN), 0);
 	verify(f, true, &r);
 	assert_int_equal(r.code, EX_TEMPFAIL);
 	assert_non_null(strstr(r.err, "credentials"));

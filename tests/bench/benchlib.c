@@ -1,48 +1,21 @@
-/* bench.h — what the benchmarks share: machine facts, a process's CPU, memory and wake-ups read
- * from /proc, settings from the environment, and the reference platform started over HTTPS.
- * Header-only (static inline) because the Makefile builds each tests/bench/bench_*.c alone. */
-#ifndef LABSHARE_BENCH_H
-#define LABSHARE_BENCH_H
+/* benchlib.c — see benchlib.h. */
+#include "benchlib.h"
 
-#include <cjson/cJSON.h>
-#include <dirent.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <pthread.h>
-#include <stdatomic.h>
-#include <stdint.h>
-#include <strings.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <errno.h>
-#include <stdbool.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/types.h>
-#include <sys/utsname.h>
-#include <time.h>
-#include <unistd.h>
-
-#include "harness.h"
-
-static inline double bench_mono(void)
+double bench_mono(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static inline double bench_wall(void)
+double bench_wall(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Waits until the monotonic clock reaches `until`: the edges of a measurement window. */
-static inline void bench_sleep_until(double until)
+void bench_sleep_until(double until)
 {
 	for (;;) {
 		double left = until - bench_mono();
@@ -53,7 +26,7 @@ static inline void bench_sleep_until(double until)
 	}
 }
 
-static inline long bench_env_long(const char *name, long def)
+long bench_env_long(const char *name, long def)
 {
 	const char *s = getenv(name);
 	if (!s || !*s)
@@ -68,14 +41,13 @@ static inline long bench_env_long(const char *name, long def)
 	return v;
 }
 
-static inline const char *bench_env_str(const char *name, const char *def)
+const char *bench_env_str(const char *name, const char *def)
 {
 	const char *s = getenv(name);
 	return s && *s ? s : def;
 }
 
-/* nproc, CPU model, kernel and load: printed first so figures can be compared across machines. */
-static inline void bench_machine(const char *who)
+void bench_machine(const char *who)
 {
 	char model[256] = "unknown";
 	FILE *f = fopen("/proc/cpuinfo", "r");
@@ -107,16 +79,7 @@ static inline void bench_machine(const char *who)
 	fflush(stdout);
 }
 
-/* A process as /proc sees it. cpu_s covers every thread, past and present (utime + stime);
- * context switches are summed over the threads alive now (/proc/PID/task/TID/status). */
-struct bench_proc {
-	double cpu_s;
-	long hwm_kb, rss_kb;
-	long long vol, invol;
-	int threads;
-};
-
-static inline long long bench_status_field(const char *path, const char *key)
+static long long bench_status_field(const char *path, const char *key)
 {
 	FILE *f = fopen(path, "r");
 	if (!f)
@@ -134,7 +97,7 @@ static inline long long bench_status_field(const char *path, const char *key)
 	return v;
 }
 
-static inline int bench_proc_read(pid_t pid, struct bench_proc *out)
+int bench_proc_read(pid_t pid, struct bench_proc *out)
 {
 	memset(out, 0, sizeof(*out));
 	char path[128], buf[2048];
@@ -186,99 +149,38 @@ static inline int bench_proc_read(pid_t pid, struct bench_proc *out)
 	return 0;
 }
 
-/* The reference platform (tests/refplat) over HTTPS on 127.0.0.1, with a CA made for the run. */
-struct bench_platform {
-	struct h_proc *p;
-	char *dir, *db, *ca, *cert, *key, *port_file, *log;
-	int port;
-};
-
-#define BENCH_TOKEN "bench-token-0123456789"
-
-static inline int bench_platform_start(struct bench_platform *pf)
+int bench_platform_start(struct bench_platform *pf)
 {
-	char listen[64];
-	snprintf(listen, sizeof(listen), "127.0.0.1:%d", pf->port);
-	unlink(pf->port_file);
-	char *argv[] = { (char *)h_build_path("refplat"), (char *)"--listen", listen,
-			 (char *)"--port-file", pf->port_file, (char *)"--cert", pf->cert, (char *)"--key", pf->key,
-			 (char *)"--db", pf->db, (char *)"--token", (char *)BENCH_TOKEN, (char *)"--log", pf->log, NULL };
-	argv[0] = strdup(argv[0]);
-	pf->p = h_spawn(argv, NULL, true, true, pf->log);
-	free(argv[0]);
-	if (!pf->p || !h_wait_file(pf->port_file, 20000)) {
-		fprintf(stderr, "bench: refplat did not start (see %s)\n", pf->log);
-		return -1;
-	}
-	char *text = h_read_file(pf->port_file, NULL);
-	pf->port = text ? (int)strtol(text, NULL, 10) : 0;
-	free(text);
-	return pf->port > 0 ? 0 : -1;
+	return platfix_start(&pf->fix, pf->fix.dir, pf->certs);
 }
 
-/* Certificates by tests/refplat/mkcerts.sh in dir/pki; the platform's db is dir/name.db. */
-static inline int bench_platform_init(struct bench_platform *pf, const char *dir, const char *name)
+int bench_platform_init(struct bench_platform *pf, const char *dir, const char *name)
 {
 	memset(pf, 0, sizeof(*pf));
-	pf->dir = h_path(dir, "pki");
-	char *argv[] = { (char *)"tests/refplat/mkcerts.sh", pf->dir, NULL };
-	char *err = NULL;
-	if (h_run(argv, NULL, NULL, &err, 30000) != 0) {
-		fprintf(stderr, "bench: tests/refplat/mkcerts.sh failed: %s\n", err ? err : "");
-		free(err);
+	pf->certs = h_make_certs(dir);
+	if (!pf->certs)
 		return -1;
-	}
-	free(err);
-	pf->ca = h_path(pf->dir, "ca.pem");
-	pf->cert = h_path(pf->dir, "server.pem");
-	pf->key = h_path(pf->dir, "server.key");
-	pf->db = h_strdupf("%s/%s.db", dir, name);
-	pf->port_file = h_strdupf("%s/%s.port", dir, name);
-	pf->log = h_strdupf("%s/%s.log", dir, name);
-	return bench_platform_start(pf);
+	pf->ca = h_path(pf->certs, "ca.pem");
+	pf->fix.name = name;
+	pf->fix.token = BENCH_TOKEN;
+	return platfix_start(&pf->fix, dir, pf->certs);
 }
 
-static inline void bench_platform_stop(struct bench_platform *pf)
+void bench_platform_stop(struct bench_platform *pf)
 {
-	if (pf->p) {
-		h_stop(pf->p, 10000);
-		h_proc_free(pf->p);
-	}
-	pf->p = NULL;
+	platfix_stop(&pf->fix);
 }
 
-static inline void bench_platform_free(struct bench_platform *pf)
+void bench_platform_free(struct bench_platform *pf)
 {
-	bench_platform_stop(pf);
-	free(pf->dir);
-	free(pf->db);
+	platfix_free(&pf->fix);
+	free(pf->certs);
 	free(pf->ca);
-	free(pf->cert);
-	free(pf->key);
-	free(pf->port_file);
-	free(pf->log);
+	pf->certs = pf->ca = NULL;
 }
-
-/* ---- the simulated lab ---------------------------------------------------------------- */
-
-#define RUN_ADDR 100                   /* input registers 100-101: u32 run counter, seconds */
-#define COIL_ADDR 5                    /* coil 5: in use */
-#define MIRROR_ADDR 6                  /* holding 6: the in-use flag for collectd, which reads no coils */
-
-/* The simulator writes its ports on one line of 1 KiB, so one process serves at most
- * LAB_EPS_PER_SIM endpoints; a lab with more runs several. */
-#define LAB_EPS_PER_SIM 120
-#define LAB_SIMS_MAX 16
-
-struct lab {
-	char *dir;
-	int n_inst, per_bus, n_bus, delay_ms, n_sims;
-	int *ports;
-	struct h_proc *sim[LAB_SIMS_MAX];
-};
 
 /* One simulator serving the gateways [first, first + count). */
-static inline int lab_sim(struct lab *l, int k, int first, int count)
+static int lab_sim(struct lab *l, int k, int first, int count)
 {
 	char name[64];
 	snprintf(name, sizeof(name), "sim%d.script", k);
@@ -334,8 +236,7 @@ static inline int lab_sim(struct lab *l, int k, int first, int count)
 	return r;
 }
 
-/* n_inst instruments, per_bus units on each TCP gateway, replies delay_ms late. */
-static inline int lab_start(struct lab *l, const char *dir, int n_inst, int per_bus, int delay_ms)
+int lab_start(struct lab *l, const char *dir, int n_inst, int per_bus, int delay_ms)
 {
 	memset(l, 0, sizeof(*l));
 	l->dir = strdup(dir);
@@ -359,7 +260,7 @@ static inline int lab_start(struct lab *l, const char *dir, int n_inst, int per_
 	return 0;
 }
 
-static inline void lab_stop(struct lab *l)
+void lab_stop(struct lab *l)
 {
 	for (int k = 0; k < LAB_SIMS_MAX; k++) {
 		if (l->sim[k]) {
@@ -372,8 +273,7 @@ static inline void lab_stop(struct lab *l)
 	memset(l, 0, sizeof(*l));
 }
 
-/* Requests the simulators answered since the last reset. */
-static inline double lab_requests(struct lab *l, bool reset)
+double lab_requests(struct lab *l, bool reset)
 {
 	double v = 0;
 	for (int k = 0; k < l->n_sims; k++) {
@@ -389,36 +289,7 @@ static inline double lab_requests(struct lab *l, bool reset)
 	return v;
 }
 
-/* ---- a receiver for collectd's write_http: HTTP/1.1 keep-alive, counts PUTVAL lines ---- */
-
-#define RX_CONNS 64
-#define RX_BUF_MAX (16u << 20)
-
-struct series {
-	double *ts;
-	size_t n, cap;
-};
-
-struct rx_conn {
-	int fd;
-	char *buf;
-	size_t len, cap;
-	bool continued;
-};
-
-struct receiver {
-	int port, lfd, per_host;
-	size_t n_inst;
-	pthread_t thread;
-	atomic_bool quit, listening_wanted;
-	pthread_mutex_t mu;
-	struct series *run;             /* per instrument: timestamps of run-counter values */
-	uint64_t values, posts, unparsed;
-	double newest;
-	struct rx_conn conns[RX_CONNS];
-};
-
-static inline int rx_listen(struct receiver *rx)
+int rx_listen(struct receiver *rx)
 {
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	int one = 1;
@@ -436,7 +307,7 @@ static inline int rx_listen(struct receiver *rx)
 	return 0;
 }
 
-static inline void rx_close_all(struct receiver *rx)
+static void rx_close_all(struct receiver *rx)
 {
 	if (rx->lfd >= 0)
 		close(rx->lfd);
@@ -450,7 +321,7 @@ static inline void rx_close_all(struct receiver *rx)
 }
 
 /* PUTVAL gw7/modbus-u3/counter-run interval=1.000 1712345678.123:4567 (the identifier may be quoted) */
-static inline void rx_line(struct receiver *rx, const char *s, const char *end)
+static void rx_line(struct receiver *rx, const char *s, const char *end)
 {
 	const char *q = s + 7;
 	if (q < end && *q == '"')
@@ -492,7 +363,7 @@ static inline void rx_line(struct receiver *rx, const char *s, const char *end)
 	se->ts[se->n++] = t;
 }
 
-static inline void rx_write(int fd, const char *s)
+static void rx_write(int fd, const char *s)
 {
 	size_t len = strlen(s), off = 0;
 	while (off < len) {
@@ -512,7 +383,7 @@ static inline void rx_write(int fd, const char *s)
 }
 
 /* Handles every complete request in the connection's buffer; false: drop the connection. */
-static inline bool rx_requests(struct receiver *rx, struct rx_conn *c)
+static bool rx_requests(struct receiver *rx, struct rx_conn *c)
 {
 	for (;;) {
 		char *hend = c->len >= 4 ? memmem(c->buf, c->len, "\r\n\r\n", 4) : NULL;
@@ -555,7 +426,7 @@ static inline bool rx_requests(struct receiver *rx, struct rx_conn *c)
 	}
 }
 
-static inline void *rx_main(void *arg)
+static void *rx_main(void *arg)
 {
 	struct receiver *rx = arg;
 	while (!atomic_load(&rx->quit)) {
@@ -623,7 +494,7 @@ static inline void *rx_main(void *arg)
 	return NULL;
 }
 
-static inline int rx_start(struct receiver *rx, size_t n_inst, int per_host)
+int rx_start(struct receiver *rx, size_t n_inst, int per_host)
 {
 	memset(rx, 0, sizeof(*rx));
 	rx->lfd = -1;
@@ -639,7 +510,7 @@ static inline int rx_start(struct receiver *rx, size_t n_inst, int per_host)
 	return pthread_create(&rx->thread, NULL, rx_main, rx) == 0 ? 0 : -1;
 }
 
-static inline void rx_stop(struct receiver *rx)
+void rx_stop(struct receiver *rx)
 {
 	atomic_store(&rx->quit, true);
 	pthread_join(rx->thread, NULL);
@@ -651,10 +522,7 @@ static inline void rx_stop(struct receiver *rx)
 	pthread_mutex_destroy(&rx->mu);
 }
 
-/* ---- labshare-agent ---------------------------------------------------------------------- */
-
-/* An agent polling the lab every interval_s, uploading to pf (upload_interval_s 0: the default). */
-static inline char *agent_config(const char *dir, const char *agent_id, const struct lab *l,
+char *agent_config(const char *dir, const char *agent_id, const struct lab *l,
 				 const struct bench_platform *pf, int interval_s, int upload_interval_s)
 {
 	char *path = h_path(dir, "agent.json"), *token = h_path(dir, "token");
@@ -663,7 +531,7 @@ static inline char *agent_config(const char *dir, const char *agent_id, const st
 	fprintf(f, "{ \"agent\": { \"id\": \"%s\", \"lab_code\": \"BENCH\", \"timezone\": \"Asia/Shanghai\","
 		" \"state_dir\": \"%s/state\" },\n"
 		"  \"platform\": { \"url\": \"https://127.0.0.1:%d/api\", \"token_file\": \"%s\", \"ca_file\": \"%s\"",
-		agent_id, dir, pf->port, token, pf->ca);
+		agent_id, dir, pf->fix.port, token, pf->ca);
 	if (upload_interval_s > 0)
 		fprintf(f, ", \"upload_interval_s\": %d", upload_interval_s);
 	fprintf(f, " },\n  \"buses\": [\n");
@@ -682,13 +550,7 @@ static inline char *agent_config(const char *dir, const char *agent_id, const st
 	return path;
 }
 
-/* The daemon's live view ({state_dir}/status.json, written once a second), summed. */
-struct snap {
-	double mtime, polls, late;
-	int n, polled2, ok;
-};
-
-static inline int snap_read(const char *path, struct snap *s)
+int snap_read(const char *path, struct snap *s)
 {
 	memset(s, 0, sizeof(*s));
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -725,8 +587,7 @@ static inline int snap_read(const char *path, struct snap *s)
 	return j ? 0 : -1;
 }
 
-/* The next snapshot written after `after` (its mtime), within timeout_s. */
-static inline int snap_next(const char *path, double after, struct snap *s, double timeout_s)
+int snap_next(const char *path, double after, struct snap *s, double timeout_s)
 {
 	double deadline = bench_mono() + timeout_s;
 	while (bench_mono() < deadline) {
@@ -741,8 +602,7 @@ static inline int snap_next(const char *path, double after, struct snap *s, doub
 	return -1;
 }
 
-/* buffer.last_seq and acked_seq from `labshare-agent status --json`. */
-static inline int agent_seqs(const char *cfg, double *last, double *acked)
+int agent_seqs(const char *cfg, double *last, double *acked)
 {
 	char *argv[] = { strdup(h_build_path("labshare-agent")), (char *)"-c", (char *)cfg, (char *)"status",
 			 (char *)"--json", NULL };
@@ -762,11 +622,7 @@ static inline int agent_seqs(const char *cfg, double *last, double *acked)
 	return r;
 }
 
-/* ---- collectd ----------------------------------------------------------------------------- */
-
-/* One Host block per gateway (a bus: its slaves are read one after another), two Data blocks
- * per slave; values go to the receiver with write_http in collectd's "Command" format. */
-static inline char *collectd_config(const char *dir, const struct lab *l, int rx_port, int interval_s,
+char *collectd_config(const char *dir, const struct lab *l, int rx_port, int interval_s,
 				    long read_threads)
 {
 	char *path = h_path(dir, "collectd.conf");
@@ -803,9 +659,7 @@ static inline char *collectd_config(const char *dir, const struct lab *l, int rx
 	return path;
 }
 
-/* The collectd binary when collectd-core is usable here (with the two plugins and what they
- * link against), else NULL with the reason in why. */
-static inline const char *collectd_check(char *why, size_t whylen)
+const char *collectd_check(char *why, size_t whylen)
 {
 	const char *bin = bench_env_str("COLLECTD", "/usr/sbin/collectd");
 	if (bench_env_long("BENCH_NO_COLLECTD", 0)) {
@@ -830,5 +684,3 @@ static inline const char *collectd_check(char *why, size_t whylen)
 	free(out);
 	return bin;
 }
-
-#endif
