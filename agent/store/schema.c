@@ -54,7 +54,9 @@ static int64_t legacy_version(const struct buffer *b, const struct store_schema 
 	return s->legacy_from > 0 && b->legacy >= s->legacy_from ? 1 : 0;
 }
 
-static int owner_version(struct buffer *b, const struct store_schema *s, int64_t *v)
+/* *v the owner's version; *row false when it is only implied by a file from before the
+ * registry (a writer then records it). */
+static int owner_version(struct buffer *b, const struct store_schema *s, int64_t *v, bool *row)
 {
 	bool found = false;
 	*v = 0;
@@ -65,6 +67,7 @@ static int owner_version(struct buffer *b, const struct store_schema *s, int64_t
 	}
 	if (!found)
 		*v = legacy_version(b, s);
+	*row = found;
 	return 0;
 }
 
@@ -118,8 +121,9 @@ static void remember(struct buffer *b, const struct store_schema *s)
 int buffer_schema(struct buffer *b, const struct store_schema *s)
 {
 	int64_t v = 0;
+	bool row = false;
 	pthread_mutex_lock(&b->mu);
-	int r = known(b, s) ? 0 : owner_version(b, s, &v);
+	int r = known(b, s) ? 0 : owner_version(b, s, &v, &row);
 	if (r < 0 || known(b, s))
 		goto out;
 	if (v > (int64_t)s->n) {
@@ -133,15 +137,15 @@ int buffer_schema(struct buffer *b, const struct store_schema *s)
 		r = v > 0 ? -EROFS : -ENOENT;
 		goto out;
 	}
-	if (v < (int64_t)s->n) {
+	if (!b->readonly && (v < (int64_t)s->n || !row)) {
 		/* Asked again inside the write lock: another process (a `record` beside the daemon)
 		 * may have migrated meanwhile. */
 		if ((r = buffer_begin(b)) < 0)
 			goto out;
-		r = owner_version(b, s, &v);
+		r = owner_version(b, s, &v, &row);
 		if (r == 0 && v > (int64_t)s->n)
 			r = refuse_newer(b, s, v);
-		else if (r == 0 && v < (int64_t)s->n)
+		else if (r == 0 && (v < (int64_t)s->n || !row))
 			r = apply_steps(b, s, v);
 		if (r < 0) {
 			buffer_rollback(b);
@@ -182,11 +186,12 @@ int buffer__schema_open(struct buffer *b, const struct store_schema *store)
 		b->legacy = legacy;
 	}
 	int64_t v;
-	if ((r = owner_version(b, store, &v)) < 0)
+	bool row;
+	if ((r = owner_version(b, store, &v, &row)) < 0)
 		return r;
 	if (v > (int64_t)store->n)
 		return refuse_newer(b, store, v);
-	if (b->registry && v == (int64_t)store->n) {
+	if (b->registry && row && v == (int64_t)store->n) {
 		remember(b, store);
 		return 0;
 	}
