@@ -160,37 +160,44 @@ out:
 	return r;
 }
 
-/* At open, the store's own entry: a file from before the registry is adopted (schema_owners
- * made, the old number kept in meta for the other owners' first use) in the same
- * transaction that brings the store's tables up to date. */
-int buffer__schema_open(struct buffer *b, const struct store_schema *store)
+/* How the file keeps its versions, and the store's own version in it. */
+static int read_state(struct buffer *b, const struct store_schema *store, int64_t *uv, int64_t *v,
+		      bool *row)
 {
-	int64_t uv = 0;
 	bool found;
-	int r = query_int(b, "PRAGMA user_version", NULL, &uv, &found);
+	int r = query_int(b, "PRAGMA user_version", NULL, uv, &found);
 	if (r < 0)
 		return r;
-	if (uv > STORE_FORMAT) {
+	if (*uv > STORE_FORMAT) {
 		log_errx("buffer: \"%s\" has schema format %lld, newer than this agent's %d: written by "
-			 "a newer labshare-agent", b->path, (long long)uv, STORE_FORMAT);
+			 "a newer labshare-agent", b->path, (long long)*uv, STORE_FORMAT);
 		return -EPROTO;
 	}
-	b->registry = uv == STORE_FORMAT;
-	b->legacy = b->registry ? 0 : uv;
+	b->registry = *uv == STORE_FORMAT;
+	b->legacy = b->registry ? 0 : *uv;
 	if (b->registry) {
-		/* meta is the store's step 1: there whenever the format is. */
+		/* meta is the store's step 1, made in the transaction that set the format. */
 		int64_t legacy = 0;
 		if ((r = query_int(b, "SELECT CAST(value AS INTEGER) FROM meta WHERE key = '" META_LEGACY "'",
 				   NULL, &legacy, &found)) < 0)
 			return r;
 		b->legacy = legacy;
 	}
-	int64_t v;
-	bool row;
-	if ((r = owner_version(b, store, &v, &row)) < 0)
+	if ((r = owner_version(b, store, v, row)) < 0)
 		return r;
-	if (v > (int64_t)store->n)
-		return refuse_newer(b, store, v);
+	return *v > (int64_t)store->n ? refuse_newer(b, store, *v) : 0;
+}
+
+/* At open, the store's own entry: a file from before the registry is adopted (schema_owners
+ * made, the old number kept in meta for the other owners' first use) in the same
+ * transaction that brings the store's tables up to date. */
+int buffer__schema_open(struct buffer *b, const struct store_schema *store)
+{
+	int64_t uv = 0, v = 0;
+	bool row = false;
+	int r = read_state(b, store, &uv, &v, &row);
+	if (r < 0)
+		return r;
 	if (b->registry && row && v == (int64_t)store->n) {
 		remember(b, store);
 		return 0;
@@ -206,6 +213,15 @@ int buffer__schema_open(struct buffer *b, const struct store_schema *store)
 	}
 	if ((r = exec(b, "BEGIN IMMEDIATE")) < 0)
 		return r;
+	/* Again inside the write lock: another process may have adopted the file meanwhile. */
+	if ((r = read_state(b, store, &uv, &v, &row)) < 0)
+		goto fail;
+	if (b->registry && row && v == (int64_t)store->n) {
+		if ((r = exec(b, "COMMIT")) < 0)
+			goto fail;
+		remember(b, store);
+		return 0;
+	}
 	if (!b->registry) {
 		char sql[160];
 		snprintf(sql, sizeof(sql), "CREATE TABLE schema_owners(owner TEXT PRIMARY KEY,"
