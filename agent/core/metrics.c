@@ -9,6 +9,7 @@
 #include "counter.h"
 #include "log.h"
 #include "records.h"
+#include "schema.h"
 #include "source.h"
 #include "timeutil.h"
 
@@ -134,6 +135,10 @@ struct metrics *metrics_new(struct buffer *b, const struct config *cfg)
 		return NULL;
 	m->buf = b;
 	m->cfg = cfg;
+	if (buffer_schema(b, &metrics_schema) < 0) {
+		free(m);
+		return NULL;
+	}
 	buffer_lock(b);
 	/* Registered with the buffer: they follow it when its file is written back and reopened. */
 	for (int i = 0; i < MX__COUNT; i++) {

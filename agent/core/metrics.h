@@ -13,6 +13,7 @@
 
 struct buffer;
 struct config;
+struct store_schema;
 struct obs_reading;
 struct obs_session;
 
@@ -24,6 +25,11 @@ struct obs_session;
 
 struct metrics;
 
+/* The module's tables (mx_*), fed to the store's migration registry (metrics_schema.c):
+ * metrics_new and period_sums bring them up to date at their first use of a buffer. */
+extern const struct store_schema metrics_schema;
+
+/* NULL on failure, logged; also on a READONLY buffer whose file has no metrics tables. */
 struct metrics *metrics_new(struct buffer *b, const struct config *cfg);
 void metrics_free(struct metrics *m);
 void metrics_set_config(struct metrics *m, const struct config *cfg);

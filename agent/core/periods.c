@@ -5,6 +5,7 @@
 #include "buffer.h"
 #include "metrics.h"
 #include "metrics_priv.h"
+#include "schema.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -80,7 +81,11 @@ int period_sums(struct buffer *b, const char *instrument, int64_t from_day, int6
 {
 	memset(out, 0, sizeof(*out));
 	sqlite3_stmt *st[PS__COUNT] = { NULL };
-	int r = 0;
+	int r = buffer_schema(b, &metrics_schema);
+	if (r == -ENOENT)
+		return 0; /* a read-only file where metrics never ran: nothing in any period */
+	if (r < 0)
+		return r;
 	buffer_lock(b);
 	/* One snapshot for all three, so a day sealed meanwhile is counted in all or none. */
 	sqlite3_stmt *begin = NULL;

@@ -8,8 +8,12 @@
 
 struct buffer;
 struct cJSON;
+struct store_schema;
 
 extern const struct sink_ops nrii_sink;
+/* The sink's tables (nrii_*), fed to the store's migration registry (nrii_schema.c) when the
+ * sink is created. */
+extern const struct store_schema nrii_schema;
 
 /* Adds "parked", "parked_count", "parked_totals" and "sent_count" to a sink's status object;
  * read-only, works on a buffer opened READONLY. */

@@ -6,6 +6,7 @@
 #include "nrii.h"
 #include "periods.h"
 #include "buffer.h"
+#include "schema.h"
 #include "clock.h"
 #include "config.h"
 #include "log.h"
@@ -34,7 +35,7 @@
 #define PARKED_RECHECK_S 60
 #define NO_CODE 0                   /* parked here, before any call: the config lacks something */
 
-/* ---- the sink's tables (schema 3, buffer.c), every statement here ---- */
+/* ---- the sink's tables (made by nrii_schema.c), every statement here ---- */
 
 enum nst {
 	N_REC_GET, N_REC_PUT, N_REC_REDO, N_REC_REQUEUE, N_TOT_DUE, N_TOT_REDUE, N_TOT_NEXT, N_TOT_PUT,
@@ -169,7 +170,7 @@ static int nrii_create(const struct config *cfg, struct buffer *b, void **state)
 		return -ENOMEM;
 	n->cfg = cfg;
 	n->buf = b;
-	int r = 0;
+	int r = buffer_schema(b, &nrii_schema);
 	buffer_lock(b);
 	/* Registered with the buffer: they follow it when its file is written back and reopened. */
 	for (int i = 0; i < N__COUNT && r == 0; i++)

@@ -1,5 +1,6 @@
-/* buffer.c — the SQLite buffer: WAL + synchronous=FULL, versioned schema, quick_check with
- * corrupt files moved aside, and every SQL statement of the module in one table below. */
+/* buffer.c — the SQLite buffer: WAL + synchronous=FULL, the store's own tables (versioned by
+ * the registry, schema.c), quick_check with corrupt files moved aside, and every SQL
+ * statement of the module in one table below. */
 #include "buffer.h"
 #include "buffer_priv.h"
 #include "clock.h"
@@ -17,9 +18,10 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Schema migrations: entry i takes user_version i to i+1. Never edit a shipped entry. */
-static const char *const migrations[] = {
-	/* 0 → 1: the chain, sinks, cursors, facts. */
+/* The store's own tables, its entry in the migration registry (schema.h); the other
+ * modules' tables are fed by their owners. Never edit a shipped step. */
+static const char *const store_steps[] = {
+	/* 0 → 1: the chain, sinks, cursors, facts (the first step of every file so far). */
 	"CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
 	"CREATE TABLE records(seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, line TEXT NOT NULL,"
 	"  hash TEXT NOT NULL, sealed_at INTEGER NOT NULL);"
@@ -34,34 +36,11 @@ static const char *const migrations[] = {
 	"  last_ok INTEGER NOT NULL DEFAULT 0, next_attempt INTEGER NOT NULL DEFAULT 0,"
 	"  last_error TEXT, alarm TEXT);"
 	"CREATE TABLE cursors(key TEXT PRIMARY KEY, state BLOB NOT NULL, updated_at INTEGER NOT NULL);",
-	/* 1 → 2: what metrics.c needs to build run and daily records. */
-	"CREATE TABLE mx_state(instrument TEXT PRIMARY KEY, state TEXT NOT NULL) WITHOUT ROWID;"
-	"CREATE TABLE mx_slots(instrument TEXT NOT NULL, slot INTEGER NOT NULL,"
-	"  run REAL NOT NULL DEFAULT 0, run_done REAL NOT NULL DEFAULT 0, run_sealed INTEGER NOT NULL DEFAULT 0,"
-	"  samples REAL NOT NULL DEFAULT 0, samples_done REAL NOT NULL DEFAULT 0,"
-	"  samples_sealed INTEGER NOT NULL DEFAULT 0, offline REAL NOT NULL DEFAULT 0,"
-	"  sealed_to INTEGER NOT NULL DEFAULT 0, late_from INTEGER, late_to INTEGER,"
-	"  PRIMARY KEY(instrument, slot)) WITHOUT ROWID;"
-	"CREATE TABLE mx_sessions(seq INTEGER PRIMARY KEY, instrument TEXT NOT NULL, start INTEGER NOT NULL,"
-	"  end INTEGER NOT NULL, user TEXT, org TEXT, external INTEGER NOT NULL, samples INTEGER,"
-	"  closed_auto INTEGER NOT NULL, manual INTEGER NOT NULL);"
-	"CREATE INDEX mx_sessions_start ON mx_sessions(instrument, start);"
-	"CREATE TABLE mx_daily(instrument TEXT NOT NULL, day INTEGER NOT NULL, date TEXT NOT NULL,"
-	"  revision INTEGER NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY(instrument, day)) WITHOUT ROWID;"
-	"CREATE TABLE mx_dirty(instrument TEXT NOT NULL, day INTEGER NOT NULL,"
-	"  PRIMARY KEY(instrument, day)) WITHOUT ROWID;",
-	/* 2 → 3: the NRII sink's state per session record and per (instrument, year, month) of
-	 * type-4 totals (nrii.c). `line` keeps a parked record for its re-send. */
-	"CREATE TABLE nrii_records(seq INTEGER PRIMARY KEY, kind TEXT NOT NULL,"
-	"  state TEXT NOT NULL CHECK(state IN ('pending', 'sent', 'parked')), code INTEGER, text TEXT,"
-	"  attempts INTEGER NOT NULL DEFAULT 0, line TEXT, updated_at INTEGER NOT NULL);"
-	"CREATE INDEX nrii_records_state ON nrii_records(state, seq);"
-	"CREATE TABLE nrii_totals(instrument TEXT NOT NULL, year INTEGER NOT NULL, month INTEGER NOT NULL,"
-	"  state TEXT NOT NULL CHECK(state IN ('pending', 'sent', 'parked')), code INTEGER, text TEXT,"
-	"  attempts INTEGER NOT NULL DEFAULT 0, run_h TEXT, service_h TEXT, updated_at INTEGER NOT NULL,"
-	"  PRIMARY KEY(instrument, year, month)) WITHOUT ROWID;",
 };
-#define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
+static const struct store_schema store_tables = {
+	.owner = "store", .steps = store_steps, .n = sizeof(store_steps) / sizeof(store_steps[0]),
+	.legacy_from = 1,
+};
 
 
 static const char *const stmt_sql[ST__COUNT] = {
@@ -121,18 +100,6 @@ void buffer_lock(struct buffer *b) { pthread_mutex_lock(&b->mu); }
 void buffer_unlock(struct buffer *b) { pthread_mutex_unlock(&b->mu); }
 sqlite3 *buffer_db(struct buffer *b) { return b->db; }
 const char *buffer_path(const struct buffer *b) { return b->path; }
-
-static int exec(struct buffer *b, const char *sql)
-{
-	char *err = NULL;
-	int rc = sqlite3_exec(b->db, sql, NULL, NULL, &err);
-	if (rc != SQLITE_OK) {
-		log_errx("buffer: %s: %s", sql, err ? err : sqlite3_errstr(rc));
-		sqlite3_free(err);
-		return buffer_sqlite_error(NULL, rc, "exec");
-	}
-	return 0;
-}
 
 static int pragma_int(sqlite3 *db, const char *sql, int64_t *out)
 {
@@ -209,45 +176,6 @@ char *buffer__move_aside(const char *path, const char *tag)
 			log_warn("buffer: cannot move \"%s\" aside", from);
 	}
 	return dst;
-}
-
-static int migrate(struct buffer *b)
-{
-	int64_t version = 0;
-	if (pragma_int(b->db, "PRAGMA user_version", &version) != SQLITE_OK)
-		return buffer_sqlite_error(b, sqlite3_errcode(b->db), "reading user_version");
-	if (version > SCHEMA_VERSION) {
-		log_errx("buffer: \"%s\" has schema version %lld, newer than this agent's %d",
-			 b->path, (long long)version, SCHEMA_VERSION);
-		return -EPROTO;
-	}
-	if (version == SCHEMA_VERSION)
-		return 0;
-	if (b->readonly) {
-		log_errx("buffer: \"%s\" needs migrating to schema %d: start the daemon once",
-			 b->path, SCHEMA_VERSION);
-		return -EROFS;
-	}
-	int r = exec(b, "BEGIN IMMEDIATE");
-	if (r < 0)
-		return r;
-	for (int64_t v = version; v < SCHEMA_VERSION; v++) {
-		if ((r = exec(b, migrations[v])) < 0)
-			goto fail;
-		char sql[64];
-		snprintf(sql, sizeof(sql), "PRAGMA user_version = %lld", (long long)(v + 1));
-		if ((r = exec(b, sql)) < 0)
-			goto fail;
-	}
-	if ((r = exec(b, "COMMIT")) < 0)
-		goto fail;
-	if (version > 0)
-		log_notice("buffer: migrated \"%s\" from schema %lld to %d", b->path,
-			   (long long)version, SCHEMA_VERSION);
-	return 0;
-fail:
-	exec(b, "ROLLBACK");
-	return r;
 }
 
 int buffer__open_db(struct buffer *b, char *why, size_t whylen)
@@ -375,7 +303,7 @@ int buffer_open(const char *state_dir, int flags, struct buffer **out, char **mo
 			goto fail;
 		}
 	}
-	if ((r = migrate(b)) < 0 || (r = prepare_all(b)) < 0)
+	if ((r = buffer__schema_open(b, &store_tables)) < 0 || (r = prepare_all(b)) < 0)
 		goto fail;
 	*out = b;
 	return 0;

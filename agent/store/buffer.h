@@ -20,8 +20,10 @@ enum buffer_open_flags {
 
 /* Opens {state_dir}/buffer.db (creating state_dir and the file unless READONLY), runs
  * PRAGMA quick_check, moves a corrupt file aside ("buffer.db.corrupt-<time>") and starts
- * a fresh one. *moved_aside (may be NULL) gets the new name of a corrupt file, caller frees.
- * Returns 0 or a negative errno (-ENOENT: READONLY and no buffer yet). */
+ * a fresh one, and brings the store's own tables up to date (schema.h; the other modules'
+ * at their first use). *moved_aside (may be NULL) gets the new name of a corrupt file,
+ * caller frees. Returns 0 or a negative errno (-ENOENT: READONLY and no buffer yet;
+ * -EPROTO: written by a newer agent; -EROFS: READONLY and the file needs migrating). */
 int buffer_open(const char *state_dir, int flags, struct buffer **out, char **moved_aside);
 void buffer_close(struct buffer *b);
 const char *buffer_path(const struct buffer *b);
@@ -100,8 +102,9 @@ int64_t buffer_bytes(struct buffer *b);
  * Returns how many were pruned or a negative errno. */
 int64_t buffer_prune(struct buffer *b, const char *const sinks[], int64_t before);
 
-/* For modules that keep their own tables in the same file (metrics): the connection,
- * to be used only inside buffer_begin/buffer_commit or under buffer_lock. */
+/* For modules that keep their own tables in the same file (metrics, NRII; made through the
+ * migration registry, schema.h): the connection, to be used only inside
+ * buffer_begin/buffer_commit or under buffer_lock. */
 struct sqlite3 *buffer_db(struct buffer *b);
 void buffer_lock(struct buffer *b);
 void buffer_unlock(struct buffer *b);

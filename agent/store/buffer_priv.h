@@ -4,6 +4,7 @@
 #define LABSHARE_BUFFER_PRIV_H
 
 #include "buffer.h"
+#include "schema.h"
 
 #include <pthread.h>
 #include <sqlite3.h>
@@ -32,6 +33,12 @@ struct buffer {
 	 * written back and reopened under a running daemon. */
 	sqlite3_stmt ***ext;
 	size_t n_ext, cap_ext;
+	/* The migration registry (schema.c): whether the file keeps versions per owner, the
+	 * single version of a file from before it, and the owners already brought up to date. */
+	bool registry;
+	int64_t legacy;
+	const struct store_schema *known[8];
+	size_t n_known;
 };
 
 /* Opens b->path into b->db with the module's pragmas and a quick_check; SQLite's code. */
@@ -39,5 +46,8 @@ int buffer__open_db(struct buffer *b, char *why, size_t whylen);
 /* Renames path (when present) and its -wal/-shm (when present) to "<path>.<tag>-<time>…";
  * never deletes. The new name of path, caller frees; NULL on failure. */
 char *buffer__move_aside(const char *path, const char *tag);
+/* The store's own entry of the registry, at open: adopts a file from before the registry
+ * and migrates the store's tables, in one transaction. 0 or a negative errno (logged). */
+int buffer__schema_open(struct buffer *b, const struct store_schema *store);
 
 #endif

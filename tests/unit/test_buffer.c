@@ -90,7 +90,7 @@ static void test_creates_wal_schema(void **state)
 	char *mode = pragma_text(path, "PRAGMA journal_mode");
 	assert_string_equal(mode, "wal");
 	char *ver = pragma_text(path, "PRAGMA user_version");
-	assert_string_equal(ver, "3");
+	assert_string_equal(ver, "4"); /* versions per owner (schema.h) */
 	free(mode);
 	free(ver);
 	/* synchronous is per connection: ask ours. */
