@@ -77,6 +77,8 @@ void h_trace(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* One integer from a SQLite file opened read-only (the platform's db, or an agent's buffer):
  * the first column of the first row, or -1. */
 int64_t h_sql_int(const char *path, const char *sql);
+/* The same, as text (a JSON column, a row joined with ||): caller frees; NULL without one. */
+char *h_sql_text(const char *path, const char *sql);
 /* A test folder done with: kept (and said on stderr) with KEEP_TMP set, else removed; freed. */
 void h_done_dir(char *dir);
 
