@@ -11,7 +11,6 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <signal.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +27,7 @@
 #include "nrii.h"
 #include "nrii_format.h"
 #include "nrii_reply.h"
+#include "platfix.h"
 #include "sink.h"
 #include "status.h"
 #include "timeutil.h"
@@ -346,16 +346,10 @@ static void test_parse_reply_cases(void **state)
 
 /* ---- against the reference platform ---- */
 
-struct plat {
-	struct h_proc *p;
-	int port, http_port;
-	const char *db_name;
-};
-
 struct fx {
 	char *dir, *certs;
-	struct plat plat;          /* serves the §6 feed and NRII */
-	struct plat soap;          /* a second one, NRII only, when a test needs two */
+	struct platfix plat;       /* serves the §6 feed and NRII */
+	struct platfix soap;       /* a second one, NRII only, when a test needs two */
 	struct config *cfg;
 	struct buffer *buf;
 	struct core *core;
@@ -365,81 +359,9 @@ struct fx {
 	struct h_clockdrive *drive;
 };
 
-/* One throw-away PKI for the whole program (group_setup): making one costs more than most
- * tests; each test still gets its own platform, store and agent. */
-static char *pki_dir, *pki_certs;
-
-static int group_setup(void **state)
+static double nrii_stat(struct platfix *pl, const char *key)
 {
-	(void)state;
-	pki_dir = h_mkdtemp("test_nrii-pki");
-	pki_certs = pki_dir ? h_make_certs(pki_dir) : NULL;
-	return pki_certs ? 0 : -1;
-}
-
-static int group_teardown(void **state)
-{
-	(void)state;
-	if (pki_dir && !getenv("KEEP_TMP"))
-		h_rmtree(pki_dir);
-	free(pki_dir);
-	free(pki_certs);
-	return 0;
-}
-
-static void make_certs(struct fx *f)
-{
-	f->certs = strdup(pki_certs);
-	assert_non_null(f->certs);
-}
-
-/* Same ports again when the platform is restarted: an outage, not a move. */
-static void start_plat(struct fx *f, struct plat *pl)
-{
-	char *pf = h_strdupf("%s/%s.port", f->dir, pl->db_name), *db = h_path(f->dir, pl->db_name);
-	char *cert = h_path(f->certs, "server.pem"), *key = h_path(f->certs, "server.key");
-	char *log = h_strdupf("%s/%s.log", f->dir, pl->db_name);
-	char *listen = h_strdupf("127.0.0.1:%d", pl->port), *listen_http = h_strdupf("127.0.0.1:%d", pl->http_port);
-	unlink(pf);
-	char *argv[] = { (char *)h_build_path("refplat"), (char *)"--listen", listen, (char *)"--listen-http",
-			 listen_http, (char *)"--port-file", pf, (char *)"--cert", cert, (char *)"--key", key,
-			 (char *)"--db", db, (char *)"--token", (char *)"s3cret", (char *)"--ins-code", (char *)INS, NULL };
-	pl->p = h_spawn(argv, NULL, true, true, log);
-	assert_true(h_wait_file(pf, 10000));
-	char *text = h_read_file(pf, NULL);
-	char *nl = strchr(text, '\n');
-	assert_non_null(nl);
-	pl->port = (int)strtol(text, NULL, 10);
-	pl->http_port = (int)strtol(nl + 1, NULL, 10);
-	assert_true(pl->port > 0 && pl->http_port > 0);
-	free(text);
-	free(pf);
-	free(db);
-	free(cert);
-	free(key);
-	free(log);
-	free(listen);
-	free(listen_http);
-}
-
-static void stop_plat(struct plat *pl)
-{
-	h_stop(pl->p, 5000);
-	h_proc_free(pl->p);
-	pl->p = NULL;
-}
-
-static void plat_cmd(struct plat *pl, const char *line)
-{
-	char *reply = h_request(pl->p, line, 5000);
-	if (!reply || strncmp(reply, "error", 5) == 0)
-		fail_msg("refplat: \"%s\": %s", line, reply ? reply : "(no reply)");
-	free(reply);
-}
-
-static double nrii_stat(struct plat *pl, const char *key)
-{
-	char *reply = h_request(pl->p, "nrii stats", 5000);
+	char *reply = platfix_request(pl, "nrii stats");
 	cJSON *o = reply ? cJSON_Parse(reply) : NULL;
 	if (!o)
 		fail_msg("refplat: nrii stats: %s", reply ? reply : "(no reply)");
@@ -451,30 +373,15 @@ static double nrii_stat(struct plat *pl, const char *key)
 }
 
 /* A query on the platform's nrii_records (the db is shared: WAL). */
-static char *plat_query(struct fx *f, struct plat *pl, const char *sql)
+static char *plat_query(struct platfix *pl, const char *sql)
 {
-	char *path = h_path(f->dir, pl->db_name);
-	sqlite3 *db;
-	sqlite3_stmt *st;
-	char *out = NULL;
-	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-	sqlite3_busy_timeout(db, 5000);
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
-		if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
-			out = strdup((const char *)sqlite3_column_text(st, 0));
-		sqlite3_finalize(st);
-	}
-	sqlite3_close(db);
-	free(path);
-	return out;
+	return h_sql_text(pl->db, sql);
 }
 
-static long plat_count(struct fx *f, struct plat *pl, const char *where)
+static long plat_count(struct platfix *pl, const char *where)
 {
 	char *sql = h_strdupf("SELECT COUNT(*) FROM nrii_records WHERE %s", where);
-	char *v = plat_query(f, pl, sql);
-	long n = v ? strtol(v, NULL, 10) : -1;
-	free(v);
+	long n = (long)h_sql_int(pl->db, sql);
 	free(sql);
 	return n;
 }
@@ -486,16 +393,16 @@ struct copt {
 	const char *ins_code;
 	const char *inner_id;
 	const char *profile;        /* nrii_profile JSON */
-	struct plat *soap;          /* NRII's platform; default the one plat */
+	struct platfix *soap;       /* NRII's platform; default the one plat */
 };
 
 static int write_config(struct fx *f, const struct copt *o, struct config_errors *errs)
 {
-	struct plat *soap = o->soap ? o->soap : &f->plat;
-	char *platform = o->platform ? h_strdupf("\"platform\": { \"url\": \"https://127.0.0.1:%d/api\", \"token_file\": "
-						 "\"%s/token\", \"ca_file\": \"%s/ca.pem\", \"upload_interval_s\": 1,"
-						 " \"timeout_s\": 5 },", f->plat.port, f->dir, f->certs)
+	struct platfix *soap = o->soap ? o->soap : &f->plat;
+	char *reach = platfix_config(&f->plat);
+	char *platform = o->platform ? h_strdupf("\"platform\": { %s, \"upload_interval_s\": 1, \"timeout_s\": 5 },", reach)
 				     : strdup("");
+	free(reach);
 	bool plain = o->plain || o->no_insecure;
 	char *text = h_strdupf(
 		"{ \"agent\": { \"id\": \"agent-1\", \"lab_code\": \"SXKL-1\", \"timezone\": \"Asia/Shanghai\","
@@ -535,14 +442,11 @@ static int setup_with(void **state, const struct copt *o)
 	fake_clock_install(&f->clock, clock_wall()); /* from now on: the sessions stay past */
 	f->drive = h_clockdrive_start(&f->clock);
 	assert_non_null(f->drive);
-	f->dir = h_mkdtemp("test_nrii");
-	make_certs(f);
-	char *token = h_path(f->dir, "token");
-	h_write_file(token, "s3cret\n", (size_t)-1, 0600);
-	free(token);
-	f->plat.db_name = "platform.db";
-	f->soap.db_name = "soap.db";
-	start_plat(f, &f->plat);
+	f->dir = platfix_folder("test_nrii", &f->certs);
+	assert_non_null(f->dir);
+	f->plat = (struct platfix){ .name = "platform", .http = true, .ins_code = INS };
+	f->soap = (struct platfix){ .name = "soap", .http = true, .ins_code = INS };
+	assert_int_equal(platfix_start(&f->plat, f->dir, f->certs), 0);
 	timeutil_set_zone("Asia/Shanghai");
 	load_config(f, o);
 	assert_int_equal(buffer_open(f->cfg->agent.state_dir, 0, &f->buf, NULL), 0);
@@ -574,16 +478,10 @@ static int teardown(void **state)
 	core_free(f->core);
 	buffer_close(f->buf);
 	config_free(f->cfg);
-	if (f->plat.p)
-		stop_plat(&f->plat);
-	if (f->soap.p)
-		stop_plat(&f->soap);
+	platfix_free(&f->plat);
+	platfix_free(&f->soap);
 	fclose(f->devnull);
-	if (getenv("KEEP_TMP"))
-		fprintf(stderr, "kept %s\n", f->dir);
-	else
-		h_rmtree(f->dir);
-	free(f->dir);
+	h_done_dir(f->dir);
 	free(f->certs);
 	free(f);
 	return 0;
@@ -659,21 +557,21 @@ static void test_sends_sessions_skips_the_rest(void **state)
 	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), 0);
 	assert_int_equal(nrii_acked(f), head_seq(f));
 	/* recordInnerId is the session's seq; the event was skipped, never sent. */
-	assert_int_equal(plat_count(f, &f->plat, "type = 6"), 5);
+	assert_int_equal(plat_count(&f->plat, "type = 6"), 5);
 	char *where = h_strdupf("record_key = '%lld'", (long long)first);
-	assert_int_equal(plat_count(f, &f->plat, where), 1);
+	assert_int_equal(plat_count(&f->plat, where), 1);
 	free(where);
 	where = h_strdupf("record_key = '%lld'", (long long)last);
-	assert_int_equal(plat_count(f, &f->plat, where), 1);
+	assert_int_equal(plat_count(&f->plat, where), 1);
 	free(where);
-	assert_int_equal(plat_count(f, &f->plat, "record_key = '4'"), 0);
+	assert_int_equal(plat_count(&f->plat, "record_key = '4'"), 0);
 	assert_int_equal((int)nrii_stat(&f->plat, "posts"), 5);
-	char *reply = h_request(f->plat.p, "nrii stats", 5000);
+	char *reply = platfix_request(&f->plat, "nrii stats");
 	assert_non_null(strstr(reply, "\"last_soap_action\":\"\\\"\\\"\""));
 	assert_non_null(strstr(reply, "\"last_content_type\":\"text/xml; charset=utf-8\""));
 	free(reply);
 	/* The stored JSON is what the platform decoded: names as \u escapes. */
-	char *json = plat_query(f, &f->plat, "SELECT json FROM nrii_records WHERE record_key = '1'");
+	char *json = plat_query(&f->plat, "SELECT json FROM nrii_records WHERE record_key = '1'");
 	assert_non_null(strstr(json, "\"applicant\":\"\\u7528\\u6237-0\""));
 	assert_non_null(strstr(json, "\"serviceType\":120"));
 	free(json);
@@ -695,7 +593,7 @@ static void test_code_200_stops_with_alarm(void **state)
 	assert_non_null(strstr(st.alarm, "\"WRONG-CODE\""));
 	assert_int_equal(st.acked_seq, 0);
 	buffer_sink_clear(&st);
-	assert_int_equal(plat_count(f, &f->plat, "1"), 0);
+	assert_int_equal(plat_count(&f->plat, "1"), 0);
 	/* Stopped: the next flush does not even call. */
 	double posts = nrii_stat(&f->plat, "posts");
 	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), EX_PROTOCOL);
@@ -704,7 +602,7 @@ static void test_code_200_stops_with_alarm(void **state)
 	struct copt fixed = { .platform = true };
 	load_config(f, &fixed);
 	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), 0);
-	assert_int_equal(plat_count(f, &f->plat, "type = 6"), 2);
+	assert_int_equal(plat_count(&f->plat, "type = 6"), 2);
 }
 
 /* 101, 201, 202, 204: parked with the code, the rest goes on; status lists them; a changed
@@ -717,12 +615,12 @@ static void test_parked_codes_resent_after_config_change(void **state)
 	for (size_t i = 0; i < 4; i++) {
 		char cmd[64];
 		snprintf(cmd, sizeof(cmd), "nrii return %d count=1 text=refused-%d", codes[i], codes[i]);
-		plat_cmd(&f->plat, cmd);
+		assert_int_equal(platfix_cmd(&f->plat, cmd), 0);
 		assert_int_equal(one_step(f), SINK_PROGRESS);
 	}
 	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), EX_PROTOCOL);
 	assert_int_equal(nrii_acked(f), head_seq(f));
-	assert_int_equal(plat_count(f, &f->plat, "type = 6"), 2);
+	assert_int_equal(plat_count(&f->plat, "type = 6"), 2);
 	cJSON *n = nrii_status(f);
 	assert_int_equal((int)cJSON_GetObjectItem(n, "parked_count")->valuedouble, 4);
 	const cJSON *parked = cJSON_GetObjectItem(n, "parked");
@@ -751,13 +649,13 @@ static void test_parked_codes_resent_after_config_change(void **state)
 	struct copt same = { .platform = true };
 	load_config(f, &same);
 	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), EX_PROTOCOL);
-	assert_int_equal(plat_count(f, &f->plat, "type = 6"), 2);
+	assert_int_equal(plat_count(&f->plat, "type = 6"), 2);
 	/* A corrected config: all four go again, with the same recordInnerId. */
 	struct copt fixed = { .platform = true, .profile = "{ \"cname\": \"核磁\" }" };
 	load_config(f, &fixed);
 	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), 0);
-	assert_int_equal(plat_count(f, &f->plat, "type = 6"), 6);
-	assert_int_equal(plat_count(f, &f->plat, "record_key IN ('1', '2', '3', '4')"), 4);
+	assert_int_equal(plat_count(&f->plat, "type = 6"), 6);
+	assert_int_equal(plat_count(&f->plat, "record_key IN ('1', '2', '3', '4')"), 4);
 	n = nrii_status(f);
 	assert_int_equal((int)cJSON_GetObjectItem(n, "parked_count")->valuedouble, 0);
 	assert_true(cJSON_IsNull(cJSON_GetObjectItem(n, "last_error")));
@@ -769,22 +667,22 @@ static void test_parked_codes_resent_after_config_change(void **state)
 static void test_unknown_instrument_fixed_by_inner_id(void **state)
 {
 	struct fx *f = *state;
-	plat_cmd(&f->plat, "nrii unknown_instrument " INNER);
+	assert_int_equal(platfix_cmd(&f->plat, "nrii unknown_instrument " INNER), 0);
 	seal_sessions(f, 3, NOV_2026);
 	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), EX_PROTOCOL);
-	assert_int_equal(plat_count(f, &f->plat, "1"), 0);
+	assert_int_equal(plat_count(&f->plat, "1"), 0);
 	assert_int_equal((int)nrii_stat(&f->plat, "posts"), 3);
 	struct copt fixed = { .platform = true, .inner_id = "2019-0042A" };
 	load_config(f, &fixed);
 	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), 0);
-	assert_int_equal(plat_count(f, &f->plat, "inner_id = '2019-0042A'"), 3);
+	assert_int_equal(plat_count(&f->plat, "inner_id = '2019-0042A'"), 3);
 }
 
 static void test_203_retried_three_times_then_parked(void **state)
 {
 	struct fx *f = *state;
 	seal_sessions(f, 2, NOV_2026);
-	plat_cmd(&f->plat, "nrii return 203 count=4 text=busy");
+	assert_int_equal(platfix_cmd(&f->plat, "nrii return 203 count=4 text=busy"), 0);
 	for (int i = 1; i <= 3; i++) {
 		assert_int_equal(one_step(f), SINK_RETRY);
 		struct sink_state st = nrii_state(f);
@@ -796,18 +694,18 @@ static void test_203_retried_three_times_then_parked(void **state)
 	assert_int_equal(one_step(f), SINK_PROGRESS); /* the 4th 203: parked */
 	assert_int_equal(nrii_acked(f), 1);
 	assert_int_equal(one_step(f), SINK_PROGRESS); /* the next record is not held */
-	assert_int_equal(plat_count(f, &f->plat, "record_key = '2'"), 1);
+	assert_int_equal(plat_count(&f->plat, "record_key = '2'"), 1);
 	cJSON *n = nrii_status(f);
 	const cJSON *p = cJSON_GetArrayItem(cJSON_GetObjectItem(n, "parked"), 0);
 	assert_int_equal((int)cJSON_GetObjectItem(p, "code")->valuedouble, 203);
 	cJSON_Delete(n);
 	/* Two 203s and then it goes: sent on the third try, nothing parked. */
 	seal_sessions(f, 1, NOV_2026 + 86400);
-	plat_cmd(&f->plat, "nrii return 203 count=2");
+	assert_int_equal(platfix_cmd(&f->plat, "nrii return 203 count=2"), 0);
 	assert_int_equal(one_step(f), SINK_RETRY);
 	assert_int_equal(one_step(f), SINK_RETRY);
 	assert_int_equal(one_step(f), SINK_PROGRESS);
-	assert_int_equal(plat_count(f, &f->plat, "record_key = '3'"), 1);
+	assert_int_equal(plat_count(&f->plat, "record_key = '3'"), 1);
 	n = nrii_status(f);
 	assert_int_equal((int)cJSON_GetObjectItem(n, "parked_count")->valuedouble, 1);
 	cJSON_Delete(n);
@@ -824,7 +722,7 @@ static void test_temporary_failures_never_park(void **state)
 	};
 	static const char *const says[] = { "301:server error", "HTTP 500", "HTTP 503", "SOAP fault", "no \"return\"" };
 	for (size_t i = 0; i < sizeof(faults) / sizeof(faults[0]); i++) {
-		plat_cmd(&f->plat, faults[i]);
+		assert_int_equal(platfix_cmd(&f->plat, faults[i]), 0);
 		int64_t before = clock_wall(); /* the step may cross a second: compare with its start */
 		assert_int_equal(one_step(f), SINK_RETRY);
 		struct sink_state st = nrii_state(f);
@@ -835,14 +733,14 @@ static void test_temporary_failures_never_park(void **state)
 		buffer_sink_clear(&st);
 	}
 	/* The platform gone altogether. */
-	stop_plat(&f->plat);
+	platfix_stop(&f->plat);
 	assert_int_equal(one_step(f), SINK_RETRY);
 	struct sink_state st = nrii_state(f);
 	assert_non_null(strstr(st.last_error, "cannot reach"));
 	buffer_sink_clear(&st);
-	start_plat(f, &f->plat);
+	assert_int_equal(platfix_start(&f->plat, f->dir, f->certs), 0);
 	assert_int_equal(one_step(f), SINK_PROGRESS);
-	assert_int_equal(plat_count(f, &f->plat, "type = 6"), 1);
+	assert_int_equal(plat_count(&f->plat, "type = 6"), 1);
 	cJSON *n = nrii_status(f);
 	assert_int_equal((int)cJSON_GetObjectItem(n, "parked_count")->valuedouble, 0);
 	cJSON_Delete(n);
@@ -853,10 +751,10 @@ static void test_wrapped_replies(void **state)
 {
 	struct fx *f = *state;
 	seal_sessions(f, 3, NOV_2026);
-	plat_cmd(&f->plat, "nrii fault wrap count=0");
-	plat_cmd(&f->plat, "nrii return 202 count=1 text=wrapped <&> 格式");
+	assert_int_equal(platfix_cmd(&f->plat, "nrii fault wrap count=0"), 0);
+	assert_int_equal(platfix_cmd(&f->plat, "nrii return 202 count=1 text=wrapped <&> 格式"), 0);
 	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), EX_PROTOCOL);
-	assert_int_equal(plat_count(f, &f->plat, "type = 6"), 2);
+	assert_int_equal(plat_count(&f->plat, "type = 6"), 2);
 	cJSON *n = nrii_status(f);
 	const cJSON *p = cJSON_GetArrayItem(cJSON_GetObjectItem(n, "parked"), 0);
 	assert_string_equal(cJSON_GetObjectItem(p, "text")->valuestring, "202:wrapped <&> 格式");
@@ -869,7 +767,7 @@ static void test_lost_reply_resends_same_id(void **state)
 {
 	struct fx *f = *state;
 	seal_sessions(f, 2, NOV_2026);
-	plat_cmd(&f->plat, "nrii fault drop_reply count=2");
+	assert_int_equal(platfix_cmd(&f->plat, "nrii fault drop_reply count=2"), 0);
 	enum sink_result r;
 	int steps = 0;
 	while ((r = one_step(f)) == SINK_RETRY && ++steps < 5)
@@ -877,8 +775,8 @@ static void test_lost_reply_resends_same_id(void **state)
 	assert_int_equal(r, SINK_PROGRESS);
 	assert_true(steps >= 1);
 	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), 0);
-	assert_int_equal(plat_count(f, &f->plat, "record_key = '1'"), 1);
-	assert_int_equal(plat_count(f, &f->plat, "type = 6"), 2);
+	assert_int_equal(plat_count(&f->plat, "record_key = '1'"), 1);
+	assert_int_equal(plat_count(&f->plat, "type = 6"), 2);
 	assert_true(nrii_stat(&f->plat, "dups") >= 1);
 	assert_true(nrii_stat(&f->plat, "dropped") >= 1);
 }
@@ -886,7 +784,7 @@ static void test_lost_reply_resends_same_id(void **state)
 static bool plat_has_one(void *arg)
 {
 	struct fx *f = arg;
-	return plat_count(f, &f->plat, "type = 6") >= 1;
+	return plat_count(&f->plat, "type = 6") >= 1;
 }
 
 /* A crash between the send and recording the reply: `flush` killed while the platform holds
@@ -895,7 +793,7 @@ static void test_killed_flush_resends_same_id(void **state)
 {
 	struct fx *f = *state;
 	seal_sessions(f, 2, NOV_2026);
-	plat_cmd(&f->plat, "nrii fault slow 30000 count=1");
+	assert_int_equal(platfix_cmd(&f->plat, "nrii fault slow 30000 count=1"), 0);
 	char *cfg = h_path(f->dir, "agent.json"), *log = h_path(f->dir, "flush.log");
 	char *argv[] = { (char *)h_build_path("labshare-agent"), (char *)"-c", cfg, (char *)"flush", NULL };
 	struct h_proc *p = h_spawn(argv, NULL, false, false, log);
@@ -905,8 +803,8 @@ static void test_killed_flush_resends_same_id(void **state)
 	h_proc_free(p);
 	assert_int_equal(nrii_acked(f), 0); /* the reply never came: nothing recorded */
 	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), 0);
-	assert_int_equal(plat_count(f, &f->plat, "record_key = '1'"), 1);
-	assert_int_equal(plat_count(f, &f->plat, "type = 6"), 2);
+	assert_int_equal(plat_count(&f->plat, "record_key = '1'"), 1);
+	assert_int_equal(plat_count(&f->plat, "type = 6"), 2);
 	assert_int_equal((int)nrii_stat(&f->plat, "dups"), 1);
 	free(cfg);
 	free(log);
@@ -917,7 +815,7 @@ static void test_plain_http_needs_insecure_http(void **state)
 	struct fx *f = *state;
 	seal_sessions(f, 2, NOV_2026);
 	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), 0);
-	assert_int_equal(plat_count(f, &f->plat, "type = 6"), 2);
+	assert_int_equal(plat_count(&f->plat, "type = 6"), 2);
 	/* Without insecure_http the same URL is refused by the config. */
 	struct copt o = { .no_insecure = true };
 	struct config_errors errs = { 0 };
@@ -994,7 +892,7 @@ static void session_at(struct fx *f, const char *from, const char *to)
 
 static char *type4_json(struct fx *f)
 {
-	return plat_query(f, &f->plat, "SELECT json FROM nrii_records WHERE type = 4 AND record_key = '" INNER "'");
+	return plat_query(&f->plat, "SELECT json FROM nrii_records WHERE type = 4 AND record_key = '" INNER "'");
 }
 
 static char *totals_of(struct fx *f, int month)
@@ -1002,16 +900,8 @@ static char *totals_of(struct fx *f, int month)
 	char sql[160];
 	snprintf(sql, sizeof(sql), "SELECT state || ' ' || run_h || ' ' || service_h FROM nrii_totals"
 		 " WHERE instrument = 'NMR' AND year = 2026 AND month = %d", month);
-	sqlite3 *db = NULL;
-	sqlite3_stmt *st;
-	char *out = NULL, *path = h_path(f->cfg->agent.state_dir, "buffer.db");
-	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
-		if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
-			out = strdup((const char *)sqlite3_column_text(st, 0));
-		sqlite3_finalize(st);
-	}
-	sqlite3_close(db);
+	char *path = h_path(f->cfg->agent.state_dir, "buffer.db");
+	char *out = h_sql_text(path, sql);
 	free(path);
 	return out;
 }
@@ -1063,7 +953,7 @@ static void test_yearly_totals(void **state)
 	assert_non_null(strstr(j, "\"runMachine\":8.50,\"serviceMachine\":8.50"));
 	free(j);
 	assert_int_equal((int)nrii_stat(&f->plat, "updates"), 12);
-	assert_int_equal(plat_count(f, &f->plat, "type = 4"), 1);
+	assert_int_equal(plat_count(&f->plat, "type = 4"), 1);
 	/* Nothing due twice: another flush sends nothing. */
 	double posts = nrii_stat(&f->plat, "posts");
 	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), 0);
@@ -1072,20 +962,20 @@ static void test_yearly_totals(void **state)
 
 struct caught_up {
 	struct fx *f;
-	struct plat *pl;
+	struct platfix *pl;
 	long want;
 };
 
 static bool soap_has(void *arg)
 {
 	struct caught_up *c = arg;
-	return plat_count(c->f, c->pl, "type = 6") >= c->want;
+	return plat_count(c->pl, "type = 6") >= c->want;
 }
 
 static bool feed_has_head(void *arg)
 {
 	struct fx *f = arg;
-	char *reply = h_request(f->plat.p, "head agent-1", 5000);
+	char *reply = platfix_request(&f->plat, "head agent-1");
 	cJSON *o = reply ? cJSON_Parse(reply) : NULL;
 	free(reply);
 	bool yes = o && (int64_t)cJSON_GetObjectItem(o, "seq")->valuedouble == head_seq(f);
@@ -1097,11 +987,11 @@ static bool feed_has_head(void *arg)
 static void test_sinks_never_hold_each_other(void **state)
 {
 	struct fx *f = *state;
-	start_plat(f, &f->soap);
+	assert_int_equal(platfix_start(&f->soap, f->dir, f->certs), 0);
 	struct copt o = { .platform = true, .soap = &f->soap };
 	load_config(f, &o);
 	seal_sessions(f, 10, NOV_2026);
-	stop_plat(&f->plat); /* the feed's platform is down */
+	platfix_stop(&f->plat); /* the feed's platform is down */
 	struct uploader *u = uploader_start(f->cfg, f->buf);
 	struct caught_up c = { f, &f->soap, 10 };
 	assert_true(h_wait_for(soap_has, &c, 20000));
@@ -1114,8 +1004,8 @@ static void test_sinks_never_hold_each_other(void **state)
 	uploader_stop(u);
 
 	/* The reverse: NRII's platform down, the feed's back. */
-	stop_plat(&f->soap);
-	start_plat(f, &f->plat);
+	platfix_stop(&f->soap);
+	assert_int_equal(platfix_start(&f->plat, f->dir, f->certs), 0);
 	seal_sessions(f, 5, NOV_2026 + 86400);
 	u = uploader_start(f->cfg, f->buf);
 	assert_true(h_wait_for(feed_has_head, f, 30000));
@@ -1126,9 +1016,9 @@ static void test_sinks_never_hold_each_other(void **state)
 	buffer_sink_clear(&ns);
 	/* And flush reports both: the feed done, NRII unreachable. */
 	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), EX_TEMPFAIL);
-	start_plat(f, &f->soap);
+	assert_int_equal(platfix_start(&f->soap, f->dir, f->certs), 0);
 	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), 0);
-	assert_int_equal(plat_count(f, &f->soap, "type = 6"), 15);
+	assert_int_equal(plat_count(&f->soap, "type = 6"), 15);
 }
 
 int main(void)
@@ -1157,5 +1047,5 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_yearly_totals, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sinks_never_hold_each_other, setup, teardown),
 	};
-	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+	return cmocka_run_group_tests(tests, NULL, NULL);
 }
