@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <iconv.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -586,4 +587,17 @@ void h_done_dir(char *dir)
 	else
 		h_rmtree(dir);
 	free(dir);
+}
+
+size_t h_to_gbk(const char *utf8, char *out, size_t cap)
+{
+	iconv_t cd = iconv_open("GB18030", "UTF-8");
+	char *in = (char *)utf8, *o = out;
+	size_t il = strlen(utf8), ol = cap;
+	if (cd == (iconv_t)-1 || iconv(cd, &in, &il, &o, &ol) == (size_t)-1) {
+		fprintf(stderr, "h_to_gbk: cannot convert \"%s\": %s\n", utf8, strerror(errno));
+		abort();
+	}
+	iconv_close(cd);
+	return cap - ol;
 }

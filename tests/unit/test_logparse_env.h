@@ -1,5 +1,5 @@
 /* test_logparse_env.h — what the parser's tests (test_logparse.c, test_logparse_hardening.c)
- * share: an arena, log configurations of each format, one record parsed, text made GBK, and
+ * share: an arena, log configurations of each format, one record parsed, and
  * the sessions an events log pairs. Each program includes it once and uses what it needs. */
 #ifndef LABSHARE_TEST_LOGPARSE_ENV_H
 #define LABSHARE_TEST_LOGPARSE_ENV_H
@@ -77,18 +77,6 @@ LP_FIX void events_cfg(struct log_cfg *c, bool keyed)
 LP_FIX void parse(struct lp_parser *p, struct lp_csv_cols *cols, const char *line, struct lp_result *r)
 {
 	lp_parse(p, cols, line, strlen(line), arena, r);
-}
-
-
-LP_FIX size_t to_gbk(const char *utf8, char *out, size_t cap)
-{
-	iconv_t cd = iconv_open("GB18030", "UTF-8");
-	assert_true(cd != (iconv_t)-1);
-	char *in = (char *)utf8, *o = out;
-	size_t il = strlen(utf8), ol = cap;
-	assert_int_not_equal(iconv(cd, &in, &il, &o, &ol), (size_t)-1);
-	iconv_close(cd);
-	return cap - ol;
 }
 
 

@@ -9,7 +9,6 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <iconv.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -268,11 +267,11 @@ static void test_bom_on_data_lines(void **state)
 	p = lp_parser_new(&c);
 	lp_csv_cols_reset(&cols);
 	char buf[512];
-	size_t n = to_gbk("开始时间,结束时间,用户,单位,样品数,对外", buf, sizeof(buf));
+	size_t n = h_to_gbk("开始时间,结束时间,用户,单位,样品数,对外", buf, sizeof(buf));
 	lp_parse(p, &cols, buf, n, arena, &r);
 	assert_int_equal(r.kind, LP_HEADER);
 	memcpy(buf, "\x84\x31\x95\x33", 4);
-	n = 4 + to_gbk("2026-11-02 08:00:00,2026-11-02 09:00:00,王,山西大学,2,否", buf + 4, sizeof(buf) - 4);
+	n = 4 + h_to_gbk("2026-11-02 08:00:00,2026-11-02 09:00:00,王,山西大学,2,否", buf + 4, sizeof(buf) - 4);
 	lp_parse(p, &cols, buf, n, arena, &r);
 	assert_int_equal(r.kind, LP_SESSION);
 	assert_string_equal(r.s.user, "王");
@@ -303,7 +302,7 @@ static void test_not_utf8_is_malformed(void **state)
 	struct lp_csv_cols cols;
 	lp_csv_cols_reset(&cols);
 	char buf[512];
-	size_t n = to_gbk("开始时间,结束时间,用户,单位,样品数,对外", buf, sizeof(buf));
+	size_t n = h_to_gbk("开始时间,结束时间,用户,单位,样品数,对外", buf, sizeof(buf));
 	lp_parse(p, &cols, buf, n, arena, &r);
 	static const char bad[] = "2026-11-02 08:00:00,2026-11-02 09:00:00,\xff\xff,o,1,0";
 	lp_parse(p, &cols, bad, strlen(bad), arena, &r);
