@@ -79,6 +79,25 @@ LP_FIX void parse(struct lp_parser *p, struct lp_csv_cols *cols, const char *lin
 	lp_parse(p, cols, line, strlen(line), arena, r);
 }
 
+/* The header line of csv_cfg's columns, in their order. */
+#define CSV_HDR "开始时间,结束时间,用户,单位,样品数,对外"
+
+/* A parser of c (csv_cfg's, or one changed from it) that has read CSV_HDR, in GB18030 when
+ * c's encoding says so, into *cols. */
+LP_FIX struct lp_parser *csv_parser(const struct log_cfg *c, struct lp_csv_cols *cols)
+{
+	struct lp_parser *p = lp_parser_new(c);
+	lp_csv_cols_reset(cols);
+	char buf[512];
+	size_t n = c->encoding == LOG_ENC_GBK ? h_to_gbk(CSV_HDR, buf, sizeof(buf))
+					      : (size_t)snprintf(buf, sizeof(buf), "%s", CSV_HDR);
+	struct lp_result r;
+	lp_parse(p, cols, buf, n, arena, &r);
+	assert_int_equal(r.kind, LP_HEADER);
+	assert_int_equal(r.why[0], '\0');
+	return p;
+}
+
 
 struct sessions {
 	struct obs_session s[16];

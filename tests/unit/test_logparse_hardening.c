@@ -93,12 +93,9 @@ static void test_implausible_values(void **state)
 	fake_clock_install(&fc, T0 + 7200);
 	struct log_cfg c;
 	csv_cfg(&c);
-	struct lp_parser *p = lp_parser_new(&c);
 	struct lp_csv_cols cols;
-	lp_csv_cols_reset(&cols);
+	struct lp_parser *p = csv_parser(&c, &cols);
 	struct lp_result r;
-	parse(p, &cols, "开始时间,结束时间,用户,单位,样品数,对外", &r);
-	assert_int_equal(r.kind, LP_HEADER);
 	static const struct bad_line bad[] = {
 		{ "1970-01-01 08:00:00,1970-01-01 09:00:00,a,o,1,", "start before 2000-01-01" },
 		{ "1999-12-31 23:59:59,2026-11-02 09:00:00,a,o,1,", "start before 2000-01-01" },
@@ -191,11 +188,9 @@ static void test_reasons_never_quote_the_line(void **state)
 	static const char secret[] = "ghp_SECRETtoken0123456789";
 	struct log_cfg c;
 	csv_cfg(&c);
-	struct lp_parser *p = lp_parser_new(&c);
 	struct lp_csv_cols cols;
-	lp_csv_cols_reset(&cols);
+	struct lp_parser *p = csv_parser(&c, &cols);
 	struct lp_result r;
-	parse(p, &cols, "开始时间,结束时间,用户,单位,样品数,对外", &r);
 	char *lines[] = {
 		h_strdupf("%s,2026-11-02 09:00:00,a,o,1,", secret),
 		h_strdupf("2026-11-02 08:00:00,%s,a,o,1,", secret),
@@ -213,9 +208,7 @@ static void test_reasons_never_quote_the_line(void **state)
 
 	c.fields.name[SF_END] = NULL;
 	c.fields.name[SF_DURATION] = (char *)"结束时间";
-	p = lp_parser_new(&c);
-	lp_csv_cols_reset(&cols);
-	parse(p, &cols, "开始时间,结束时间,用户,单位,样品数,对外", &r);
+	p = csv_parser(&c, &cols);
 	char *l = h_strdupf("2026-11-02 08:00:00,%s,a,o,1,", secret);
 	parse(p, &cols, l, &r);
 	free(l);
@@ -243,7 +236,7 @@ static void test_bom_on_data_lines(void **state)
 	struct lp_csv_cols cols;
 	lp_csv_cols_reset(&cols);
 	struct lp_result r;
-	parse(p, &cols, "\xef\xbb\xbf开始时间,结束时间,用户,单位,样品数,对外", &r);
+	parse(p, &cols, "\xef\xbb\xbf" CSV_HDR, &r);
 	assert_int_equal(r.kind, LP_HEADER);
 	assert_int_equal(r.why[0], '\0');
 	parse(p, &cols, "\xef\xbb\xbf" "2026-11-02 08:00:00,2026-11-02 09:00:00,张三,山西大学,2,否", &r);
@@ -264,14 +257,10 @@ static void test_bom_on_data_lines(void **state)
 	/* GB18030's own mark (U+FEFF encoded as 84 31 95 33) likewise, in a gbk log */
 	csv_cfg(&c);
 	c.encoding = LOG_ENC_GBK;
-	p = lp_parser_new(&c);
-	lp_csv_cols_reset(&cols);
+	p = csv_parser(&c, &cols);
 	char buf[512];
-	size_t n = h_to_gbk("开始时间,结束时间,用户,单位,样品数,对外", buf, sizeof(buf));
-	lp_parse(p, &cols, buf, n, arena, &r);
-	assert_int_equal(r.kind, LP_HEADER);
 	memcpy(buf, "\x84\x31\x95\x33", 4);
-	n = 4 + h_to_gbk("2026-11-02 08:00:00,2026-11-02 09:00:00,王,山西大学,2,否", buf + 4, sizeof(buf) - 4);
+	size_t n = 4 + h_to_gbk("2026-11-02 08:00:00,2026-11-02 09:00:00,王,山西大学,2,否", buf + 4, sizeof(buf) - 4);
 	lp_parse(p, &cols, buf, n, arena, &r);
 	assert_int_equal(r.kind, LP_SESSION);
 	assert_string_equal(r.s.user, "王");
@@ -298,12 +287,8 @@ static void test_not_utf8_is_malformed(void **state)
 
 	csv_cfg(&c);
 	c.encoding = LOG_ENC_GBK;
-	p = lp_parser_new(&c);
 	struct lp_csv_cols cols;
-	lp_csv_cols_reset(&cols);
-	char buf[512];
-	size_t n = h_to_gbk("开始时间,结束时间,用户,单位,样品数,对外", buf, sizeof(buf));
-	lp_parse(p, &cols, buf, n, arena, &r);
+	p = csv_parser(&c, &cols);
 	static const char bad[] = "2026-11-02 08:00:00,2026-11-02 09:00:00,\xff\xff,o,1,0";
 	lp_parse(p, &cols, bad, strlen(bad), arena, &r);
 	assert_int_equal(r.kind, LP_MALFORMED);
