@@ -266,10 +266,7 @@ static void test_jsonl(void **state)
 {
 	(void)state;
 	struct log_cfg c;
-	memset(&c, 0, sizeof(c));
-	c.format = LOG_FMT_JSONL;
-	c.fields.name[SF_START] = (char *)"start";
-	c.fields.name[SF_END] = (char *)"end";
+	jsonl_cfg(&c);
 	c.fields.name[SF_USER] = (char *)"who.name";
 	c.fields.name[SF_ORG] = (char *)"org";
 	c.fields.name[SF_SAMPLES] = (char *)"n";

@@ -50,6 +50,15 @@ LP_FIX void csv_cfg(struct log_cfg *c)
 	c->max_session_h = 12;
 }
 
+/* JSON lines with "start" and "end"; a test names more fields. */
+LP_FIX void jsonl_cfg(struct log_cfg *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->format = LOG_FMT_JSONL;
+	c->fields.name[SF_START] = (char *)"start";
+	c->fields.name[SF_END] = (char *)"end";
+}
+
 LP_FIX void events_cfg(struct log_cfg *c, bool keyed)
 {
 	memset(c, 0, sizeof(*c));

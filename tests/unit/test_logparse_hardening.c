@@ -128,10 +128,7 @@ static void test_out_of_range_numbers(void **state)
 	struct fake_clock fc;
 	fake_clock_install(&fc, T0 + 7200);
 	struct log_cfg c;
-	memset(&c, 0, sizeof(c));
-	c.format = LOG_FMT_JSONL;
-	c.fields.name[SF_START] = (char *)"start";
-	c.fields.name[SF_END] = (char *)"end";
+	jsonl_cfg(&c);
 	c.fields.name[SF_SAMPLES] = (char *)"n";
 	struct lp_parser *p = lp_parser_new(&c);
 	static const struct bad_line bad[] = {
@@ -245,10 +242,7 @@ static void test_bom_on_data_lines(void **state)
 	assert_string_equal(r.s.user, "张三");
 	lp_parser_free(p);
 
-	memset(&c, 0, sizeof(c));
-	c.format = LOG_FMT_JSONL;
-	c.fields.name[SF_START] = (char *)"start";
-	c.fields.name[SF_END] = (char *)"end";
+	jsonl_cfg(&c);
 	p = lp_parser_new(&c);
 	parse(p, NULL, "\xef\xbb\xbf{\"start\":1793577600,\"end\":1793581200}", &r);
 	assert_int_equal(r.kind, LP_SESSION);
@@ -273,10 +267,7 @@ static void test_not_utf8_is_malformed(void **state)
 {
 	(void)state;
 	struct log_cfg c;
-	memset(&c, 0, sizeof(c));
-	c.format = LOG_FMT_JSONL;
-	c.fields.name[SF_START] = (char *)"start";
-	c.fields.name[SF_END] = (char *)"end";
+	jsonl_cfg(&c);
 	c.fields.name[SF_USER] = (char *)"user";
 	struct lp_parser *p = lp_parser_new(&c);
 	struct lp_result r;
