@@ -116,6 +116,7 @@ LT_FIX char *fpath(struct env *e, const char *name)
 	return h_path(e->dir, name);
 }
 
+/* An existing file is rewritten in place: the same inode, truncated (not a new file). */
 LT_FIX void write_file(struct env *e, const char *name, const char *data)
 {
 	char *p = fpath(e, name);
