@@ -79,14 +79,9 @@ static void test_csv_header_and_rows(void **state)
 	(void)state;
 	struct log_cfg c;
 	csv_cfg(&c);
-	struct lp_parser *p = lp_parser_new(&c);
 	struct lp_csv_cols cols;
-	lp_csv_cols_reset(&cols);
 	struct lp_result r;
-
-	static const char hdr[] = "\xef\xbb\xbf编号,开始时间,结束时间,用户,单位,样品数,备注";
-	lp_parse(p, &cols, hdr, strlen(hdr), arena, &r);
-	assert_int_equal(r.kind, LP_HEADER);
+	struct lp_parser *p = csv_parser_hdr(&c, &cols, "\xef\xbb\xbf编号,开始时间,结束时间,用户,单位,样品数,备注", &r);
 	assert_true(strstr(r.why, "对外") != NULL); /* an optional column missing is reported */
 	assert_int_equal(cols.col[SF_START], 1);
 	assert_int_equal(cols.col[SF_SAMPLES], 5);
@@ -164,12 +159,9 @@ static void test_csv_required_column_missing(void **state)
 	(void)state;
 	struct log_cfg c;
 	csv_cfg(&c);
-	struct lp_parser *p = lp_parser_new(&c);
 	struct lp_csv_cols cols;
-	lp_csv_cols_reset(&cols);
 	struct lp_result r;
-	parse(p, &cols, "start,结束时间", &r);
-	assert_int_equal(r.kind, LP_HEADER);
+	struct lp_parser *p = csv_parser_hdr(&c, &cols, "start,结束时间", &r);
 	assert_non_null(strstr(r.why, "every line will be malformed"));
 	parse(p, &cols, "2026-11-02 08:00:00,2026-11-02 09:00:00", &r);
 	assert_int_equal(r.kind, LP_MALFORMED);
@@ -189,12 +181,9 @@ static void test_csv_duration_and_time_format(void **state)
 	c.fields.name[SF_WAY] = (char *)"way";
 	c.fields.name[SF_FEE] = (char *)"fee";
 	c.fields.name[SF_PROJECT] = (char *)"project";
-	struct lp_parser *p = lp_parser_new(&c);
 	struct lp_csv_cols cols;
-	lp_csv_cols_reset(&cols);
 	struct lp_result r;
-	parse(p, &cols, "start,minutes,way,fee,project", &r);
-	assert_int_equal(r.kind, LP_HEADER);
+	struct lp_parser *p = csv_parser_hdr(&c, &cols, "start,minutes,way,fee,project", &r);
 	parse(p, &cols, "2026/11/02 08:00,90.5,委托,120.00,NSFC-1", &r);
 	assert_int_equal(r.kind, LP_SESSION);
 	assert_int_equal(r.s.start, T0);

@@ -91,18 +91,28 @@ LP_FIX void parse(struct lp_parser *p, struct lp_csv_cols *cols, const char *lin
 /* The header line of csv_cfg's columns, in their order. */
 #define CSV_HDR "开始时间,结束时间,用户,单位,样品数,对外"
 
-/* A parser of c (csv_cfg's, or one changed from it) that has read CSV_HDR, in GB18030 when
- * c's encoding says so, into *cols. */
-LP_FIX struct lp_parser *csv_parser(const struct log_cfg *c, struct lp_csv_cols *cols)
+/* A parser of c that has read the header line hdr (in GB18030 when c's encoding says so)
+ * into *cols; *r is that line's result, a header. */
+LP_FIX struct lp_parser *csv_parser_hdr(const struct log_cfg *c, struct lp_csv_cols *cols, const char *hdr,
+					struct lp_result *r)
 {
 	struct lp_parser *p = lp_parser_new(c);
 	lp_csv_cols_reset(cols);
 	char buf[512];
-	size_t n = c->encoding == LOG_ENC_GBK ? h_to_gbk(CSV_HDR, buf, sizeof(buf))
-					      : (size_t)snprintf(buf, sizeof(buf), "%s", CSV_HDR);
+	size_t n = c->encoding == LOG_ENC_GBK ? h_to_gbk(hdr, buf, sizeof(buf))
+					      : (size_t)snprintf(buf, sizeof(buf), "%s", hdr);
+	assert_true(n < sizeof(buf));
+	lp_parse(p, cols, buf, n, arena, r);
+	assert_int_equal(r->kind, LP_HEADER);
+	return p;
+}
+
+/* The same with CSV_HDR, csv_cfg's columns (c is csv_cfg's, or one changed from it): every
+ * column found. */
+LP_FIX struct lp_parser *csv_parser(const struct log_cfg *c, struct lp_csv_cols *cols)
+{
 	struct lp_result r;
-	lp_parse(p, cols, buf, n, arena, &r);
-	assert_int_equal(r.kind, LP_HEADER);
+	struct lp_parser *p = csv_parser_hdr(c, cols, CSV_HDR, &r);
 	assert_int_equal(r.why[0], '\0');
 	return p;
 }

@@ -229,12 +229,9 @@ static void test_bom_on_data_lines(void **state)
 	(void)state;
 	struct log_cfg c;
 	csv_cfg(&c);
-	struct lp_parser *p = lp_parser_new(&c);
 	struct lp_csv_cols cols;
-	lp_csv_cols_reset(&cols);
 	struct lp_result r;
-	parse(p, &cols, "\xef\xbb\xbf" CSV_HDR, &r);
-	assert_int_equal(r.kind, LP_HEADER);
+	struct lp_parser *p = csv_parser_hdr(&c, &cols, "\xef\xbb\xbf" CSV_HDR, &r);
 	assert_int_equal(r.why[0], '\0');
 	parse(p, &cols, "\xef\xbb\xbf" "2026-11-02 08:00:00,2026-11-02 09:00:00,张三,山西大学,2,否", &r);
 	assert_int_equal(r.kind, LP_SESSION);
