@@ -92,6 +92,29 @@ static const char *jstr(const cJSON *o, const char *k)
 	return v->valuestring;
 }
 
+static double jnum(const cJSON *o, const char *k)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+	if (!cJSON_IsNumber(v))
+		fail_msg("\"%s\" is not a number", k);
+	return v->valuedouble;
+}
+
+/* One session line's envelope under golden_cfg(codes, direction), byte-exact against
+ * tests/nrii/<golden>: its instruList decoded, *env the envelope (caller frees both). */
+static cJSON *golden_session(const char *codes, int direction, int64_t seq, const char *line, const char *golden,
+			     char **env)
+{
+	struct config *cfg = golden_cfg(codes, direction);
+	char why[256] = "";
+	*env = nrii_envelope_session(cfg, seq, line, why, sizeof(why));
+	if (!*env)
+		fail_msg("no envelope for %s: %s", golden, why);
+	config_free(cfg);
+	assert_golden(golden, *env);
+	return instru_list(*env);
+}
+
 static size_t utf8_chars(const char *s)
 {
 	size_t n = 0;
@@ -103,75 +126,60 @@ static size_t utf8_chars(const char *s)
 static void test_golden_session_chinese(void **state)
 {
 	(void)state;
-	struct config *cfg = golden_cfg("int", 135);
 	/* A rare name beyond the BMP (U+20000): a UTF-16 surrogate pair in the JSON. */
 	const char *line = "{\"seq\":42,\"kind\":\"session\",\"instrument\":\"NMR\",\"start\":\"2026-11-02T08:00:00+08:00\","
 			   "\"end\":\"2026-11-02T10:30:00+08:00\",\"duration_s\":9000,\"user\":\"张\xf0\xa0\x80\x80\","
 			   "\"org\":\"太原理工大学\",\"external\":true,\"samples\":3,\"way\":\"委托\",\"fee\":\"120.5\","
 			   "\"project\":\"国家自然科学基金面上项目\",\"source\":\"log\"}";
-	char why[256] = "";
-	char *env = nrii_envelope_session(cfg, 42, line, why, sizeof(why));
-	assert_non_null(env);
-	assert_golden("session_chinese.xml", env);
-	cJSON *o = instru_list(env);
+	char *env;
+	cJSON *o = golden_session("int", 135, 42, line, "session_chinese.xml", &env);
 	assert_string_equal(jstr(o, "applicant"), "张\xf0\xa0\x80\x80");
 	assert_string_equal(jstr(o, "recordInnerId"), "42");
 	assert_string_equal(jstr(o, "serviceWay"), "委托共享");
-	assert_int_equal((int)cJSON_GetObjectItem(o, "serviceType")->valuedouble, 130);
-	assert_true(cJSON_GetObjectItem(o, "amounts")->valuedouble == 120.5);
-	assert_true(cJSON_GetObjectItem(o, "serviceAmount")->valuedouble == 2.5);
+	assert_int_equal((int)jnum(o, "serviceType"), 130);
+	assert_true(jnum(o, "amounts") == 120.5);
+	assert_true(jnum(o, "serviceAmount") == 2.5);
 	assert_non_null(strstr(env, "\\ud840\\udc00")); /* the surrogate pair as sent */
 	cJSON_Delete(o);
 	free(env);
-	config_free(cfg);
 }
 
 static void test_golden_session_hostile(void **state)
 {
 	(void)state;
 	/* Labels instead of codes, and names made to break XML and JSON. */
-	struct config *cfg = golden_cfg("labels", 137);
 	const char *line = "{\"seq\":7,\"kind\":\"session\",\"instrument\":\"NMR\",\"start\":\"2026-11-03T14:05:00+08:00\","
 			   "\"end\":\"2026-11-03T14:50:00+08:00\",\"duration_s\":2700,\"user\":\"O'Brien <&> \\\"Bob\\\"\","
 			   "\"org\":\"山西大学\",\"external\":false,\"fee\":\"not a number\",\"project\":\"]]></instruList>\","
 			   "\"source\":\"manual\",\"operator\":\"root\",\"note\":\"a\\\\b\"}";
-	char why[256] = "";
-	char *env = nrii_envelope_session(cfg, 7, line, why, sizeof(why));
-	assert_non_null(env);
-	assert_golden("session_hostile.xml", env);
-	cJSON *o = instru_list(env);
+	char *env;
+	cJSON *o = golden_session("labels", 137, 7, line, "session_hostile.xml", &env);
 	assert_string_equal(jstr(o, "applicant"), "O'Brien <&> \"Bob\"");
 	assert_string_equal(jstr(o, "subjectName"), "]]></instruList>");
 	assert_string_equal(jstr(o, "serviceType"), "内部用户");
 	assert_string_equal(jstr(o, "serviceDirection"), "教学培训");
-	assert_true(cJSON_GetObjectItem(o, "amounts")->valuedouble == 0); /* unknown fee */
-	assert_true(cJSON_GetObjectItem(o, "serviceAmount")->valuedouble == 0.8); /* 0.75 h, half up */
+	assert_true(jnum(o, "amounts") == 0); /* unknown fee */
+	assert_true(jnum(o, "serviceAmount") == 0.8); /* 0.75 h, half up */
 	cJSON_Delete(o);
 	free(env);
-	config_free(cfg);
 }
 
 static void test_golden_session_midnight(void **state)
 {
 	(void)state;
-	struct config *cfg = golden_cfg("int", 138);
 	/* Across midnight; user omitted (user_ids "omit") and no org: both "无". */
 	const char *line = "{\"seq\":1001,\"kind\":\"session\",\"instrument\":\"NMR\",\"start\":\"2026-12-31T23:30:00+08:00\","
 			   "\"end\":\"2027-01-01T01:15:00+08:00\",\"duration_s\":6300,\"org\":\"\",\"external\":false,"
 			   "\"closed\":\"auto\",\"source\":\"log\"}";
-	char why[256] = "";
-	char *env = nrii_envelope_session(cfg, 1001, line, why, sizeof(why));
-	assert_non_null(env);
-	assert_golden("session_midnight.xml", env);
-	cJSON *o = instru_list(env);
+	char *env;
+	cJSON *o = golden_session("int", 138, 1001, line, "session_midnight.xml", &env);
 	assert_string_equal(jstr(o, "serviceTime"), "2026-12-31 23");
 	assert_string_equal(jstr(o, "endTime"), "2027-01-01 01");
 	assert_string_equal(jstr(o, "applicant"), "无");
 	assert_string_equal(jstr(o, "applicantUnit"), "无");
-	assert_true(cJSON_GetObjectItem(o, "serviceAmount")->valuedouble == 1.8);
+	assert_true(jnum(o, "serviceAmount") == 1.8);
 	cJSON_Delete(o);
 	free(env);
-	config_free(cfg);
 }
 
 static void test_golden_profile(void **state)
@@ -185,9 +193,9 @@ static void test_golden_profile(void **state)
 	cJSON *o = instru_list(env);
 	assert_string_equal(jstr(o, "innerId"), INNER); /* the profile's innerId is not taken */
 	assert_string_equal(jstr(o, "location"), "理科楼 B-112 <&>");
-	assert_true(cJSON_GetObjectItem(o, "worth")->valuedouble == 560.5);
-	assert_true(cJSON_GetObjectItem(o, "runMachine")->valuedouble == 3.43);
-	assert_true(cJSON_GetObjectItem(o, "serviceMachine")->valuedouble == 1.89);
+	assert_true(jnum(o, "worth") == 560.5);
+	assert_true(jnum(o, "runMachine") == 3.43);
+	assert_true(jnum(o, "serviceMachine") == 1.89);
 	cJSON_Delete(o);
 	free(env);
 	config_free(cfg);
