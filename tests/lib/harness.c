@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <iconv.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -536,20 +537,44 @@ void h_trace(const char *fmt, ...)
 	va_end(ap);
 }
 
-int64_t h_sql_int(const char *path, const char *sql)
+/* The first column of the first row, read by take; *out is left as it was without one. */
+static void sql_first(const char *path, const char *sql, void (*take)(sqlite3_stmt *q, void *out), void *out)
 {
 	sqlite3 *db = NULL;
 	sqlite3_stmt *q;
-	int64_t v = -1;
 	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
 		sqlite3_busy_timeout(db, 5000);
 		if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) == SQLITE_OK) {
 			if (sqlite3_step(q) == SQLITE_ROW)
-				v = sqlite3_column_int64(q, 0);
+				take(q, out);
 			sqlite3_finalize(q);
 		}
 	}
 	sqlite3_close(db);
+}
+
+static void take_int(sqlite3_stmt *q, void *out)
+{
+	*(int64_t *)out = sqlite3_column_int64(q, 0);
+}
+
+static void take_text(sqlite3_stmt *q, void *out)
+{
+	const unsigned char *t = sqlite3_column_text(q, 0);
+	*(char **)out = t ? strdup((const char *)t) : NULL;
+}
+
+int64_t h_sql_int(const char *path, const char *sql)
+{
+	int64_t v = -1;
+	sql_first(path, sql, take_int, &v);
+	return v;
+}
+
+char *h_sql_text(const char *path, const char *sql)
+{
+	char *v = NULL;
+	sql_first(path, sql, take_text, &v);
 	return v;
 }
 
@@ -562,4 +587,17 @@ void h_done_dir(char *dir)
 	else
 		h_rmtree(dir);
 	free(dir);
+}
+
+size_t h_to_gbk(const char *utf8, char *out, size_t cap)
+{
+	iconv_t cd = iconv_open("GB18030", "UTF-8");
+	char *in = (char *)utf8, *o = out;
+	size_t il = strlen(utf8), ol = cap;
+	if (cd == (iconv_t)-1 || iconv(cd, &in, &il, &o, &ol) == (size_t)-1) {
+		fprintf(stderr, "h_to_gbk: cannot convert \"%s\": %s\n", utf8, strerror(errno));
+		abort();
+	}
+	iconv_close(cd);
+	return cap - ol;
 }

@@ -77,8 +77,14 @@ void h_trace(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* One integer from a SQLite file opened read-only (the platform's db, or an agent's buffer):
  * the first column of the first row, or -1. */
 int64_t h_sql_int(const char *path, const char *sql);
+/* The same, as text (a JSON column, a row joined with ||): caller frees; NULL without one. */
+char *h_sql_text(const char *path, const char *sql);
 /* A test folder done with: kept (and said on stderr) with KEEP_TMP set, else removed; freed. */
 void h_done_dir(char *dir);
+
+/* utf8 in GB18030 (a Chinese lab's logs) into out: the bytes written. Tests convert text of
+ * their own, so a failure (no GB18030 in iconv, out too small) aborts, with the reason. */
+size_t h_to_gbk(const char *utf8, char *out, size_t cap);
 
 /* An unused TCP port on 127.0.0.1 (bind to 0, read it back, close). */
 int h_free_port(void);

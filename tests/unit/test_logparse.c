@@ -8,7 +8,6 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <iconv.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,14 +79,9 @@ static void test_csv_header_and_rows(void **state)
 	(void)state;
 	struct log_cfg c;
 	csv_cfg(&c);
-	struct lp_parser *p = lp_parser_new(&c);
 	struct lp_csv_cols cols;
-	lp_csv_cols_reset(&cols);
 	struct lp_result r;
-
-	static const char hdr[] = "\xef\xbb\xbf编号,开始时间,结束时间,用户,单位,样品数,备注";
-	lp_parse(p, &cols, hdr, strlen(hdr), arena, &r);
-	assert_int_equal(r.kind, LP_HEADER);
+	struct lp_parser *p = csv_parser_hdr(&c, &cols, "\xef\xbb\xbf编号,开始时间,结束时间,用户,单位,样品数,备注", &r);
 	assert_true(strstr(r.why, "对外") != NULL); /* an optional column missing is reported */
 	assert_int_equal(cols.col[SF_START], 1);
 	assert_int_equal(cols.col[SF_SAMPLES], 5);
@@ -113,7 +107,7 @@ static void test_csv_header_and_rows(void **state)
 	assert_int_equal(r.kind, LP_SKIP);
 
 	/* A header written again mid-file is learnt again, not malformed. */
-	parse(p, &cols, "开始时间,结束时间,用户,单位,样品数,对外", &r);
+	parse(p, &cols, CSV_HDR, &r);
 	assert_int_equal(r.kind, LP_HEADER);
 	assert_int_equal(r.why[0], '\0');
 	assert_int_equal(cols.col[SF_START], 0);
@@ -128,12 +122,9 @@ static void test_csv_malformed(void **state)
 	(void)state;
 	struct log_cfg c;
 	csv_cfg(&c);
-	struct lp_parser *p = lp_parser_new(&c);
 	struct lp_csv_cols cols;
-	lp_csv_cols_reset(&cols);
+	struct lp_parser *p = csv_parser(&c, &cols);
 	struct lp_result r;
-	parse(p, &cols, "开始时间,结束时间,用户,单位,样品数,对外", &r);
-	assert_int_equal(r.kind, LP_HEADER);
 	static const struct {
 		const char *line;
 		const char *why;
@@ -168,12 +159,9 @@ static void test_csv_required_column_missing(void **state)
 	(void)state;
 	struct log_cfg c;
 	csv_cfg(&c);
-	struct lp_parser *p = lp_parser_new(&c);
 	struct lp_csv_cols cols;
-	lp_csv_cols_reset(&cols);
 	struct lp_result r;
-	parse(p, &cols, "start,结束时间", &r);
-	assert_int_equal(r.kind, LP_HEADER);
+	struct lp_parser *p = csv_parser_hdr(&c, &cols, "start,结束时间", &r);
 	assert_non_null(strstr(r.why, "every line will be malformed"));
 	parse(p, &cols, "2026-11-02 08:00:00,2026-11-02 09:00:00", &r);
 	assert_int_equal(r.kind, LP_MALFORMED);
@@ -193,12 +181,9 @@ static void test_csv_duration_and_time_format(void **state)
 	c.fields.name[SF_WAY] = (char *)"way";
 	c.fields.name[SF_FEE] = (char *)"fee";
 	c.fields.name[SF_PROJECT] = (char *)"project";
-	struct lp_parser *p = lp_parser_new(&c);
 	struct lp_csv_cols cols;
-	lp_csv_cols_reset(&cols);
 	struct lp_result r;
-	parse(p, &cols, "start,minutes,way,fee,project", &r);
-	assert_int_equal(r.kind, LP_HEADER);
+	struct lp_parser *p = csv_parser_hdr(&c, &cols, "start,minutes,way,fee,project", &r);
 	parse(p, &cols, "2026/11/02 08:00,90.5,委托,120.00,NSFC-1", &r);
 	assert_int_equal(r.kind, LP_SESSION);
 	assert_int_equal(r.s.start, T0);
@@ -221,17 +206,12 @@ static void test_gbk(void **state)
 	struct log_cfg c;
 	csv_cfg(&c);
 	c.encoding = LOG_ENC_GBK;
-	struct lp_parser *p = lp_parser_new(&c);
 	struct lp_csv_cols cols;
-	lp_csv_cols_reset(&cols);
+	struct lp_parser *p = csv_parser(&c, &cols); /* the header in GBK */
 	struct lp_result r;
 	char buf[512];
-	size_t n = to_gbk("开始时间,结束时间,用户,单位,样品数,对外", buf, sizeof(buf));
-	lp_parse(p, &cols, buf, n, arena, &r);
-	assert_int_equal(r.kind, LP_HEADER);
-	assert_int_equal(r.why[0], '\0');
 	/* 𠀀 (U+20000) is one of GB18030's four-byte characters. */
-	n = to_gbk("2026-11-02 08:00:00,2026-11-02 09:00:00,王𠀀,山西大学,2,否", buf, sizeof(buf));
+	size_t n = h_to_gbk("2026-11-02 08:00:00,2026-11-02 09:00:00,王𠀀,山西大学,2,否", buf, sizeof(buf));
 	lp_parse(p, &cols, buf, n, arena, &r);
 	assert_int_equal(r.kind, LP_SESSION);
 	assert_string_equal(r.s.user, "王𠀀");
@@ -275,10 +255,7 @@ static void test_jsonl(void **state)
 {
 	(void)state;
 	struct log_cfg c;
-	memset(&c, 0, sizeof(c));
-	c.format = LOG_FMT_JSONL;
-	c.fields.name[SF_START] = (char *)"start";
-	c.fields.name[SF_END] = (char *)"end";
+	jsonl_cfg(&c);
 	c.fields.name[SF_USER] = (char *)"who.name";
 	c.fields.name[SF_ORG] = (char *)"org";
 	c.fields.name[SF_SAMPLES] = (char *)"n";

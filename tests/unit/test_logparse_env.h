@@ -1,5 +1,5 @@
 /* test_logparse_env.h — what the parser's tests (test_logparse.c, test_logparse_hardening.c)
- * share: an arena, log configurations of each format, one record parsed, text made GBK, and
+ * share: an arena, log configurations of each format, one record parsed, and
  * the sessions an events log pairs. Each program includes it once and uses what it needs. */
 #ifndef LABSHARE_TEST_LOGPARSE_ENV_H
 #define LABSHARE_TEST_LOGPARSE_ENV_H
@@ -50,6 +50,15 @@ LP_FIX void csv_cfg(struct log_cfg *c)
 	c->max_session_h = 12;
 }
 
+/* JSON lines with "start" and "end"; a test names more fields. */
+LP_FIX void jsonl_cfg(struct log_cfg *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->format = LOG_FMT_JSONL;
+	c->fields.name[SF_START] = (char *)"start";
+	c->fields.name[SF_END] = (char *)"end";
+}
+
 LP_FIX void events_cfg(struct log_cfg *c, bool keyed)
 {
 	memset(c, 0, sizeof(*c));
@@ -79,16 +88,33 @@ LP_FIX void parse(struct lp_parser *p, struct lp_csv_cols *cols, const char *lin
 	lp_parse(p, cols, line, strlen(line), arena, r);
 }
 
+/* The header line of csv_cfg's columns, in their order. */
+#define CSV_HDR "开始时间,结束时间,用户,单位,样品数,对外"
 
-LP_FIX size_t to_gbk(const char *utf8, char *out, size_t cap)
+/* A parser of c that has read the header line hdr (in GB18030 when c's encoding says so)
+ * into *cols; *r is that line's result, a header. */
+LP_FIX struct lp_parser *csv_parser_hdr(const struct log_cfg *c, struct lp_csv_cols *cols, const char *hdr,
+					struct lp_result *r)
 {
-	iconv_t cd = iconv_open("GB18030", "UTF-8");
-	assert_true(cd != (iconv_t)-1);
-	char *in = (char *)utf8, *o = out;
-	size_t il = strlen(utf8), ol = cap;
-	assert_int_not_equal(iconv(cd, &in, &il, &o, &ol), (size_t)-1);
-	iconv_close(cd);
-	return cap - ol;
+	struct lp_parser *p = lp_parser_new(c);
+	lp_csv_cols_reset(cols);
+	char buf[512];
+	size_t n = c->encoding == LOG_ENC_GBK ? h_to_gbk(hdr, buf, sizeof(buf))
+					      : (size_t)snprintf(buf, sizeof(buf), "%s", hdr);
+	assert_true(n < sizeof(buf));
+	lp_parse(p, cols, buf, n, arena, r);
+	assert_int_equal(r->kind, LP_HEADER);
+	return p;
+}
+
+/* The same with CSV_HDR, csv_cfg's columns (c is csv_cfg's, or one changed from it): every
+ * column found. */
+LP_FIX struct lp_parser *csv_parser(const struct log_cfg *c, struct lp_csv_cols *cols)
+{
+	struct lp_result r;
+	struct lp_parser *p = csv_parser_hdr(c, cols, CSV_HDR, &r);
+	assert_int_equal(r.why[0], '\0');
+	return p;
 }
 
 

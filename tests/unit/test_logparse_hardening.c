@@ -9,7 +9,6 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <iconv.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,12 +93,9 @@ static void test_implausible_values(void **state)
 	fake_clock_install(&fc, T0 + 7200);
 	struct log_cfg c;
 	csv_cfg(&c);
-	struct lp_parser *p = lp_parser_new(&c);
 	struct lp_csv_cols cols;
-	lp_csv_cols_reset(&cols);
+	struct lp_parser *p = csv_parser(&c, &cols);
 	struct lp_result r;
-	parse(p, &cols, "开始时间,结束时间,用户,单位,样品数,对外", &r);
-	assert_int_equal(r.kind, LP_HEADER);
 	static const struct bad_line bad[] = {
 		{ "1970-01-01 08:00:00,1970-01-01 09:00:00,a,o,1,", "start before 2000-01-01" },
 		{ "1999-12-31 23:59:59,2026-11-02 09:00:00,a,o,1,", "start before 2000-01-01" },
@@ -132,10 +128,7 @@ static void test_out_of_range_numbers(void **state)
 	struct fake_clock fc;
 	fake_clock_install(&fc, T0 + 7200);
 	struct log_cfg c;
-	memset(&c, 0, sizeof(c));
-	c.format = LOG_FMT_JSONL;
-	c.fields.name[SF_START] = (char *)"start";
-	c.fields.name[SF_END] = (char *)"end";
+	jsonl_cfg(&c);
 	c.fields.name[SF_SAMPLES] = (char *)"n";
 	struct lp_parser *p = lp_parser_new(&c);
 	static const struct bad_line bad[] = {
@@ -192,11 +185,9 @@ static void test_reasons_never_quote_the_line(void **state)
 	static const char secret[] = "ghp_SECRETtoken0123456789";
 	struct log_cfg c;
 	csv_cfg(&c);
-	struct lp_parser *p = lp_parser_new(&c);
 	struct lp_csv_cols cols;
-	lp_csv_cols_reset(&cols);
+	struct lp_parser *p = csv_parser(&c, &cols);
 	struct lp_result r;
-	parse(p, &cols, "开始时间,结束时间,用户,单位,样品数,对外", &r);
 	char *lines[] = {
 		h_strdupf("%s,2026-11-02 09:00:00,a,o,1,", secret),
 		h_strdupf("2026-11-02 08:00:00,%s,a,o,1,", secret),
@@ -214,9 +205,7 @@ static void test_reasons_never_quote_the_line(void **state)
 
 	c.fields.name[SF_END] = NULL;
 	c.fields.name[SF_DURATION] = (char *)"结束时间";
-	p = lp_parser_new(&c);
-	lp_csv_cols_reset(&cols);
-	parse(p, &cols, "开始时间,结束时间,用户,单位,样品数,对外", &r);
+	p = csv_parser(&c, &cols);
 	char *l = h_strdupf("2026-11-02 08:00:00,%s,a,o,1,", secret);
 	parse(p, &cols, l, &r);
 	free(l);
@@ -240,12 +229,9 @@ static void test_bom_on_data_lines(void **state)
 	(void)state;
 	struct log_cfg c;
 	csv_cfg(&c);
-	struct lp_parser *p = lp_parser_new(&c);
 	struct lp_csv_cols cols;
-	lp_csv_cols_reset(&cols);
 	struct lp_result r;
-	parse(p, &cols, "\xef\xbb\xbf开始时间,结束时间,用户,单位,样品数,对外", &r);
-	assert_int_equal(r.kind, LP_HEADER);
+	struct lp_parser *p = csv_parser_hdr(&c, &cols, "\xef\xbb\xbf" CSV_HDR, &r);
 	assert_int_equal(r.why[0], '\0');
 	parse(p, &cols, "\xef\xbb\xbf" "2026-11-02 08:00:00,2026-11-02 09:00:00,张三,山西大学,2,否", &r);
 	assert_int_equal(r.kind, LP_SESSION);
@@ -253,10 +239,7 @@ static void test_bom_on_data_lines(void **state)
 	assert_string_equal(r.s.user, "张三");
 	lp_parser_free(p);
 
-	memset(&c, 0, sizeof(c));
-	c.format = LOG_FMT_JSONL;
-	c.fields.name[SF_START] = (char *)"start";
-	c.fields.name[SF_END] = (char *)"end";
+	jsonl_cfg(&c);
 	p = lp_parser_new(&c);
 	parse(p, NULL, "\xef\xbb\xbf{\"start\":1793577600,\"end\":1793581200}", &r);
 	assert_int_equal(r.kind, LP_SESSION);
@@ -265,14 +248,10 @@ static void test_bom_on_data_lines(void **state)
 	/* GB18030's own mark (U+FEFF encoded as 84 31 95 33) likewise, in a gbk log */
 	csv_cfg(&c);
 	c.encoding = LOG_ENC_GBK;
-	p = lp_parser_new(&c);
-	lp_csv_cols_reset(&cols);
+	p = csv_parser(&c, &cols);
 	char buf[512];
-	size_t n = to_gbk("开始时间,结束时间,用户,单位,样品数,对外", buf, sizeof(buf));
-	lp_parse(p, &cols, buf, n, arena, &r);
-	assert_int_equal(r.kind, LP_HEADER);
 	memcpy(buf, "\x84\x31\x95\x33", 4);
-	n = 4 + to_gbk("2026-11-02 08:00:00,2026-11-02 09:00:00,王,山西大学,2,否", buf + 4, sizeof(buf) - 4);
+	size_t n = 4 + h_to_gbk("2026-11-02 08:00:00,2026-11-02 09:00:00,王,山西大学,2,否", buf + 4, sizeof(buf) - 4);
 	lp_parse(p, &cols, buf, n, arena, &r);
 	assert_int_equal(r.kind, LP_SESSION);
 	assert_string_equal(r.s.user, "王");
@@ -285,10 +264,7 @@ static void test_not_utf8_is_malformed(void **state)
 {
 	(void)state;
 	struct log_cfg c;
-	memset(&c, 0, sizeof(c));
-	c.format = LOG_FMT_JSONL;
-	c.fields.name[SF_START] = (char *)"start";
-	c.fields.name[SF_END] = (char *)"end";
+	jsonl_cfg(&c);
 	c.fields.name[SF_USER] = (char *)"user";
 	struct lp_parser *p = lp_parser_new(&c);
 	struct lp_result r;
@@ -299,12 +275,8 @@ static void test_not_utf8_is_malformed(void **state)
 
 	csv_cfg(&c);
 	c.encoding = LOG_ENC_GBK;
-	p = lp_parser_new(&c);
 	struct lp_csv_cols cols;
-	lp_csv_cols_reset(&cols);
-	char buf[512];
-	size_t n = to_gbk("开始时间,结束时间,用户,单位,样品数,对外", buf, sizeof(buf));
-	lp_parse(p, &cols, buf, n, arena, &r);
+	p = csv_parser(&c, &cols);
 	static const char bad[] = "2026-11-02 08:00:00,2026-11-02 09:00:00,\xff\xff,o,1,0";
 	lp_parse(p, &cols, bad, strlen(bad), arena, &r);
 	assert_int_equal(r.kind, LP_MALFORMED);

@@ -10,7 +10,6 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <iconv.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -536,7 +535,7 @@ static void test_sigkill_at_random_moments(void **state)
 		localtime_r(&b, &tm);
 		strftime(tb, sizeof(tb), "%Y/%m/%d %H:%M:%S", &tm);
 		snprintf(line, sizeof(line), "%s 登录 用户=用户%d 单位=太原理工大学\n%s 其他 %d\n", ta, u, ta, i);
-		fwrite(gbk, 1, to_gbk(line, gbk, sizeof(gbk)), f);
+		fwrite(gbk, 1, h_to_gbk(line, gbk, sizeof(gbk)), f);
 		if (i >= 9) {
 			/* the logout of the session opened nine logins ago */
 			time_t c = (time_t)(t + (int64_t)(i - 9) * 20 + 190);
@@ -544,7 +543,7 @@ static void test_sigkill_at_random_moments(void **state)
 			char tc[32];
 			strftime(tc, sizeof(tc), "%Y/%m/%d %H:%M:%S", &tm);
 			snprintf(line, sizeof(line), "%s 注销 用户=用户%d 样品=%d\n", tc, (i - 9) % 10, i - 9);
-			fwrite(gbk, 1, to_gbk(line, gbk, sizeof(gbk)), f);
+			fwrite(gbk, 1, h_to_gbk(line, gbk, sizeof(gbk)), f);
 		}
 	}
 	fclose(f);

@@ -116,6 +116,7 @@ LT_FIX char *fpath(struct env *e, const char *name)
 	return h_path(e->dir, name);
 }
 
+/* An existing file is rewritten in place: the same inode, truncated (not a new file). */
 LT_FIX void write_file(struct env *e, const char *name, const char *data)
 {
 	char *p = fpath(e, name);
@@ -252,21 +253,10 @@ LT_FIX void assert_users(struct env *e, const char *want)
 	free(got);
 }
 
-LT_FIX size_t to_gbk(const char *utf8, char *out, size_t cap)
-{
-	iconv_t cd = iconv_open("GB18030", "UTF-8");
-	assert_true(cd != (iconv_t)-1);
-	char *in = (char *)utf8, *o = out;
-	size_t il = strlen(utf8), ol = cap;
-	assert_int_not_equal(iconv(cd, &in, &il, &o, &ol), (size_t)-1);
-	iconv_close(cd);
-	return cap - ol;
-}
-
 LT_FIX void append_gbk(struct env *e, const char *name, const char *utf8)
 {
 	char buf[4096];
-	size_t n = to_gbk(utf8, buf, sizeof(buf));
+	size_t n = h_to_gbk(utf8, buf, sizeof(buf));
 	char *p = fpath(e, name);
 	assert_int_equal(h_append_file(p, buf, n), 0);
 	free(p);

@@ -10,8 +10,6 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <iconv.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -259,11 +257,7 @@ static void test_rewritten_shorter_in_place(void **state)
 	wait_sessions(e, 3);
 	settle(e);
 	/* in place: same inode, truncated and written again with the last line only */
-	char *p = fpath(e, "usage.jsonl");
-	int fd = open(p, O_WRONLY | O_TRUNC);
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, c, strlen(c)), (ssize_t)strlen(c));
-	close(fd);
+	write_file(e, "usage.jsonl", c);
 	settle(e);
 	append(e, "usage.jsonl", d);
 	wait_sessions(e, 4);
@@ -273,10 +267,7 @@ static void test_rewritten_shorter_in_place(void **state)
 	/* the last two lines kept, and a new one: only the new one is read */
 	char *e5 = jsonl_row(4, "e");
 	char *cde = h_strdupf("%s%s%s", c, d, e5);
-	fd = open(p, O_WRONLY | O_TRUNC);
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, cde, strlen(cde)), (ssize_t)strlen(cde));
-	close(fd);
+	write_file(e, "usage.jsonl", cde);
 	wait_sessions(e, 5);
 	settle(e);
 	assert_users(e, "a b c d e");
@@ -284,10 +275,7 @@ static void test_rewritten_shorter_in_place(void **state)
 	/* truncated and written with lines that were not its tail: read as new */
 	char *f = jsonl_row(5, "f"), *g = jsonl_row(6, "g");
 	char *fg = h_strdupf("%s%s", f, g);
-	fd = open(p, O_WRONLY | O_TRUNC);
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, fg, strlen(fg)), (ssize_t)strlen(fg));
-	close(fd);
+	write_file(e, "usage.jsonl", fg);
 	wait_sessions(e, 7);
 	settle(e);
 	assert_users(e, "a b c d e f g");
@@ -296,7 +284,6 @@ static void test_rewritten_shorter_in_place(void **state)
 	free(g);
 	free(cde);
 	free(e5);
-	free(p);
 	free(abc);
 	free(a);
 	free(b);
@@ -316,16 +303,11 @@ static void test_csv_rewritten_shorter_in_place(void **state)
 	wait_sessions(e, 3);
 	settle(e);
 	char *kept = h_strdupf("\xef\xbb\xbf" CSV_HEADER "%s%s", c, d);
-	char *p = fpath(e, "usage.csv");
-	int fd = open(p, O_WRONLY | O_TRUNC);
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, kept, strlen(kept)), (ssize_t)strlen(kept));
-	close(fd);
+	write_file(e, "usage.csv", kept);
 	wait_sessions(e, 4);
 	settle(e);
 	assert_users(e, "a b c d");
 	assert_int_equal(count(e, "event", "log_malformed"), 0);
-	free(p);
 	free(kept);
 	free(all);
 	free(a);

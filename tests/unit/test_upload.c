@@ -9,7 +9,6 @@
 #include <cjson/cJSON.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <sqlite3.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -28,6 +27,7 @@
 #include "core.h"
 #include "harness.h"
 #include "log.h"
+#include "platfix.h"
 #include "sink.h"
 #include "timeutil.h"
 #include "transfer.h"
@@ -35,8 +35,7 @@
 
 struct fx {
 	char *dir, *certs;
-	struct h_proc *plat;
-	int port;
+	struct platfix pl;
 	struct config *cfg;
 	struct buffer *buf;
 	struct core *core;
@@ -46,73 +45,9 @@ struct fx {
 	struct h_clockdrive *drive;
 };
 
-/* One throw-away PKI for the whole program (group_setup): making one costs more than most
- * tests; each test still gets its own platform, store and agent. */
-static char *pki_dir, *pki_certs;
-
-static int group_setup(void **state)
-{
-	(void)state;
-	pki_dir = h_mkdtemp("test_upload-pki");
-	pki_certs = pki_dir ? h_make_certs(pki_dir) : NULL;
-	return pki_certs ? 0 : -1;
-}
-
-static int group_teardown(void **state)
-{
-	(void)state;
-	if (pki_dir && !getenv("KEEP_TMP"))
-		h_rmtree(pki_dir);
-	free(pki_dir);
-	free(pki_certs);
-	return 0;
-}
-
-static void make_certs(struct fx *f)
-{
-	f->certs = strdup(pki_certs);
-	assert_non_null(f->certs);
-}
-
-static void start_platform(struct fx *f, const char *db_name, bool mtls)
-{
-	char *pf = h_path(f->dir, "port"), *db = h_path(f->dir, db_name);
-	char *cert = h_path(f->certs, "server.pem"), *key = h_path(f->certs, "server.key");
-	char *ca = h_path(f->certs, "ca.pem"), *log = h_path(f->dir, "refplat.log");
-	char *listen = f->port ? h_strdupf("127.0.0.1:%d", f->port) : strdup("127.0.0.1:0");
-	unlink(pf);
-	char *argv[16] = { (char *)h_build_path("refplat"), (char *)"--listen", listen, (char *)"--port-file", pf,
-			   (char *)"--cert", cert, (char *)"--key", key, (char *)"--db", db,
-			   (char *)"--token", (char *)"s3cret", NULL };
-	if (mtls) {
-		argv[13] = (char *)"--client-ca";
-		argv[14] = ca;
-	}
-	f->plat = h_spawn(argv, NULL, true, true, log);
-	assert_true(h_wait_file(pf, 10000));
-	char *p = h_read_file(pf, NULL);
-	f->port = atoi(p);
-	free(p);
-	free(pf);
-	free(db);
-	free(cert);
-	free(key);
-	free(ca);
-	free(log);
-	free(listen);
-}
-
-static void plat_cmd(struct fx *f, const char *line)
-{
-	char *reply = h_request(f->plat, line, 5000);
-	if (!reply || strncmp(reply, "error", 5) == 0)
-		fail_msg("refplat: \"%s\": %s", line, reply ? reply : "(no reply)");
-	free(reply);
-}
-
 static cJSON *plat_json(struct fx *f, const char *line)
 {
-	char *reply = h_request(f->plat, line, 5000);
+	char *reply = platfix_request(&f->pl, line);
 	cJSON *o = reply ? cJSON_Parse(reply) : NULL;
 	if (!o)
 		fail_msg("refplat: \"%s\": %s", line, reply ? reply : "(no reply)");
@@ -132,15 +67,16 @@ static int64_t plat_head(struct fx *f, char hash[HASH_HEX_LEN + 1])
 
 static void load_config(struct fx *f, const char *extra_platform)
 {
+	char *platform = platfix_config(&f->pl);
 	char *text = h_strdupf(
 		"{ \"agent\": { \"id\": \"agent-1\", \"lab_code\": \"SXKL-1\", \"timezone\": \"Asia/Shanghai\","
 		"    \"state_dir\": \"%s/state\", \"internal_orgs\": [\"山西大学\"] },"
-		"  \"platform\": { \"url\": \"https://127.0.0.1:%d/api\", \"token_file\": \"%s/token\","
-		"    \"ca_file\": \"%s/ca.pem\", \"upload_interval_s\": 1, \"batch_max_records\": 500,"
+		"  \"platform\": { %s, \"upload_interval_s\": 1, \"batch_max_records\": 500,"
 		"    \"timeout_s\": 5 %s },"
 		"  \"instruments\": [ { \"id\": \"NMR\", \"logs\": [ { \"path\": \"/x\", \"format\": \"csv\","
 		"    \"fields\": { \"start\": \"s\", \"end\": \"e\" } } ] } ] }",
-		f->dir, f->port, f->dir, f->certs, extra_platform ? extra_platform : "");
+		f->dir, platform, extra_platform ? extra_platform : "");
+	free(platform);
 	char *path = h_path(f->dir, "agent.json");
 	h_write_file(path, text, (size_t)-1, 0644);
 	struct config_errors errs = { 0 };
@@ -160,12 +96,10 @@ static int setup_common(void **state, bool mtls)
 	fake_clock_install(&f->clock, clock_wall()); /* from now on, so sealed sessions stay past */
 	f->drive = h_clockdrive_start(&f->clock);
 	assert_non_null(f->drive);
-	f->dir = h_mkdtemp("test_upload");
-	make_certs(f);
-	char *token = h_path(f->dir, "token");
-	h_write_file(token, "s3cret\n", (size_t)-1, 0600);
-	free(token);
-	start_platform(f, "platform.db", mtls);
+	f->dir = platfix_folder("test_upload", &f->certs);
+	assert_non_null(f->dir);
+	f->pl.mtls = mtls;
+	assert_int_equal(platfix_start(&f->pl, f->dir, f->certs), 0);
 	char *extra = mtls ? h_strdupf(", \"client_cert\": \"%s/client.pem\", \"client_key\": \"%s/client.key\"",
 				       f->certs, f->certs) : NULL;
 	load_config(f, extra);
@@ -187,15 +121,11 @@ static int teardown(void **state)
 	core_free(f->core);
 	buffer_close(f->buf);
 	config_free(f->cfg);
-	h_proc_free(f->plat);
+	platfix_free(&f->pl);
 	h_clockdrive_stop(f->drive);
 	clock_set(NULL);
 	fclose(f->devnull);
-	if (getenv("KEEP_TMP"))
-		fprintf(stderr, "kept %s\n", f->dir);
-	else
-		h_rmtree(f->dir);
-	free(f->dir);
+	h_done_dir(f->dir);
 	free(f->certs);
 	free(f);
 	return 0;
@@ -279,7 +209,7 @@ static void test_retry_after_honoured(void **state)
 {
 	struct fx *f = *state;
 	seal_sessions(f, 10);
-	plat_cmd(f, "fault status 503 retry_after=1 count=2");
+	assert_int_equal(platfix_cmd(&f->pl, "fault status 503 retry_after=1 count=2"), 0);
 	int64_t t0 = clock_mono_ms();
 	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), 0);
 	/* Waited twice, 1 s each, as asked: fake time passes only while flush waits. */
@@ -293,7 +223,7 @@ static void test_lost_reply_resent_harmlessly(void **state)
 {
 	struct fx *f = *state;
 	seal_sessions(f, 700);
-	plat_cmd(f, "fault drop_reply count=1");
+	assert_int_equal(platfix_cmd(&f->pl, "fault drop_reply count=1"), 0);
 	/* The first batch is stored but its reply lost: the resend is de-duplicated. */
 	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), 0);
 	assert_platform_matches(f);
@@ -307,7 +237,7 @@ static void test_too_large_halves_batch(void **state)
 {
 	struct fx *f = *state;
 	seal_sessions(f, 600);
-	plat_cmd(f, "fault max_body 2500");
+	assert_int_equal(platfix_cmd(&f->pl, "fault max_body 2500"), 0);
 	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), 0);
 	assert_platform_matches(f);
 	cJSON *s = plat_json(f, "stats");
@@ -319,7 +249,7 @@ static void test_refused_record_stops_and_keeps(void **state)
 {
 	struct fx *f = *state;
 	seal_sessions(f, 50);
-	plat_cmd(f, "fault reject 17 status=422 error=unknown-instrument");
+	assert_int_equal(platfix_cmd(&f->pl, "fault reject 17 status=422 error=unknown-instrument"), 0);
 	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), EX_PROTOCOL);
 	assert_int_equal(acked(f), 0);
 	char *e = last_error(f);
@@ -327,7 +257,7 @@ static void test_refused_record_stops_and_keeps(void **state)
 	assert_non_null(strstr(e, "unknown-instrument"));
 	free(e);
 	/* Fixed on the platform's side: the next flush delivers everything. */
-	plat_cmd(f, "clear");
+	assert_int_equal(platfix_cmd(&f->pl, "clear"), 0);
 	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), 0);
 	assert_platform_matches(f);
 }
@@ -336,7 +266,7 @@ static void test_credentials_refused(void **state)
 {
 	struct fx *f = *state;
 	seal_sessions(f, 3);
-	plat_cmd(f, "fault status 401 count=1");
+	assert_int_equal(platfix_cmd(&f->pl, "fault status 401 count=1"), 0);
 	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), EX_TEMPFAIL);
 	char *e = last_error(f);
 	assert_non_null(strstr(e, "credentials"));
@@ -351,7 +281,7 @@ static void test_wrong_ack_hash_is_alarm(void **state)
 {
 	struct fx *f = *state;
 	seal_sessions(f, 5);
-	plat_cmd(f, "fault wrong_hash count=1");
+	assert_int_equal(platfix_cmd(&f->pl, "fault wrong_hash count=1"), 0);
 	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), EX_PROTOCOL);
 	assert_int_equal(acked(f), 0);
 	char *e = last_error(f);
@@ -368,14 +298,12 @@ static void test_unreachable_then_back(void **state)
 {
 	struct fx *f = *state;
 	seal_sessions(f, 20);
-	h_stop(f->plat, 5000);
-	h_proc_free(f->plat);
-	f->plat = NULL;
+	platfix_stop(&f->pl);
 	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), EX_TEMPFAIL);
 	char *e = last_error(f);
 	assert_non_null(strstr(e, "cannot reach"));
 	free(e);
-	start_platform(f, "platform.db", false); /* same port, same store */
+	assert_int_equal(platfix_start(&f->pl, f->dir, f->certs), 0); /* same port, same store */
 	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), 0);
 	assert_platform_matches(f);
 }
@@ -386,9 +314,9 @@ static void test_platform_lost_data_resend_from_expected(void **state)
 	seal_sessions(f, 300);
 	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), 0);
 	/* The platform comes back from an older backup: empty. It answers 409 expected 1. */
-	h_proc_free(f->plat);
-	f->plat = NULL;
-	start_platform(f, "platform-restored.db", false);
+	platfix_stop(&f->pl);
+	platfix_use_db(&f->pl, "platform-restored.db");
+	assert_int_equal(platfix_start(&f->pl, f->dir, f->certs), 0);
 	seal_sessions(f, 10);
 	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), 0);
 	assert_platform_matches(f);
@@ -470,6 +398,23 @@ static bool platform_caught_up(void *arg)
 	return plat_head(f, NULL) == h.seq && h.seq > 5000;
 }
 
+/* One number over the agent's rows on the platform (its db is shared: WAL). */
+static int64_t platform_agg(struct fx *f, const char *what)
+{
+	char *sql = h_strdupf("SELECT %s FROM records WHERE agent_id = 'agent-1'", what);
+	int64_t n = h_sql_int(f->pl.db, sql);
+	free(sql);
+	return n;
+}
+
+static int64_t platform_count(struct fx *f, const char *where)
+{
+	char *sql = h_strdupf("SELECT COUNT(*) FROM records WHERE agent_id = 'agent-1' AND %s", where);
+	int64_t n = h_sql_int(f->pl.db, sql);
+	free(sql);
+	return n;
+}
+
 /* The daemon holds its lock once signals are handled and the buffer is open. */
 static bool daemon_ready(void *arg)
 {
@@ -494,7 +439,7 @@ static void test_daemon_uploads_and_survives_kills(void **state)
 	char *cfg = h_path(f->dir, "agent.json");
 	char *log = h_path(f->dir, "agent.log");
 	char *argv[] = { (char *)h_build_path("labshare-agent"), (char *)"-c", cfg, (char *)"run", NULL };
-	plat_cmd(f, "fault slow 20 count=0");
+	assert_int_equal(platfix_cmd(&f->pl, "fault slow 20 count=0"), 0);
 	srand(7);
 	for (int i = 0; i < 8; i++) {
 		struct h_proc *p = h_spawn(argv, NULL, false, false, log);
@@ -507,7 +452,7 @@ static void test_daemon_uploads_and_survives_kills(void **state)
 		h_wait(p, 5000);
 		h_proc_free(p);
 	}
-	plat_cmd(f, "clear");
+	assert_int_equal(platfix_cmd(&f->pl, "clear"), 0);
 	struct h_proc *p = h_spawn(argv, NULL, false, false, log);
 	char *state_dir = h_path(f->dir, "state");
 	assert_true(h_wait_for(daemon_ready, state_dir, 10000));
@@ -522,19 +467,8 @@ static void test_daemon_uploads_and_survives_kills(void **state)
 	 * exactly 1..head, and its head hash is ours. */
 	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), 0);
 	buffer_head(f->buf, &h);
-	char *pdb = h_path(f->dir, "platform.db");
-	sqlite3 *db;
-	sqlite3_stmt *st;
-	assert_int_equal(sqlite3_open(pdb, &db), SQLITE_OK);
-	sqlite3_busy_timeout(db, 5000);
-	assert_int_equal(sqlite3_prepare_v2(db, "SELECT COUNT(*), MIN(seq), MAX(seq), COUNT(DISTINCT seq) FROM records"
-					    " WHERE agent_id = 'agent-1'", -1, &st, NULL), SQLITE_OK);
-	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-	int64_t rows = sqlite3_column_int64(st, 0), lo = sqlite3_column_int64(st, 1);
-	int64_t hi = sqlite3_column_int64(st, 2), distinct = sqlite3_column_int64(st, 3);
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	free(pdb);
+	int64_t rows = platform_agg(f, "COUNT(*)"), lo = platform_agg(f, "MIN(seq)");
+	int64_t hi = platform_agg(f, "MAX(seq)"), distinct = platform_agg(f, "COUNT(DISTINCT seq)");
 	if (lo != 1 || rows != hi || distinct != rows || hi < 5000 + 9 || hi != h.seq)
 		fail_msg("platform holds %lld rows, seq %lld..%lld (%lld distinct); local head %lld",
 			 (long long)rows, (long long)lo, (long long)hi, (long long)distinct, (long long)h.seq);
@@ -544,27 +478,6 @@ static void test_daemon_uploads_and_survives_kills(void **state)
 	assert_string_equal(hash, ours);
 	free(cfg);
 	free(log);
-}
-
-static int64_t platform_count(struct fx *f, const char *where)
-{
-	char *pdb = h_path(f->dir, "platform.db");
-	sqlite3 *db;
-	sqlite3_stmt *st;
-	int64_t n = -1;
-	char *sql = h_strdupf("SELECT COUNT(*) FROM records WHERE agent_id = 'agent-1' AND %s", where);
-	if (sqlite3_open(pdb, &db) == SQLITE_OK) {
-		sqlite3_busy_timeout(db, 5000);
-		if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
-			if (sqlite3_step(st) == SQLITE_ROW)
-				n = sqlite3_column_int64(st, 0);
-			sqlite3_finalize(st);
-		}
-	}
-	sqlite3_close(db);
-	free(sql);
-	free(pdb);
-	return n;
 }
 
 struct bp {
@@ -619,23 +532,24 @@ static void test_back_pressure_pauses_and_resumes(void **state)
 		fprintf(lf, "2026-10-01T00:00:00Z,2026-10-01T00:30:00Z,user-%d,Org %d,%s\n", i, i % 7, project);
 	fclose(lf);
 	char *cfg = h_path(f->dir, "agent-bp.json");
+	char *platform = platfix_config(&f->pl);
 	char *text = h_strdupf(
 		"{ \"agent\": { \"id\": \"agent-1\", \"lab_code\": \"SXKL-1\", \"timezone\": \"Asia/Shanghai\","
 		"    \"state_dir\": \"%s/bp-state\" },"
-		"  \"platform\": { \"url\": \"https://127.0.0.1:%d/api\", \"token_file\": \"%s/token\","
-		"    \"ca_file\": \"%s/ca.pem\", \"upload_interval_s\": 1, \"timeout_s\": 5 },"
+		"  \"platform\": { %s, \"upload_interval_s\": 1, \"timeout_s\": 5 },"
 		"  \"buffer\": { \"max_mb\": 2 },"
 		"  \"instruments\": [ { \"id\": \"NMR\", \"logs\": [ { \"path\": \"%s\", \"format\": \"csv\","
 		"    \"fields\": { \"start\": \"start\", \"end\": \"end\", \"user\": \"user\", \"org\": \"org\","
 		"                \"project\": \"project\" } } ] } ] }",
-		f->dir, f->port, f->dir, f->certs, logpath);
+		f->dir, platform, logpath);
 	h_write_file(cfg, text, (size_t)-1, 0644);
 	free(text);
+	free(platform);
 
 	/* Unavailable, and saying when to come back: the agent then tries every second instead of
 	 * backing off further with each failure, so its return is seen at once (test_unreachable_
 	 * then_back has the platform really down). */
-	plat_cmd(f, "fault status 503 retry_after=1 count=0");
+	assert_int_equal(platfix_cmd(&f->pl, "fault status 503 retry_after=1 count=0"), 0);
 	char *log = h_path(f->dir, "agent-bp.log");
 	char *argv[] = { (char *)h_build_path("labshare-agent"), (char *)"-c", cfg, (char *)"run", NULL };
 	struct h_proc *p = h_spawn(argv, NULL, false, false, log);
@@ -651,7 +565,7 @@ static void test_back_pressure_pauses_and_resumes(void **state)
 	assert_non_null(strstr(text_log, "buffer: full"));
 	free(text_log);
 
-	plat_cmd(f, "clear"); /* back */
+	assert_int_equal(platfix_cmd(&f->pl, "clear"), 0); /* back */
 	assert_true(h_wait_for(all_sessions_on_platform, &b, 180000));
 	assert_int_equal(h_kill(p, SIGTERM), 0);
 	assert_int_equal(h_wait(p, 20000), 0);
@@ -737,7 +651,7 @@ static void test_long_token(void **state)
 		tok[i] = "abcdefghijklmnopqrstuvwxyz0123456789"[i % 36];
 	tok[3000] = '\0';
 	char *cmd = h_strdupf("token add %s", tok);
-	plat_cmd(f, cmd);
+	assert_int_equal(platfix_cmd(&f->pl, cmd), 0);
 	free(cmd);
 	char *path = h_path(f->dir, "token");
 	char *text = h_strdupf("%s\n", tok);
@@ -760,7 +674,7 @@ static void test_too_large_keeps_size(void **state)
 {
 	struct fx *f = *state;
 	seal_sessions(f, 4000);
-	plat_cmd(f, "fault max_body 3000");
+	assert_int_equal(platfix_cmd(&f->pl, "fault max_body 3000"), 0);
 	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), 0);
 	assert_platform_matches(f);
 	cJSON *s = plat_json(f, "stats");
@@ -778,8 +692,8 @@ static void test_too_large_keeps_size(void **state)
 static void test_capped_reply_is_a_prefix(void **state)
 {
 	struct fx *f = *state;
-	plat_cmd(f, "fault pad_reply 70000 count=1");
-	char *url = h_strdupf("https://127.0.0.1:%d/api/v1/feeds", f->port);
+	assert_int_equal(platfix_cmd(&f->pl, "fault pad_reply 70000 count=1"), 0);
+	char *url = h_strdupf("https://127.0.0.1:%d/api/v1/feeds", f->pl.port);
 	char *ca = h_path(f->certs, "ca.pem");
 	struct transfer t;
 	struct transfer_opts o = { .url = url, .protocols = "https", .timeout_s = 5, .ca_file = ca,
@@ -803,7 +717,7 @@ static void test_capped_reply_is_a_prefix(void **state)
 	free(ca);
 	/* The feed does not act on a reply it could not read whole: the batch is sent again. */
 	seal_sessions(f, 3);
-	plat_cmd(f, "fault pad_reply 70000 count=1");
+	assert_int_equal(platfix_cmd(&f->pl, "fault pad_reply 70000 count=1"), 0);
 	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), 0);
 	assert_platform_matches(f);
 	cJSON *s = plat_json(f, "stats");
@@ -820,7 +734,7 @@ static void test_ack_out_of_range(void **state)
 	seal_sessions(f, 3);
 	for (size_t i = 0; i < sizeof(acks) / sizeof(acks[0]); i++) {
 		char *cmd = h_strdupf("fault status 200 count=1 body={\"ack\":%s,\"hash\":\"%064d\"}", acks[i], 0);
-		plat_cmd(f, cmd);
+		assert_int_equal(platfix_cmd(&f->pl, cmd), 0);
 		free(cmd);
 		int code = uploader_flush(f->cfg, f->buf, f->devnull);
 		char *e = last_error(f);
@@ -858,5 +772,5 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_capped_reply_is_a_prefix, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ack_out_of_range, setup, teardown),
 	};
-	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+	return cmocka_run_group_tests(tests, NULL, NULL);
 }
