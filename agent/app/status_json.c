@@ -281,18 +281,16 @@ int status_live_from_json(struct status *st, const cJSON *j)
 		if (!in)
 			continue;
 		const cJSON *m = get(it, "modbus");
-		if (in->modbus.present && cJSON_IsObject(m)) {
+		/* Only what a driver filled (modbus_from, log_from say which): the rest the
+		 * daemon wrote as any stopped agent would, and it is filled here the same way. */
+		if (in->modbus.present && cJSON_IsObject(m) && str_of(m, "bus"))
 			modbus_from(&in->modbus, m);
-			in->modbus.live = true;
-		}
 		const cJSON *l;
 		cJSON_ArrayForEach(l, get(it, "logs")) {
 			const char *path = str_of(l, "path");
 			struct log_status *ls = path ? inst_status_log(in, path) : NULL;
-			if (ls) {
+			if (ls && get(l, "state"))
 				log_from(ls, l);
-				ls->live = true;
-			}
 		}
 	}
 	return 0;
