@@ -33,6 +33,9 @@
 #define N_DRIVERS_MAX 8
 #define TICK_MS 1000
 #define PRUNE_EVERY_S 3600
+/* Repeated sessions (status.json's sessions_repeated) change when a duplicate arrives, rarely:
+ * counted again once a minute, not every second (`status` counts them itself, from the file). */
+#define REPEATS_EVERY_S 60
 
 /* A failure that repeats every tick (a full disk) is logged when it starts, once a minute
  * while it lasts, and when it ends: the journal should say what is wrong, not fill up. */
@@ -69,6 +72,7 @@ struct daemon {
 	struct status *st;               /* refreshed every tick; laid out again at a reload */
 	int lock_fd;
 	int64_t last_prune;
+	int64_t repeats_at;              /* monotonic ms of the last count; 0: not yet */
 	bool was_healthy;
 	struct repeat tick_err, snap_err, file_err;
 };
@@ -224,7 +228,11 @@ static void write_snapshots(struct daemon *d)
 		if (d->drv[i] && source_registry[i]->status)
 			source_registry[i]->status(d->drv[i], st->insts, st->n_insts);
 	status_fill_idle(st, d->buf, mx);
-	status_fill_repeats(st, mx);
+	int64_t now = clock_mono_ms();
+	if (!d->repeats_at || now - d->repeats_at >= REPEATS_EVERY_S * 1000) {
+		status_fill_repeats(st, d->buf, mx);
+		d->repeats_at = now;
+	}
 
 	size_t len = 0;
 	char *text = status_json(st, &len);
@@ -357,6 +365,7 @@ static void reload(struct daemon *d)
 	d->cfg = next;
 	status_free(d->st);             /* laid out again from the new instruments */
 	d->st = NULL;
+	d->repeats_at = 0;
 	timeutil_set_zone(next->agent.timezone);
 	core_set_config(d->core, next);
 	config_free(old);

@@ -226,7 +226,7 @@ static int cmd_status(const char *path, int argc, char **argv)
 	if (running)
 		status_read_live(st, cfg->agent.state_dir);
 	status_fill_idle(st, b, mx);
-	status_fill_repeats(st, mx);
+	status_fill_repeats(st, b, mx);
 	metrics_free(mx);
 	if (json) {
 		char *text = status_json(st, NULL);

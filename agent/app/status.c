@@ -11,6 +11,7 @@
 #include "source.h"
 
 #include <cjson/cJSON.h>
+#include <sqlite3.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -204,8 +205,27 @@ static void log_from_cursor(struct log_status *l, struct buffer *b, const char *
 	cJSON_Delete(cur);
 }
 
+/* One read transaction around the per-instrument reads: a query outside one takes and drops
+ * the file's shared lock itself (two fcntl calls), 10,000 times at 5,000 instruments. */
+static void read_begin(struct buffer *b)
+{
+	if (!b)
+		return;
+	buffer_lock(b);
+	sqlite3_exec(buffer_db(b), "BEGIN", NULL, NULL, NULL);
+}
+
+static void read_end(struct buffer *b)
+{
+	if (!b)
+		return;
+	sqlite3_exec(buffer_db(b), "COMMIT", NULL, NULL, NULL);
+	buffer_unlock(b);
+}
+
 void status_fill_idle(struct status *st, struct buffer *b, struct metrics *mx)
 {
+	read_begin(b);
 	for (size_t i = 0; i < st->n_insts; i++) {
 		struct inst_status *in = &st->insts[i];
 		struct modbus_status *m = &in->modbus;
@@ -221,14 +241,17 @@ void status_fill_idle(struct status *st, struct buffer *b, struct metrics *mx)
 			if (!in->logs[j].live)
 				log_from_cursor(&in->logs[j], b, in->id);
 	}
+	read_end(b);
 }
 
-void status_fill_repeats(struct status *st, struct metrics *mx)
+void status_fill_repeats(struct status *st, struct buffer *b, struct metrics *mx)
 {
+	read_begin(mx ? b : NULL);
 	for (size_t i = 0; i < st->n_insts; i++) {
 		int64_t rep = mx ? metrics_sessions_repeated(mx, st->insts[i].id) : 0;
 		st->insts[i].sessions_repeated = rep > 0 ? rep : 0;
 	}
+	read_end(mx ? b : NULL);
 }
 
 int status_read_live(struct status *st, const char *state_dir)
@@ -274,7 +297,7 @@ cJSON *status_build(const struct config *cfg, struct buffer *b, const cJSON *liv
 	if (running && live)
 		status_live_from_json(st, live);
 	status_fill_idle(st, b, mx);
-	status_fill_repeats(st, mx);
+	status_fill_repeats(st, b, mx);
 	metrics_free(mx);
 	cJSON *j = as_tree(st);
 	status_free(st);

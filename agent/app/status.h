@@ -61,7 +61,7 @@ void status_begin_round(struct status *st);
 void status_fill_idle(struct status *st, struct buffer *b, struct metrics *mx);
 /* SPEC §3: the same session seen again, sealed once, counted per instrument (from the file:
  * `record` counts repeats beside a running daemon). mx may be NULL. */
-void status_fill_repeats(struct status *st, struct metrics *mx);
+void status_fill_repeats(struct status *st, struct buffer *b, struct metrics *mx);
 
 /* The instruments' live parts (Modbus and logs) from the daemon's {state_dir}/status.json.
  * 0, or -errno (-ENOENT: no file; -EINVAL: not what the daemon writes). */
