@@ -5,6 +5,7 @@
 #include "status.h"
 #include "jsonw.h"
 #include "timeutil.h"
+#include "utf8.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -12,6 +13,23 @@
 #include <string.h>
 
 /* ---- writing ------------------------------------------------------------------------ */
+
+/* A string from outside (a file's name, a device's or the platform's error) that is not UTF-8
+ * is written with its odd bytes as "\\xNN" (utf8_repair): the status is an operator's view, and
+ * one such name must not take the whole status down (jsonw refuses invalid UTF-8). */
+static void put_str(struct jsonw *w, const char *key, const char *s)
+{
+	if (utf8_str_valid(s)) {
+		jw_str(w, key, s);
+		return;
+	}
+	char *fixed = utf8_repair(s);
+	if (!fixed)
+		w->failed = true;
+	else
+		jw_str(w, key, fixed);
+	free(fixed);
+}
 
 static void put_time(struct jsonw *w, const char *key, int64_t t)
 {
@@ -29,9 +47,9 @@ static void put_sink(struct jsonw *w, const struct sink_status *s)
 	jw_int(w, "acked_seq", s->acked_seq);
 	jw_int(w, "pending", s->pending);
 	put_time(w, "last_ok", s->last_ok);
-	jw_str(w, "last_error", s->last_error);
+	put_str(w, "last_error", s->last_error);
 	put_time(w, "next_attempt", s->next_attempt);
-	jw_str(w, "alarm", s->alarm);
+	put_str(w, "alarm", s->alarm);
 }
 
 static void put_nrii(struct jsonw *w, const struct nrii_status *n)
@@ -41,7 +59,7 @@ static void put_nrii(struct jsonw *w, const struct nrii_status *n)
 		jw_object(w, NULL);
 		jw_int(w, "seq", n->parked[i].seq);
 		jw_int(w, "code", n->parked[i].code);
-		jw_str(w, "text", n->parked[i].text ? n->parked[i].text : "");
+		put_str(w, "text", n->parked[i].text ? n->parked[i].text : "");
 		jw_close_object(w);
 	}
 	jw_close_array(w);
@@ -49,11 +67,11 @@ static void put_nrii(struct jsonw *w, const struct nrii_status *n)
 	for (size_t i = 0; i < n->n_totals; i++) {
 		const struct nrii_parked_total *t = &n->totals[i];
 		jw_object(w, NULL);
-		jw_str(w, "instrument", t->instrument ? t->instrument : "");
+		put_str(w, "instrument", t->instrument ? t->instrument : "");
 		jw_int(w, "year", t->year);
 		jw_int(w, "month", t->month);
 		jw_int(w, "code", t->code);
-		jw_str(w, "text", t->text ? t->text : "");
+		put_str(w, "text", t->text ? t->text : "");
 		jw_close_object(w);
 	}
 	jw_close_array(w);
@@ -71,7 +89,7 @@ static void put_reading(struct jsonw *w, const struct modbus_reading *r)
 	put_time(w, "at", r->at);
 	jw_bool(w, "ok", r->ok);
 	if (!r->ok) {
-		jw_str(w, "error", r->error ? r->error : "");
+		put_str(w, "error", r->error ? r->error : "");
 	} else {
 		if (r->has_run)
 			jw_num(w, "run_raw", r->run_raw);
@@ -92,7 +110,7 @@ static void put_modbus(struct jsonw *w, const struct modbus_status *m)
 		return;
 	}
 	jw_object(w, "modbus");
-	jw_str(w, "state", m->state);
+	put_str(w, "state", m->state);
 	put_time(w, "last_ok", m->last_ok);
 	if (m->has_run_hours)
 		jw_num(w, "run_hours_total", m->run_hours_total);
@@ -104,8 +122,8 @@ static void put_modbus(struct jsonw *w, const struct modbus_status *m)
 		if (m->has_in_use)
 			jw_bool(w, "in_use", m->in_use);
 		if (m->last_error)
-			jw_str(w, "last_error", m->last_error);
-		jw_str(w, "bus", m->bus ? m->bus : "");
+			put_str(w, "last_error", m->last_error);
+		put_str(w, "bus", m->bus ? m->bus : "");
 		jw_int(w, "unit", m->unit);
 		put_reading(w, &m->reading);
 		jw_int(w, "polls", (int64_t)m->polls);
@@ -117,9 +135,9 @@ static void put_modbus(struct jsonw *w, const struct modbus_status *m)
 static void put_log(struct jsonw *w, const struct log_status *l)
 {
 	jw_object(w, NULL);
-	jw_str(w, "path", l->path);
+	put_str(w, "path", l->path);
 	if (l->live)
-		jw_str(w, "file", l->file);
+		put_str(w, "file", l->file);
 	if (l->has_offset)
 		jw_int(w, "offset", l->offset);
 	else
@@ -130,7 +148,7 @@ static void put_log(struct jsonw *w, const struct log_status *l)
 		jw_int(w, "files", l->files);
 		if (l->has_open_sessions)
 			jw_int(w, "open_sessions", l->open_sessions);
-		jw_str(w, "state", l->state);
+		put_str(w, "state", l->state);
 	}
 	jw_close_object(w);
 }
@@ -139,7 +157,7 @@ char *status_json(const struct status *st, size_t *len)
 {
 	struct jsonw w;
 	jw_begin(&w);
-	jw_str(&w, "agent_id", st->agent_id);
+	put_str(&w, "agent_id", st->agent_id);
 	jw_str(&w, "version", LABSHARE_VERSION);
 	jw_bool(&w, "running", st->running);
 	if (st->pid > 0)
@@ -147,14 +165,14 @@ char *status_json(const struct status *st, size_t *len)
 	else
 		jw_null(&w, "pid");
 	jw_object(&w, "buffer");
-	jw_str(&w, "path", st->buffer.path ? st->buffer.path : "");
+	put_str(&w, "path", st->buffer.path ? st->buffer.path : "");
 	jw_int(&w, "last_seq", st->buffer.last_seq);
 	jw_int(&w, "acked_seq", st->buffer.acked_seq);
 	jw_int(&w, "pending", st->buffer.pending);
 	jw_int(&w, "bytes", st->buffer.bytes);
 	jw_int(&w, "max_bytes", st->buffer.max_bytes);
 	jw_bool(&w, "full", st->buffer.full);
-	jw_str(&w, "head_hash", st->buffer.head_hash);
+	put_str(&w, "head_hash", st->buffer.head_hash);
 	if (st->buffer.oldest_pending_age_s >= 0)
 		jw_int(&w, "oldest_pending_age_s", st->buffer.oldest_pending_age_s);
 	else
@@ -173,8 +191,8 @@ char *status_json(const struct status *st, size_t *len)
 	for (size_t i = 0; i < st->n_insts; i++) {
 		const struct inst_status *in = &st->insts[i];
 		jw_object(&w, NULL);
-		jw_str(&w, "id", in->id);
-		jw_str(&w, "name", in->name);
+		put_str(&w, "id", in->id);
+		put_str(&w, "name", in->name);
 		put_modbus(&w, &in->modbus);
 		jw_array(&w, "logs");
 		for (size_t j = 0; j < in->n_logs; j++)

@@ -194,11 +194,27 @@ static void test_live_parts_only_what_a_driver_filled(void **state)
 	status_free(daemon);
 }
 
+/* A file name that is not UTF-8 (a share written from a GBK machine) is shown with its odd
+ * bytes spelled out; the rest of the status is still written. */
+static void test_bytes_not_utf8_do_not_stop_the_status(void **state)
+{
+	struct fx *f = *state;
+	struct status *st = filled(f->cfg);
+	inst_status_set(&st->insts[1].logs[0].file, "/data/\xd5\xc5-1.csv");
+	char *text = status_json(st, NULL);
+	assert_non_null(text);
+	assert_non_null(strstr(text, "\"file\":\"/data/\\\\xd5\\\\xc5-1.csv\""));
+	assert_non_null(strstr(text, "\"id\":\"C\""));
+	free(text);
+	status_free(st);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_json_reads_back_the_same, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_live_parts_only_what_a_driver_filled, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bytes_not_utf8_do_not_stop_the_status, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
