@@ -80,6 +80,21 @@ static void logtail_status(void *state, struct inst_status *insts, size_t n)
 	pthread_mutex_unlock(&lt->mu);
 }
 
+void logtail_cursor_status(const void *data, size_t len, struct log_status *l)
+{
+	cJSON *cur = data ? cJSON_ParseWithLength(data, len) : NULL;
+	const cJSON *files = cJSON_GetObjectItemCaseSensitive(cur, "files");
+	const cJSON *last = cJSON_GetArrayItem(files, cJSON_GetArraySize(files) - 1);
+	const cJSON *off = cJSON_GetObjectItemCaseSensitive(last, "off");
+	const cJSON *lines = cJSON_GetObjectItemCaseSensitive(cur, "lines");
+	const cJSON *bad = cJSON_GetObjectItemCaseSensitive(cur, "malformed");
+	l->has_offset = cJSON_IsNumber(off);
+	l->offset = l->has_offset ? (int64_t)off->valuedouble : 0;
+	l->lines = cJSON_IsNumber(lines) ? (int64_t)lines->valuedouble : 0;
+	l->malformed = cJSON_IsNumber(bad) ? (int64_t)bad->valuedouble : 0;
+	cJSON_Delete(cur);
+}
+
 /* ---- the driver ---- */
 
 char *logtail_cursor_key(const char *instrument, const char *path)

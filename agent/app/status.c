@@ -188,44 +188,37 @@ static void log_from_cursor(struct log_status *l, struct buffer *b, const char *
 	void *data = NULL;
 	size_t len = 0;
 	char *key = logtail_cursor_key(instrument, l->path);
-	cJSON *cur = NULL;
-	if (b && key && buffer_cursor_get(b, key, &data, &len) == 0)
-		cur = cJSON_ParseWithLength(data, len);
+	if (!b || !key || buffer_cursor_get(b, key, &data, &len) < 0)
+		data = NULL;
+	logtail_cursor_status(data, len, l);
 	free(key);
 	free(data);
-	const cJSON *files = cJSON_GetObjectItemCaseSensitive(cur, "files");
-	const cJSON *last = cJSON_GetArrayItem(files, cJSON_GetArraySize(files) - 1);
-	const cJSON *off = cJSON_GetObjectItemCaseSensitive(last, "off");
-	const cJSON *lines = cJSON_GetObjectItemCaseSensitive(cur, "lines");
-	const cJSON *bad = cJSON_GetObjectItemCaseSensitive(cur, "malformed");
-	l->has_offset = cJSON_IsNumber(off);
-	l->offset = l->has_offset ? (int64_t)off->valuedouble : 0;
-	l->lines = cJSON_IsNumber(lines) ? (int64_t)lines->valuedouble : 0;
-	l->malformed = cJSON_IsNumber(bad) ? (int64_t)bad->valuedouble : 0;
-	cJSON_Delete(cur);
 }
 
 /* One read transaction around the per-instrument reads: a query outside one takes and drops
  * the file's shared lock itself (two fcntl calls), 10,000 times at 5,000 instruments. */
-static void read_begin(struct buffer *b)
+static bool read_begin(struct buffer *b)
 {
 	if (!b)
-		return;
+		return false;
 	buffer_lock(b);
-	sqlite3_exec(buffer_db(b), "BEGIN", NULL, NULL, NULL);
+	/* Inside one already (autocommit off), ours would fail: the reads are in that one. */
+	return sqlite3_get_autocommit(buffer_db(b)) &&
+	       sqlite3_exec(buffer_db(b), "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
 }
 
-static void read_end(struct buffer *b)
+static void read_end(struct buffer *b, bool began)
 {
 	if (!b)
 		return;
-	sqlite3_exec(buffer_db(b), "COMMIT", NULL, NULL, NULL);
+	if (began)
+		sqlite3_exec(buffer_db(b), "COMMIT", NULL, NULL, NULL);
 	buffer_unlock(b);
 }
 
 void status_fill_idle(struct status *st, struct buffer *b, struct metrics *mx)
 {
-	read_begin(b);
+	bool began = read_begin(b);
 	for (size_t i = 0; i < st->n_insts; i++) {
 		struct inst_status *in = &st->insts[i];
 		struct modbus_status *m = &in->modbus;
@@ -241,17 +234,17 @@ void status_fill_idle(struct status *st, struct buffer *b, struct metrics *mx)
 			if (!in->logs[j].live)
 				log_from_cursor(&in->logs[j], b, in->id);
 	}
-	read_end(b);
+	read_end(b, began);
 }
 
 void status_fill_repeats(struct status *st, struct buffer *b, struct metrics *mx)
 {
-	read_begin(mx ? b : NULL);
+	bool began = read_begin(mx ? b : NULL);
 	for (size_t i = 0; i < st->n_insts; i++) {
 		int64_t rep = mx ? metrics_sessions_repeated(mx, st->insts[i].id) : 0;
 		st->insts[i].sessions_repeated = rep > 0 ? rep : 0;
 	}
-	read_end(mx ? b : NULL);
+	read_end(mx ? b : NULL, began);
 }
 
 int status_read_live(struct status *st, const char *state_dir)
