@@ -53,44 +53,46 @@ void lt_publish(struct tail *t)
 	pthread_mutex_unlock(&t->lt->mu);
 }
 
-static void logtail_status(void *state, cJSON *instruments)
+static void logtail_status(void *state, struct inst_status *insts, size_t n)
 {
 	struct logtail *lt = state;
+	size_t hint = 0;
 	pthread_mutex_lock(&lt->mu);
 	for (size_t i = 0; i < lt->n_tails; i++) {
 		const struct tail *t = lt->tails[i];
-		cJSON *in = NULL, *it;
-		cJSON_ArrayForEach(it, instruments) {
-			const cJSON *id = cJSON_GetObjectItemCaseSensitive(it, "id");
-			if (cJSON_IsString(id) && strcmp(id->valuestring, t->instrument) == 0) {
-				in = it;
-				break;
-			}
-		}
-		if (!in) {
-			in = cJSON_CreateObject();
-			cJSON_AddStringToObject(in, "id", t->instrument);
-			cJSON_AddItemToArray(instruments, in);
-		}
-		cJSON *logs = cJSON_GetObjectItemCaseSensitive(in, "logs");
-		if (!cJSON_IsArray(logs))
-			logs = cJSON_AddArrayToObject(in, "logs");
-		cJSON *l = cJSON_CreateObject();
-		cJSON_AddStringToObject(l, "path", t->cfg->path);
-		if (t->st_file)
-			cJSON_AddStringToObject(l, "file", t->st_file);
-		else
-			cJSON_AddNullToObject(l, "file");
-		cJSON_AddNumberToObject(l, "offset", (double)t->st_off);
-		cJSON_AddNumberToObject(l, "lines", (double)t->st_lines);
-		cJSON_AddNumberToObject(l, "malformed", (double)t->st_malformed);
-		cJSON_AddNumberToObject(l, "files", (double)t->st_files);
-		if (t->pairs)
-			cJSON_AddNumberToObject(l, "open_sessions", (double)t->st_open);
-		cJSON_AddStringToObject(l, "state", t->st_broken ? "error" : t->st_paused ? "paused" : "ok");
-		cJSON_AddItemToArray(logs, l);
+		struct inst_status *in = inst_status_find(insts, n, t->instrument, &hint);
+		struct log_status *l = in ? inst_status_log(in, t->cfg->path) : NULL;
+		if (!l)
+			continue;
+		/* Tails of one instrument come one after another: look at it again first. */
+		hint = hint ? hint - 1 : 0;
+		l->live = true;
+		inst_status_set(&l->file, t->st_file);
+		l->has_offset = true;
+		l->offset = t->st_off;
+		l->lines = t->st_lines;
+		l->malformed = t->st_malformed;
+		l->files = (int64_t)t->st_files;
+		l->has_open_sessions = t->pairs != NULL;
+		l->open_sessions = (int64_t)t->st_open;
+		snprintf(l->state, sizeof(l->state), "%s", t->st_broken ? "error" : t->st_paused ? "paused" : "ok");
 	}
 	pthread_mutex_unlock(&lt->mu);
+}
+
+void logtail_cursor_status(const void *data, size_t len, struct log_status *l)
+{
+	cJSON *cur = data ? cJSON_ParseWithLength(data, len) : NULL;
+	const cJSON *files = cJSON_GetObjectItemCaseSensitive(cur, "files");
+	const cJSON *last = cJSON_GetArrayItem(files, cJSON_GetArraySize(files) - 1);
+	const cJSON *off = cJSON_GetObjectItemCaseSensitive(last, "off");
+	const cJSON *lines = cJSON_GetObjectItemCaseSensitive(cur, "lines");
+	const cJSON *bad = cJSON_GetObjectItemCaseSensitive(cur, "malformed");
+	l->has_offset = cJSON_IsNumber(off);
+	l->offset = l->has_offset ? (int64_t)off->valuedouble : 0;
+	l->lines = cJSON_IsNumber(lines) ? (int64_t)lines->valuedouble : 0;
+	l->malformed = cJSON_IsNumber(bad) ? (int64_t)bad->valuedouble : 0;
+	cJSON_Delete(cur);
 }
 
 /* ---- the driver ---- */

@@ -24,6 +24,11 @@ extern struct logtail_tuning logtail_tuning;
 /* The cursor key of one configured log: "log:<instrument>:<path>". Caller frees. */
 char *logtail_cursor_key(const char *instrument, const char *path);
 
+/* A stopped agent's figures for one log (status without a daemon): what its cursor, as last
+ * committed (data, len: the cursor under logtail_cursor_key), says of offset, lines and
+ * malformed. The cursor's format is the driver's own; nothing else reads it. */
+void logtail_cursor_status(const void *data, size_t len, struct log_status *l);
+
 /* Poll rounds completed since start (all logs looked at once per round): a test waits for
  * this to move on instead of sleeping when it checks that nothing happened. */
 uint64_t logtail_rounds(void *state);

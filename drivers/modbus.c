@@ -9,7 +9,6 @@
 #include "mbdecode.h"
 #include "timeutil.h"
 
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -468,82 +467,51 @@ static void driver_stop(void *state)
 		mb_bus_close(d->lanes[i].bus);
 }
 
-static cJSON *instrument_obj(cJSON *arr, const char *id)
-{
-	cJSON *it;
-	cJSON_ArrayForEach(it, arr) {
-		const cJSON *v = cJSON_GetObjectItemCaseSensitive(it, "id");
-		if (cJSON_IsString(v) && strcmp(v->valuestring, id) == 0)
-			return it;
-	}
-	it = cJSON_CreateObject();
-	cJSON_AddStringToObject(it, "id", id);
-	cJSON_AddItemToArray(arr, it);
-	return it;
-}
-
 /* The latest poll, raw as read: beside a running daemon `poll` opens no bus and prints
  * these the way it prints its own reads (SPEC §2). */
-static void add_reading(cJSON *s, const struct inst *in)
+static void fill_reading(struct modbus_reading *r, const struct inst *in)
 {
-	if (in->last_at_us <= 0) {
-		cJSON_AddNullToObject(s, "reading");
-		return;
-	}
-	cJSON *r = cJSON_AddObjectToObject(s, "reading");
-	char t[RFC3339_LEN];
-	time_rfc3339(in->last_at_us / 1000000, t);
-	cJSON_AddStringToObject(r, "at", t);
-	cJSON_AddBoolToObject(r, "ok", in->last_poll_ok);
-	if (!in->last_poll_ok) {
-		cJSON_AddStringToObject(r, "error", in->last_error);
-		return;
-	}
-	if (in->last.has_run)
-		cJSON_AddNumberToObject(r, "run_raw", in->last.run_raw);
-	if (in->last.has_samples)
-		cJSON_AddNumberToObject(r, "samples_raw", in->last.samples_raw);
-	if (in->last.has_in_use) {
-		cJSON_AddNumberToObject(r, "in_use_raw", in->last.in_use_raw);
-		cJSON_AddBoolToObject(r, "in_use", in->last.in_use);
-	}
+	r->at = in->last_at_us > 0 ? in->last_at_us / 1000000 : 0;
+	r->ok = in->last_at_us > 0 && in->last_poll_ok;
+	inst_status_set(&r->error, r->at && !r->ok ? in->last_error : NULL);
+	r->has_run = r->ok && in->last.has_run;
+	r->has_samples = r->ok && in->last.has_samples;
+	r->has_in_use = r->ok && in->last.has_in_use;
+	r->run_raw = in->last.run_raw;
+	r->samples_raw = in->last.samples_raw;
+	r->in_use_raw = in->last.in_use_raw;
+	r->in_use = in->last.in_use;
 }
 
-static void driver_status(void *state, cJSON *arr)
+static void driver_status(void *state, struct inst_status *insts, size_t n)
 {
 	struct modbus_driver *d = state;
+	bool paused = core_paused(d->core);
+	size_t hint = 0;
 	pthread_mutex_lock(&d->mu);
 	for (size_t i = 0; i < d->n_insts; i++) {
 		struct inst *in = &d->insts[i];
 		const struct modbus_cfg *m = in->cfg->modbus;
-		cJSON *o = instrument_obj(arr, in->cfg->id);
-		cJSON *s = cJSON_AddObjectToObject(o, "modbus");
+		struct inst_status *o = inst_status_find(insts, n, in->cfg->id, &hint);
+		if (!o)
+			continue;
+		struct modbus_status *s = &o->modbus;
+		s->present = s->live = true;
 		const char *state_name = !in->started ? "starting" : in->offline ? "offline" : "ok";
-		if (core_paused(d->core))
-			state_name = "paused";
-		cJSON_AddStringToObject(s, "state", state_name);
-		if (in->last_ok > 0) {
-			char t[RFC3339_LEN];
-			time_rfc3339(in->last_ok, t);
-			cJSON_AddStringToObject(s, "last_ok", t);
-		} else {
-			cJSON_AddNullToObject(s, "last_ok");
-		}
-		if (in->last_ok > 0 && in->last.has_run)
-			cJSON_AddNumberToObject(s, "run_hours_total", in->last.run_raw * m->run_counter.scale);
-		else
-			cJSON_AddNullToObject(s, "run_hours_total");
-		if (in->last_ok > 0 && in->last.has_samples)
-			cJSON_AddNumberToObject(s, "samples_total", in->last.samples_raw * m->samples_counter.scale);
-		if (in->last_ok > 0 && in->last.has_in_use)
-			cJSON_AddBoolToObject(s, "in_use", in->last.in_use);
-		if (in->last_error[0])
-			cJSON_AddStringToObject(s, "last_error", in->last_error);
-		cJSON_AddStringToObject(s, "bus", d->cfg->buses[in->bus].id);
-		cJSON_AddNumberToObject(s, "unit", m->unit);
-		add_reading(s, in);
-		cJSON_AddNumberToObject(s, "polls", (double)in->polls);
-		cJSON_AddNumberToObject(s, "late_polls", (double)in->late_polls);
+		snprintf(s->state, sizeof(s->state), "%s", paused ? "paused" : state_name);
+		s->last_ok = in->last_ok > 0 ? in->last_ok : 0;
+		s->has_run_hours = in->last_ok > 0 && in->last.has_run;
+		s->run_hours_total = in->last.run_raw * m->run_counter.scale;
+		s->has_samples_total = in->last_ok > 0 && in->last.has_samples;
+		s->samples_total = in->last.samples_raw * m->samples_counter.scale;
+		s->has_in_use = in->last_ok > 0 && in->last.has_in_use;
+		s->in_use = in->last.in_use;
+		inst_status_set(&s->last_error, in->last_error[0] ? in->last_error : NULL);
+		inst_status_set(&s->bus, d->cfg->buses[in->bus].id);
+		s->unit = m->unit;
+		fill_reading(&s->reading, in);
+		s->polls = in->polls;
+		s->late_polls = in->late_polls;
 	}
 	pthread_mutex_unlock(&d->mu);
 }

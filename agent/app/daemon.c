@@ -13,7 +13,6 @@
 #include "timeutil.h"
 #include "uploader.h"
 
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -34,6 +33,9 @@
 #define N_DRIVERS_MAX 8
 #define TICK_MS 1000
 #define PRUNE_EVERY_S 3600
+/* Repeated sessions (status.json's sessions_repeated) change when a duplicate arrives, rarely:
+ * counted again once a minute, not every second (`status` counts them itself, from the file). */
+#define REPEATS_EVERY_S 60
 
 /* A failure that repeats every tick (a full disk) is logged when it starts, once a minute
  * while it lasts, and when it ends: the journal should say what is wrong, not fill up. */
@@ -67,8 +69,10 @@ struct daemon {
 	struct uploader *up;
 	void *drv[N_DRIVERS_MAX];
 	struct source_conf *drv_conf;    /* the drivers' part of cfg, while they run */
+	struct status *st;               /* refreshed every tick; laid out again at a reload */
 	int lock_fd;
 	int64_t last_prune;
+	int64_t repeats_at;              /* monotonic ms of the last count; 0: not yet */
 	bool was_healthy;
 	struct repeat tick_err, snap_err, file_err;
 };
@@ -194,50 +198,59 @@ static void stop_drivers(struct daemon *d)
 	d->drv_conf = NULL;
 }
 
-static cJSON *live_snapshot(struct daemon *d)
+/* Written whole if it can be; a failure that lasts is logged once a minute. */
+static int write_view(struct daemon *d, const char *name, const char *text, size_t len)
 {
-	cJSON *live = cJSON_CreateObject();
-	cJSON *insts = cJSON_AddArrayToObject(live, "instruments");
-	for (size_t i = 0; source_registry[i] && i < N_DRIVERS_MAX; i++)
-		if (d->drv[i] && source_registry[i]->status)
-			source_registry[i]->status(d->drv[i], insts);
-	return live;
+	char *path = state_file(d->cfg, name);
+	int r = !text ? -ENOMEM : !path ? -ENOMEM : write_file_atomic(path, text, len, 0644);
+	if (r < 0 && repeat_should_log(&d->snap_err, r))
+		log_warnx("cannot write \"%s\": %s, retrying every second", path ? path : name, strerror(-r));
+	free(path);
+	return r;
 }
 
+/* The status struct refreshed in place: the buffer's and the sinks' figures (a few queries),
+ * the drivers' parts copied from their memory through their status ops, the metrics context
+ * the core keeps for the whole run (nothing prepared per tick). Then status.json (the whole
+ * status, SPEC §7: `status` and `poll` read the instruments' live parts back) and metrics.prom. */
 static void write_snapshots(struct daemon *d)
 {
-	cJSON *live = live_snapshot(d);
-	cJSON *st = status_build(d->cfg, d->buf, live, true, (long)getpid());
-	char *text = cJSON_PrintUnformatted(live);
-	char *path = state_file(d->cfg, STATUS_FILE);
-	int r = 0;
-	if (text && path)
-		r = write_file_atomic(path, text, strlen(text), 0644);
-	if (r < 0 && repeat_should_log(&d->snap_err, r))
-		log_warnx("cannot write \"%s\": %s, retrying every second", path, strerror(-r));
-	free(path);
-	cJSON_free(text);
+	if (!d->st && !(d->st = status_new(d->cfg))) {
+		if (repeat_should_log(&d->snap_err, -ENOMEM))
+			log_warnx("status: %s, retrying every second", strerror(ENOMEM));
+		return;
+	}
+	struct status *st = d->st;
+	struct metrics *mx = core_metrics(d->core);
+	status_fill_buffer(st, d->cfg, d->buf, true, (long)getpid());
+	status_begin_round(st);
+	for (size_t i = 0; source_registry[i] && i < N_DRIVERS_MAX; i++)
+		if (d->drv[i] && source_registry[i]->status)
+			source_registry[i]->status(d->drv[i], st->insts, st->n_insts);
+	status_fill_idle(st, d->buf, mx);
+	int64_t now = clock_mono_ms();
+	if (!d->repeats_at || now - d->repeats_at >= REPEATS_EVERY_S * 1000) {
+		status_fill_repeats(st, d->buf, mx);
+		d->repeats_at = now;
+	}
 
-	const cJSON *buf = cJSON_GetObjectItemCaseSensitive(st, "buffer");
+	size_t len = 0;
+	char *text = status_json(st, &len);
+	int r = write_view(d, STATUS_FILE, text, len);
+	free(text);
+
 	char line[256];
-	snprintf(line, sizeof(line), "STATUS=seq %.0f, %.0f pending, %.1f MB%s",
-		 cJSON_GetObjectItemCaseSensitive(buf, "last_seq")->valuedouble,
-		 cJSON_GetObjectItemCaseSensitive(buf, "pending")->valuedouble,
-		 cJSON_GetObjectItemCaseSensitive(buf, "bytes")->valuedouble / 1048576.0,
+	snprintf(line, sizeof(line), "STATUS=seq %lld, %lld pending, %.1f MB%s", (long long)st->buffer.last_seq,
+		 (long long)st->buffer.pending, (double)st->buffer.bytes / 1048576.0,
 		 core_paused(d->core) ? ", buffer full: sources paused" : "");
 	sd_notify(0, line);
-	char *prom = status_prometheus(st);
-	char *ppath = state_file(d->cfg, METRICS_FILE);
-	if (r == 0 && prom && ppath)
-		r = write_file_atomic(ppath, prom, strlen(prom), 0644);
-	if (r < 0 && repeat_should_log(&d->snap_err, r))
-		log_warnx("cannot write \"%s\": %s, retrying every second", ppath, strerror(-r));
-	else if (r == 0)
+	if (r == 0) {
+		char *prom = status_prometheus(st, &len);
+		r = write_view(d, METRICS_FILE, prom, len);
+		free(prom);
+	}
+	if (r == 0)
 		repeat_ok(&d->snap_err, "status files");
-	free(ppath);
-	free(prom);
-	cJSON_Delete(st);
-	cJSON_Delete(live);
 }
 
 static void prune(struct daemon *d)
@@ -350,6 +363,9 @@ static void reload(struct daemon *d)
 	d->up = NULL;
 	struct config *old = d->cfg;
 	d->cfg = next;
+	status_free(d->st);             /* laid out again from the new instruments */
+	d->st = NULL;
+	d->repeats_at = 0;
 	timeutil_set_zone(next->agent.timezone);
 	core_set_config(d->core, next);
 	config_free(old);
@@ -473,6 +489,7 @@ stop:
 		free(path);
 	}
 out:
+	status_free(d.st);
 	core_free(d.core);
 	buffer_close(d.buf);
 	if (d.lock_fd >= 0)

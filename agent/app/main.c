@@ -8,6 +8,7 @@
 #include "daemon.h"
 #include "flushctl.h"
 #include "log.h"
+#include "metrics.h"
 #include "modbus.h"
 #include "report.h"
 #include "status.h"
@@ -211,17 +212,33 @@ static int cmd_status(const char *path, int argc, char **argv)
 	struct buffer *b = NULL;
 	if (open_buffer_ro(cfg, &b) < 0)
 		b = NULL;
-	cJSON *live = running ? status_read_live(cfg->agent.state_dir) : NULL;
-	cJSON *st = status_build(cfg, b, live, running, pid);
-	if (json) {
-		char *text = cJSON_Print(st);
-		puts(text);
-		cJSON_free(text);
-	} else {
-		status_print_text(st, stdout);
+	struct status *st = status_new(cfg);
+	if (!st) {
+		cli_error("status: %s", strerror(ENOMEM));
+		buffer_close(b);
+		config_free(cfg);
+		return EX_OSERR;
 	}
-	cJSON_Delete(st);
-	cJSON_Delete(live);
+	/* Beside a running daemon, the instruments' live parts are the daemon's (status.json);
+	 * the buffer's and the sinks' come from the file, as fresh as it is. */
+	struct metrics *mx = b ? metrics_new(b, cfg) : NULL;
+	status_fill_buffer(st, cfg, b, running, pid);
+	if (running)
+		status_read_live(st, cfg->agent.state_dir);
+	status_fill_idle(st, b, mx);
+	status_fill_repeats(st, b, mx);
+	metrics_free(mx);
+	if (json) {
+		char *text = status_json(st, NULL);
+		if (text)
+			puts(text);
+		else
+			cli_error("status: %s", strerror(ENOMEM));
+		free(text);
+	} else {
+		status_text(st, stdout);
+	}
+	status_free(st);
 	buffer_close(b);
 	config_free(cfg);
 	return 0;

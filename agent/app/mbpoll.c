@@ -9,7 +9,6 @@
 #include "status.h"
 #include "timeutil.h"
 
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -83,126 +82,48 @@ int modbus_poll_once(const struct config *cfg, FILE *out)
 
 /* ---- beside the daemon -------------------------------------------------------------- */
 
-/* The whole file, NUL-terminated: status.json grows with the instruments, so no cap. NULL
- * with *err set on failure; *mtime gets the file's modification time. */
-static char *read_all(const char *path, int64_t *mtime, int *err)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		*err = -errno;
-		return NULL;
-	}
-	struct stat st;
-	if (fstat(fd, &st) < 0) {
-		*err = -errno;
-		close(fd);
-		return NULL;
-	}
-	*mtime = st.st_mtim.tv_sec;
-	size_t cap = st.st_size > 0 ? (size_t)st.st_size + 1 : 4096, len = 0;
-	char *buf = malloc(cap);
-	while (buf) {
-		if (len + 1 == cap) {
-			char *more = realloc(buf, cap * 2);
-			if (!more) {
-				free(buf);
-				buf = NULL;
-				break;
-			}
-			buf = more;
-			cap *= 2;
-		}
-		ssize_t n = read(fd, buf + len, cap - len - 1);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			*err = -errno;
-			free(buf);
-			close(fd);
-			return NULL;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
-	close(fd);
-	if (!buf) {
-		*err = -ENOMEM;
-		return NULL;
-	}
-	buf[len] = '\0';
-	return buf;
-}
-
-/* The instrument's entry in the daemon's snapshot. The daemon writes them in its config's
- * order, so the one after the last found is tried first: one pass for any number. */
-static const cJSON *find_live(const cJSON *arr, const char *id, const cJSON **next)
-{
-	const cJSON *start = *next;
-	for (int pass = 0; pass < 2; pass++) {
-		/* from the hint to the end, then from the start up to the hint */
-		const cJSON *it = pass ? arr->child : start, *stop = pass ? start : NULL;
-		for (; it && it != stop; it = it->next) {
-			const char *v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "id"));
-			if (v && strcmp(v, id) == 0) {
-				*next = it->next;
-				return it;
-			}
-		}
-	}
-	return NULL;
-}
-
-static void number(const cJSON *r, const char *name, double *out, bool *has)
-{
-	const cJSON *n = cJSON_GetObjectItemCaseSensitive(r, name);
-	*has = cJSON_IsNumber(n);
-	*out = *has ? n->valuedouble : 0;
-}
-
-/* A reading as the daemon's status op wrote it (modbus.c add_reading). */
-static void live_values(const cJSON *r, struct mb_values *v)
+/* The daemon's reading of one instrument as a struct mb_values, as print_values prints it. */
+static void live_values(const struct modbus_reading *r, struct mb_values *v)
 {
 	memset(v, 0, sizeof(*v));
-	v->ok = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "ok"));
-	number(r, "run_raw", &v->run_raw, &v->has_run);
-	number(r, "samples_raw", &v->samples_raw, &v->has_samples);
-	number(r, "in_use_raw", &v->in_use_raw, &v->has_in_use);
-	v->in_use = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "in_use"));
-	const char *e = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "error"));
-	snprintf(v->error, sizeof(v->error), "%s", e ? e : "the daemon gave no reason");
+	v->ok = r->ok;
+	v->has_run = r->has_run;
+	v->run_raw = r->run_raw;
+	v->has_samples = r->has_samples;
+	v->samples_raw = r->samples_raw;
+	v->has_in_use = r->has_in_use;
+	v->in_use_raw = r->in_use_raw;
+	v->in_use = r->in_use;
+	snprintf(v->error, sizeof(v->error), "%s", r->error ? r->error : "the daemon gave no reason");
 }
 
-/* Prints one instrument from the daemon's entry li (NULL: not in it); true when it is ok. */
+/* Prints one instrument from the daemon's status of it; true when it is ok. */
 static bool print_live(FILE *out, const struct config *cfg, const struct instrument_cfg *ic,
-		       const cJSON *li, long pid, int64_t now)
+		       const struct modbus_status *m, long pid, int64_t now)
 {
-	const cJSON *lm = li ? cJSON_GetObjectItemCaseSensitive(li, "modbus") : NULL;
-	const char *bus = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(lm, "bus"));
-	const cJSON *unit = cJSON_GetObjectItemCaseSensitive(lm, "unit");
-	const cJSON *r = cJSON_GetObjectItemCaseSensitive(lm, "reading");
+	const char *bus = cfg->buses[ic->modbus.bus_index].id;
 	char why[256] = "";
-	if (!cJSON_IsObject(lm)) {
+	if (!m->live) {
 		snprintf(why, sizeof(why), "the daemon (pid %ld) does not poll it: it runs an older configuration "
 			 "(reload it: systemctl reload labshare-agent)", pid);
-	} else if ((bus && strcmp(bus, cfg->buses[ic->modbus.bus_index].id) != 0) ||
-		   (cJSON_IsNumber(unit) && unit->valueint != ic->modbus.unit)) {
+	} else if ((m->bus && strcmp(m->bus, bus) != 0) || m->unit != ic->modbus.unit) {
 		snprintf(why, sizeof(why), "the daemon (pid %ld) reads it on bus %s unit %d: it runs an older "
-			 "configuration (reload it: systemctl reload labshare-agent)", pid, bus ? bus : "?",
-			 cJSON_IsNumber(unit) ? unit->valueint : 0);
-	} else if (!cJSON_IsObject(r)) {
-		const char *st = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(lm, "state"));
-		snprintf(why, sizeof(why), "not read by the daemon yet (%s)", st ? st : "starting");
+			 "configuration (reload it: systemctl reload labshare-agent)", pid, m->bus ? m->bus : "?",
+			 m->unit);
+	} else if (m->reading.at <= 0) {
+		snprintf(why, sizeof(why), "not read by the daemon yet (%s)", m->state[0] ? m->state : "starting");
 	}
 	struct mb_values v = { .ok = false };
 	if (!why[0])
-		live_values(r, &v);
+		live_values(&m->reading, &v);
 	bool ok = !why[0] && v.ok;
 	print_head(out, cfg, ic, ok);
-	const char *at = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "at"));
-	int64_t t;
-	if (!why[0] && at && time_parse_iso(at, &t) == 0)
-		fprintf(out, "  %-16s %s, %lld s ago\n", "read at", at, (long long)(now > t ? now - t : 0));
+	if (!why[0]) {
+		char at[RFC3339_LEN];
+		time_rfc3339(m->reading.at, at);
+		fprintf(out, "  %-16s %s, %lld s ago\n", "read at", at,
+			(long long)(now > m->reading.at ? now - m->reading.at : 0));
+	}
 	if (why[0])
 		fprintf(out, "  error: %s\n", why);
 	else if (!v.ok)
@@ -215,55 +136,53 @@ static bool print_live(FILE *out, const struct config *cfg, const struct instrum
 int modbus_poll_daemon(const struct config *cfg, long pid, FILE *out)
 {
 	char *path = NULL;
-	if (asprintf(&path, "%s/%s", cfg->agent.state_dir, STATUS_FILE) < 0) {
+	struct status *st = status_new(cfg);
+	if (!st || asprintf(&path, "%s/%s", cfg->agent.state_dir, STATUS_FILE) < 0) {
 		cli_error("poll: %s", strerror(ENOMEM));
+		status_free(st);
 		return 1;
 	}
-	int64_t mtime = 0;
-	int err = 0;
-	char *text = read_all(path, &mtime, &err);
-	if (!text) {
+	struct stat sb;
+	int err = stat(path, &sb) < 0 ? -errno : status_read_live(st, cfg->agent.state_dir);
+	if (err == -ENOENT) {
 		long again = 0;
-		if (err == -ENOENT && !daemon_running(cfg->agent.state_dir, &again)) {
+		if (!daemon_running(cfg->agent.state_dir, &again)) {
 			/* It stopped between the two looks (and took its status with it): the buses
 			 * are free. */
 			free(path);
+			status_free(st);
 			return modbus_poll_once(cfg, out);
 		}
-		cli_error("poll: the daemon (pid %ld) owns the buses, and its readings \"%s\" can't be read: %s", pid,
-			  path, strerror(-err));
-		free(path);
-		return 1;
 	}
-	cJSON *live = cJSON_Parse(text);
-	free(text);
-	const cJSON *arr = cJSON_GetObjectItemCaseSensitive(live, "instruments");
-	if (!cJSON_IsArray(arr)) {
+	if (err == -EINVAL)
 		cli_error("poll: \"%s\", the daemon's (pid %ld) readings, is not what it writes: no "
 			  "\"instruments\" array", path, pid);
-		cJSON_Delete(live);
+	else if (err < 0)
+		cli_error("poll: the daemon (pid %ld) owns the buses, and its readings \"%s\" can't be read: %s", pid,
+			  path, strerror(-err));
+	if (err < 0) {
 		free(path);
+		status_free(st);
 		return 1;
 	}
-	int64_t now = clock_wall(), age = now > mtime ? now - mtime : 0;
+	int64_t now = clock_wall(), age = now > sb.st_mtim.tv_sec ? now - sb.st_mtim.tv_sec : 0;
 	fprintf(out, "the daemon (pid %ld) owns the buses: these are its latest readings "
 		"(status %lld s old), no bus was opened\n", pid, (long long)age);
 	if (age > SNAPSHOT_STALE_S)
 		cli_error("poll: the daemon (pid %ld) last wrote \"%s\" %lld s ago (every second when well): "
 			  "is it stuck? see its log", pid, path, (long long)age);
 	int failed = 0, shown = 0;
-	const cJSON *next = arr->child;
 	for (size_t i = 0; i < cfg->n_instruments; i++) {
 		const struct instrument_cfg *ic = &cfg->instruments[i];
 		if (!ic->modbus.present)
 			continue;
 		shown++;
-		if (!print_live(out, cfg, ic, find_live(arr, ic->id, &next), pid, now))
+		if (!print_live(out, cfg, ic, &st->insts[i].modbus, pid, now))
 			failed++;
 	}
 	if (shown == 0)
 		fprintf(out, "no Modbus sources configured\n");
-	cJSON_Delete(live);
+	status_free(st);
 	free(path);
 	return failed ? 1 : 0;
 }

@@ -9,9 +9,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "inst_status.h"
+
 struct source_conf;
 struct core;
-struct cJSON;
 
 /* What a driver can observe. Strings are borrowed for the duration of core_submit. */
 enum obs_type { OBS_EVENT, OBS_SESSION, OBS_READING };
@@ -69,8 +70,11 @@ struct source_ops {
 	int (*start)(void *state);
 	/* Stop reading and join, within a bounded time; what is open is handed to the core. */
 	void (*stop)(void *state);
-	/* Add per-instrument state to the status object (SPEC §7); NULL: nothing to add. */
-	void (*status)(void *state, struct cJSON *instruments);
+	/* Fill its instruments' parts of the status (SPEC §7): insts is every configured
+	 * instrument in the config's order (inst_status_find), logs laid out per configured
+	 * path; set `live` on what it fills. Called every second: copy, don't query. NULL:
+	 * nothing to add. */
+	void (*status)(void *state, struct inst_status *insts, size_t n);
 	/* False when a thread of the driver stopped making progress (the daemon then stops
 	 * sending WATCHDOG=1, so systemd restarts it); why gets a short reason. NULL: healthy. */
 	bool (*healthy)(void *state, char *why, size_t whylen);

@@ -68,13 +68,44 @@ static void put_string(struct jsonw *w, const char *s)
 	put(w, "\"", 1);
 }
 
+/* k NULL: an array's element, no key. */
 static void key(struct jsonw *w, const char *k)
 {
 	if (!w->empty)
 		put(w, ",", 1);
 	w->empty = false;
-	put_string(w, k);
-	put(w, ":", 1);
+	if (k) {
+		put_string(w, k);
+		put(w, ":", 1);
+	}
+}
+
+/* No stack of "empty" flags is needed: a container just closed is a member of its parent, so
+ * the parent is never empty after it. */
+void jw_object(struct jsonw *w, const char *k)
+{
+	key(w, k);
+	put(w, "{", 1);
+	w->empty = true;
+}
+
+void jw_array(struct jsonw *w, const char *k)
+{
+	key(w, k);
+	put(w, "[", 1);
+	w->empty = true;
+}
+
+void jw_close_object(struct jsonw *w)
+{
+	put(w, "}", 1);
+	w->empty = false;
+}
+
+void jw_close_array(struct jsonw *w)
+{
+	put(w, "]", 1);
+	w->empty = false;
 }
 
 void jw_begin(struct jsonw *w)

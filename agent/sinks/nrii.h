@@ -6,8 +6,10 @@
 
 #include "sink.h"
 
+#include <stddef.h>
+#include <stdint.h>
+
 struct buffer;
-struct cJSON;
 struct store_schema;
 
 extern const struct sink_ops nrii_sink;
@@ -15,8 +17,30 @@ extern const struct sink_ops nrii_sink;
  * sink is created. */
 extern const struct store_schema nrii_schema;
 
-/* Adds "parked", "parked_count", "parked_totals" and "sent_count" to a sink's status object;
- * read-only, works on a buffer opened READONLY. */
-void nrii_status_add(struct buffer *b, struct cJSON *obj);
+/* The sink's part of the status (SPEC §8): every parked record and yearly total, and the
+ * counts. */
+struct nrii_parked {
+	int64_t seq;
+	int code;
+	char *text;
+};
+
+struct nrii_parked_total {
+	char *instrument, *text;
+	int year, month, code;
+};
+
+struct nrii_status {
+	struct nrii_parked *parked;
+	size_t n_parked;
+	struct nrii_parked_total *totals;
+	size_t n_totals;
+	int64_t parked_count, sent_count;
+};
+
+/* Fills ns (cleared first); read-only, works on a buffer opened READONLY. 0 or -errno (ns
+ * then holds what was read). */
+int nrii_status_get(struct buffer *b, struct nrii_status *ns);
+void nrii_status_clear(struct nrii_status *ns);
 
 #endif

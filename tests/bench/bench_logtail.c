@@ -18,6 +18,7 @@
 #include "harness.h"
 #include "log.h"
 #include "logtail.h"
+#include "status.h"
 #include "timeutil.h"
 
 #define SCAN_LINES 1000000
@@ -60,18 +61,16 @@ static struct config *make_config(const char *dir, const char *name, const char 
 
 struct progress {
 	void *lt;
+	struct status *st;
 	double lines;
 };
 
 static bool all_read(void *arg)
 {
 	struct progress *p = arg;
-	cJSON *insts = cJSON_CreateArray();
-	logtail_source.status(p->lt, insts);
-	const cJSON *l = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetArrayItem(insts, 0), "logs"), 0);
-	bool done = l && cJSON_GetObjectItem(l, "lines")->valuedouble >= p->lines;
-	cJSON_Delete(insts);
-	return done;
+	logtail_source.status(p->lt, p->st->insts, p->st->n_insts);
+	const struct log_status *l = &p->st->insts[0].logs[0];
+	return l->live && (double)l->lines >= p->lines;
 }
 
 /* Run the driver over a log already written; seconds until every line is committed
@@ -84,7 +83,7 @@ static double run_driver(struct config *cfg, double lines, double *cpu)
 		exit(1);
 	}
 	struct core *c = core_new(cfg, b);
-	struct progress p = { NULL, lines };
+	struct progress p = { NULL, status_new(cfg), lines };
 	struct source_conf *sc = config_source_conf(cfg);
 	if (!sc || logtail_source.create(sc, c, &p.lt) < 0) {
 		fprintf(stderr, "bench: cannot create the driver\n");
@@ -99,6 +98,7 @@ static double run_driver(struct config *cfg, double lines, double *cpu)
 	double took = now_s() - t0;
 	*cpu = cpu_s() - c0;
 	logtail_source.destroy(p.lt);
+	status_free(p.st);
 	source_conf_free(sc);
 	core_free(c);
 	buffer_close(b);

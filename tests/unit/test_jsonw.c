@@ -127,12 +127,61 @@ static void test_invalid_utf8_refused(void **state)
 	free(text);
 }
 
+/* Objects and arrays nested in the object, and arrays of values and of objects: what cJSON
+ * prints for the same tree. */
+static void test_nested_same_as_cjson(void **state)
+{
+	(void)state;
+	struct jsonw w;
+	jw_begin(&w);
+	jw_str(&w, "id", "A");
+	jw_object(&w, "empty");
+	jw_close_object(&w);
+	jw_array(&w, "none");
+	jw_close_array(&w);
+	jw_object(&w, "modbus");
+	jw_str(&w, "state", "ok");
+	jw_object(&w, "reading");
+	jw_bool(&w, "ok", true);
+	jw_num(&w, "run_raw", 0.5);
+	jw_close_object(&w);
+	jw_int(&w, "polls", 3);
+	jw_close_object(&w);
+	jw_array(&w, "logs");
+	for (int i = 0; i < 2; i++) {
+		jw_object(&w, NULL);
+		jw_int(&w, "lines", i);
+		jw_null(&w, "offset");
+		jw_close_object(&w);
+	}
+	jw_close_array(&w);
+	jw_array(&w, "values");
+	jw_str(&w, NULL, "x");
+	jw_int(&w, NULL, -2);
+	jw_null(&w, NULL);
+	jw_close_array(&w);
+	jw_int(&w, "after", 1);
+	char *text = jw_end(&w, NULL);
+	assert_non_null(text);
+	cJSON *j = cJSON_Parse(text);
+	assert_non_null(j);
+	char *again = cJSON_PrintUnformatted(j);
+	assert_string_equal(text, again);
+	assert_string_equal(text, "{\"id\":\"A\",\"empty\":{},\"none\":[],\"modbus\":{\"state\":\"ok\","
+			   "\"reading\":{\"ok\":true,\"run_raw\":0.5},\"polls\":3},\"logs\":[{\"lines\":0,"
+			   "\"offset\":null},{\"lines\":1,\"offset\":null}],\"values\":[\"x\",-2,null],\"after\":1}");
+	cJSON_free(again);
+	cJSON_Delete(j);
+	free(text);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_same_as_cjson),
 		cmocka_unit_test(test_non_finite_and_huge_numbers),
 		cmocka_unit_test(test_invalid_utf8_refused),
+		cmocka_unit_test(test_nested_same_as_cjson),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -29,6 +29,7 @@
 #include "harness.h"
 #include "log.h"
 #include "logtail.h"
+#include "status.h"
 #include "timeutil.h"
 
 #include "test_logtail_env.h"
@@ -114,12 +115,8 @@ static void test_malformed_lines(void **state)
 	recs_clear(&rs);
 
 	/* status: lines and malformed per log, added to an instrument the Modbus driver added */
-	cJSON *insts = cJSON_CreateArray();
-	cJSON *mine = cJSON_CreateObject();
-	cJSON_AddStringToObject(mine, "id", INST);
-	cJSON_AddObjectToObject(mine, "modbus");
-	cJSON_AddItemToArray(insts, mine);
-	logtail_source.status(e->lt, insts);
+	cJSON *whole = status_of_source(e->cfg, &logtail_source, e->lt);
+	cJSON *insts = cJSON_GetObjectItem(whole, "instruments"), *mine = cJSON_GetArrayItem(insts, 0);
 	assert_int_equal(cJSON_GetArraySize(insts), 1);
 	const cJSON *l = cJSON_GetArrayItem(cJSON_GetObjectItem(mine, "logs"), 0);
 	assert_non_null(l);
@@ -131,7 +128,7 @@ static void test_malformed_lines(void **state)
 	assert_int_equal((int64_t)cJSON_GetObjectItem(l, "offset")->valuedouble, st.st_size);
 	assert_string_equal(str(l, "file"), p);
 	free(p);
-	cJSON_Delete(insts);
+	cJSON_Delete(whole);
 	env_free(e);
 }
 
@@ -269,11 +266,10 @@ static void test_glob_pickup(void **state)
 static bool no_files_followed(void *arg)
 {
 	struct env *e = arg;
-	cJSON *insts = cJSON_CreateArray();
-	logtail_source.status(e->lt, insts);
+	cJSON *whole = status_of_source(e->cfg, &logtail_source, e->lt), *insts = cJSON_GetObjectItem(whole, "instruments");
 	const cJSON *l = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetArrayItem(insts, 0), "logs"), 0);
 	bool none = cJSON_GetObjectItem(l, "files")->valueint == 0;
-	cJSON_Delete(insts);
+	cJSON_Delete(whole);
 	return none;
 }
 
@@ -333,12 +329,11 @@ static void test_inode_reuse(void **state)
 	char *p = fpath(e, "run.log");
 	struct stat st;
 	assert_int_equal(stat(p, &st), 0);
-	cJSON *insts = cJSON_CreateArray();
-	logtail_source.status(e->lt, insts);
+	cJSON *whole = status_of_source(e->cfg, &logtail_source, e->lt), *insts = cJSON_GetObjectItem(whole, "instruments");
 	const cJSON *l = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetArrayItem(insts, 0), "logs"), 0);
 	assert_int_equal((int64_t)cJSON_GetObjectItem(l, "offset")->valuedouble, (int64_t)st.st_size);
 	assert_int_equal(cJSON_GetObjectItem(l, "lines")->valueint, 3);
-	cJSON_Delete(insts);
+	cJSON_Delete(whole);
 	env_halt(e);
 	assert_int_equal(stat(p, &st), 0);
 	ino_t old = st.st_ino;
@@ -444,12 +439,11 @@ static void test_paused_while_buffer_full(void **state)
 	append(e, "usage.csv", r2);
 	settle(e);
 	assert_int_equal(count(e, "session", NULL), 1);
-	cJSON *insts = cJSON_CreateArray();
-	logtail_source.status(e->lt, insts);
+	cJSON *whole = status_of_source(e->cfg, &logtail_source, e->lt), *insts = cJSON_GetObjectItem(whole, "instruments");
 	const cJSON *l = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetArrayItem(insts, 0), "logs"), 0);
 	assert_string_equal(str(l, "state"), "paused");
 	assert_string_equal(str(l, "path"), e->cfg->instruments[0].logs[0].path);
-	cJSON_Delete(insts);
+	cJSON_Delete(whole);
 	e->cfg->buffer.max_mb = 1024;
 	core_set_config(e->core, e->cfg);
 	core_check_space(e->core);

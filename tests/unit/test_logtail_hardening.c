@@ -29,6 +29,7 @@
 #include "harness.h"
 #include "log.h"
 #include "logtail.h"
+#include "status.h"
 #include "timeutil.h"
 
 #include "test_logtail_env.h"
@@ -338,11 +339,10 @@ static void test_cursor_numbers_out_of_range(void **state)
 				      (uintmax_t)st.st_ino, bad[i]);
 		assert_int_equal(core_submit(e->core, NULL, 0, key, cur, strlen(cur)), 0);
 		env_start(e);
-		cJSON *insts = cJSON_CreateArray();
-		logtail_source.status(e->lt, insts);
+		cJSON *whole = status_of_source(e->cfg, &logtail_source, e->lt), *insts = cJSON_GetObjectItem(whole, "instruments");
 		const cJSON *l = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetArrayItem(insts, 0), "logs"), 0);
 		assert_string_equal(str(l, "state"), "error");
-		cJSON_Delete(insts);
+		cJSON_Delete(whole);
 		settle(e);
 		assert_int_equal(count(e, "session", NULL), 0);
 		free(cur);

@@ -253,20 +253,19 @@ static void test_silent_instrument_does_not_stall_bus(void **state)
 	/* The others keep their schedule: A gains 1 s per second. */
 	double h0 = run_hours(f, "A");
 	tick_hours(f, "A", h0 + 4 / 3600.0, 30);
-	cJSON *arr = cJSON_CreateArray();
-	modbus_source.status(f->drv, arr);
-	cJSON *a = cJSON_GetArrayItem(arr, 0), *b = cJSON_GetArrayItem(arr, 1);
-	cJSON *am = cJSON_GetObjectItem(a, "modbus"), *bm = cJSON_GetObjectItem(b, "modbus");
-	assert_string_equal(cJSON_GetObjectItem(am, "state")->valuestring, "ok");
-	assert_string_equal(cJSON_GetObjectItem(bm, "state")->valuestring, "offline");
-	assert_non_null(strstr(cJSON_GetObjectItem(bm, "last_error")->valuestring, "timed out"));
-	double a_polls = cJSON_GetObjectItem(am, "polls")->valuedouble;
-	double a_late = cJSON_GetObjectItem(am, "late_polls")->valuedouble;
-	double b_polls = cJSON_GetObjectItem(bm, "polls")->valuedouble;
-	assert_true(a_polls >= 4);
-	assert_true(a_late <= 1);
-	assert_true(b_polls < a_polls); /* B backs off */
-	cJSON_Delete(arr);
+	struct status *st = status_new(f->cfg);
+	assert_non_null(st);
+	modbus_source.status(f->drv, st->insts, st->n_insts);
+	const struct modbus_status *am = &st->insts[0].modbus, *bm = &st->insts[1].modbus;
+	assert_true(am->live && bm->live);
+	assert_string_equal(am->state, "ok");
+	assert_string_equal(bm->state, "offline");
+	assert_non_null(bm->last_error);
+	assert_non_null(strstr(bm->last_error, "timed out"));
+	assert_true(am->polls >= 4);
+	assert_true(am->late_polls <= 1);
+	assert_true(bm->polls < am->polls); /* B backs off */
+	status_free(st);
 	sim_cmd(f, "silence 0 2 off");
 	tick_records(f, "\"instrument\":\"B\",\"type\":\"device_online\"", 1, 600);
 }

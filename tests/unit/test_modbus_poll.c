@@ -234,7 +234,8 @@ static void test_poll_daemon_view_unread_and_unknown(void **state)
 		"A (A) on bus gw unit 1: FAILED\n  error: not read by the daemon yet (starting)\n",
 		"B (B) on bus gw unit 2: FAILED\n  error: the daemon (pid 4242) reads it on bus gw unit 9",
 		"C (C) on bus gw unit 3: FAILED\n  error: the daemon (pid 4242) does not poll it",
-		"D (D) on bus gw2 unit 1: ok\n  read at          2026-01-01T00:00:00Z, ",
+		/* the same instant, in the agent's zone (Asia/Shanghai), as the daemon writes it */
+		"D (D) on bus gw2 unit 1: ok\n  read at          2026-01-01T08:00:00+08:00, ",
 		"  run_counter      input        0 i32/big    raw -7 = -0.00194444 h\n",
 	};
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
