@@ -253,6 +253,34 @@ LT_FIX void assert_users(struct env *e, const char *want)
 	free(got);
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The same users in any order: files of different logs (or globs) are read in rounds whose
+ * order is not a promise; want's names are space-separated and sorted. */
+LT_FIX void assert_users_any_order(struct env *e, const char *want)
+{
+	char *got = session_users(e);
+	char *words[64];
+	size_t n = 0;
+	for (char *save = NULL, *w = strtok_r(got, " ", &save); w && n < 64; w = strtok_r(NULL, " ", &save))
+		words[n++] = w;
+	qsort(words, n, sizeof(words[0]), cmp_str);
+	char sorted[1024] = "";
+	size_t len = 0;
+	for (size_t i = 0; i < n; i++) {
+		int k = snprintf(sorted + len, sizeof(sorted) - len, "%s%s", i ? " " : "", words[i]);
+		if (k < 0 || (size_t)k >= sizeof(sorted) - len)
+			fail_msg("sessions: too many users to compare");
+		len += (size_t)k;
+	}
+	if (strcmp(sorted, want) != 0)
+		fail_msg("sessions (any order): got \"%s\", want \"%s\"", sorted, want);
+	free(got);
+}
+
 LT_FIX void append_gbk(struct env *e, const char *name, const char *utf8)
 {
 	char buf[4096];
