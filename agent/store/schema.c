@@ -122,7 +122,7 @@ int buffer_schema(struct buffer *b, const struct store_schema *s)
 {
 	int64_t v = 0;
 	bool row = false;
-	pthread_mutex_lock(&b->mu);
+	buffer__lock(b);
 	int r = known(b, s) ? 0 : owner_version(b, s, &v, &row);
 	if (r < 0 || known(b, s))
 		goto out;
@@ -156,7 +156,7 @@ int buffer_schema(struct buffer *b, const struct store_schema *s)
 	}
 	remember(b, s);
 out:
-	pthread_mutex_unlock(&b->mu);
+	buffer__unlock(b);
 	return r;
 }
 
