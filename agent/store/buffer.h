@@ -85,6 +85,10 @@ int buffer_reader_get_record(struct buffer_reader *r, int64_t seq, struct stored
 /* The reader's connection, for other modules' reads of their own tables (period sums); use it
  * only between buffer_reader_begin and _end, on the thread that owns the reader. */
 struct sqlite3 *buffer_reader_db(struct buffer_reader *r);
+/* The buffer's idle reader lent for one read (a new one when it is lent already); given back
+ * with buffer_reader_return, which ends any snapshot left open. */
+int buffer_reader_borrow(struct buffer *b, struct buffer_reader **out);
+void buffer_reader_return(struct buffer *b, struct buffer_reader *r);
 /* 1 when the calling thread holds the writer (then read through the buffer itself). */
 int buffer_holds_writer(const struct buffer *b);
 

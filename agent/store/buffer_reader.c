@@ -194,3 +194,13 @@ void buffer__reader_put(struct buffer *b, struct buffer_reader *r)
 	pthread_mutex_unlock(&b->rmu);
 	buffer_reader_close(r);
 }
+
+int buffer_reader_borrow(struct buffer *b, struct buffer_reader **out)
+{
+	return buffer__reader_get(b, out);
+}
+
+void buffer_reader_return(struct buffer *b, struct buffer_reader *r)
+{
+	buffer__reader_put(b, r);
+}
