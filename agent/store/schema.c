@@ -104,9 +104,12 @@ static int apply_steps(struct buffer *b, const struct store_schema *s, int64_t v
 	return 0;
 }
 
+/* Read without the writer's mutex too (readers ask before each read): an entry is written
+ * before the count that publishes it. */
 static bool known(const struct buffer *b, const struct store_schema *s)
 {
-	for (size_t i = 0; i < b->n_known; i++)
+	size_t n = __atomic_load_n(&b->n_known, __ATOMIC_ACQUIRE);
+	for (size_t i = 0; i < n; i++)
 		if (b->known[i] == s)
 			return true;
 	return false;
@@ -114,14 +117,18 @@ static bool known(const struct buffer *b, const struct store_schema *s)
 
 static void remember(struct buffer *b, const struct store_schema *s)
 {
-	if (b->n_known < sizeof(b->known) / sizeof(b->known[0]))
-		b->known[b->n_known++] = s;
+	if (b->n_known < sizeof(b->known) / sizeof(b->known[0])) {
+		b->known[b->n_known] = s;
+		__atomic_store_n(&b->n_known, b->n_known + 1, __ATOMIC_RELEASE);
+	}
 }
 
 int buffer_schema(struct buffer *b, const struct store_schema *s)
 {
 	int64_t v = 0;
 	bool row = false;
+	if (known(b, s))
+		return 0; /* up to date already: no need to wait for the writer */
 	buffer__lock(b);
 	int r = known(b, s) ? 0 : owner_version(b, s, &v, &row);
 	if (r < 0 || known(b, s))

@@ -19,6 +19,7 @@
 #include "buffer.h"
 #include "chain.h"
 #include "harness.h"
+#include "periods.h"
 
 #define DEADLINE_S 10
 
@@ -220,6 +221,18 @@ static void test_readers_see_committed_only(void **state)
 	pthread_join(t, NULL);
 	assert_int_equal(rl.writer_saw, 13);
 	assert_int_equal(count_all(b), 13);
+
+	/* period_sums (the report's, NRII's totals) reads beside an open write transaction too. */
+	struct period_sums ps;
+	assert_int_equal(period_sums(b, "inst-1", 0, 100000, &ps, NULL, NULL), 0); /* makes the tables */
+	struct relay rl2 = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .b = b };
+	assert_int_equal(pthread_create(&t, NULL, writer_holds_open, &rl2), 0);
+	assert_true(relay_wait(&rl2, 1));
+	assert_int_equal(period_sums(b, "inst-1", 0, 100000, &ps, NULL, NULL), 0);
+	assert_int_equal(ps.days_sealed, 0);
+	relay_set(&rl2, 2);
+	assert_true(relay_wait(&rl2, 3));
+	pthread_join(t, NULL);
 	buffer_close(b);
 }
 
