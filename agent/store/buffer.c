@@ -142,7 +142,7 @@ bool buffer__held(const struct buffer *b)
 }
 
 int buffer_holds_writer(const struct buffer *b) { return buffer__held(b); }
-unsigned buffer__generation(struct buffer *b) { return __atomic_load_n(&b->generation, __ATOMIC_ACQUIRE); }
+unsigned buffer__generation(struct buffer *b) { return atomic_load_explicit(&b->generation, memory_order_acquire); }
 const char *buffer__sql(enum stmt_id id) { return stmt_sql[id]; }
 void buffer_lock(struct buffer *b) { buffer__lock(b); }
 void buffer_unlock(struct buffer *b) { buffer__unlock(b); }

@@ -1,6 +1,7 @@
 /* buffer_file.c — the buffer's file on disk: opening it (pragmas, quick_check), moving a
- * damaged one aside, other modules' statements registered so they survive a reopen, and a file deleted or replaced under a running daemon written back from
- * the open database (SPEC §5) so that nothing sealed is lost. */
+ * damaged one aside, other modules' statements registered so they survive a reopen, and a
+ * file deleted or replaced under a running daemon written back from the open database
+ * (SPEC §5) so that nothing sealed is lost. */
 #include "buffer.h"
 #include "buffer_priv.h"
 #include "clock.h"
@@ -233,7 +234,7 @@ static int swap_connection(struct buffer *b, sqlite3 *ndb)
 	b->db = ndb;
 	b->head_valid = false;
 	/* Readers reconnect at their next use: the old file is no longer the path's. */
-	__atomic_add_fetch(&b->generation, 1, __ATOMIC_RELEASE);
+	atomic_fetch_add_explicit(&b->generation, 1, memory_order_release);
 	/* The old file is gone from the path: no checkpoint into it, and its WAL (moved aside
 	 * already) is not SQLite's to delete any more. */
 	sqlite3_db_config(old, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);

@@ -8,6 +8,7 @@
 
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -30,7 +31,7 @@ struct buffer {
 	pthread_mutex_t mu;          /* recursive: public calls nest inside begin/commit */
 	/* Readers (buffer_reader.c): the generation of the writer's file, bumped when it is
 	 * written back and reopened, and one idle reader lent to buffer_each_record & co. */
-	unsigned generation;         /* __atomic: read without the writer's mutex */
+	atomic_uint generation;      /* read without the writer's mutex */
 	pthread_mutex_t rmu;         /* guards idle_reader only */
 	struct buffer_reader *idle_reader;
 	sqlite3_stmt *st[ST__COUNT];
@@ -43,7 +44,7 @@ struct buffer {
 	bool registry;
 	int64_t legacy;
 	const struct store_schema *known[8];
-	size_t n_known;
+	_Atomic size_t n_known;      /* read without the writer's mutex (schema.c) */
 };
 
 /* Opens b->path into b->db with the module's pragmas and a quick_check; SQLite's code. */

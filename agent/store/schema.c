@@ -108,7 +108,7 @@ static int apply_steps(struct buffer *b, const struct store_schema *s, int64_t v
  * before the count that publishes it. */
 static bool known(const struct buffer *b, const struct store_schema *s)
 {
-	size_t n = __atomic_load_n(&b->n_known, __ATOMIC_ACQUIRE);
+	size_t n = atomic_load_explicit(&b->n_known, memory_order_acquire);
 	for (size_t i = 0; i < n; i++)
 		if (b->known[i] == s)
 			return true;
@@ -117,9 +117,10 @@ static bool known(const struct buffer *b, const struct store_schema *s)
 
 static void remember(struct buffer *b, const struct store_schema *s)
 {
-	if (b->n_known < sizeof(b->known) / sizeof(b->known[0])) {
-		b->known[b->n_known] = s;
-		__atomic_store_n(&b->n_known, b->n_known + 1, __ATOMIC_RELEASE);
+	size_t n = atomic_load_explicit(&b->n_known, memory_order_relaxed);
+	if (n < sizeof(b->known) / sizeof(b->known[0])) {
+		b->known[n] = s;
+		atomic_store_explicit(&b->n_known, n + 1, memory_order_release);
 	}
 }
 
