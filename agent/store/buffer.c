@@ -473,11 +473,11 @@ int buffer_each_record(struct buffer *b, int64_t from, int64_t to, buffer_record
 	if (!buffer__held(b)) {
 		/* Committed records only, on a reader: sealing goes on meanwhile. */
 		struct buffer_reader *r;
-		if ((ret = buffer__reader_get(b, &r)) < 0)
+		if (buffer__reader_get(b, &r) == 0) {
+			ret = buffer_reader_each_record(r, from, to, cb, arg);
+			buffer__reader_put(b, r);
 			return ret;
-		ret = buffer_reader_each_record(r, from, to, cb, arg);
-		buffer__reader_put(b, r);
-		return ret;
+		} /* no reader (logged): read on the writer, as before readers */
 	}
 	buffer__lock(b);
 	/* A private statement: the callback may call back into the buffer. */
@@ -514,11 +514,11 @@ int buffer_get_record(struct buffer *b, int64_t seq, struct stored_record *r)
 	memset(r, 0, sizeof(*r));
 	if (!buffer__held(b)) {
 		struct buffer_reader *rd;
-		if ((ret = buffer__reader_get(b, &rd)) < 0)
+		if (buffer__reader_get(b, &rd) == 0) {
+			ret = buffer_reader_get_record(rd, seq, r);
+			buffer__reader_put(b, rd);
 			return ret;
-		ret = buffer_reader_get_record(rd, seq, r);
-		buffer__reader_put(b, rd);
-		return ret;
+		}
 	}
 	buffer__lock(b);
 	sqlite3_stmt *s = stmt(b, ST_ONE);
