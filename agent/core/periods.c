@@ -3,6 +3,7 @@
  * and session kinds counted from the sessions kept. The tables are metrics' own. */
 #include "periods.h"
 #include "buffer.h"
+#include "log.h"
 #include "metrics.h"
 #include "metrics_priv.h"
 #include "schema.h"
@@ -76,26 +77,12 @@ static int sum_days(struct buffer *b, sqlite3_stmt *s, struct period_sums *out,
 	return r;
 }
 
-int period_sums(struct buffer *b, const char *instrument, int64_t from_day, int64_t end_day,
-		struct period_sums *out, int (*day)(const char *line, size_t len, void *arg), void *arg)
+/* The three statements over one snapshot, however they were prepared. */
+static int run_sums(struct buffer *b, sqlite3_stmt *const st[PS__COUNT], const char *instrument,
+		    int64_t from_day, int64_t end_day, struct period_sums *out,
+		    int (*day)(const char *line, size_t len, void *arg), void *arg)
 {
-	memset(out, 0, sizeof(*out));
-	sqlite3_stmt *st[PS__COUNT] = { NULL };
-	int r = buffer_schema(b, &metrics_schema);
-	if (r == -ENOENT)
-		return 0; /* a read-only file where metrics never ran: nothing in any period */
-	if (r < 0)
-		return r;
-	buffer_lock(b);
-	/* One snapshot for all three, so a day sealed meanwhile is counted in all or none. */
-	sqlite3_stmt *begin = NULL;
-	bool in_read = false;
-	for (int i = 0; i < PS__COUNT && r == 0; i++)
-		r = buffer_prepare(b, ps_sql[i], &st[i]);
-	if (r == 0 && buffer_prepare(b, "SAVEPOINT period_sums", &begin) == 0) {
-		in_read = sqlite3_step(begin) == SQLITE_DONE;
-		buffer_finalize(b, &begin);
-	}
+	int r = 0;
 	for (int i = 0; i < PS__COUNT && r == 0; i++) {
 		sqlite3_stmt *s = st[i];
 		sqlite3_bind_text(s, 1, instrument, -1, SQLITE_STATIC);
@@ -117,6 +104,57 @@ int period_sums(struct buffer *b, const char *instrument, int64_t from_day, int6
 		}
 		sqlite3_reset(s);
 	}
+	return r;
+}
+
+/* Committed days only, on a reader of its own: sealing goes on meanwhile. */
+static int sums_on_reader(struct buffer *b, const char *instrument, int64_t from_day, int64_t end_day,
+			  struct period_sums *out, int (*day)(const char *line, size_t len, void *arg),
+			  void *arg)
+{
+	struct buffer_reader *rd;
+	sqlite3_stmt *st[PS__COUNT] = { NULL };
+	int r = buffer_reader_borrow(b, &rd);
+	if (r < 0)
+		return r;
+	/* One snapshot for all three, so a day sealed meanwhile is counted in all or none. */
+	if ((r = buffer_reader_begin(rd)) == 0) {
+		sqlite3 *db = buffer_reader_db(rd);
+		for (int i = 0; i < PS__COUNT && r == 0; i++) {
+			int rc = sqlite3_prepare_v2(db, ps_sql[i], -1, &st[i], NULL);
+			if (rc != SQLITE_OK) {
+				log_errx("buffer: summing a period: %s", sqlite3_errmsg(db));
+				r = -EIO;
+			}
+		}
+		if (r == 0)
+			r = run_sums(b, st, instrument, from_day, end_day, out, day, arg);
+		for (int i = 0; i < PS__COUNT; i++)
+			sqlite3_finalize(st[i]);
+	}
+	buffer_reader_return(b, rd);
+	return r;
+}
+
+/* Inside the caller's write transaction (or under buffer_lock): its own pending days too. */
+static int sums_on_writer(struct buffer *b, const char *instrument, int64_t from_day, int64_t end_day,
+			  struct period_sums *out, int (*day)(const char *line, size_t len, void *arg),
+			  void *arg)
+{
+	sqlite3_stmt *st[PS__COUNT] = { NULL };
+	int r = 0;
+	buffer_lock(b);
+	/* One snapshot for all three, so a day sealed meanwhile is counted in all or none. */
+	sqlite3_stmt *begin = NULL;
+	bool in_read = false;
+	for (int i = 0; i < PS__COUNT && r == 0; i++)
+		r = buffer_prepare(b, ps_sql[i], &st[i]);
+	if (r == 0 && buffer_prepare(b, "SAVEPOINT period_sums", &begin) == 0) {
+		in_read = sqlite3_step(begin) == SQLITE_DONE;
+		buffer_finalize(b, &begin);
+	}
+	if (r == 0)
+		r = run_sums(b, st, instrument, from_day, end_day, out, day, arg);
 	if (in_read && buffer_prepare(b, "RELEASE period_sums", &begin) == 0) {
 		sqlite3_step(begin);
 		buffer_finalize(b, &begin);
@@ -124,5 +162,21 @@ int period_sums(struct buffer *b, const char *instrument, int64_t from_day, int6
 	for (int i = 0; i < PS__COUNT; i++)
 		buffer_finalize(b, &st[i]);
 	buffer_unlock(b);
+	return r;
+}
+
+int period_sums(struct buffer *b, const char *instrument, int64_t from_day, int64_t end_day,
+		struct period_sums *out, int (*day)(const char *line, size_t len, void *arg), void *arg)
+{
+	memset(out, 0, sizeof(*out));
+	int r = buffer_schema(b, &metrics_schema);
+	if (r == -ENOENT)
+		return 0; /* a read-only file where metrics never ran: nothing in any period */
+	if (r < 0)
+		return r;
+	if (buffer_holds_writer(b))
+		r = sums_on_writer(b, instrument, from_day, end_day, out, day, arg);
+	else
+		r = sums_on_reader(b, instrument, from_day, end_day, out, day, arg);
 	return r;
 }

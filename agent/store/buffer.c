@@ -77,13 +77,18 @@ int buffer_sqlite_error(struct buffer *b, int rc, const char *what)
 	 * thread's statement cannot overwrite the connection's message while it is read. */
 	char msg[512];
 	if (b && b->db) {
-		pthread_mutex_lock(&b->mu);
+		buffer__lock(b);
 		snprintf(msg, sizeof(msg), "%s", sqlite3_errmsg(b->db));
-		pthread_mutex_unlock(&b->mu);
+		buffer__unlock(b);
 	} else {
 		snprintf(msg, sizeof(msg), "%s", sqlite3_errstr(rc));
 	}
 	log_errx("buffer: %s: %s", what, msg);
+	return buffer__errno(rc);
+}
+
+int buffer__errno(int rc)
+{
 	switch (rc & 0xff) {
 	case SQLITE_FULL: return -ENOSPC;
 	case SQLITE_BUSY: case SQLITE_LOCKED: return -EBUSY;
@@ -96,8 +101,51 @@ int buffer_sqlite_error(struct buffer *b, int rc, const char *what)
 	}
 }
 
-void buffer_lock(struct buffer *b) { pthread_mutex_lock(&b->mu); }
-void buffer_unlock(struct buffer *b) { pthread_mutex_unlock(&b->mu); }
+
+/* The buffers whose writer this thread holds, and how deeply (a thread holds one at a time in
+ * practice; a few slots for tests with several buffers). */
+static _Thread_local struct {
+	const struct buffer *b;
+	int depth;
+} held[4];
+
+void buffer__lock(struct buffer *b)
+{
+	pthread_mutex_lock(&b->mu);
+	for (size_t i = 0; i < sizeof(held) / sizeof(held[0]); i++) {
+		if (held[i].b == b || !held[i].b) {
+			held[i].b = b;
+			held[i].depth++;
+			return;
+		}
+	}
+}
+
+void buffer__unlock(struct buffer *b)
+{
+	for (size_t i = 0; i < sizeof(held) / sizeof(held[0]); i++) {
+		if (held[i].b == b) {
+			if (--held[i].depth == 0)
+				held[i].b = NULL;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&b->mu);
+}
+
+bool buffer__held(const struct buffer *b)
+{
+	for (size_t i = 0; i < sizeof(held) / sizeof(held[0]); i++)
+		if (held[i].b == b)
+			return true;
+	return false;
+}
+
+int buffer_holds_writer(const struct buffer *b) { return buffer__held(b); }
+unsigned buffer__generation(struct buffer *b) { return atomic_load_explicit(&b->generation, memory_order_acquire); }
+const char *buffer__sql(enum stmt_id id) { return stmt_sql[id]; }
+void buffer_lock(struct buffer *b) { buffer__lock(b); }
+void buffer_unlock(struct buffer *b) { buffer__unlock(b); }
 sqlite3 *buffer_db(struct buffer *b) { return b->db; }
 const char *buffer_path(const struct buffer *b) { return b->path; }
 
@@ -114,98 +162,6 @@ static int pragma_int(sqlite3 *db, const char *sql, int64_t *out)
 	}
 	sqlite3_finalize(st);
 	return rc;
-}
-
-/* "ok" from quick_check, or an open/read error of the kind a damaged file gives. */
-static int check_integrity(sqlite3 *db, char *why, size_t whylen)
-{
-	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(db, "PRAGMA quick_check", -1, &st, NULL);
-	if (rc != SQLITE_OK) {
-		snprintf(why, whylen, "%s", sqlite3_errmsg(db));
-		return rc;
-	}
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		const char *res = (const char *)sqlite3_column_text(st, 0);
-		if (res && strcmp(res, "ok") == 0) {
-			sqlite3_finalize(st);
-			return SQLITE_OK;
-		}
-		snprintf(why, whylen, "quick_check: %s", res ? res : "(null)");
-		for (char *p = why; *p; p++)
-			if (*p == '\n')
-				*p = ' '; /* one log line per message, for journald */
-		sqlite3_finalize(st);
-		return SQLITE_CORRUPT;
-	}
-	snprintf(why, whylen, "%s", sqlite3_errmsg(db));
-	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? SQLITE_CORRUPT : rc;
-}
-
-/* Renames the file and its WAL/SHM companions so nothing is ever deleted. A missing main
- * file is not an error when companions are left (the file deleted under a daemon). */
-char *buffer__move_aside(const char *path, const char *tag)
-{
-	char stamp[32];
-	time_t now = (time_t)clock_wall();
-	struct tm tm;
-	gmtime_r(&now, &tm);
-	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
-	char *dst = NULL;
-	for (int i = 0; i < 100; i++) {
-		free(dst);
-		if (asprintf(&dst, i ? "%s.%s-%s.%d" : "%s.%s-%s", path, tag, stamp, i) < 0)
-			return NULL;
-		if (access(dst, F_OK) != 0)
-			break;
-	}
-	if (rename(path, dst) < 0 && errno != ENOENT) {
-		log_err("buffer: cannot move \"%s\" aside", path);
-		free(dst);
-		return NULL;
-	}
-	static const char *const suffix[] = { "-wal", "-shm" };
-	for (size_t i = 0; i < 2; i++) {
-		char from[PATH_MAX], to[PATH_MAX];
-		if (snprintf(from, sizeof(from), "%s%s", path, suffix[i]) >= (int)sizeof(from) ||
-		    snprintf(to, sizeof(to), "%s%s", dst, suffix[i]) >= (int)sizeof(to))
-			continue;
-		if (rename(from, to) < 0 && errno != ENOENT)
-			log_warn("buffer: cannot move \"%s\" aside", from);
-	}
-	return dst;
-}
-
-int buffer__open_db(struct buffer *b, char *why, size_t whylen)
-{
-	int flags = b->readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
-	int rc = sqlite3_open_v2(b->path, &b->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
-	if (rc != SQLITE_OK) {
-		snprintf(why, whylen, "%s", b->db ? sqlite3_errmsg(b->db) : sqlite3_errstr(rc));
-		return rc;
-	}
-	sqlite3_extended_result_codes(b->db, 0);
-	sqlite3_busy_timeout(b->db, 10000);
-	if (!b->readonly) {
-		/* Must precede the first table; harmless on an existing file. */
-		sqlite3_exec(b->db, "PRAGMA auto_vacuum = INCREMENTAL", NULL, NULL, NULL);
-		rc = sqlite3_exec(b->db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL);
-		if (rc != SQLITE_OK) {
-			snprintf(why, whylen, "%s", sqlite3_errmsg(b->db));
-			return rc;
-		}
-	}
-	/* Checkpoints every ~16 MB of log rather than 4 MB: fewer stalls while sealing fast. */
-	sqlite3_exec(b->db, "PRAGMA wal_autocheckpoint = 4000", NULL, NULL, NULL);
-	sqlite3_exec(b->db, "PRAGMA journal_size_limit = 16777216", NULL, NULL, NULL);
-	rc = sqlite3_exec(b->db, "PRAGMA synchronous = FULL", NULL, NULL, NULL);
-	if (rc != SQLITE_OK) {
-		snprintf(why, whylen, "%s", sqlite3_errmsg(b->db));
-		return rc;
-	}
-	return check_integrity(b->db, why, whylen);
 }
 
 static int prepare_all(struct buffer *b)
@@ -258,6 +214,7 @@ int buffer_open(const char *state_dir, int flags, struct buffer **out, char **mo
 	pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
 	pthread_mutex_init(&b->mu, &attr);
 	pthread_mutexattr_destroy(&attr);
+	pthread_mutex_init(&b->rmu, NULL);
 	b->readonly = flags & BUFFER_READONLY;
 	if (asprintf(&b->path, "%s/%s", state_dir, BUFFER_FILE) < 0) {
 		b->path = NULL;
@@ -319,11 +276,13 @@ void buffer_close(struct buffer *b)
 {
 	if (!b)
 		return;
+	buffer_reader_close(b->idle_reader);
 	for (int i = 0; i < ST__COUNT; i++)
 		sqlite3_finalize(b->st[i]);
 	if (b->db)
 		sqlite3_close_v2(b->db);
 	pthread_mutex_destroy(&b->mu);
+	pthread_mutex_destroy(&b->rmu);
 	free(b->ext);
 	free(b->path);
 	free(b);
@@ -333,7 +292,7 @@ int buffer_begin(struct buffer *b)
 {
 	if (b->readonly)
 		return -EROFS;
-	pthread_mutex_lock(&b->mu);
+	buffer__lock(b);
 	if (b->txn_depth++ > 0)
 		return 0; /* nested: the outer transaction decides */
 	b->head_valid = false;
@@ -342,7 +301,7 @@ int buffer_begin(struct buffer *b)
 	if (rc != SQLITE_OK) {
 		b->txn_depth--;
 		int r = buffer_sqlite_error(b, rc, "begin");
-		pthread_mutex_unlock(&b->mu);
+		buffer__unlock(b);
 		return r;
 	}
 	return 0;
@@ -371,7 +330,7 @@ int buffer_commit(struct buffer *b)
 		}
 	}
 	b->txn_depth--;
-	pthread_mutex_unlock(&b->mu);
+	buffer__unlock(b);
 	return r;
 }
 
@@ -383,7 +342,7 @@ void buffer_rollback(struct buffer *b)
 		b->sealed_pending = 0;
 	}
 	b->txn_depth--;
-	pthread_mutex_unlock(&b->mu);
+	buffer__unlock(b);
 }
 
 static sqlite3_stmt *stmt(struct buffer *b, enum stmt_id id)
@@ -419,10 +378,10 @@ void buffer_pruned(struct buffer *b, struct chain_head *pruned)
 
 void buffer_head(struct buffer *b, struct chain_head *head)
 {
-	pthread_mutex_lock(&b->mu);
+	buffer__lock(b);
 	if (b->txn_depth > 0 && b->head_valid) {
 		*head = b->head;
-		pthread_mutex_unlock(&b->mu);
+		buffer__unlock(b);
 		return;
 	}
 	sqlite3_stmt *s = stmt(b, ST_HEAD);
@@ -437,18 +396,18 @@ void buffer_head(struct buffer *b, struct chain_head *head)
 		b->head = *head;
 		b->head_valid = true;
 	}
-	pthread_mutex_unlock(&b->mu);
+	buffer__unlock(b);
 }
 
 int64_t buffer_first_seq(struct buffer *b)
 {
 	int64_t seq = 0;
-	pthread_mutex_lock(&b->mu);
+	buffer__lock(b);
 	sqlite3_stmt *s = stmt(b, ST_FIRST);
 	if (sqlite3_step(s) == SQLITE_ROW)
 		seq = sqlite3_column_int64(s, 0);
 	sqlite3_reset(s);
-	pthread_mutex_unlock(&b->mu);
+	buffer__unlock(b);
 	return seq;
 }
 
@@ -477,7 +436,7 @@ int buffer_append_record(struct buffer *b, int64_t seq, const char *kind, const 
 	return 0;
 }
 
-static void fill_record(sqlite3_stmt *s, struct stored_record *r, bool copy)
+void buffer__fill_record(sqlite3_stmt *s, struct stored_record *r, bool copy)
 {
 	r->seq = sqlite3_column_int64(s, 0);
 	r->line_len = (size_t)sqlite3_column_bytes(s, 2);
@@ -511,7 +470,16 @@ void buffer_record_clear(struct stored_record *r)
 int buffer_each_record(struct buffer *b, int64_t from, int64_t to, buffer_record_cb cb, void *arg)
 {
 	int ret = 0;
-	pthread_mutex_lock(&b->mu);
+	if (!buffer__held(b)) {
+		/* Committed records only, on a reader: sealing goes on meanwhile. */
+		struct buffer_reader *r;
+		if (buffer__reader_get(b, &r) == 0) {
+			ret = buffer_reader_each_record(r, from, to, cb, arg);
+			buffer__reader_put(b, r);
+			return ret;
+		} /* no reader (logged): read on the writer, as before readers */
+	}
+	buffer__lock(b);
 	/* A private statement: the callback may call back into the buffer. */
 	sqlite3_stmt *s = NULL;
 	int rc = sqlite3_prepare_v2(b->db, stmt_sql[ST_RANGE], -1, &s, NULL);
@@ -526,7 +494,7 @@ int buffer_each_record(struct buffer *b, int64_t from, int64_t to, buffer_record
 	sqlite3_bind_int64(s, 2, to);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		struct stored_record r;
-		fill_record(s, &r, false);
+		buffer__fill_record(s, &r, false);
 		if ((ret = cb(&r, arg)) != 0)
 			break;
 	}
@@ -536,7 +504,7 @@ int buffer_each_record(struct buffer *b, int64_t from, int64_t to, buffer_record
 	if (own_txn)
 		sqlite3_exec(b->db, "COMMIT", NULL, NULL, NULL);
 out:
-	pthread_mutex_unlock(&b->mu);
+	buffer__unlock(b);
 	return ret;
 }
 
@@ -544,18 +512,26 @@ int buffer_get_record(struct buffer *b, int64_t seq, struct stored_record *r)
 {
 	int ret = -ENOENT;
 	memset(r, 0, sizeof(*r));
-	pthread_mutex_lock(&b->mu);
+	if (!buffer__held(b)) {
+		struct buffer_reader *rd;
+		if (buffer__reader_get(b, &rd) == 0) {
+			ret = buffer_reader_get_record(rd, seq, r);
+			buffer__reader_put(b, rd);
+			return ret;
+		}
+	}
+	buffer__lock(b);
 	sqlite3_stmt *s = stmt(b, ST_ONE);
 	sqlite3_bind_int64(s, 1, seq);
 	int rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW) {
-		fill_record(s, r, true);
+		buffer__fill_record(s, r, true);
 		ret = r->kind && r->line ? 0 : -ENOMEM;
 	} else if (rc != SQLITE_DONE) {
 		ret = buffer_sqlite_error(b, rc, "reading a record");
 	}
 	sqlite3_reset(s);
-	pthread_mutex_unlock(&b->mu);
+	buffer__unlock(b);
 	return ret;
 }
 
@@ -583,7 +559,7 @@ int buffer_meta_get(struct buffer *b, const char *key, char **value)
 {
 	int ret = 0;
 	*value = NULL;
-	pthread_mutex_lock(&b->mu);
+	buffer__lock(b);
 	sqlite3_stmt *s = stmt(b, ST_META_GET);
 	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
 	int rc = sqlite3_step(s);
@@ -595,13 +571,13 @@ int buffer_meta_get(struct buffer *b, const char *key, char **value)
 		ret = buffer_sqlite_error(b, rc, "reading meta");
 	}
 	sqlite3_reset(s);
-	pthread_mutex_unlock(&b->mu);
+	buffer__unlock(b);
 	return ret;
 }
 
 int buffer_meta_put(struct buffer *b, const char *key, const char *value)
 {
-	pthread_mutex_lock(&b->mu);
+	buffer__lock(b);
 	sqlite3_stmt *s = stmt(b, ST_META_PUT);
 	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, value, -1, SQLITE_STATIC);
@@ -609,7 +585,7 @@ int buffer_meta_put(struct buffer *b, const char *key, const char *value)
 	/* The message is the connection's, so it is read before another thread can step. */
 	int r = rc == SQLITE_DONE ? 0 : buffer_sqlite_error(b, rc, "writing meta");
 	sqlite3_reset(s);
-	pthread_mutex_unlock(&b->mu);
+	buffer__unlock(b);
 	return r;
 }
 
@@ -623,7 +599,7 @@ int buffer_sink_get(struct buffer *b, const char *sink, struct sink_state *st)
 {
 	int ret = 0;
 	memset(st, 0, sizeof(*st));
-	pthread_mutex_lock(&b->mu);
+	buffer__lock(b);
 	sqlite3_stmt *s = stmt(b, ST_SINK_GET);
 	sqlite3_bind_text(s, 1, sink, -1, SQLITE_STATIC);
 	int rc = sqlite3_step(s);
@@ -637,13 +613,13 @@ int buffer_sink_get(struct buffer *b, const char *sink, struct sink_state *st)
 		ret = buffer_sqlite_error(b, rc, "reading a sink");
 	}
 	sqlite3_reset(s);
-	pthread_mutex_unlock(&b->mu);
+	buffer__unlock(b);
 	return ret;
 }
 
 int buffer_sink_put(struct buffer *b, const char *sink, const struct sink_state *st)
 {
-	pthread_mutex_lock(&b->mu);
+	buffer__lock(b);
 	sqlite3_stmt *s = stmt(b, ST_SINK_PUT);
 	sqlite3_bind_text(s, 1, sink, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 2, st->acked_seq);
@@ -655,7 +631,7 @@ int buffer_sink_put(struct buffer *b, const char *sink, const struct sink_state 
 	/* The message is the connection's, so it is read before another thread can step. */
 	int r = rc == SQLITE_DONE ? 0 : buffer_sqlite_error(b, rc, "writing a sink");
 	sqlite3_reset(s);
-	pthread_mutex_unlock(&b->mu);
+	buffer__unlock(b);
 	return r;
 }
 
@@ -663,7 +639,7 @@ int buffer_sink_update(struct buffer *b, const char *sink, int64_t acked, int64_
 		       int64_t next_attempt, const char *error, const char *alarm)
 {
 	struct sink_state st;
-	pthread_mutex_lock(&b->mu);
+	buffer__lock(b);
 	int r = buffer_sink_get(b, sink, &st);
 	if (r == 0) {
 		if (acked >= 0)
@@ -680,7 +656,7 @@ int buffer_sink_update(struct buffer *b, const char *sink, int64_t acked, int64_
 		r = buffer_sink_put(b, sink, &st);
 		buffer_sink_clear(&st);
 	}
-	pthread_mutex_unlock(&b->mu);
+	buffer__unlock(b);
 	return r;
 }
 
@@ -698,7 +674,7 @@ int buffer_cursor_get(struct buffer *b, const char *key, void **data, size_t *le
 	int ret = -ENOENT;
 	*data = NULL;
 	*len = 0;
-	pthread_mutex_lock(&b->mu);
+	buffer__lock(b);
 	sqlite3_stmt *s = stmt(b, ST_CURSOR_GET);
 	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
 	int rc = sqlite3_step(s);
@@ -718,13 +694,13 @@ int buffer_cursor_get(struct buffer *b, const char *key, void **data, size_t *le
 		ret = buffer_sqlite_error(b, rc, "reading a cursor");
 	}
 	sqlite3_reset(s);
-	pthread_mutex_unlock(&b->mu);
+	buffer__unlock(b);
 	return ret;
 }
 
 int buffer_cursor_put(struct buffer *b, const char *key, const void *data, size_t len)
 {
-	pthread_mutex_lock(&b->mu);
+	buffer__lock(b);
 	sqlite3_stmt *s = stmt(b, ST_CURSOR_PUT);
 	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
 	sqlite3_bind_blob(s, 2, len ? data : "", (int)len, SQLITE_STATIC);
@@ -733,18 +709,18 @@ int buffer_cursor_put(struct buffer *b, const char *key, const void *data, size_
 	/* The message is the connection's, so it is read before another thread can step. */
 	int r = rc == SQLITE_DONE ? 0 : buffer_sqlite_error(b, rc, "writing a cursor");
 	sqlite3_reset(s);
-	pthread_mutex_unlock(&b->mu);
+	buffer__unlock(b);
 	return r;
 }
 
 int64_t buffer_bytes(struct buffer *b)
 {
 	int64_t pages = 0, freelist = 0, page_size = 4096;
-	pthread_mutex_lock(&b->mu);
+	buffer__lock(b);
 	pragma_int(b->db, "PRAGMA page_count", &pages);
 	pragma_int(b->db, "PRAGMA freelist_count", &freelist);
 	pragma_int(b->db, "PRAGMA page_size", &page_size);
-	pthread_mutex_unlock(&b->mu);
+	buffer__unlock(b);
 	/* The WAL is not counted: its content moves into these pages at each checkpoint, and
 	 * journal_size_limit keeps the file itself small. */
 	return (pages - freelist) * page_size;
@@ -797,9 +773,9 @@ int64_t buffer_prune(struct buffer *b, const char *const sinks[], int64_t before
 	}
 	if ((r = buffer_commit(b)) < 0)
 		return r;
-	pthread_mutex_lock(&b->mu);
+	buffer__lock(b);
 	sqlite3_exec(b->db, "PRAGMA incremental_vacuum", NULL, NULL, NULL);
-	pthread_mutex_unlock(&b->mu);
+	buffer__unlock(b);
 	return point - first + 1;
 fail:
 	buffer_rollback(b);

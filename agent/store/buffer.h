@@ -65,6 +65,33 @@ int buffer_get_record(struct buffer *b, int64_t seq, struct stored_record *r);
 /* Hash of record seq (64 zeros for 0; the pruned head's hash when seq == pruned seq). */
 int buffer_hash_of(struct buffer *b, int64_t seq, char hash[HASH_HEX_LEN + 1]);
 
+/* Readers of their own (SPEC §5 unchanged; issue #14): a read-only connection to the same
+ * file, reading committed data only, in one WAL snapshot per begin … end (or per call), never
+ * taking the writer's mutex nor waiting for it. Keep a snapshot to one batch or one report: a
+ * reader that stays inside one stops checkpoints from recycling the WAL. A reader follows the
+ * file when the writer writes it back (buffer_check_file) at its next begin or call. One
+ * reader per thread at a time; close it before buffer_close.
+ * buffer_each_record, buffer_get_record and period_sums use one themselves unless the calling
+ * thread holds the writer (inside buffer_begin … commit or buffer_lock), whose pending writes
+ * it must see. */
+struct buffer_reader;
+int buffer_reader_open(struct buffer *b, struct buffer_reader **out);
+void buffer_reader_close(struct buffer_reader *r);
+int buffer_reader_begin(struct buffer_reader *r);
+void buffer_reader_end(struct buffer_reader *r);
+int buffer_reader_each_record(struct buffer_reader *r, int64_t from, int64_t to,
+			      buffer_record_cb cb, void *arg);
+int buffer_reader_get_record(struct buffer_reader *r, int64_t seq, struct stored_record *rec);
+/* The reader's connection, for other modules' reads of their own tables (period sums); use it
+ * only between buffer_reader_begin and _end, on the thread that owns the reader. */
+struct sqlite3 *buffer_reader_db(struct buffer_reader *r);
+/* The buffer's idle reader lent for one read (a new one when it is lent already); given back
+ * with buffer_reader_return, which ends any snapshot left open. */
+int buffer_reader_borrow(struct buffer *b, struct buffer_reader **out);
+void buffer_reader_return(struct buffer *b, struct buffer_reader *r);
+/* 1 when the calling thread holds the writer (then read through the buffer itself). */
+int buffer_holds_writer(const struct buffer *b);
+
 /* What was pruned: records 1..seq are gone, hash is that of seq (verify starts there). */
 void buffer_pruned(struct buffer *b, struct chain_head *pruned);
 /* Lowest seq still stored (pruned.seq + 1 when any record is kept), 0 when none. */

@@ -8,6 +8,7 @@
 
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -28,6 +29,11 @@ struct buffer {
 	struct chain_head head;
 	int64_t sealed_pending;
 	pthread_mutex_t mu;          /* recursive: public calls nest inside begin/commit */
+	/* Readers (buffer_reader.c): the generation of the writer's file, bumped when it is
+	 * written back and reopened, and one idle reader lent to buffer_each_record & co. */
+	atomic_uint generation;      /* read without the writer's mutex */
+	pthread_mutex_t rmu;         /* guards idle_reader only */
+	struct buffer_reader *idle_reader;
 	sqlite3_stmt *st[ST__COUNT];
 	/* Other modules' persistent statements (buffer_prepare), re-prepared when the file is
 	 * written back and reopened under a running daemon. */
@@ -38,7 +44,7 @@ struct buffer {
 	bool registry;
 	int64_t legacy;
 	const struct store_schema *known[8];
-	size_t n_known;
+	_Atomic size_t n_known;      /* read without the writer's mutex (schema.c) */
 };
 
 /* Opens b->path into b->db with the module's pragmas and a quick_check; SQLite's code. */
@@ -49,5 +55,20 @@ char *buffer__move_aside(const char *path, const char *tag);
 /* The store's own entry of the registry, at open: adopts a file from before the registry
  * and migrates the store's tables, in one transaction. 0 or a negative errno (logged). */
 int buffer__schema_open(struct buffer *b, const struct store_schema *store);
+
+/* The writer's mutex, counted per thread so that buffer__held can say whether the calling
+ * thread holds it (its reads must then see its own pending writes: the writer connection). */
+void buffer__lock(struct buffer *b);
+void buffer__unlock(struct buffer *b);
+bool buffer__held(const struct buffer *b);
+
+unsigned buffer__generation(struct buffer *b);
+const char *buffer__sql(enum stmt_id id);
+void buffer__fill_record(sqlite3_stmt *s, struct stored_record *r, bool copy);
+/* SQLite's code as -errno (what buffer_sqlite_error returns, without the logging). */
+int buffer__errno(int rc);
+/* Borrow and return the buffer's idle reader (or a new one). */
+int buffer__reader_get(struct buffer *b, struct buffer_reader **out);
+void buffer__reader_put(struct buffer *b, struct buffer_reader *r);
 
 #endif

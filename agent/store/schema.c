@@ -104,9 +104,12 @@ static int apply_steps(struct buffer *b, const struct store_schema *s, int64_t v
 	return 0;
 }
 
+/* Read without the writer's mutex too (readers ask before each read): an entry is written
+ * before the count that publishes it. */
 static bool known(const struct buffer *b, const struct store_schema *s)
 {
-	for (size_t i = 0; i < b->n_known; i++)
+	size_t n = atomic_load_explicit(&b->n_known, memory_order_acquire);
+	for (size_t i = 0; i < n; i++)
 		if (b->known[i] == s)
 			return true;
 	return false;
@@ -114,15 +117,20 @@ static bool known(const struct buffer *b, const struct store_schema *s)
 
 static void remember(struct buffer *b, const struct store_schema *s)
 {
-	if (b->n_known < sizeof(b->known) / sizeof(b->known[0]))
-		b->known[b->n_known++] = s;
+	size_t n = atomic_load_explicit(&b->n_known, memory_order_relaxed);
+	if (n < sizeof(b->known) / sizeof(b->known[0])) {
+		b->known[n] = s;
+		atomic_store_explicit(&b->n_known, n + 1, memory_order_release);
+	}
 }
 
 int buffer_schema(struct buffer *b, const struct store_schema *s)
 {
 	int64_t v = 0;
 	bool row = false;
-	pthread_mutex_lock(&b->mu);
+	if (known(b, s))
+		return 0; /* up to date already: no need to wait for the writer */
+	buffer__lock(b);
 	int r = known(b, s) ? 0 : owner_version(b, s, &v, &row);
 	if (r < 0 || known(b, s))
 		goto out;
@@ -156,7 +164,7 @@ int buffer_schema(struct buffer *b, const struct store_schema *s)
 	}
 	remember(b, s);
 out:
-	pthread_mutex_unlock(&b->mu);
+	buffer__unlock(b);
 	return r;
 }
 
