@@ -109,6 +109,8 @@ say "stop, and labshare-agent verify"
 kill -TERM "$AGENT_PID"
 wait "$AGENT_PID" || true
 "$AGENT" -c "$CFG" verify
+say "labshare-agent verify --remote (the chain against the platform's acknowledged copy)"
+"$AGENT" -c "$CFG" verify --remote
 say "the platform holds"
 sqlite3 "$DIR/platform.db" "SELECT COUNT(*) || ' records, seq ' || MIN(seq) || '..' || MAX(seq) FROM records"
 echo "demo files kept in $DIR"
