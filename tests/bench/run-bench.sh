@@ -28,7 +28,7 @@ fi
 
 status=0
 : >"$OUT"
-for name in bench_modbus bench_upload bench_idle bench_logtail bench_status; do
+for name in bench_modbus bench_upload bench_idle bench_logtail bench_status bench_metrics; do
 	bin="$BUILD/bench/$name"
 	if [ ! -x "$bin" ]; then
 		echo "run-bench: $name: not built, skipped" | tee -a "$OUT"
