@@ -112,29 +112,39 @@ static int open_buffer_ro(const struct config *cfg, struct buffer **b)
 	return 0;
 }
 
-static int cmd_verify(const char *path, int argc, char **argv)
+/* Options of a command that takes one flag and --help: -1 to go on, else the exit code. */
+static int one_flag_options(int argc, char **argv, const char *cmd, const char *flag, bool *set)
 {
-	static const struct option opts[] = {
-		{ "remote", no_argument, NULL, 'r' },
+	const struct option opts[] = {
+		{ flag, no_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	bool remote = false;
 	int c;
-	while ((c = getopt_long(argc, argv, "+rh", opts, NULL)) != -1) {
-		if (c == 'r')
-			remote = true;
-		else if (c == 'h') {
-			fputs("usage: labshare-agent verify [--remote]\n", stdout);
+	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+		if (c == 'f') {
+			*set = true;
+		} else if (c == 'h') {
+			printf("usage: labshare-agent %s [--%s]\n", cmd, flag);
 			return 0;
-		} else
-			return usage_error("verify: unknown option");
+		} else {
+			return usage_error("%s: unknown option", cmd);
+		}
 	}
 	if (optind < argc)
-		return usage_error("verify: unexpected argument \"%s\"", argv[optind]);
+		return usage_error("%s: unexpected argument \"%s\"", cmd, argv[optind]);
+	return -1;
+}
+
+static int cmd_verify(const char *path, int argc, char **argv)
+{
+	bool remote = false;
+	int code = one_flag_options(argc, argv, "verify", "remote", &remote);
+	if (code >= 0)
+		return code;
 
 	struct config *cfg = NULL;
-	int code = load_config(path, &cfg);
+	code = load_config(path, &cfg);
 	if (code)
 		return code;
 	struct buffer *b = NULL;
@@ -184,27 +194,13 @@ static int cmd_verify(const char *path, int argc, char **argv)
 
 static int cmd_status(const char *path, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	bool json = false;
-	int c;
-	while ((c = getopt_long(argc, argv, "+jh", opts, NULL)) != -1) {
-		if (c == 'j')
-			json = true;
-		else if (c == 'h') {
-			fputs("usage: labshare-agent status [--json]\n", stdout);
-			return 0;
-		} else
-			return usage_error("status: unknown option");
-	}
-	if (optind < argc)
-		return usage_error("status: unexpected argument \"%s\"", argv[optind]);
+	int code = one_flag_options(argc, argv, "status", "json", &json);
+	if (code >= 0)
+		return code;
 
 	struct config *cfg = NULL;
-	int code = load_config(path, &cfg);
+	code = load_config(path, &cfg);
 	if (code)
 		return code;
 	long pid = 0;
