@@ -1,6 +1,8 @@
-/* feed.c — the chained feed of SPEC §6 over HTTPS with libcurl: one batch at a time, gzip
- * over 4 KiB, every reply class handled as the SPEC says, nothing ever dropped. */
+/* feed.c — the chained feed of SPEC §6 over HTTPS with libcurl: one batch in flight at a time
+ * while the next is read and gzipped beside it (feed_batch.c), every reply class handled as
+ * the SPEC says, nothing ever dropped. */
 #include "feed.h"
+#include "feed_batch.h"
 #include "buffer.h"
 #include "chain.h"
 #include "clock.h"
@@ -19,10 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
 #define SINK_NAME "platform"
-#define GZIP_OVER 4096
 #define REPLY_MAX (64 * 1024)
 #define BACKOFF_MAX_S 300
 #define REFUSED_RETRY_S 3600
@@ -44,7 +44,9 @@ struct feed {
 	int good;                   /* records in the last batch that passed, 0 none yet */
 	int refused;                /* smallest batch refused with 413 lately, 0 none */
 	int streak;                 /* successes since the last 413 */
-	struct dbuf body, gz;
+	struct feed_body cur;       /* the batch in flight */
+	struct feed_prep *prep;     /* makes the next one meanwhile; started at the first backlog */
+	bool prep_failed;
 };
 
 static bool feed_configured(const struct config *cfg)
@@ -57,10 +59,10 @@ static void feed_destroy(void *state)
 	struct feed *f = state;
 	if (!f)
 		return;
+	feed_prep_stop(f->prep);
 	transfer_cleanup(&f->http);
 	free(f->url);
-	dbuf_free(&f->body);
-	dbuf_free(&f->gz);
+	feed_body_free(&f->cur);
 	free(f);
 }
 
@@ -72,8 +74,7 @@ static int feed_create(const struct config *cfg, struct buffer *b, void **state)
 	f->cfg = cfg;
 	f->buf = b;
 	f->batch = cfg->platform.batch_max_records;
-	f->body.max = 256u * 1024 * 1024;
-	f->gz.max = 256u * 1024 * 1024;
+	feed_body_init(&f->cur);
 	if (asprintf(&f->url, "%s/v1/feeds", cfg->platform.url) < 0) {
 		f->url = NULL;
 		feed_destroy(f);
@@ -95,54 +96,6 @@ static void feed_abort(void *state)
 {
 	struct feed *f = state;
 	transfer_abort(&f->http);
-}
-
-struct collect {
-	struct dbuf *body;
-	int64_t next;
-	int err;
-};
-
-static int add_line(const struct stored_record *r, void *arg)
-{
-	struct collect *c = arg;
-	if (r->seq != c->next) {
-		c->err = -EBADMSG; /* a hole in the chain: never send around it */
-		return 1;
-	}
-	c->next++;
-	if (dbuf_add(c->body, r->line, r->line_len) < 0 || dbuf_add(c->body, "\n", 1) < 0) {
-		c->err = -ENOMEM;
-		return 1;
-	}
-	return 0;
-}
-
-static int gzip_body(struct feed *f)
-{
-	dbuf_reset(&f->gz);
-	z_stream z;
-	memset(&z, 0, sizeof(z));
-	if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-		return -ENOMEM;
-	size_t bound = deflateBound(&z, (uLong)f->body.len);
-	if (f->gz.cap < bound + 1) {
-		char *q = realloc(f->gz.p, bound + 1);
-		if (!q) {
-			deflateEnd(&z);
-			return -ENOMEM;
-		}
-		f->gz.p = q;
-		f->gz.cap = bound + 1;
-	}
-	z.next_in = (Bytef *)f->body.p;
-	z.avail_in = (uInt)f->body.len;
-	z.next_out = (Bytef *)f->gz.p;
-	z.avail_out = (uInt)bound;
-	int rc = deflate(&z, Z_FINISH);
-	f->gz.len = bound - z.avail_out;
-	deflateEnd(&z);
-	return rc == Z_STREAM_END ? 0 : -EIO;
 }
 
 /* The sink's row, changed under a transaction so `flush` and the daemon can't interleave. */
@@ -189,19 +142,32 @@ static bool jint(const cJSON *o, const char *k, int64_t *out)
 	return true;
 }
 
-static void batch_passed(struct feed *f, int sent)
+/* The size after a success of `sent` records that makes streak successes in a row. */
+static int grown(const struct feed *f, int streak, int refused, int sent)
 {
 	int max = f->cfg->platform.batch_max_records;
+	if (f->batch >= max || streak % GROW_EVERY != 0 || sent < f->batch)
+		return f->batch;
+	int next = f->batch + (f->batch / 8 > 0 ? f->batch / 8 : 1);
+	if (refused && next >= refused)
+		next = refused - 1;
+	return next > max ? max : next > f->batch ? next : f->batch;
+}
+
+static void batch_passed(struct feed *f, int sent)
+{
 	f->good = sent;
 	f->streak++;
 	if (f->streak % FORGET_413_AFTER == 0)
 		f->refused = 0; /* the platform's limit may have been raised: probe again */
-	if (f->batch >= max || f->streak % GROW_EVERY != 0 || sent < f->batch)
-		return;
-	int next = f->batch + (f->batch / 8 > 0 ? f->batch / 8 : 1);
-	if (f->refused && next >= f->refused)
-		next = f->refused - 1;
-	f->batch = next > max ? max : next > f->batch ? next : f->batch;
+	f->batch = grown(f, f->streak, f->refused, sent);
+}
+
+/* What the next batch will be if this one (first..last after acked) is acknowledged whole. */
+static int batch_if_passed(const struct feed *f, int sent)
+{
+	int streak = f->streak + 1;
+	return grown(f, streak, streak % FORGET_413_AFTER == 0 ? 0 : f->refused, sent);
 }
 
 static void batch_too_large(struct feed *f, int sent)
@@ -344,44 +310,28 @@ static enum sink_result feed_step(void *state, int64_t now, bool force)
 		return o.result;
 	}
 
-	/* The body: the header line, then each record exactly as stored. */
-	dbuf_reset(&f->body);
-	cJSON *h = cJSON_CreateObject();
-	cJSON_AddStringToObject(h, "schema", "labshare.feed.v1");
-	cJSON_AddStringToObject(h, "agent_id", f->cfg->agent.id);
-	cJSON_AddStringToObject(h, "lab_code", f->cfg->agent.lab_code);
-	cJSON_AddNumberToObject(h, "first_seq", (double)first);
-	cJSON_AddNumberToObject(h, "last_seq", (double)last);
-	cJSON_AddStringToObject(h, "prev_hash", prev);
-	char *htext = cJSON_PrintUnformatted(h);
-	cJSON_Delete(h);
-	int r = htext ? dbuf_add(&f->body, htext, strlen(htext)) : -ENOMEM;
-	cJSON_free(htext);
-	if (r == 0)
-		r = dbuf_add(&f->body, "\n", 1);
-	struct collect c = { &f->body, first, 0 };
-	if (r == 0) {
-		r = buffer_each_record(f->buf, first, last, add_line, &c);
-		if (r == 0 && c.err == 0 && c.next != last + 1)
-			c.err = -EBADMSG;
-	}
-	if (r < 0 || c.err < 0) {
-		int e = r < 0 ? r : c.err;
+	/* The body: made beside the last one's transfer when that was guessed right, else now. */
+	int r = 0;
+	if (!(f->prep && feed_prep_take(f->prep, first, last, prev, &f->cur)))
+		r = feed_body_build(&f->cur, f->cfg, f->buf, NULL, first, last, prev);
+	if (r < 0) {
 		snprintf(o.error, sizeof(o.error), "cannot read records %" PRId64 "..%" PRId64 ": %s", first,
-			 last, strerror(-e));
+			 last, strerror(-r));
 		o.next_attempt = now + 60;
 		log_errx("upload: %s", o.error);
 		save_outcome(f, &o, now);
 		return SINK_RETRY;
 	}
-
-	const char *payload = f->body.p;
-	size_t payload_len = f->body.len;
-	bool gz = f->body.len > GZIP_OVER && gzip_body(f) == 0;
-	if (gz) {
-		payload = f->gz.p;
-		payload_len = f->gz.len;
+	/* A backlog past this batch: the next one is read and gzipped while this one is in flight. */
+	if (last < head.seq && !f->prep && !f->prep_failed && feed_prep_start(f->cfg, f->buf, &f->prep) < 0)
+		f->prep_failed = true;
+	if (last < head.seq && f->prep) {
+		int64_t next = batch_if_passed(f, (int)(last - acked));
+		feed_prep_ask(f->prep, last + 1, head.seq < last + next ? head.seq : last + next, f->cur.last_hash);
 	}
+	size_t payload_len;
+	const char *payload = feed_body_payload(&f->cur, &payload_len);
+	bool gz = f->cur.gzipped;
 	/* As long as the token is: a fixed buffer would cut a long one silently. */
 	char *auth = transfer_bearer(f->cfg->platform.token), idem[256];
 	snprintf(idem, sizeof(idem), "Idempotency-Key: %s:%" PRId64 "-%" PRId64, f->cfg->agent.id, first, last);

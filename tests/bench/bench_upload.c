@@ -20,6 +20,7 @@
 #include "clock.h"
 #include "config.h"
 #include "core.h"
+#include "feed_batch.h"
 #include "harness.h"
 #include "log.h"
 #include "timeutil.h"
@@ -132,7 +133,7 @@ static int gzip(const char *in, size_t len, struct body *out)
 {
 	z_stream z;
 	memset(&z, 0, sizeof(z));
-	if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+	if (deflateInit2(&z, FEED_GZIP_LEVEL, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
 		return -1;
 	size_t bound = deflateBound(&z, (uLong)len);
 	out->gz = malloc(bound);
@@ -344,8 +345,10 @@ int main(void)
 	       rate, n_records, flush_s, WIFEXITED(status) ? WEXITSTATUS(status) : -1, agent_head, span, posts,
 	       span > 0 && posts > 1 ? (double)n_records * (posts - 1) / posts / span : 0, cpu, (double)ru.ru_maxrss / 1024.0,
 	       rp1.cpu_s - rp0.cpu_s);
-	printf("upload: ratio agent/curl alone %.2f; goal >= 50000 records/s: %s\n", rate / curl_rate,
-	       rate >= 50000 ? "met" : "missed");
+	/* Issue #15: the agent's flush (start-up included) at least 0.8× of curl alone, same run. */
+	double ratio = rate / curl_rate;
+	printf("GOAL flush: agent %.0f records/s, anchor %.0f records/s, ratio %.2f (goal >= 0.8) %s\n", rate,
+	       curl_rate, ratio, ratio >= 0.8 ? "met" : "missed");
 	int rc = 0;
 	if (failed > 0 || curl_head != (double)n_records) {
 		fprintf(stderr, "bench: curl alone: %ld POSTs failed, platform head %.0f of %ld (see %s/curl.log)\n",

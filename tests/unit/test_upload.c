@@ -194,6 +194,25 @@ static void test_flush_everything(void **state)
 	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), 0);
 }
 
+/* The next batch is read and gzipped while one is in flight, on the guess that the platform
+ * acknowledges it whole. A partial ack makes the guess wrong: what is sent next starts after
+ * what was acknowledged, never after what was sent, and nothing is lost nor sent around a hole. */
+static void test_pipeline_guess_wrong(void **state)
+{
+	struct fx *f = *state;
+	seal_sessions(f, 2000);
+	assert_int_equal(platfix_cmd(&f->pl, "fault ack_behind 100 count=1"), 0);
+	assert_int_equal(uploader_flush(f->cfg, f->buf, f->devnull), 0);
+	assert_int_equal(acked(f), 2000);
+	assert_platform_matches(f);
+	cJSON *s = plat_json(f, "stats");
+	assert_int_equal((int)cJSON_GetObjectItem(s, "records")->valuedouble, 2000);
+	/* 1-500 (acked to 400), then 401-900 … 1901-2000: five posts. */
+	assert_int_equal((int)cJSON_GetObjectItem(s, "feed_posts")->valuedouble, 5);
+	assert_string_equal(cJSON_GetObjectItem(s, "last_idempotency_key")->valuestring, "agent-1:1901-2000");
+	cJSON_Delete(s);
+}
+
 static void test_small_body_not_gzipped(void **state)
 {
 	struct fx *f = *state;
@@ -752,6 +771,7 @@ int main(void)
 	srandom(1);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_flush_everything, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pipeline_guess_wrong, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_small_body_not_gzipped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_retry_after_honoured, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lost_reply_resent_harmlessly, setup, teardown),
