@@ -663,14 +663,20 @@ int metrics_tick(struct metrics *m, int64_t now)
 		if (ic->modbus.present)
 			r = seal_slots(m, ic, &sealed);
 	}
+	int64_t grace = m->cfg->platform.present ? m->cfg->platform.upload_interval_s : 60;
+	/* A wall clock set back by more than the grace must not hold revisions back. */
+	bool redo = now >= m->redo_after || now + grace < m->redo_after;
 	for (size_t i = 0; i < m->cfg->n_instruments && r == 0; i++)
-		r = seal_days(m, &m->cfg->instruments[i], now, &sealed);
+		r = seal_days(m, &m->cfg->instruments[i], now, redo, &sealed);
 	r = finish(m, r);
+	if (r >= 0 && redo)
+		m->redo_after = now + grace;
 	return r < 0 ? r : sealed;
 }
 
 int metrics_stop(struct metrics *m, int64_t now)
 {
+	m->redo_after = 0; /* a clean stop leaves no revision waiting */
 	int r = metrics_tick(m, now);
 	if (r < 0)
 		return r;

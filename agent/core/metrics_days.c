@@ -252,7 +252,7 @@ static int seal_day(struct metrics *m, const struct instrument_cfg *ic, int64_t 
 
 #define MAX_DAYS_PER_TICK 400
 
-int seal_days(struct metrics *m, const struct instrument_cfg *ic, int64_t now, int *sealed)
+int seal_days(struct metrics *m, const struct instrument_cfg *ic, int64_t now, bool redo_dirty, int *sealed)
 {
 	int64_t grace = m->cfg->platform.present ? m->cfg->platform.upload_interval_s : 60;
 	struct inst_state *st;
@@ -265,7 +265,7 @@ int seal_days(struct metrics *m, const struct instrument_cfg *ic, int64_t now, i
 	size_t nd = 0;
 	sqlite3_stmt *s = mx(m, MX_DIRTY_LIST);
 	sqlite3_bind_text(s, 1, ic->id, -1, SQLITE_STATIC);
-	while (nd < 64 && sqlite3_step(s) == SQLITE_ROW)
+	while (redo_dirty && nd < 64 && sqlite3_step(s) == SQLITE_ROW)
 		dirty[nd++] = sqlite3_column_int64(s, 0);
 	sqlite3_reset(s);
 	for (size_t i = 0; i < nd && r == 0; i++) {

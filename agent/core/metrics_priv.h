@@ -50,6 +50,10 @@ struct metrics {
 	/* Indexed like cfg->instruments; dropped on a reload and when a transaction is undone. */
 	struct inst_mem *mem;
 	size_t n_mem;
+	/* Days a late line changed are sealed again at most once per grace (upload interval):
+	 * not before this wall time. A log read from far behind touches the same days all the
+	 * time, and each pass reads every session of each such day again (issue #15). */
+	int64_t redo_after;
 };
 
 /* The statement, reset and unbound. */
@@ -84,6 +88,6 @@ int seal_slots(struct metrics *m, const struct instrument_cfg *ic, int *sealed);
 int seal_open_slot(struct metrics *m, const struct instrument_cfg *ic, int64_t now, int *sealed);
 
 /* metrics_days.c */
-int seal_days(struct metrics *m, const struct instrument_cfg *ic, int64_t now, int *sealed);
+int seal_days(struct metrics *m, const struct instrument_cfg *ic, int64_t now, bool redo_dirty, int *sealed);
 
 #endif

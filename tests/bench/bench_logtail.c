@@ -4,6 +4,7 @@
  * figures; it passes or fails nothing. */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <iconv.h>
 #include <inttypes.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "benchlib.h"
 #include "buffer.h"
 #include "config.h"
 #include "core.h"
@@ -166,6 +168,120 @@ static double core_rate(const char *dir, double *cpu)
 	return SESSION_LINES / took;
 }
 
+/* ---- through the running daemon: a GBK CSV of BENCH_LOG_LINES sessions (issue #15) ---- */
+
+/* UTF-8 text to GB18030, appended to f. */
+static void put_gbk(FILE *f, iconv_t cd, const char *utf8)
+{
+	char out[1024], *in = (char *)utf8, *o = out;
+	size_t inl = strlen(utf8), outl = sizeof(out);
+	if (iconv(cd, &in, &inl, &o, &outl) == (size_t)-1 || inl != 0) {
+		fprintf(stderr, "bench: iconv: %s\n", strerror(errno));
+		exit(1);
+	}
+	fwrite(out, 1, (size_t)(o - out), f);
+}
+
+static void write_gbk_csv(const char *path, long lines)
+{
+	FILE *f = fopen(path, "w");
+	iconv_t cd = iconv_open("GB18030", "UTF-8");
+	if (!f || cd == (iconv_t)-1) {
+		fprintf(stderr, "bench: cannot write %s\n", path);
+		exit(1);
+	}
+	put_gbk(f, cd, "开始时间,结束时间,用户,单位,样品数\n");
+	/* BENCH_LOG_SPREAD_S apart (default 60: a session a minute, 1,000,000 of them over 694 days;
+	 * 0: all on 2026-11-02 like the in-process CSV above), none twice, all in the past. */
+	const time_t base = 1767225600; /* 2026-01-01 08:00 +08:00 */
+	long spread = bench_env_long("BENCH_LOG_SPREAD_S", 60);
+	for (long i = 0; i < lines; i++) {
+		time_t s = spread ? base + (time_t)i * spread : 1793577600 + (time_t)(i % 80000);
+		time_t e = s + 600 + (time_t)(i % 600);
+		struct tm a, b;
+		gmtime_r(&s, &a);
+		gmtime_r(&e, &b);
+		char line[256];
+		snprintf(line, sizeof(line), "%04d-%02d-%02d %02d:%02d:%02d,%04d-%02d-%02d %02d:%02d:%02d,user%05ld,%s,%ld\n",
+			 a.tm_year + 1900, a.tm_mon + 1, a.tm_mday, a.tm_hour, a.tm_min, a.tm_sec, b.tm_year + 1900,
+			 b.tm_mon + 1, b.tm_mday, b.tm_hour, b.tm_min, b.tm_sec, i % 5000,
+			 i % 3 ? "太原理工大学" : "山西大学", i % 7);
+		put_gbk(f, cd, line);
+	}
+	iconv_close(cd);
+	fclose(f);
+}
+
+struct sealed {
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	const char *path;
+	long want, sessions;
+	int64_t seq;
+};
+
+/* Session records the daemon has committed, counted from where the last look stopped. */
+static bool daemon_done(void *arg)
+{
+	struct sealed *s = arg;
+	if (!s->db) {
+		if (sqlite3_open_v2(s->path, &s->db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+		    sqlite3_prepare_v2(s->db, "SELECT COUNT(*), MAX(seq) FROM records WHERE seq > ?1 AND kind = 'session'",
+				       -1, &s->st, NULL) != SQLITE_OK) {
+			sqlite3_close(s->db);
+			s->db = NULL;
+			return false;
+		}
+		sqlite3_busy_timeout(s->db, 1000);
+	}
+	sqlite3_bind_int64(s->st, 1, s->seq);
+	if (sqlite3_step(s->st) == SQLITE_ROW && sqlite3_column_int64(s->st, 0) > 0) {
+		s->sessions += (long)sqlite3_column_int64(s->st, 0);
+		s->seq = sqlite3_column_int64(s->st, 1);
+	}
+	sqlite3_reset(s->st);
+	return s->sessions >= s->want;
+}
+
+/* `labshare-agent run` on the CSV: lines per second from spawn until every session is committed
+ * (start-up included), and the daemon's CPU. */
+static double daemon_rate(const char *dir, long lines, double *secs, double *cpu)
+{
+	char *csv = h_path(dir, "daemon-gbk.csv"), *cfg_path = h_path(dir, "daemon.json");
+	write_gbk_csv(csv, lines);
+	char *logs = h_strdupf("{ \"path\": \"%s\", \"format\": \"csv\", \"encoding\": \"gbk\","
+			       " \"fields\": { \"start\": \"开始时间\", \"end\": \"结束时间\", \"user\": \"用户\","
+			       " \"org\": \"单位\", \"samples\": \"样品数\" } }", csv);
+	char *text = h_strdupf(config_fmt, dir, "daemon", dir, logs);
+	h_write_file(cfg_path, text, (size_t)-1, 0644);
+	char *log = h_path(dir, "daemon.log");
+	char *argv[] = { strdup(h_build_path("labshare-agent")), (char *)"-c", cfg_path, (char *)"run", NULL };
+	char *db = h_strdupf("%s/state-daemon/buffer.db", dir);
+	struct sealed s = { .want = lines, .path = db };
+	double t0 = now_s();
+	struct h_proc *p = h_spawn(argv, NULL, false, false, log);
+	struct bench_proc pr;
+	if (!h_wait_for(daemon_done, &s, 1800000)) {
+		fprintf(stderr, "bench: the daemon sealed %ld of %ld sessions (see %s)\n", s.sessions, lines, log);
+		exit(1);
+	}
+	*secs = now_s() - t0;
+	bench_proc_read(p->pid, &pr);
+	*cpu = pr.cpu_s;
+	h_stop(p, 10000);
+	h_proc_free(p);
+	sqlite3_finalize(s.st);
+	sqlite3_close(s.db);
+	free(db);
+	free(argv[0]);
+	free(log);
+	free(text);
+	free(logs);
+	free(cfg_path);
+	free(csv);
+	return (double)lines / *secs;
+}
+
 /* Plain SQLite on the same disk, same settings as the buffer: rows of a record's size per second. */
 static double raw_insert_rate(const char *dir, double *cpu)
 {
@@ -204,7 +320,9 @@ static double raw_insert_rate(const char *dir, double *cpu)
 
 int main(void)
 {
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	log_set_level(LOG_PRI_WARNING);
+	bench_machine("logtail");
 	timeutil_set_zone("Asia/Shanghai");
 	logtail_tuning.poll_ms = 10;
 	char *dir = h_mkdtemp("bench_logtail");
@@ -234,6 +352,8 @@ int main(void)
 	config_free(cfg);
 
 	double core = core_rate(dir, &c_core);
+	long d_lines = bench_env_long("BENCH_LOG_LINES", 1000000);
+	double d_secs, d_cpu, daemon = daemon_rate(dir, d_lines, &d_secs, &d_cpu);
 	double raw = raw_insert_rate(dir, &c_raw);
 
 	printf("logtail: scan    %9.0f lines/s    (%d lines, 1 in 100 a session, regex, %.2f s, %.2f s cpu; goal 300000)\n",
@@ -243,6 +363,10 @@ int main(void)
 	printf("core:    seal    %9.0f sessions/s (core_submit alone, batches of 1000, %.2f s cpu)\n", core, c_core);
 	printf("sqlite:  insert  %9.0f rows/s     (raw, WAL, synchronous=FULL, 1000 per transaction, %.2f s cpu: the limit)\n",
 	       raw, c_raw);
+	printf("daemon:  seal    %9.0f lines/s    (`labshare-agent run` on a %ld-line GBK CSV, every line a session: "
+	       "%.2f s from spawn to the last committed, %.2f s cpu)\n", daemon, d_lines, d_secs, d_cpu);
+	printf("GOAL log-sessions: agent %.0f lines/s, anchor %.0f rows/s, ratio %.2f (goal >= 0.5) %s\n", daemon, raw,
+	       daemon / raw, daemon / raw >= 0.5 ? "met" : "missed");
 
 	free(scan);
 	free(csv);
