@@ -21,6 +21,7 @@ struct logtail_tuning logtail_tuning = {
 	.idle_close_ms = 300000,
 	.batch_obs = 1000,
 	.batch_bytes = 1 << 20,
+	.racy_ms = 2000,
 };
 
 /* ---- status ---- */
@@ -111,6 +112,12 @@ uint64_t logtail_rounds(void *state)
 	return lt ? atomic_load(&lt->rounds) : 0;
 }
 
+uint64_t logtail_quick_looks(void *state)
+{
+	struct logtail *lt = state;
+	return lt ? atomic_load(&lt->quick_looks) : 0;
+}
+
 static void tail_free(struct tail *t)
 {
 	if (!t)
@@ -129,6 +136,7 @@ static void tail_free(struct tail *t)
 		free(t->refused[i]);
 	free(t->refused);
 	free(t->st_file);
+	lt_look_free(t);
 	free(t);
 }
 

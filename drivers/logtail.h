@@ -18,6 +18,8 @@ struct logtail_tuning {
 	int idle_close_ms;    /* 300000: a quiet file's descriptor is closed (reopened on change) */
 	size_t batch_obs;     /* 1000 observations per transaction at most */
 	size_t batch_bytes;   /* 1 MiB of log per transaction at most */
+	int racy_ms;          /* 2000: a glob's folder changed this recently is listed again next
+			       * round (a change within its timestamp's granularity looks like none) */
 };
 extern struct logtail_tuning logtail_tuning;
 
@@ -32,5 +34,7 @@ void logtail_cursor_status(const void *data, size_t len, struct log_status *l);
 /* Poll rounds completed since start (all logs looked at once per round): a test waits for
  * this to move on instead of sleeping when it checks that nothing happened. */
 uint64_t logtail_rounds(void *state);
+/* Rounds of a glob that looked only at the files that may change (logtail_look.c). */
+uint64_t logtail_quick_looks(void *state);
 
 #endif

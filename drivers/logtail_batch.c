@@ -351,23 +351,29 @@ void lt_poll_tail(struct tail *t)
 		return;
 	}
 	t->paused = false;
-	int r = lt_discover(t);
+	int r = lt_look(t);
 	for (size_t i = 0; i < t->n_files && r >= 0; i++)
 		r = lt_check_file(t, t->files[i]);
 	if (r < 0)
 		goto fail;
 
-	size_t n = t->n_files;
-	struct tfile **order = n ? malloc(n * sizeof(*order)) : NULL;
-	if (n && !order) {
-		r = -ENOMEM;
-		goto fail;
-	}
-	if (n) {
-		memcpy(order, t->files, n * sizeof(*order));
-		qsort(order, n, sizeof(*order), by_reading_order);
-	}
+	/* Only the files with something to read are ordered: most of a large glob has nothing. */
 	int64_t now = clock_mono_ms();
+	size_t n = 0;
+	struct tfile **order = NULL;
+	for (size_t i = 0; i < t->n_files; i++) {
+		struct tfile *f = t->files[i];
+		bool final = f->gone && now - f->quiet_since_ms >= logtail_tuning.rotate_wait_ms;
+		if (!(f->fd >= 0 && (f->size > f->off || f->skip_nl || final)))
+			continue;
+		if (!order && !(order = malloc(t->n_files * sizeof(*order)))) {
+			r = -ENOMEM;
+			goto fail;
+		}
+		order[n++] = f;
+	}
+	if (n > 1)
+		qsort(order, n, sizeof(*order), by_reading_order);
 	for (size_t i = 0; i < n && !atomic_load(&t->lt->stopping); i++) {
 		struct tfile *f = order[i];
 		bool final = f->gone && now - f->quiet_since_ms >= logtail_tuning.rotate_wait_ms;

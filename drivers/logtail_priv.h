@@ -103,6 +103,13 @@ struct tail {
 	size_t n_refused, cap_refused;
 	bool paused;
 	bool glob_err_logged, missing_logged;
+	struct {                    /* logtail_look.c: the folder as the last full look found it */
+		char *dir;          /* NULL: wildcards before the last '/', every look is full */
+		bool dir_known, valid;
+		uint64_t dev, ino;
+		int64_t mtime_ns, ctime_ns, full_ms;
+		size_t next;        /* the quiet files' turn */
+	} look;
 
 	/* what status() shows, under lt->mu */
 	char *st_file;
@@ -122,6 +129,7 @@ struct logtail {
 	bool stop;
 	atomic_bool stopping;       /* looked at between batches of a long read */
 	atomic_uint_fast64_t rounds;
+	atomic_uint_fast64_t quick_looks;
 	_Atomic int64_t beat_ms;    /* monotonic: a round ended or a batch was committed */
 	char *rbuf;
 	unsigned char *fpbuf;
@@ -146,6 +154,10 @@ bool lt_resync(struct tail *t, struct tfile *f, bool final);
 void lt_drop(struct tail *t, size_t i);
 int lt_discover(struct tail *t);
 int lt_check_file(struct tail *t, struct tfile *f);
+
+/* logtail_look.c */
+int lt_look(struct tail *t);
+void lt_look_free(struct tail *t);
 
 /* logtail_batch.c */
 int lt_add_event(struct tail *t, const char *type, const char *detail);

@@ -263,6 +263,65 @@ static void test_glob_pickup(void **state)
 	env_free(e);
 }
 
+struct quick {
+	void *lt;
+	uint64_t until;
+};
+
+static bool quick_done(void *arg)
+{
+	struct quick *q = arg;
+	return logtail_quick_looks(q->lt) >= q->until;
+}
+
+/* A glob of many files that no longer change: rounds look at the folder and the files that may
+ * change, and the quiet ones in turn (SPEC §3: a round's cost does not grow with them), yet
+ * an append to a quiet file, a new file and a rotation are all found, nothing twice. */
+static void test_glob_many_quiet_files(void **state)
+{
+	(void)state;
+	enum { N = 300 }; /* past the descriptors kept open (128) and a round's slice (64) */
+	logtail_tuning.racy_ms = 30;
+	struct env *e = env_new("{ \"path\": \"{dir}/q-*.csv\", \"format\": \"csv\", \"fields\": {"
+				" \"start\": \"开始时间\", \"end\": \"结束时间\", \"user\": \"用户\" } }");
+	for (int i = 0; i < N; i++) {
+		char name[32], *text = h_strdupf("开始时间,结束时间,用户\n2026-11-01 %02d:%02d:00,2026-11-01 %02d:%02d:30,u%d\n",
+						  i / 60, i % 60, i / 60, i % 60, i);
+		snprintf(name, sizeof(name), "q-%03d.csv", i);
+		write_file(e, name, text);
+		free(text);
+		/* Old files, modified a day ago: none is looked at every round. */
+		char *p = fpath(e, name);
+		struct timespec old[2] = { { .tv_sec = time(NULL) - 86400 }, { .tv_sec = time(NULL) - 86400 } };
+		assert_int_equal(utimensat(AT_FDCWD, p, old, 0), 0);
+		free(p);
+	}
+	wait_sessions(e, N);
+	struct quick q = { e->lt, logtail_quick_looks(e->lt) + 3 };
+	assert_true(h_wait_for(quick_done, &q, WAIT_MS));
+	/* The oldest file is quiet and closed: found by its turn in the slice. */
+	append(e, "q-000.csv", "2026-11-02 08:00:00,2026-11-02 09:00:00,late\n");
+	wait_sessions(e, N + 1);
+	/* A new file changes the folder. */
+	write_file(e, "q-new.csv", "开始时间,结束时间,用户\n2026-11-02 10:00:00,2026-11-02 11:00:00,new\n");
+	wait_sessions(e, N + 2);
+	/* Rotation by rename, a line added to the old file first and one to its successor. */
+	q.until = logtail_quick_looks(e->lt) + 3;
+	assert_true(h_wait_for(quick_done, &q, WAIT_MS));
+	append(e, "q-007.csv", "2026-11-02 12:00:00,2026-11-02 13:00:00,before\n");
+	char *from = fpath(e, "q-007.csv"), *to = fpath(e, "q-007-old.csv");
+	assert_int_equal(rename(from, to), 0);
+	free(from);
+	free(to);
+	write_file(e, "q-007.csv", "开始时间,结束时间,用户\n2026-11-02 14:00:00,2026-11-02 15:00:00,after\n");
+	wait_sessions(e, N + 4);
+	settle(e);
+	assert_int_equal(count(e, "session", NULL), N + 4);
+	assert_int_equal(count(e, "event", "log_malformed"), 0);
+	env_free(e);
+	logtail_tuning.racy_ms = 2000;
+}
+
 static bool no_files_followed(void *arg)
 {
 	struct env *e = arg;
@@ -621,6 +680,7 @@ int main(void)
 		cmocka_unit_test(test_rename_rotation),
 		cmocka_unit_test(test_copytruncate_and_truncation),
 		cmocka_unit_test(test_glob_pickup),
+		cmocka_unit_test(test_glob_many_quiet_files),
 		cmocka_unit_test(test_share_away_and_back),
 		cmocka_unit_test(test_inode_reuse),
 		cmocka_unit_test(test_events_gbk_restart_and_orphans),
