@@ -106,6 +106,14 @@ char *logtail_cursor_key(const char *instrument, const char *path)
 	return key;
 }
 
+char *logtail_cursor_delta_key(const char *instrument, const char *path)
+{
+	char *key = NULL;
+	if (asprintf(&key, "log:%s:%s#delta", instrument, path) < 0)
+		return NULL;
+	return key;
+}
+
 uint64_t logtail_rounds(void *state)
 {
 	struct logtail *lt = state;
@@ -130,7 +138,10 @@ static void tail_free(struct tail *t)
 	lp_arena_free(t->arena);
 	free(t->obs);
 	free(t->key);
+	free(t->dkey);
 	free(t->committed);
+	free(t->committed_base);
+	free(t->drops);
 	free(t->open_err_path);
 	for (size_t i = 0; i < t->n_refused; i++)
 		free(t->refused[i]);
@@ -151,6 +162,7 @@ static struct tail *tail_new(struct logtail *lt, const struct source_instrument 
 	t->cfg = cfg;
 	t->is_glob = strpbrk(cfg->path, "*?[") != NULL;
 	t->key = logtail_cursor_key(in->id, cfg->path);
+	t->dkey = logtail_cursor_delta_key(in->id, cfg->path);
 	t->arena = lp_arena_new();
 	t->parser = lp_parser_new(cfg);
 	if (!t->parser)
@@ -158,7 +170,7 @@ static struct tail *tail_new(struct logtail *lt, const struct source_instrument 
 			 cfg->encoding == LOG_ENC_GBK ? "GB18030" : "UTF-8");
 	if (cfg->format == LOG_FMT_EVENTS)
 		t->pairs = lp_pairs_new(cfg->max_session_h);
-	if (!t->key || !t->arena || !t->parser || (cfg->format == LOG_FMT_EVENTS && !t->pairs)) {
+	if (!t->key || !t->dkey || !t->arena || !t->parser || (cfg->format == LOG_FMT_EVENTS && !t->pairs)) {
 		tail_free(t);
 		return NULL;
 	}
@@ -239,18 +251,27 @@ static int logtail_start(void *state)
 	atomic_store(&lt->beat_ms, clock_mono_ms());
 	for (size_t i = 0; i < lt->n_tails; i++) {
 		struct tail *t = lt->tails[i];
-		void *data = NULL;
-		size_t len = 0;
+		void *data = NULL, *delta = NULL;
+		size_t len = 0, dlen = 0;
 		int r = core_cursor(lt->core, t->key, &data, &len);
-		if (r == -ENOENT)
-			continue;
-		if (r < 0)
+		if (r < 0 && r != -ENOENT)
 			return r;
+		int rd = core_cursor(lt->core, t->dkey, &delta, &dlen);
+		if (rd < 0 && rd != -ENOENT) {
+			free(data);
+			return rd;
+		}
+		if (r == -ENOENT && rd == -ENOENT)
+			continue;
 		/* A cursor that can't be read would mean reading every file again: better to
 		 * stop this log loudly than to seal its sessions twice. */
+		free(t->committed_base);
 		free(t->committed);
-		t->committed = data;
-		if (memchr(data, '\0', len) || lt_state_load(t, t->committed) < 0) {
+		t->committed_base = r == 0 ? data : NULL;
+		t->committed = rd == 0 ? delta : NULL;
+		if ((t->committed_base && memchr(t->committed_base, '\0', len)) ||
+		    (t->committed && memchr(t->committed, '\0', dlen)) ||
+		    lt_state_load(t, t->committed_base, t->committed) < 0) {
 			log_errx("log \"%s\": its cursor \"%s\" is unreadable: log not followed", t->cfg->path,
 				 t->key);
 			t->broken = true;

@@ -25,9 +25,12 @@ extern struct logtail_tuning logtail_tuning;
 
 /* The cursor key of one configured log: "log:<instrument>:<path>". Caller frees. */
 char *logtail_cursor_key(const char *instrument, const char *path);
+/* The key of what changed since the cursor under logtail_cursor_key was written (a large glob's
+ * batches write only that): its totals are the latest. Caller frees. */
+char *logtail_cursor_delta_key(const char *instrument, const char *path);
 
 /* A stopped agent's figures for one log (status without a daemon): what its cursor, as last
- * committed (data, len: the cursor under logtail_cursor_key), says of offset, lines and
+ * committed (data, len: the cursor under logtail_cursor_delta_key, else logtail_cursor_key), says of offset, lines and
  * malformed. The cursor's format is the driver's own; nothing else reads it. */
 void logtail_cursor_status(const void *data, size_t len, struct log_status *l);
 

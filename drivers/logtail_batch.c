@@ -131,7 +131,7 @@ static void batch_reset(struct tail *t)
 static void roll_back(struct tail *t, int r)
 {
 	batch_reset(t);
-	if (lt_state_load(t, t->committed) < 0) {
+	if (lt_state_load(t, t->committed_base, t->committed) < 0) {
 		log_errx("log \"%s\": cannot restore the committed cursor: log stopped", t->cfg->path);
 		t->broken = true;
 	}
@@ -183,7 +183,7 @@ int lt_commit(struct tail *t)
 	if (r < 0)
 		return r;
 	char *cur = lt_cursor_text(t, &len);
-	r = cur ? core_submit(t->lt->core, t->obs, t->n_obs, t->key, cur, len) : -ENOMEM;
+	r = cur ? core_submit(t->lt->core, t->obs, t->n_obs, t->dkey, cur, len) : -ENOMEM;
 	if (r < 0) {
 		free(cur);
 		return r;
@@ -197,6 +197,7 @@ int lt_commit(struct tail *t)
 	lt_files_free(t->dropped, t->n_dropped);
 	t->dropped = NULL;
 	t->n_dropped = t->cap_dropped = 0;
+	lt_cursor_rebase(t);
 	lt_publish(t);
 	return 0;
 }

@@ -82,6 +82,7 @@ void lt_file_free(struct tfile *f)
 	if (f->fd >= 0)
 		close(f->fd);
 	free(f->path);
+	free(f->base.path);
 	free(f);
 }
 

@@ -64,6 +64,17 @@ struct tfile {
 	uint32_t ring_n, ring_next;
 	uint64_t hdr_hash;          /* csv: the header record's hash (0: none seen) */
 	bool resync;                /* restarted from byte 0: skip what is the old tail first */
+	/* What the committed base cursor says of it (logtail_cursor.c): a commit writes only the
+	 * files that differ from it. in_base false: not in the base (new since). */
+	bool in_base;
+	struct tsaved {
+		char *path;
+		uint64_t dev, ino, fp, sum;
+		uint32_t fp_len;
+		int64_t off, line, hdr_end, missing_since;
+		struct lp_csv_cols cols;
+		bool skip_nl, gone;
+	} base;
 };
 
 struct logtail;
@@ -85,7 +96,14 @@ struct tail {
 	size_t n_dropped, cap_dropped;
 	uint64_t next_order;
 	int64_t lines, malformed;   /* totals since the log was first followed */
-	char *committed;            /* the cursor as last committed; NULL: none yet */
+	/* The cursor in two parts (logtail_cursor.c): under key every file as of generation gen
+	 * (rewritten when the other part grows), under dkey what changed since, with each batch. */
+	char *dkey;
+	char *committed_base;       /* as last committed; NULL: none yet */
+	char *committed;            /* the changes as last committed; NULL: none since the base */
+	int64_t gen;
+	uint64_t *drops;            /* orders of files of the base dropped since */
+	size_t n_drops, cap_drops, n_delta, delta_sum;
 	bool dirty;                 /* state changed beyond what the batch's records show */
 
 	/* the batch being built */
@@ -167,8 +185,12 @@ int lt_record(struct tail *t, struct tfile *f, const char *rec, const struct lp_
 void lt_poll_tail(struct tail *t);
 
 /* logtail_cursor.c */
+/* The changes since the base, to commit with a batch under t->dkey. */
 char *lt_cursor_text(struct tail *t, size_t *len);
+/* After a commit: a new base under t->key when the changes have grown. */
+void lt_cursor_rebase(struct tail *t);
 void lt_files_free(struct tfile **v, size_t n);
-int lt_state_load(struct tail *t, const char *text);
+/* Replace the in-memory state with the committed base and changes (either NULL: none). */
+int lt_state_load(struct tail *t, const char *base, const char *delta);
 
 #endif

@@ -187,10 +187,12 @@ static void log_from_cursor(struct log_status *l, struct buffer *b, const char *
 {
 	void *data = NULL;
 	size_t len = 0;
-	char *key = logtail_cursor_key(instrument, l->path);
-	if (!b || !key || buffer_cursor_get(b, key, &data, &len) < 0)
+	char *dkey = logtail_cursor_delta_key(instrument, l->path), *key = logtail_cursor_key(instrument, l->path);
+	if (!b || !dkey || !key ||
+	    (buffer_cursor_get(b, dkey, &data, &len) < 0 && buffer_cursor_get(b, key, &data, &len) < 0))
 		data = NULL;
 	logtail_cursor_status(data, len, l);
+	free(dkey);
 	free(key);
 	free(data);
 }
