@@ -317,6 +317,18 @@ static void test_glob_many_quiet_files(void **state)
 	wait_sessions(e, N + 4);
 	settle(e);
 	assert_int_equal(count(e, "session", NULL), N + 4);
+	/* The cursor is a base and the changes since: a restart reads on from both, nothing twice. */
+	env_halt(e);
+	append(e, "q-000.csv", "2026-11-03 08:00:00,2026-11-03 09:00:00,restart0\n");
+	append(e, "q-299.csv", "2026-11-03 08:00:00,2026-11-03 09:00:00,restart299\n");
+	char *gone = fpath(e, "q-100.csv");
+	assert_int_equal(unlink(gone), 0);
+	free(gone);
+	env_start(e);
+	wait_sessions(e, N + 6);
+	settle(e);
+	assert_int_equal(count(e, "session", NULL), N + 6);
+	assert_int_equal(core_sessions_repeated(e->core, INST), 0); /* no line read twice */
 	assert_int_equal(count(e, "event", "log_malformed"), 0);
 	env_free(e);
 	logtail_tuning.racy_ms = 2000;
