@@ -4,8 +4,8 @@
  * round's cost does not grow with files that no longer change): the base, every file as of
  * a generation, under the log's key; and the changes since that base — files that differ
  * from it or are new, the base's files dropped, the totals — under key "#delta", with each
- * batch. Once the changes written since the base add up to as many files as the base holds, a
- * new base is written alone (it says what is committed already) and the changes start again empty; a delta of another
+ * batch. Once the changes written since the base add up to as many files as the base holds,
+ * or they are an eighth of the files, a new base is written alone (it says what is committed already) and the changes start again empty; a delta of another
  * generation than its base is one a new base replaced, and is ignored. */
 #include "logtail_priv.h"
 #include "log.h"
@@ -59,7 +59,7 @@ static cJSON *file_json(const struct tfile *f)
 static void set_base(struct tfile *f)
 {
 	free(f->base.path);
-	f->base = (struct tsaved){ .path = strdup(f->path), .dev = f->dev, .ino = f->ino, .fp = f->fp,
+	f->base = (struct tsaved){ .path = strdup(f->path), .path_ptr = f->path, .dev = f->dev, .ino = f->ino, .fp = f->fp,
 				   .sum = f->sum, .fp_len = f->fp_len, .off = f->off, .line = f->line,
 				   .hdr_end = f->hdr_end, .missing_since = f->missing_since, .cols = f->cols,
 				   .skip_nl = f->skip_nl, .gone = f->gone };
@@ -73,7 +73,8 @@ static bool same_as_base(const struct tfile *f)
 	       b->fp_len == f->fp_len && b->off == f->off && b->line == f->line && b->hdr_end == f->hdr_end &&
 	       b->missing_since == f->missing_since && b->skip_nl == f->skip_nl && b->gone == f->gone &&
 	       b->cols.have_header == f->cols.have_header &&
-	       memcmp(b->cols.col, f->cols.col, sizeof(b->cols.col)) == 0 && strcmp(b->path, f->path) == 0;
+	       memcmp(b->cols.col, f->cols.col, sizeof(b->cols.col)) == 0 &&
+	       (b->path_ptr == f->path || strcmp(b->path, f->path) == 0);
 }
 
 static cJSON *cursor_head(struct tail *t, int64_t gen)
@@ -140,7 +141,8 @@ void lt_cursor_rebase(struct tail *t)
 	/* Each batch rewrites the changes whole: once that has cost as much as a base would,
 	 * a base (amortised: at most twice the least a commit must write). */
 	t->delta_sum += t->n_delta;
-	if (t->n_delta == 0 || t->delta_sum < t->n_files + REBASE_MIN)
+	bool large = t->n_delta > REBASE_MIN && t->n_delta * 8 > t->n_files;
+	if (t->n_delta == 0 || (!large && t->delta_sum < t->n_files + REBASE_MIN))
 		return;
 	cJSON *root = cursor_head(t, t->gen + 1);
 	cJSON *files = root ? cJSON_AddArrayToObject(root, "files") : NULL;
@@ -267,6 +269,7 @@ static int load_part(const char *text, bool delta, int64_t *gen, struct tfile **
 		if (delta && j < base_n) {
 			struct tfile *old = (*files)[j];
 			f->base = old->base; /* still the base's file: dropped later, it must say so */
+			f->base.path_ptr = NULL;
 			f->in_base = old->in_base;
 			old->base.path = NULL;
 			lt_file_free(old);

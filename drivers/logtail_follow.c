@@ -375,6 +375,7 @@ static bool find_moved(struct tail *t, struct tfile *f)
 		    st.st_size >= f->off) {
 			free(f->path);
 			f->path = path;
+			f->base.path_ptr = NULL; /* a new string: compared again (logtail_cursor.c) */
 			path = NULL;
 			f->fd = fd;
 			fd = -1;
@@ -495,6 +496,7 @@ static int add_file(struct tail *t, const char *path)
 			 path, copy_of->off);
 		free(copy_of->path);
 		copy_of->path = f->path;
+		copy_of->base.path_ptr = NULL;
 		f->path = NULL;
 		copy_of->fd = f->fd;
 		f->fd = -1;
@@ -635,6 +637,7 @@ int lt_discover(struct tail *t)
 			if (p) {
 				free(f->path);
 				f->path = p;
+				f->base.path_ptr = NULL;
 			}
 			f->gone = false;
 			t->dirty = true;

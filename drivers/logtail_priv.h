@@ -69,6 +69,7 @@ struct tfile {
 	bool in_base;
 	struct tsaved {
 		char *path;
+		const char *path_ptr;   /* f->path then: unchanged while equal (NULLed when replaced) */
 		uint64_t dev, ino, fp, sum;
 		uint32_t fp_len;
 		int64_t off, line, hdr_end, missing_since;

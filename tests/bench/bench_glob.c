@@ -126,6 +126,7 @@ static void run_glob(const char *dir, const char *name, long n, double secs, str
 	/* Warm-up: the folder changed while the files were made; a change that recent is not
 	 * trusted to be the last one (logtail_look.c), so the window starts 2.5 s after it. */
 	bench_sleep_until(made + 2.5);
+	fprintf(stderr, "bench: %s: window of %.0f s starts\n", name, secs);
 	double t0 = bench_mono(), c0 = cpu_s();
 	uint64_t r0 = logtail_rounds(p.lt);
 	long k = 0;
