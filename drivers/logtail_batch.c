@@ -329,6 +329,12 @@ static int read_file(struct tail *t, struct tfile *f, bool final)
 	return 0;
 }
 
+static int by_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
 static int by_reading_order(const void *a, const void *b)
 {
 	const struct tfile *x = *(const struct tfile *const *)a, *y = *(const struct tfile *const *)b;
@@ -402,6 +408,23 @@ void lt_poll_tail(struct tail *t)
 		open += t->files[i]->fd >= 0;
 		missing += t->files[i]->missing_since != 0;
 	}
+	/* Past OPEN_MAX descriptors, those of the files quiet the longest are closed first: a
+	 * file being written to keeps its own (reopening costs an open, a stat and a read). */
+	int64_t close_upto = INT64_MIN;
+	if (open > OPEN_MAX) {
+		int64_t *q = malloc(open * sizeof(*q));
+		size_t m = 0;
+		for (size_t i = 0; q && i < t->n_files; i++)
+			if (t->files[i]->fd >= 0 && !t->files[i]->gone)
+				q[m++] = t->files[i]->quiet_since_ms;
+		if (q && m > OPEN_MAX) {
+			qsort(q, m, sizeof(*q), by_i64);
+			close_upto = q[m - OPEN_MAX - 1];
+		} else if (!q) {
+			close_upto = INT64_MAX; /* out of memory: in the order found, as before */
+		}
+		free(q);
+	}
 	for (size_t i = 0; i < t->n_files;) {
 		struct tfile *f = t->files[i];
 		int64_t quiet = now - f->quiet_since_ms;
@@ -423,7 +446,8 @@ void lt_poll_tail(struct tail *t)
 			continue;
 		}
 		if (!f->gone && f->fd >= 0 && f->off >= f->size &&
-		    (quiet >= logtail_tuning.idle_close_ms || open > OPEN_MAX)) {
+		    (quiet >= logtail_tuning.idle_close_ms ||
+		     (open > OPEN_MAX && f->quiet_since_ms <= close_upto))) {
 			close(f->fd);
 			f->fd = -1;
 			open--;
