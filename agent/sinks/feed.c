@@ -31,6 +31,7 @@
 #define SEQ_LIMIT 9007199254740992.0   /* 2^53: past it a JSON number is no exact seq */
 #define GROW_EVERY 4                   /* successes in a row before the batch grows by 1/8 */
 #define FORGET_413_AFTER 64            /* successes in a row before a refused size may be tried again */
+#define SAVE_EVERY_MS 1000             /* acks of a backlog written at most this often (below) */
 
 struct feed {
 	const struct config *cfg;
@@ -47,6 +48,13 @@ struct feed {
 	struct feed_body cur;       /* the batch in flight */
 	struct feed_prep *prep;     /* makes the next one meanwhile; started at the first backlog */
 	bool prep_failed;
+	/* While a backlog drains, acks are written with the next outcome that is not plain
+	 * progress, when caught up, at the end, or after SAVE_EVERY_MS: a commit (an fsync)
+	 * per batch would cost as much as the batch's transfer. An ack lost in a crash only
+	 * sends its batches again, which the platform answers as already stored (409, SPEC §6). */
+	int64_t mem_acked;          /* acknowledged, not written yet; -1 none */
+	int64_t mem_ok;             /* when (last_ok) */
+	int64_t saved_ms;           /* monotonic ms of the last write */
 };
 
 static bool feed_configured(const struct config *cfg)
@@ -54,11 +62,14 @@ static bool feed_configured(const struct config *cfg)
 	return cfg->platform.present;
 }
 
+static void save_pending(struct feed *f, int64_t now);
+
 static void feed_destroy(void *state)
 {
 	struct feed *f = state;
 	if (!f)
 		return;
+	save_pending(f, clock_wall());
 	feed_prep_stop(f->prep);
 	transfer_cleanup(&f->http);
 	free(f->url);
@@ -74,6 +85,7 @@ static int feed_create(const struct config *cfg, struct buffer *b, void **state)
 	f->cfg = cfg;
 	f->buf = b;
 	f->batch = cfg->platform.batch_max_records;
+	f->mem_acked = -1;
 	feed_body_init(&f->cur);
 	if (asprintf(&f->url, "%s/v1/feeds", cfg->platform.url) < 0) {
 		f->url = NULL;
@@ -110,16 +122,36 @@ struct outcome {
 
 static int save_outcome(struct feed *f, const struct outcome *o, int64_t now)
 {
+	int64_t acked = o->acked, ok = o->ok ? now : 0;
+	if (acked < 0 && f->mem_acked >= 0) { /* acks not written yet go with it */
+		acked = f->mem_acked;
+		ok = ok ? ok : f->mem_ok;
+	}
 	int r = buffer_begin(f->buf);
 	if (r < 0)
 		return r;
-	r = buffer_sink_update(f->buf, SINK_NAME, o->acked, o->ok ? now : 0, o->next_attempt,
+	r = buffer_sink_update(f->buf, SINK_NAME, acked, ok, o->next_attempt,
 			       o->error[0] ? o->error : NULL, o->alarm[0] ? o->alarm : NULL);
 	if (r < 0) {
 		buffer_rollback(f->buf);
 		return r;
 	}
-	return buffer_commit(f->buf);
+	if ((r = buffer_commit(f->buf)) == 0) {
+		f->mem_acked = -1;
+		f->saved_ms = clock_mono_ms();
+	}
+	return r;
+}
+
+/* Writes acks held back, if any. */
+static void save_pending(struct feed *f, int64_t now)
+{
+	if (f->mem_acked < 0)
+		return;
+	struct outcome o = { .result = SINK_PROGRESS, .acked = -1 };
+	if (save_outcome(f, &o, now) < 0)
+		log_warnx("upload: cannot record acknowledged seq %" PRId64 " yet: it is sent again if need be",
+			  f->mem_acked);
 }
 
 static const char *jstr(const cJSON *o, const char *k)
@@ -288,14 +320,18 @@ static enum sink_result feed_step(void *state, int64_t now, bool force)
 	int64_t acked = st.acked_seq, next_attempt = st.next_attempt;
 	bool alarm = st.alarm != NULL;
 	buffer_sink_clear(&st);
+	if (f->mem_acked > acked)
+		acked = f->mem_acked;
 	if (alarm)
 		return SINK_ALARM;
 	if (!force && now < next_attempt)
 		return SINK_RETRY;
 	struct chain_head head;
 	buffer_head(f->buf, &head);
-	if (acked >= head.seq)
+	if (acked >= head.seq) {
+		save_pending(f, now);
 		return SINK_IDLE;
+	}
 
 	int64_t first = acked + 1;
 	int64_t last = head.seq < acked + f->batch ? head.seq : acked + f->batch;
@@ -405,6 +441,13 @@ static enum sink_result feed_step(void *state, int64_t now, bool force)
 		temp_failure(f, &o, now, what);
 	}
 	cJSON_Delete(reply);
+	/* Plain progress through a backlog: the ack is held back a little (struct feed). */
+	if (o.result == SINK_PROGRESS && o.acked > acked && o.acked < head.seq && !o.error[0] && !o.alarm[0] &&
+	    o.next_attempt == 0 && clock_mono_ms() - f->saved_ms < SAVE_EVERY_MS) {
+		f->mem_acked = o.acked;
+		f->mem_ok = o.ok ? now : f->mem_ok;
+		return o.result;
+	}
 	if (save_outcome(f, &o, now) < 0)
 		return SINK_RETRY;
 	return o.result;
