@@ -666,10 +666,11 @@ int metrics_tick(struct metrics *m, int64_t now)
 	int64_t grace = m->cfg->platform.present ? m->cfg->platform.upload_interval_s : 60;
 	/* A wall clock set back by more than the grace must not hold revisions back. */
 	bool redo = now >= m->redo_after || now + grace < m->redo_after;
+	m->redone = 0;
 	for (size_t i = 0; i < m->cfg->n_instruments && r == 0; i++)
 		r = seal_days(m, &m->cfg->instruments[i], now, redo, &sealed);
 	r = finish(m, r);
-	if (r >= 0 && redo)
+	if (r >= 0 && redo && m->redone > 0)
 		m->redo_after = now + grace;
 	return r < 0 ? r : sealed;
 }

@@ -271,6 +271,7 @@ int seal_days(struct metrics *m, const struct instrument_cfg *ic, int64_t now, b
 	for (size_t i = 0; i < nd && r == 0; i++) {
 		if ((r = seal_day(m, ic, dirty[i], sealed)) < 0)
 			break;
+		m->redone++;
 		s = mx(m, MX_DIRTY_DEL);
 		sqlite3_bind_text(s, 1, ic->id, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(s, 2, dirty[i]);

@@ -50,10 +50,12 @@ struct metrics {
 	/* Indexed like cfg->instruments; dropped on a reload and when a transaction is undone. */
 	struct inst_mem *mem;
 	size_t n_mem;
-	/* Days a late line changed are sealed again at most once per grace (upload interval):
-	 * not before this wall time. A log read from far behind touches the same days all the
-	 * time, and each pass reads every session of each such day again (issue #15). */
+	/* Once days a late line changed were sealed again, the next such pass waits a grace
+	 * (upload interval): not before this wall time. A log read from far behind touches the
+	 * same days all the time, and each pass reads every session of each such day again
+	 * (issue #15). A first late line is sealed again at the next tick, as before. */
 	int64_t redo_after;
+	int redone;                 /* days sealed again by the current tick */
 };
 
 /* The statement, reset and unbound. */

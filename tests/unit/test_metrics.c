@@ -365,6 +365,27 @@ static void test_late_line_revision_2(void **state)
 	assert_int_equal(tick_at(f, D0 + DAY + 300), 0);
 }
 
+/* A log read from far behind changes sealed days at every tick: once a day was sealed again,
+ * the next revision waits a grace (60 s here), and a clean stop leaves none waiting. */
+static void test_revisions_once_per_grace(void **state)
+{
+	struct fx *f = *state;
+	session(f, "LOG", D0 + 8 * H, D0 + 9 * H, "a", "X", -1, -1);
+	assert_int_equal(tick_at(f, D0 + DAY + 60), 1);        /* rev 1 */
+	session(f, "LOG", D0 + 10 * H, D0 + 11 * H, "b", "X", -1, -1);
+	assert_int_equal(tick_at(f, D0 + DAY + 61), 1);        /* rev 2 at once */
+	session(f, "LOG", D0 + 12 * H, D0 + 13 * H, "c", "X", -1, -1);
+	assert_int_equal(tick_at(f, D0 + DAY + 62), 0);        /* held back */
+	assert_int_equal(tick_at(f, D0 + DAY + 120), 0);
+	assert_int_equal(tick_at(f, D0 + DAY + 121), 1);       /* rev 3, a grace after rev 2 */
+	session(f, "LOG", D0 + 14 * H, D0 + 15 * H, "d", "X", -1, -1);
+	assert_true(metrics_stop(core_metrics(f->core), D0 + DAY + 122) >= 0); /* rev 4 */
+	cJSON *dailies = sealed(f, "daily", "LOG");
+	assert_int_equal(cJSON_GetArraySize(dailies), 4);
+	assert_int_equal((int)num(cJSON_GetArrayItem(dailies, 3), "service_s"), 4 * H);
+	cJSON_Delete(dailies);
+}
+
 static void test_clean_stop_splits_slot(void **state)
 {
 	struct fx *f = *state;
@@ -660,6 +681,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_three_days_down_spread_evenly, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_in_use_edges_and_offline, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_late_line_revision_2, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_revisions_once_per_grace, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_clean_stop_splits_slot, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_overclaimed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dst_day_lengths, setup_berlin, teardown),
