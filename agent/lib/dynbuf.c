@@ -46,29 +46,40 @@ int dbuf_str(struct dbuf *b, const char *s)
 	return dbuf_add(b, s, strlen(s));
 }
 
-int dbuf_addf(struct dbuf *b, const char *fmt, ...)
+int dbuf_vaddf(struct dbuf *b, const char *fmt, va_list ap)
 {
 	char small[256];
-	va_list ap;
-	va_start(ap, fmt);
+	va_list again;
+	va_copy(again, ap);
 	int n = vsnprintf(small, sizeof(small), fmt, ap);
-	va_end(ap);
 	if (n < 0) {
+		va_end(again);
 		dbuf_free(b);
 		return -EINVAL;
 	}
-	if ((size_t)n < sizeof(small))
+	if ((size_t)n < sizeof(small)) {
+		va_end(again);
 		return dbuf_add(b, small, (size_t)n);
+	}
 	char *big = malloc((size_t)n + 1);
 	if (!big) {
+		va_end(again);
 		dbuf_free(b);
 		return -ENOMEM;
 	}
-	va_start(ap, fmt);
-	vsnprintf(big, (size_t)n + 1, fmt, ap);
-	va_end(ap);
+	vsnprintf(big, (size_t)n + 1, fmt, again);
+	va_end(again);
 	int r = dbuf_add(b, big, (size_t)n);
 	free(big);
+	return r;
+}
+
+int dbuf_addf(struct dbuf *b, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int r = dbuf_vaddf(b, fmt, ap);
+	va_end(ap);
 	return r;
 }
 

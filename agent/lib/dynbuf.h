@@ -5,6 +5,7 @@
 #ifndef LABSHARE_DYNBUF_H
 #define LABSHARE_DYNBUF_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 /* No cap but memory (a caller's own limit is better: say one). */
@@ -23,6 +24,7 @@ int dbuf_add(struct dbuf *b, const void *data, size_t n);
 int dbuf_str(struct dbuf *b, const char *s);
 /* printf-style (never truncated: the text is formatted to its full length first). */
 int dbuf_addf(struct dbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int dbuf_vaddf(struct dbuf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 /* Empty again, memory kept. */
 void dbuf_reset(struct dbuf *b);
 void dbuf_free(struct dbuf *b);
