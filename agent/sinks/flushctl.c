@@ -1,6 +1,7 @@
 /* flushctl.c — see flushctl.h. One line each way: the command sends "flush", the daemon answers
  * with "ok …"/"err …" lines once its uploader is done, then "exit N". */
 #include "flushctl.h"
+#include "fileio.h"
 #include "log.h"
 
 #include <errno.h>
@@ -228,32 +229,9 @@ bool flush_may_wait(int64_t *waited, int64_t t)
 
 int flushctl_lock_standalone(const char *state_dir)
 {
-	char path[PATH_MAX];
-	int n = snprintf(path, sizeof(path), "%s/%s", state_dir, FLUSH_LOCK);
-	if (n < 0 || (size_t)n >= sizeof(path))
-		return -ENAMETOOLONG;
-	/* Read-only is enough for flock (an operator who can't write a file root made). */
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 && errno == ENOENT)
-		fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -errno;
-	if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+	int fd = fileio_lock(state_dir, FLUSH_LOCK, LOCK_EX | LOCK_NB);
+	if (fd != -EWOULDBLOCK)
 		return fd;
-	if (errno != EWOULDBLOCK) {
-		int e = -errno;
-		close(fd);
-		return e;
-	}
 	cli_error("flush: another flush is uploading from \"%s\"; waiting for it to end", state_dir);
-	int r;
-	do
-		r = flock(fd, LOCK_EX);
-	while (r < 0 && errno == EINTR);
-	if (r < 0) {
-		int e = -errno;
-		close(fd);
-		return e;
-	}
-	return fd;
+	return fileio_lock(state_dir, FLUSH_LOCK, LOCK_EX);
 }
