@@ -1,5 +1,6 @@
 /* flushctl.c — see flushctl.h. One line each way: the command sends "flush", the daemon answers
- * with "ok …"/"err …" lines once its uploader is done, then "exit N". */
+ * with "ok …"/"err …" lines once its uploader is done, then "exit N" — or "again" when that
+ * uploader stopped first (a reload), and the command asks the next one. */
 #include "flushctl.h"
 #include "fileio.h"
 #include "log.h"
