@@ -31,7 +31,7 @@ ALL_CFLAGS = $(WARN) $(if $(WERROR),-Werror) -D_GNU_SOURCE -DLABSHARE_VERSION='"
 
 # The layers (README, Development): each folder compiles with -I only for what it may use, so
 # an include that crosses a layer the wrong way does not compile. Writers below, readers above:
-#   lib       log, clock, time, UTF-8, JSON writer, files — includes nothing else of ours
+#   lib       log, clock, time, growable buffer, UTF-8, JSON writer, files — includes nothing else of ours
 #   conf      the configuration (JSONC reader, checks)          lib
 #   store     the SQLite file and the chain                     lib
 #   contract  what a driver sees of the core (source.h)

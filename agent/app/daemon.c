@@ -6,6 +6,7 @@
 #include "clock.h"
 #include "config.h"
 #include "core.h"
+#include "fileio.h"
 #include "log.h"
 #include "metrics.h"
 #include "source.h"
@@ -110,25 +111,10 @@ bool daemon_running(const char *state_dir, long *pid)
 
 int daemon_hold_lock_shared(const char *state_dir)
 {
-	char path[PATH_MAX];
-	int n = snprintf(path, sizeof(path), "%s/%s", state_dir, LOCK_FILE);
-	if (n < 0 || (size_t)n >= sizeof(path))
-		return -ENAMETOOLONG;
-	/* Read-only is enough for flock, and works for an operator who can't write the daemon's
-	 * lock file; created only when no daemon ever ran here. */
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 && errno == ENOENT)
-		fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -errno;
 	/* Shared: the daemon's exclusive lock can't be taken meanwhile, yet daemon_running (a
-	 * shared probe) still reports no daemon. */
-	if (flock(fd, LOCK_SH | LOCK_NB) < 0) {
-		int e = errno == EWOULDBLOCK ? -EWOULDBLOCK : -errno;
-		close(fd);
-		return e;
-	}
-	return fd;
+	 * shared probe) still reports no daemon. Read-only when the file exists (an operator who
+	 * can't write the daemon's lock file); created only when no daemon ever ran here. */
+	return fileio_lock(state_dir, LOCK_FILE, LOCK_SH | LOCK_NB);
 }
 
 /* One daemon per state folder: two would seal interleaved chains. */

@@ -6,7 +6,7 @@
 #include "config.h"
 #include "core.h"
 #include "daemon.h"
-#include "flushctl.h"
+#include "flushcmd.h"
 #include "log.h"
 #include "metrics.h"
 #include "modbus.h"
@@ -693,30 +693,7 @@ static int run_command(int argc, char **argv)
 		int code = load_config(config, &cfg);
 		if (code)
 			return code;
-		/* Beside a daemon its uploader does the work: a second one could send records twice.
-		 * Without one, the lock is held shared so that none starts meanwhile. */
-		int lock = daemon_hold_lock_shared(cfg->agent.state_dir);
-		if (lock == -EWOULDBLOCK) {
-			code = flushctl_request(cfg->agent.state_dir, stdout);
-			config_free(cfg);
-			return code;
-		}
-		struct buffer *b = NULL;
-		int r = buffer_open(cfg->agent.state_dir, 0, &b, NULL);
-		if (r == 0 && lock == -ENOENT)
-			lock = daemon_hold_lock_shared(cfg->agent.state_dir); /* the folder is new */
-		if (r < 0 || lock < 0) {
-			cli_error("flush: cannot open %s in \"%s\": %s", r < 0 ? "the buffer" : "the lock",
-				  cfg->agent.state_dir, strerror(r < 0 ? -r : -lock));
-			buffer_close(b);
-			if (lock >= 0)
-				close(lock);
-			config_free(cfg);
-			return lock == -EWOULDBLOCK ? EX_TEMPFAIL : EX_CANTCREAT;
-		}
-		code = uploader_flush(cfg, b, stdout);
-		buffer_close(b);
-		close(lock);
+		code = flush_command(cfg);
 		config_free(cfg);
 		return code;
 	}

@@ -308,11 +308,3 @@ cJSON *status_of_source(const struct config *cfg, const struct source_ops *ops, 
 	status_free(st);
 	return j;
 }
-
-void status_print_text(const cJSON *j, FILE *out)
-{
-	struct status *st = status_from_json(j);
-	if (st)
-		status_text(st, out);
-	status_free(st);
-}
