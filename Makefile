@@ -240,20 +240,25 @@ DEB_LIBS   = $(sort $(foreach p,$(DEPS_PC),$(if $(filter $(firstword $(subst :, 
 DEB_DATE   = $(shell t=$$(git log -1 --format=%ct 2>/dev/null) && [ -n "$$t" ] && date -uR -d @$$t || date -uR)
 DEB_MAINT  = $(shell sed -n 's/^Maintainer: //p' config/debian/control)
 DEB_JOBS  ?= $(TEST_JOBS)
+DEB_LINT  ?= lintian --fail-on error,warning
 
 deb:
 	@$(MAKE) --no-print-directory deps DEPS_CMD= DEPS_FONT=
 	rm -rf $(BUILD)/deb
 	mkdir -p $(DEB_TREE)
-	tar -c --exclude-vcs --exclude=./build --exclude=./build-asan --exclude=./$(BUILD) . | tar -x -C $(DEB_TREE)
+	tar -c --exclude-vcs --exclude=./build --exclude=./build-asan \
+	  --exclude=./$(patsubst $(CURDIR)/%,%,$(abspath $(BUILD))) . | tar -x -C $(DEB_TREE)
 	cp -R config/debian $(DEB_TREE)/debian
 	sed -i 's/@LIBS_DEV@/$(shell echo $(DEB_LIBS) | sed 's/ /, /g')/' $(DEB_TREE)/debian/control
 	printf '%s\n' 'labshare-agent ($(VERSION)) unstable; urgency=medium' '' \
 	  '  * labshare-agent $(VERSION), built from its source tree by make deb.' '' \
 	  ' -- $(DEB_MAINT)  $(DEB_DATE)' > $(DEB_TREE)/debian/changelog
-	cd $(DEB_TREE) && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL dpkg-buildpackage -us -uc -b -J$(DEB_JOBS)
+	@# Not this make's flags and command-line variables (make exports them): the tree builds as is.
+	cd $(DEB_TREE) && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u BUILD -u VERSION -u DESTDIR -u PREFIX \
+	  -u WERROR dpkg-buildpackage -us -uc -b -J$(DEB_JOBS)
 	mv $(BUILD)/deb/$(notdir $(DEB)) $(DEB)
-	lintian --fail-on error,warning $(DEB)
+	rm -rf $(DEB_TREE)
+	$(DEB_LINT) $(DEB)
 	@echo "make deb: $(DEB)"
 
 install: $(AGENT)
@@ -270,4 +275,4 @@ install: $(AGENT)
 clean:
 	rm -rf build build-asan
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) -name '*.d' -type f 2>/dev/null)
