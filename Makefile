@@ -173,6 +173,13 @@ JOBS_FLAG    = $(if $(filter -j%,$(MAKEFLAGS)),,-j$(TEST_JOBS))
 check: deps
 	$(MAKE) $(JOBS_FLAG) test-bins
 	$(MAKE) test
+	$(MAKE) check-pkg
+
+# The Debian package installed, upgraded with records pending, removed and purged on this machine
+# (tests/pkg/test-deb.sh; it skips, saying why, unless root with dpkg). It builds two packages,
+# so it runs after the suite rather than beside it.
+check-pkg: $(REFPLAT_BIN)
+	@BUILD=$(BUILD) tests/pkg/test-deb.sh
 
 test: test-bins
 	@rm -f $(BUILD)/test-logs/*.result $(BUILD)/test-logs/*.failure
