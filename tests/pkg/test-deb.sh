@@ -293,4 +293,29 @@ extra=$(purged | grep -vxF "$moved" | grep -vxF "${PURGED_BEFORE:-/none}" || tru
 [ -z "$extra" ] || fail "dpkg -P moved an acknowledged buffer aside: $extra"
 ok
 
+# --- Without systemd-sysusers and systemd-tmpfiles (a container without systemd), postinst
+# makes the same user and folders with adduser and install -d, and may run again.
+if [ -z "$USER_BEFORE" ]; then
+	userdel labshare
+	getent group labshare >/dev/null && groupdel labshare
+	mkdir "$WORK/bin" "$WORK/ctl"
+	for d in /usr/local/sbin /usr/local/bin /usr/sbin /usr/bin /sbin /bin; do
+		for f in "$d"/*; do
+			n=${f##*/}
+			case $n in systemd-sysusers | systemd-tmpfiles) continue ;; esac
+			[ -e "$WORK/bin/$n" ] || ln -s "$f" "$WORK/bin/$n"
+		done
+	done
+	dpkg-deb -e "$NEW" "$WORK/ctl"
+	for run in 1 2; do
+		PATH=$WORK/bin sh "$WORK/ctl/postinst" configure >"$WORK/postinst.log" 2>&1 ||
+			{ cat "$WORK/postinst.log" >&2; fail "postinst without systemd-sysusers (run $run)"; }
+	done
+	[ "$(id -u labshare)" -lt 1000 ] && id -nG labshare | tr ' ' '\n' | grep -qx dialout ||
+		fail "adduser's labshare: $(id labshare)"
+	expect_mode $CONF_DIR root:labshare 750
+	expect_mode $STATE labshare:labshare 750
+	rm -rf $CONF_DIR $STATE
+fi
+
 echo "test-deb: $checks checks passed; install, upgrade, remove, purge in $(($(date +%s) - t1)) s"
