@@ -148,6 +148,11 @@ grep -qx "ExecStart=$BIN -c $CONF run" $UNIT || fail "unit: ExecStart is not $BI
 ok
 [ -L "$WANTS" ] || fail "the unit is not enabled ($WANTS)"
 ok
+if command -v systemd-analyze >/dev/null 2>&1; then
+	systemd-analyze verify --man=no $UNIT >"$WORK/verify.log" 2>&1 ||
+		{ cat "$WORK/verify.log" >&2; fail "systemd-analyze verify $UNIT"; }
+	ok
+fi
 expect_mode /usr/lib/sysusers.d/labshare-agent.conf root:root 644
 cmp -s /usr/lib/sysusers.d/labshare-agent.conf systemd/labshare-agent.sysusers || fail "sysusers.d entry differs"
 expect_mode /usr/lib/tmpfiles.d/labshare-agent.conf root:root 644
