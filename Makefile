@@ -16,6 +16,8 @@ DEPS_CMD  := pkg-config:pkg-config cc:gcc openssl:openssl sqlite3:sqlite3 \
              chromium:chromium fc-list:fontconfig
 # fontconfig language:Debian package — a font for the HTML report's browser test (SPEC §4).
 DEPS_FONT := zh:fonts-wqy-microhei
+# Debian packages `make deb` builds with (SPEC §1: debhelper and lintian), checked with dpkg-query.
+DEPS_DEB  := build-essential debhelper dpkg-dev fakeroot lintian pkg-config
 
 PKGS      := libmodbus libcurl sqlite3 libcjson libcrypto zlib libsystemd libxml-2.0
 WARN      := -std=c11 -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
@@ -27,7 +29,7 @@ HARDEN_LD := -pie -Wl,-z,relro,-z,now
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS)) -lpthread -lm -lutil
 ALL_CFLAGS = $(WARN) $(if $(WERROR),-Werror) -D_GNU_SOURCE -DLABSHARE_VERSION='"$(VERSION)"' \
-             $(HARDEN) $(INC) -MMD -MP $(PKG_CFLAGS) $(CFLAGS)
+             $(HARDEN) $(INC) -MMD -MP $(PKG_CFLAGS) $(CPPFLAGS) $(CFLAGS)
 
 # The layers (README, Development): each folder compiles with -I only for what it may use, so
 # an include that crosses a layer the wrong way does not compile. Writers below, readers above:
@@ -73,7 +75,7 @@ FUZZ_BIN  := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 BENCH_SRC := $(wildcard tests/bench/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all deps check test asan fuzz fuzz-build bench demo install clean
+.PHONY: all deps check check-pkg test asan fuzz fuzz-build bench demo install deb clean
 # Keep the objects of test programs between runs (they are intermediate to make).
 .SECONDARY:
 all: $(AGENT)
@@ -142,6 +144,9 @@ deps:
 	for pair in $(DEPS_FONT); do lang=$${pair%%:*}; deb=$${pair#*:}; \
 	  [ -n "$$(fc-list :lang=$$lang family 2>/dev/null)" ] || missing="$$missing $$deb"; \
 	done; \
+	for deb in $(DEPS_DEB); do command -v dpkg-query >/dev/null 2>&1 || break; \
+	  dpkg-query -W -f='$${db:Status-Status}\n' $$deb 2>/dev/null | grep -qx installed || missing="$$missing $$deb"; \
+	done; \
 	if [ -n "$$missing" ]; then \
 	  missing=$$(echo $$missing | tr ' ' '\n' | sort -u | tr '\n' ' '); \
 	  echo "make deps: installing$$missing"; \
@@ -168,6 +173,13 @@ JOBS_FLAG    = $(if $(filter -j%,$(MAKEFLAGS)),,-j$(TEST_JOBS))
 check: deps
 	$(MAKE) $(JOBS_FLAG) test-bins
 	$(MAKE) test
+	$(MAKE) check-pkg
+
+# The Debian package installed, upgraded with records pending, removed and purged on this machine
+# (tests/pkg/test-deb.sh; it skips, saying why, unless root with dpkg). It builds two packages,
+# so it runs after the suite rather than beside it.
+check-pkg: $(REFPLAT_BIN)
+	@BUILD=$(BUILD) tests/pkg/test-deb.sh
 
 test: test-bins
 	@rm -f $(BUILD)/test-logs/*.result $(BUILD)/test-logs/*.failure
@@ -224,6 +236,38 @@ demo: deps
 	$(MAKE) test-bins
 	BUILD=$(BUILD) config/demo/run-demo.sh
 
+# The Debian package (config/debian/, README "Install"): the tree copied to $(DEB_TREE) with
+# config/debian/ as its debian/, the changelog written for $(VERSION) and dated by the last commit
+# (a rebuild is the same package), Build-Depends from PKGS, built by dpkg-buildpackage and held
+# to lintian (no error, no warning). `make deb VERSION=…` builds another version.
+DEB_ARCH   = $(shell dpkg --print-architecture)
+DEB_TREE   = $(BUILD)/deb/labshare-agent-$(VERSION)
+DEB        = $(BUILD)/labshare-agent_$(VERSION)_$(DEB_ARCH).deb
+DEB_LIBS   = $(sort $(foreach p,$(DEPS_PC),$(if $(filter $(firstword $(subst :, ,$(p))),$(PKGS)),$(lastword $(subst :, ,$(p))))))
+DEB_DATE   = $(shell t=$$(git log -1 --format=%ct 2>/dev/null) && [ -n "$$t" ] && date -uR -d @$$t || date -uR)
+DEB_MAINT  = $(shell sed -n 's/^Maintainer: //p' config/debian/control)
+DEB_JOBS  ?= $(TEST_JOBS)
+DEB_LINT  ?= lintian --fail-on error,warning
+
+deb:
+	@$(MAKE) --no-print-directory deps DEPS_CMD= DEPS_FONT=
+	rm -rf $(BUILD)/deb
+	mkdir -p $(DEB_TREE)
+	tar -c --exclude-vcs --exclude=./build --exclude=./build-asan \
+	  --exclude=./$(patsubst $(CURDIR)/%,%,$(abspath $(BUILD))) . | tar -x -C $(DEB_TREE)
+	cp -R config/debian $(DEB_TREE)/debian
+	sed -i 's/@LIBS_DEV@/$(shell echo $(DEB_LIBS) | sed 's/ /, /g')/' $(DEB_TREE)/debian/control
+	printf '%s\n' 'labshare-agent ($(VERSION)) unstable; urgency=medium' '' \
+	  '  * labshare-agent $(VERSION), built from its source tree by make deb.' '' \
+	  ' -- $(DEB_MAINT)  $(DEB_DATE)' > $(DEB_TREE)/debian/changelog
+	@# Not this make's flags and command-line variables (make exports them): the tree builds as is.
+	cd $(DEB_TREE) && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u BUILD -u VERSION -u DESTDIR -u PREFIX \
+	  -u WERROR dpkg-buildpackage -us -uc -b -J$(DEB_JOBS)
+	mv $(BUILD)/deb/$(notdir $(DEB)) $(DEB)
+	rm -rf $(DEB_TREE)
+	$(DEB_LINT) $(DEB)
+	@echo "make deb: $(DEB)"
+
 install: $(AGENT)
 	install -Dm755 $(AGENT) $(DESTDIR)$(PREFIX)/bin/labshare-agent
 	@mkdir -p $(DESTDIR)$(PREFIX)/lib/systemd/system
@@ -238,4 +282,4 @@ install: $(AGENT)
 clean:
 	rm -rf build build-asan
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) -name '*.d' -type f 2>/dev/null)
