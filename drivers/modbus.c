@@ -167,6 +167,10 @@ static void record_result(struct modbus_driver *d, struct inst *in, const struct
 						 mb_type_range(m->samples_counter.type) };
 	r->has_in_use = v->ok && v->has_in_use;
 	r->in_use = v->in_use;
+	r->has_power = v->ok && v->has_power;
+	r->power_w = v->power_raw * m->power.scale;
+	if (v->ok && v->has_energy)
+		r->energy = (struct obs_value){ true, v->energy_raw, m->energy.scale, mb_type_range(m->energy.type) };
 	enqueue(d, &o, NULL);
 }
 
