@@ -32,21 +32,24 @@ static const char *const mx_sql[MX__COUNT] = {
 			   " ON CONFLICT(instrument) DO UPDATE SET"
 			   " state = MIN(CAST(state AS INTEGER) + excluded.state, 9007199254740991)",
 	[MX_REPEATS_GET] = "SELECT CAST(state AS INTEGER) FROM mx_state WHERE instrument = ?1 || '/repeats'",
-	/* ?3 run, ?4 samples, ?5 offline seconds added to a slot. */
-	[MX_SLOT_ADD] = "INSERT INTO mx_slots(instrument, slot, run, samples, offline) VALUES(?1, ?2, ?3, ?4, ?5)"
+	/* ?3 run, ?4 samples, ?5 offline seconds, ?6 energy (kWh) added to a slot. */
+	[MX_SLOT_ADD] = "INSERT INTO mx_slots(instrument, slot, run, samples, offline, energy)"
+			" VALUES(?1, ?2, ?3, ?4, ?5, ?6)"
 			" ON CONFLICT(instrument, slot) DO UPDATE SET run = run + excluded.run,"
-			" samples = samples + excluded.samples, offline = offline + excluded.offline"
+			" samples = samples + excluded.samples, offline = offline + excluded.offline,"
+			" energy = energy + excluded.energy"
 			" RETURNING sealed_to",
 	[MX_SLOT_LATE] = "UPDATE mx_slots SET late_from = MIN(COALESCE(late_from, ?3), ?3),"
 			 " late_to = MAX(COALESCE(late_to, ?4), ?4) WHERE instrument = ?1 AND slot = ?2",
-	[MX_SLOTS_DUE] = "SELECT slot, run, run_done, samples, samples_done, sealed_to, late_from, late_to"
+	[MX_SLOTS_DUE] = "SELECT slot, run, run_done, samples, samples_done, sealed_to, late_from, late_to,"
+			 " energy, energy_done"
 			 " FROM mx_slots WHERE instrument = ?1 AND ((sealed_to < slot + 900 AND slot + 900 <= ?2)"
 			 " OR late_from IS NOT NULL) ORDER BY slot",
-	[MX_SLOT_SEALED] = "UPDATE mx_slots SET run_done = run, samples_done = samples,"
+	[MX_SLOT_SEALED] = "UPDATE mx_slots SET run_done = run, samples_done = samples, energy_done = energy,"
 			   " run_sealed = run_sealed + ?3, samples_sealed = samples_sealed + ?4,"
 			   " sealed_to = MAX(sealed_to, ?5), late_from = NULL, late_to = NULL"
 			   " WHERE instrument = ?1 AND slot = ?2",
-	[MX_SLOT_OPEN] = "SELECT slot, run, run_done, samples, samples_done, sealed_to FROM mx_slots"
+	[MX_SLOT_OPEN] = "SELECT slot, run, run_done, samples, samples_done, sealed_to, energy, energy_done FROM mx_slots"
 			 " WHERE instrument = ?1 AND slot = ?2",
 	/* TOTAL, not SUM: SUM stops with an error when integers overflow; the doubles are
 	 * bounded on the way out (sat_from_double). */
@@ -196,9 +199,12 @@ static struct inst_mem *mem_of(struct metrics *m, const struct instrument_cfg *i
 }
 
 /* The stored form: a version byte, a byte of flags, then 13 little-endian 8-byte values
- * (integers, and doubles by their bits). No parsing per reading, the same on every host. */
+ * (integers, and doubles by their bits). No parsing per reading, the same on every host.
+ * Version 2 appends a meter's state (hysteresis.c); version 1 is read as a meter never seen. */
 #define STATE_BLOB_V1 1
-#define STATE_BLOB_LEN (2 + 13 * 8)
+#define STATE_BLOB_V1_LEN (2 + 13 * 8)
+#define STATE_BLOB_V2 2
+#define STATE_BLOB_LEN (STATE_BLOB_V1_LEN + METER_BLOB_LEN)
 
 enum state_flag {
 	SF_RUN_HAVE = 1 << 0, SF_RUN_PENDING = 1 << 1, SF_SMP_HAVE = 1 << 2, SF_SMP_PENDING = 1 << 3,
@@ -242,7 +248,7 @@ static double get_dbl(const unsigned char **p)
 static void state_to_blob(const struct inst_state *st, unsigned char out[STATE_BLOB_LEN])
 {
 	unsigned char *p = out + 2;
-	out[0] = STATE_BLOB_V1;
+	out[0] = STATE_BLOB_V2;
 	out[1] = (unsigned char)((st->run.have ? SF_RUN_HAVE : 0) | (st->run.pending ? SF_RUN_PENDING : 0) |
 				 (st->smp.have ? SF_SMP_HAVE : 0) | (st->smp.pending ? SF_SMP_PENDING : 0) |
 				 (st->iu_known ? SF_IU_KNOWN : 0) | (st->iu ? SF_IU : 0) |
@@ -259,11 +265,13 @@ static void state_to_blob(const struct inst_state *st, unsigned char out[STATE_B
 	put_i64(&p, st->cov);
 	put_dbl(&p, st->run_carry);
 	put_dbl(&p, st->smp_carry);
+	meter_state_to_blob(&st->meter, p);
 }
 
 static int state_from_blob(const unsigned char *in, size_t len, struct inst_state *st)
 {
-	if (len != STATE_BLOB_LEN || in[0] != STATE_BLOB_V1)
+	if (!(len == STATE_BLOB_V1_LEN && in[0] == STATE_BLOB_V1) &&
+	    !(len == STATE_BLOB_LEN && in[0] == STATE_BLOB_V2))
 		return -EBADMSG;
 	const unsigned char *p = in + 2;
 	unsigned f = in[1];
@@ -286,6 +294,8 @@ static int state_from_blob(const unsigned char *in, size_t len, struct inst_stat
 	st->cov = get_i64(&p);
 	st->run_carry = get_dbl(&p);
 	st->smp_carry = get_dbl(&p);
+	if (in[0] == STATE_BLOB_V2)
+		meter_state_from_blob(p, &st->meter);
 	return 0;
 }
 
@@ -553,9 +563,15 @@ int metrics_reading(struct metrics *m, const char *inst, const struct obs_readin
 					step.to_us)) < 0)
 				return r;
 		}
+		if ((r = meter_reading(m, ic, st, rd)) < 0)
+			return r;
 	}
 	st->poll_us = t_us;
 	st->poll_ok = rd->ok;
+	/* A meter's pending stretch may still count run time from its start: hold the slots. */
+	int64_t held = hyst_pending_since(&st->meter.hy);
+	if (held > 0 && floor_s(held) < t)
+		t = floor_s(held);
 	if (t > st->cov)
 		st->cov = t;
 	return state_save(m, ic);
