@@ -133,7 +133,7 @@ static void parse_modbus(struct ctx *c, const cJSON *o, const char *P, const str
 
 	/* A meter's profile and points (conf_meter.c); it takes "in_use" when that is from power. */
 	bool meter_in_use = conf_parse_meter(c, o, P, m);
-	bool any = m->power.present || m->energy.present;
+	bool any = meter_in_use || m->power.present || m->energy.present || conf_present(o, "profile");
 	for (int i = 0; i < 3; i++) {
 		if (i == 2 && meter_in_use)
 			break;
