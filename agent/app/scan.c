@@ -143,6 +143,7 @@ int scan_run(const struct config *cfg, int argc, char **argv, FILE *out)
 {
 	static const struct option opts[] = { { "units", required_argument, NULL, 'u' }, { NULL, 0, NULL, 0 } };
 	int lo = 1, hi = 247, c;
+	optind = 0; /* a full restart of GNU getopt: the command line's own parse stopped at the command */
 	while ((c = getopt_long(argc, argv, "u:", opts, NULL)) != -1) {
 		if (c != 'u' || parse_units(optarg, &lo, &hi) < 0) {
 			cli_error("scan: %s", c == 'u' ? "--units must be A-B within 1-247" : "unknown option");

@@ -144,8 +144,8 @@ static void parse_modbus(struct ctx *c, const cJSON *o, const char *P, const str
 					 i == 2 ? CONF_POINT_IN_USE : CONF_POINT_COUNTER, dest[i]);
 	}
 	if (!any)
-		conf_err_val(c, o, P, "needs at least one of \"run_counter\", \"samples_counter\", "
-			     "\"in_use\" or a meter's \"profile\"");
+		conf_err_val(c, o, P, "needs at least one of \"run_counter\", \"samples_counter\" or "
+			     "\"in_use\"");
 }
 
 
