@@ -210,6 +210,7 @@ static void test_flapping_power_makes_exact_runs(void **state)
 	struct fx *f = *state;
 	sim_cmd(f, "set " ENERGY " 100");
 	sim_cmd(f, "set " POWER " 0");
+	int64_t t_start = clock_wall_us() / 1000000;
 	open_agent(f);
 	polls(f, 3, 0);                  /* idle */
 
@@ -256,6 +257,21 @@ static void test_flapping_power_makes_exact_runs(void **state)
 	polls(f, 15, 30);                /* below: the end lies at the first of these */
 	expect_run(f, 500, "after the second run");
 	close_agent(f);
+
+	/* The days' figures: effective_s is the in-use time. */
+	assert_int_equal(buffer_open(f->cfg->agent.state_dir, 0, &f->buf, NULL), 0);
+	assert_non_null(f->core = core_new(f->cfg, f->buf));
+	int64_t day = time_day_start(t_start), effective = 0;
+	for (int i = 0; i < 2; i++, day = time_next_day(day)) {
+		struct daily_figures fig;
+		assert_int_equal(metrics_day(core_metrics(f->core), "M", day, &fig), 0);
+		effective += fig.effective_s;
+	}
+	assert_int_equal(effective, 500);
+	core_free(f->core);
+	f->core = NULL;
+	buffer_close(f->buf);
+	f->buf = NULL;
 
 	int64_t run;
 	double kwh;

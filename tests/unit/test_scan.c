@@ -188,16 +188,20 @@ static void test_scan_nothing_answers(void **state)
 	free(err);
 }
 
+/* The daemon holds its lock and has written its status once: it is up, not starting. */
 static bool daemon_up(void *state_dir)
 {
-	return daemon_running(state_dir, NULL);
+	char *status = h_strdupf("%s/status.json", (const char *)state_dir);
+	bool up = daemon_running(state_dir, NULL) && h_wait_file(status, 0);
+	free(status);
+	return up;
 }
 
 static void test_scan_refuses_beside_daemon(void **state)
 {
 	struct fx *f = *state;
 	char *log = h_path(f->dir, "agent.log"), *state_dir = h_path(f->dir, "state");
-	char *argv[] = { (char *)h_build_path("labshare-agent"), (char *)"-c", f->config, (char *)"run", NULL };
+	char *argv[] = { (char *)h_build_path("labshare-agent"), (char *)"-c", f->config, (char *)"-v", (char *)"run", NULL };
 	struct h_proc *agent = h_spawn(argv, NULL, false, false, log);
 	assert_non_null(agent);
 	if (!h_wait_for(daemon_up, state_dir, 15000)) {
