@@ -3,8 +3,13 @@
 #include "hysteresis.h"
 #include "metrics_priv.h"
 #include "config.h"
+#include "buffer.h"
 #include "records.h"
+#include "schema.h"
 #include "source.h"
+
+#include <errno.h>
+#include <sqlite3.h>
 
 #include <math.h>
 #include <stdio.h>
@@ -209,4 +214,106 @@ int meter_reading(struct metrics *m, const struct instrument_cfg *ic, struct ins
 			return r;
 	}
 	return 0;
+}
+
+/* ---- energy per slot ------------------------------------------------------------------ */
+
+static const char *const meter_steps[] = {
+	/* 0 → 1: kWh per instrument and slot; done: what its run records carry so far, taken:
+	 * the last part handed to a record (an UPDATE's RETURNING sees the new values only). */
+	"CREATE TABLE mx_energy(instrument TEXT NOT NULL, slot INTEGER NOT NULL,"
+	"  energy REAL NOT NULL DEFAULT 0, done REAL NOT NULL DEFAULT 0, taken REAL NOT NULL DEFAULT 0,"
+	"  PRIMARY KEY(instrument, slot)) WITHOUT ROWID;",
+};
+
+const struct store_schema meter_schema = {
+	.owner = "meter", .steps = meter_steps, .n = sizeof(meter_steps) / sizeof(meter_steps[0]),
+	.legacy_from = 0,
+};
+
+enum { ME_ADD, ME_TAKE, ME_PRUNE };
+static const char *const meter_sql[] = {
+	[ME_ADD] = "INSERT INTO mx_energy(instrument, slot, energy) VALUES(?1, ?2, ?3)"
+		   " ON CONFLICT(instrument, slot) DO UPDATE SET energy = energy + excluded.energy",
+	[ME_TAKE] = "UPDATE mx_energy SET taken = energy - done, done = energy"
+		    " WHERE instrument = ?1 AND slot = ?2 RETURNING taken",
+	[ME_PRUNE] = "DELETE FROM mx_energy WHERE slot + 900 < ?1 AND done = energy",
+};
+
+void meter_open(struct metrics *m)
+{
+	bool metered = false;
+	for (size_t i = 0; m->cfg && i < m->cfg->n_instruments; i++)
+		metered = metered || m->cfg->instruments[i].modbus.energy.present;
+	/* Only for a config with a meter, once. A READONLY buffer (report, status) never seals:
+	 * without the table there is nothing to do. */
+	if (!metered || m->meter_st[0] || buffer_schema(m->buf, &meter_schema) < 0)
+		return;
+	buffer_lock(m->buf);
+	for (size_t i = 0; i < sizeof(meter_sql) / sizeof(meter_sql[0]); i++) {
+		if (buffer_prepare(m->buf, meter_sql[i], &m->meter_st[i]) < 0) {
+			buffer_unlock(m->buf);
+			meter_close(m);
+			return;
+		}
+	}
+	buffer_unlock(m->buf);
+}
+
+void meter_close(struct metrics *m)
+{
+	for (size_t i = 0; i < sizeof(m->meter_st) / sizeof(m->meter_st[0]); i++)
+		if (m->meter_st[i])
+			buffer_finalize(m->buf, &m->meter_st[i]);
+}
+
+static sqlite3_stmt *me(struct metrics *m, int id)
+{
+	sqlite3_stmt *s = m->meter_st[id];
+	if (s) {
+		sqlite3_reset(s);
+		sqlite3_clear_bindings(s);
+	}
+	return s;
+}
+
+int meter_slot_add(struct metrics *m, const struct instrument_cfg *ic, int64_t slot, double kwh)
+{
+	sqlite3_stmt *s = me(m, ME_ADD);
+	if (!s)
+		return -EROFS;
+	sqlite3_bind_text(s, 1, ic->id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, slot);
+	sqlite3_bind_double(s, 3, kwh);
+	int rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? 0 : buffer_sqlite_error(m->buf, rc, "adding energy to a slot");
+}
+
+int meter_slot_take(struct metrics *m, const struct instrument_cfg *ic, int64_t slot, double *kwh)
+{
+	*kwh = 0;
+	sqlite3_stmt *s = me(m, ME_TAKE);
+	if (!s)
+		return -EROFS;
+	sqlite3_bind_text(s, 1, ic->id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, slot);
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*kwh = sqlite3_column_double(s, 0);
+		rc = sqlite3_step(s);
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? 0 : buffer_sqlite_error(m->buf, rc, "sealing a slot's energy");
+}
+
+int meter_prune(struct metrics *m, int64_t before)
+{
+	sqlite3_stmt *s = me(m, ME_PRUNE);
+	if (!s)
+		return 0;
+	sqlite3_bind_int64(s, 1, before);
+	int rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? 0 : buffer_sqlite_error(m->buf, rc, "pruning energy");
 }

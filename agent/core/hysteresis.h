@@ -56,6 +56,20 @@ struct instrument_cfg;
 struct obs_reading;
 struct inst_state;
 
+/* The energy per run slot, in a table of its own (mx_energy, owner "meter" in the store's
+ * migration registry): made and opened by metrics_new and metrics_set_config when the config
+ * has a meter, closed by metrics_free. */
+struct store_schema;
+extern const struct store_schema meter_schema;
+void meter_open(struct metrics *m);
+void meter_close(struct metrics *m);
+/* kWh added to the instrument's slot (inside the caller's transaction). 0 or -errno. */
+int meter_slot_add(struct metrics *m, const struct instrument_cfg *ic, int64_t slot, double kwh);
+/* The kWh of the slot not sealed yet, marked sealed (before the slot's run record). */
+int meter_slot_take(struct metrics *m, const struct instrument_cfg *ic, int64_t slot, double *kwh);
+/* Forget sealed slots that ended before `before` (with the metrics' own pruning). */
+int meter_prune(struct metrics *m, int64_t before);
+
 /* A good reading of a metered instrument (inside the caller's transaction): in-use run time
  * from power (when the instrument has no run counter) and the energy counter's gain, spread
  * over the run slots; counter events sealed like run_counter's. 0 or -errno. */

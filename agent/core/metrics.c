@@ -32,24 +32,21 @@ static const char *const mx_sql[MX__COUNT] = {
 			   " ON CONFLICT(instrument) DO UPDATE SET"
 			   " state = MIN(CAST(state AS INTEGER) + excluded.state, 9007199254740991)",
 	[MX_REPEATS_GET] = "SELECT CAST(state AS INTEGER) FROM mx_state WHERE instrument = ?1 || '/repeats'",
-	/* ?3 run, ?4 samples, ?5 offline seconds, ?6 energy (kWh) added to a slot. */
-	[MX_SLOT_ADD] = "INSERT INTO mx_slots(instrument, slot, run, samples, offline, energy)"
-			" VALUES(?1, ?2, ?3, ?4, ?5, ?6)"
+	/* ?3 run, ?4 samples, ?5 offline seconds added to a slot. */
+	[MX_SLOT_ADD] = "INSERT INTO mx_slots(instrument, slot, run, samples, offline) VALUES(?1, ?2, ?3, ?4, ?5)"
 			" ON CONFLICT(instrument, slot) DO UPDATE SET run = run + excluded.run,"
-			" samples = samples + excluded.samples, offline = offline + excluded.offline,"
-			" energy = energy + excluded.energy"
+			" samples = samples + excluded.samples, offline = offline + excluded.offline"
 			" RETURNING sealed_to",
 	[MX_SLOT_LATE] = "UPDATE mx_slots SET late_from = MIN(COALESCE(late_from, ?3), ?3),"
 			 " late_to = MAX(COALESCE(late_to, ?4), ?4) WHERE instrument = ?1 AND slot = ?2",
-	[MX_SLOTS_DUE] = "SELECT slot, run, run_done, samples, samples_done, sealed_to, late_from, late_to,"
-			 " energy, energy_done"
+	[MX_SLOTS_DUE] = "SELECT slot, run, run_done, samples, samples_done, sealed_to, late_from, late_to"
 			 " FROM mx_slots WHERE instrument = ?1 AND ((sealed_to < slot + 900 AND slot + 900 <= ?2)"
 			 " OR late_from IS NOT NULL) ORDER BY slot",
-	[MX_SLOT_SEALED] = "UPDATE mx_slots SET run_done = run, samples_done = samples, energy_done = energy,"
+	[MX_SLOT_SEALED] = "UPDATE mx_slots SET run_done = run, samples_done = samples,"
 			   " run_sealed = run_sealed + ?3, samples_sealed = samples_sealed + ?4,"
 			   " sealed_to = MAX(sealed_to, ?5), late_from = NULL, late_to = NULL"
 			   " WHERE instrument = ?1 AND slot = ?2",
-	[MX_SLOT_OPEN] = "SELECT slot, run, run_done, samples, samples_done, sealed_to, energy, energy_done FROM mx_slots"
+	[MX_SLOT_OPEN] = "SELECT slot, run, run_done, samples, samples_done, sealed_to FROM mx_slots"
 			 " WHERE instrument = ?1 AND slot = ?2",
 	/* TOTAL, not SUM: SUM stops with an error when integers overflow; the doubles are
 	 * bounded on the way out (sat_from_double). */
@@ -152,6 +149,7 @@ struct metrics *metrics_new(struct buffer *b, const struct config *cfg)
 		}
 	}
 	buffer_unlock(b);
+	meter_open(m);
 	return m;
 }
 
@@ -161,6 +159,7 @@ void metrics_free(struct metrics *m)
 		return;
 	for (int i = 0; i < MX__COUNT; i++)
 		buffer_finalize(m->buf, &m->st[i]);
+	meter_close(m);
 	free(m->mem);
 	free(m);
 }
@@ -174,6 +173,7 @@ void metrics_set_config(struct metrics *m, const struct config *cfg)
 	m->mem = NULL;
 	m->n_mem = 0;
 	buffer_unlock(m->buf);
+	meter_open(m); /* a meter may have come with the new config */
 }
 
 void metrics_forget(struct metrics *m)
@@ -716,6 +716,8 @@ int metrics_prune(struct metrics *m, int64_t before)
 		if (rc != SQLITE_DONE)
 			r = buffer_sqlite_error(m->buf, rc, "pruning metrics");
 	}
+	if (r == 0)
+		r = meter_prune(m, before);
 	/* The newest daily of each instrument stays, so the frontiers held in memory do too. */
 	return finish(m, r);
 }

@@ -52,6 +52,7 @@ struct metrics {
 	/* Indexed like cfg->instruments; dropped on a reload and when a transaction is undone. */
 	struct inst_mem *mem;
 	size_t n_mem;
+	struct sqlite3_stmt *meter_st[3]; /* a meter's energy per slot (hysteresis.c); NULL: none */
 };
 
 /* The statement, reset and unbound. */

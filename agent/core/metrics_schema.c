@@ -21,9 +21,6 @@ static const char *const metrics_steps[] = {
 	"  revision INTEGER NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY(instrument, day)) WITHOUT ROWID;"
 	"CREATE TABLE mx_dirty(instrument TEXT NOT NULL, day INTEGER NOT NULL,"
 	"  PRIMARY KEY(instrument, day)) WITHOUT ROWID;",
-	/* 1 → 2: a meter's import energy per slot, kWh (issue #16). */
-	"ALTER TABLE mx_slots ADD COLUMN energy REAL NOT NULL DEFAULT 0;"
-	"ALTER TABLE mx_slots ADD COLUMN energy_done REAL NOT NULL DEFAULT 0;",
 };
 
 const struct store_schema metrics_schema = {

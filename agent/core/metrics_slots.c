@@ -21,7 +21,6 @@ static int slot_add(struct metrics *m, const struct instrument_cfg *ic, int64_t 
 	sqlite3_bind_double(s, 3, what == AMT_RUN ? v : 0);
 	sqlite3_bind_double(s, 4, what == AMT_SAMPLES ? v : 0);
 	sqlite3_bind_double(s, 5, what == AMT_OFFLINE ? v : 0);
-	sqlite3_bind_double(s, 6, what == AMT_ENERGY ? v : 0);
 	int rc = sqlite3_step(s);
 	int64_t sealed_to = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
 	if (rc == SQLITE_ROW)
@@ -29,6 +28,8 @@ static int slot_add(struct metrics *m, const struct instrument_cfg *ic, int64_t 
 	sqlite3_reset(s);
 	if (rc != SQLITE_DONE)
 		return buffer_sqlite_error(m->buf, rc, "adding to a slot");
+	if (what == AMT_ENERGY && (rc = meter_slot_add(m, ic, slot, v)) < 0)
+		return rc;
 	if (what != AMT_OFFLINE && sealed_to >= slot + SLOT_S) {
 		/* The slot's record is out: what arrives now follows in a record of its own. */
 		s = mx(m, MX_SLOT_LATE);
@@ -98,13 +99,17 @@ static int64_t take_whole(double amount, double *carry)
 
 static int seal_slot_part(struct metrics *m, const struct instrument_cfg *ic, struct inst_state *st,
 			  int64_t slot, double run, double run_done, double smp, double smp_done,
-			  const double energy[2], int64_t from, int64_t to, int *sealed)
+			  int64_t from, int64_t to, int *sealed)
 {
 	int64_t n_run = take_whole(run - run_done, &st->run_carry);
 	int64_t n_smp = take_whole(smp - smp_done, &st->smp_carry);
-	/* Energy in whole Wh, the rest carried like run time's fractions. */
-	int64_t n_wh = take_whole((energy[0] - energy[1]) * 1000.0, &st->meter.nrg_carry);
 	bool smp_source = ic->modbus.samples_counter.present, meter = ic->modbus.energy.present;
+	/* A meter's energy in whole Wh, the rest carried like run time's fractions. */
+	double kwh = 0;
+	int r = meter ? meter_slot_take(m, ic, slot, &kwh) : 0;
+	if (r < 0)
+		return r;
+	int64_t n_wh = take_whole(kwh * 1000.0, &st->meter.nrg_carry);
 	if (n_run > 0 || n_smp > 0 || (meter && n_wh > 0)) {
 		int64_t seq = record_run(m->buf, ic->id, from, to, n_run, smp_source ? n_smp : -1,
 					 meter ? (double)n_wh / 1000.0 : -1);
@@ -132,7 +137,7 @@ int seal_slots(struct metrics *m, const struct instrument_cfg *ic, int *sealed)
 	/* Collect first: sealing updates the rows being walked. */
 	struct due {
 		int64_t slot, sealed_to, late_from, late_to;
-		double run, run_done, smp, smp_done, energy[2];
+		double run, run_done, smp, smp_done;
 		bool late;
 	} *due = NULL;
 	size_t n = 0, cap = 0;
@@ -161,8 +166,6 @@ int seal_slots(struct metrics *m, const struct instrument_cfg *ic, int *sealed)
 		d->late = sqlite3_column_type(s, 6) != SQLITE_NULL;
 		d->late_from = sqlite3_column_int64(s, 6);
 		d->late_to = sqlite3_column_int64(s, 7);
-		d->energy[0] = sqlite3_column_double(s, 8);
-		d->energy[1] = sqlite3_column_double(s, 9);
 	}
 	sqlite3_reset(s);
 	if (rc != SQLITE_DONE) {
@@ -184,7 +187,7 @@ int seal_slots(struct metrics *m, const struct instrument_cfg *ic, int *sealed)
 			from = d->sealed_to > d->slot ? d->sealed_to : d->slot;
 			to = d->slot + SLOT_S;
 		}
-		r = seal_slot_part(m, ic, st, d->slot, d->run, d->run_done, d->smp, d->smp_done, d->energy, from,
+		r = seal_slot_part(m, ic, st, d->slot, d->run, d->run_done, d->smp, d->smp_done, from,
 				   to < d->slot + SLOT_S ? to : d->slot + SLOT_S, sealed);
 	}
 	free(due);
@@ -208,12 +211,11 @@ int seal_open_slot(struct metrics *m, const struct instrument_cfg *ic, int64_t n
 	double run = sqlite3_column_double(s, 1), run_done = sqlite3_column_double(s, 2);
 	double smp = sqlite3_column_double(s, 3), smp_done = sqlite3_column_double(s, 4);
 	int64_t sealed_to = sqlite3_column_int64(s, 5);
-	double energy[2] = { sqlite3_column_double(s, 6), sqlite3_column_double(s, 7) };
 	sqlite3_reset(s);
 	int64_t from = sealed_to > slot ? sealed_to : slot;
 	if (now <= from)
 		return 0;
-	if ((r = seal_slot_part(m, ic, st, slot, run, run_done, smp, smp_done, energy, from, now, sealed)) < 0)
+	if ((r = seal_slot_part(m, ic, st, slot, run, run_done, smp, smp_done, from, now, sealed)) < 0)
 		return r;
 	return state_save(m, ic);
 }
