@@ -485,6 +485,10 @@ static void fill_reading(struct modbus_reading *r, const struct inst *in)
 	r->samples_raw = in->last.samples_raw;
 	r->in_use_raw = in->last.in_use_raw;
 	r->in_use = in->last.in_use;
+	r->has_power = r->ok && in->last.has_power;
+	r->has_energy = r->ok && in->last.has_energy;
+	r->power_raw = in->last.power_raw;
+	r->energy_raw = in->last.energy_raw;
 }
 
 static void driver_status(void *state, struct inst_status *insts, size_t n)

@@ -109,6 +109,10 @@ static void live_values(const struct modbus_reading *r, struct mb_values *v)
 	v->has_in_use = r->has_in_use;
 	v->in_use_raw = r->in_use_raw;
 	v->in_use = r->in_use;
+	v->has_power = r->has_power;
+	v->power_raw = r->power_raw;
+	v->has_energy = r->has_energy;
+	v->energy_raw = r->energy_raw;
 	snprintf(v->error, sizeof(v->error), "%s", r->error ? r->error : "the daemon gave no reason");
 }
 

@@ -2,7 +2,8 @@
  * every profile that has voltage and frequency serves its own map (tests/sim/meters/NAME.script)
  * on a unit of its own, beside blank units, units the gateway can't reach and a unit that never
  * answers. scan lists the units that answer and, for each meter, its profile; it exits 1 when
- * nothing answered and 73 without opening the bus while a daemon owns it. The agent, its
+ * nothing answered and 73 without opening the bus while a daemon owns it (when `poll` prints
+ * the daemon's latest power and energy instead). The agent, its
  * daemon and the simulator are real processes. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -197,6 +198,17 @@ static bool daemon_up(void *state_dir)
 	return up;
 }
 
+static bool poll_ok(void *arg)
+{
+	struct fx *f = arg;
+	char *argv[] = { (char *)h_build_path("labshare-agent"), (char *)"-c", f->config, (char *)"poll", NULL };
+	char *out = NULL, *err = NULL;
+	int rc = h_run(argv, NULL, &out, &err, 30000);
+	free(out);
+	free(err);
+	return rc == 0;
+}
+
 static void test_scan_refuses_beside_daemon(void **state)
 {
 	struct fx *f = *state;
@@ -209,6 +221,18 @@ static void test_scan_refuses_beside_daemon(void **state)
 		h_stop(agent, 5000);
 		fail_msg("the daemon did not take its lock:\n%s", l ? l : "");
 	}
+	/* poll beside it prints the daemon's latest meter readings: power and energy. */
+	if (!h_wait_for(poll_ok, f, 15000))
+		fail_msg("poll beside the daemon never printed a good reading");
+	char *pout = NULL, *perr = NULL;
+	char *pargv[] = { (char *)h_build_path("labshare-agent"), (char *)"-c", f->config, (char *)"poll", NULL };
+	assert_int_equal(h_run(pargv, NULL, &pout, &perr, 30000), 0);
+	assert_non_null(strstr(pout, "  read at "));
+	assert_non_null(strstr(pout, "  power            "));
+	assert_non_null(strstr(pout, "  energy           "));
+	free(pout);
+	free(perr);
+
 	long before = sim_count(f, "accepted 0");
 	char *out = NULL, *err = NULL;
 	int rc = scan(f, "1-5", &out, &err);
