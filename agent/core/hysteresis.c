@@ -148,9 +148,9 @@ void hyst_step(struct hyst_state *h, const struct mb_hysteresis *cfg, double pow
 	}
 }
 
-int64_t hyst_pending_since(const struct hyst_state *h)
+int64_t hyst_pending_since(const struct hyst_state *h, int64_t now_us, int64_t gap_us)
 {
-	return h->pend ? h->pend_us : 0;
+	return h->pend && now_us - h->last_us <= gap_us ? h->pend_us : 0;
 }
 
 /* ---- the metrics' side ---------------------------------------------------------------- */

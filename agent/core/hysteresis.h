@@ -48,8 +48,10 @@ void hyst_step(struct hyst_state *h, const struct mb_hysteresis *cfg, double pow
 	       int64_t gap_us, int64_t *from_us, int64_t *to_us);
 
 /* While a stretch is pending, the slots from its first reading on are not complete: what it
- * confirms may still be counted there. Returns that time (µs), or 0 when nothing is pending. */
-int64_t hyst_pending_since(const struct hyst_state *h);
+ * confirms may still be counted there. Returns that time (µs), or 0 when nothing is pending
+ * or the last power reading is more than gap_us before now_us (the stretch can only start
+ * over: a device offline for long does not hold its slots). */
+int64_t hyst_pending_since(const struct hyst_state *h, int64_t now_us, int64_t gap_us);
 
 struct metrics;
 struct instrument_cfg;

@@ -569,7 +569,7 @@ int metrics_reading(struct metrics *m, const char *inst, const struct obs_readin
 	st->poll_us = t_us;
 	st->poll_ok = rd->ok;
 	/* A meter's pending stretch may still count run time from its start: hold the slots. */
-	int64_t held = hyst_pending_since(&st->meter.hy);
+	int64_t held = hyst_pending_since(&st->meter.hy, t_us, gap_us);
 	if (held > 0 && floor_s(held) < t)
 		t = floor_s(held);
 	if (t > st->cov)
