@@ -34,7 +34,7 @@ struct hyst_state {
 struct meter_state {
 	struct hyst_state hy;
 	struct counter_state nrg;   /* the import-energy counter (raw) */
-	double nrg_carry;           /* kWh not sealed yet (below the record's resolution) */
+	double nrg_carry;           /* Wh not sealed yet: a fraction of one, carried to the next record */
 };
 
 #define METER_BLOB_LEN (1 + 10 * 8)

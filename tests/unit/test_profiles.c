@@ -141,7 +141,9 @@ static void test_every_profile_reads_its_own_map(void **state)
 					 e.have[q] ? "has" : "lacks", expect_key[q]);
 		int port;
 		struct h_proc *sim = start_sim(dir, script, &port);
-		struct config *cfg = meter_config(dir, port, h_strdupf("\"profile\": \"%s\"", name));
+		char *modbus = h_strdupf("\"profile\": \"%s\"", name);
+		struct config *cfg = meter_config(dir, port, modbus);
+		free(modbus);
 		const struct modbus_cfg *m = &cfg->instruments[0].modbus;
 		assert_string_equal(m->profile, name);
 		struct mb_bus *bus = mb_bus_new(&cfg->buses[0]);
