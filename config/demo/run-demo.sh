@@ -54,10 +54,11 @@ mkfifo "$DIR/sim.ctl"
 PIDS="$PIDS $!"
 exec 3>"$DIR/sim.ctl"
 # sim COMMAND: one control command, applied before it returns (the reply is in sim.log).
+sim_lines_past() { test "$(wc -l <"$DIR/sim.log")" -gt "$1"; }
 sim() {
 	n=$(wc -l <"$DIR/sim.log")
 	echo "$*" >&3
-	wait_for 5 test "$(wc -l <"$DIR/sim.log")" -gt "$n"
+	wait_for 5 sim_lines_past "$n"
 }
 wait_for 10 test -s "$DIR/platform.port"
 wait_for 10 test -s "$DIR/modbus.port"
