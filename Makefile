@@ -57,7 +57,7 @@ ALL_LDFLAGS = $(HARDEN_LD) $(LDFLAGS)
 
 LAYERS    := lib conf store core sinks report app
 CORE_SRC  := $(filter-out agent/app/main.c,$(foreach l,$(LAYERS),$(wildcard agent/$(l)/*.c))) $(wildcard drivers/*.c)
-CORE_OBJ  := $(CORE_SRC:%.c=$(BUILD)/%.o)
+CORE_OBJ  := $(CORE_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/profiles.o
 LIB       := $(BUILD)/liblabshare.a
 AGENT     := $(BUILD)/labshare-agent
 
@@ -90,6 +90,24 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
 	$(if $(Q),@echo "  CC      $<")
 	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+# The meter profiles (agent/conf/profiles/NAME.json) are compiled in as data: one .incbin per
+# file and a table of {name, data, length} (profiles.c reads it). The list is kept in a file
+# that changes only when a profile comes or goes, so adding or removing one rebuilds the table.
+PROFILES  := $(sort $(wildcard agent/conf/profiles/*.json))
+PROFILES_LIST := $(BUILD)/gen/profiles.list
+$(shell mkdir -p $(BUILD)/gen && (echo '$(PROFILES)' | cmp -s - $(PROFILES_LIST) || echo '$(PROFILES)' > $(PROFILES_LIST)))
+$(BUILD)/gen/profiles.S: $(PROFILES_LIST) $(PROFILES)
+	@mkdir -p $(@D)
+	$(Q){ i=0; printf '\t.section .rodata\n'; \
+	  for f in $(PROFILES); do n=$$(basename $$f .json); \
+	    printf 'p%d_name:\t.asciz "%s"\np%d_data:\t.incbin "%s"\np%d_end:\n' $$i $$n $$i $$f $$i; i=$$((i+1)); done; \
+	  printf '\t.section .data.rel.ro,"aw"\n\t.balign 16\n\t.globl conf_profile_files\nconf_profile_files:\n'; \
+	  i=0; for f in $(PROFILES); do printf '\t.dc.a p%d_name, p%d_data, p%d_end - p%d_data\n' $$i $$i $$i $$i; i=$$((i+1)); done; \
+	  printf '\t.dc.a 0, 0, 0\n\t.section .note.GNU-stack,"",@progbits\n'; } > $@.tmp && mv $@.tmp $@
+$(BUILD)/gen/profiles.o: $(BUILD)/gen/profiles.S
+	$(if $(Q),@echo "  AS      $<")
+	$(Q)$(CC) -c -o $@ $<
 
 $(LIB): $(CORE_OBJ)
 	@rm -f $@

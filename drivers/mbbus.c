@@ -296,10 +296,12 @@ struct point_ref {
 	bool *has;
 };
 
-void mb_read_instrument(struct mb_bus *b, const struct modbus_cfg *m, struct mb_values *out)
+#define MB_POINTS_MAX 7
+
+void mb_read_points(struct mb_bus *b, const struct modbus_cfg *m, bool extras, struct mb_values *out)
 {
 	memset(out, 0, sizeof(*out));
-	struct point_ref pts[3];
+	struct point_ref pts[MB_POINTS_MAX];
 	int n = 0;
 	if (m->run_counter.present)
 		pts[n++] = (struct point_ref){ &m->run_counter, &out->run_raw, &out->has_run };
@@ -307,15 +309,23 @@ void mb_read_instrument(struct mb_bus *b, const struct modbus_cfg *m, struct mb_
 		pts[n++] = (struct point_ref){ &m->samples_counter, &out->samples_raw, &out->has_samples };
 	if (m->in_use.present)
 		pts[n++] = (struct point_ref){ &m->in_use, &out->in_use_raw, &out->has_in_use };
+	if (m->power.present)
+		pts[n++] = (struct point_ref){ &m->power, &out->power_raw, &out->has_power };
+	if (m->energy.present)
+		pts[n++] = (struct point_ref){ &m->energy, &out->energy_raw, &out->has_energy };
+	if (extras && m->voltage.present)
+		pts[n++] = (struct point_ref){ &m->voltage, &out->voltage_raw, &out->has_voltage };
+	if (extras && m->frequency.present)
+		pts[n++] = (struct point_ref){ &m->frequency, &out->frequency_raw, &out->has_frequency };
 
-	bool done[3] = { false, false, false };
+	bool done[MB_POINTS_MAX] = { false };
 	for (int i = 0; i < n; i++) {
 		if (done[i])
 			continue;
 		/* Gather the points of the same table that touch or overlap this one. */
 		const struct mb_point *p = pts[i].p;
 		int lo = p->address, hi = p->address + mb_type_width(p->type) - 1;
-		bool group[3] = { false, false, false };
+		bool group[MB_POINTS_MAX] = { false };
 		group[i] = true;
 		for (bool grew = true; grew;) {
 			grew = false;
@@ -332,8 +342,8 @@ void mb_read_instrument(struct mb_bus *b, const struct modbus_cfg *m, struct mb_
 			}
 		}
 		int count = hi - lo + 1;
-		uint16_t regs[8] = { 0 };
-		uint8_t bits[8] = { 0 };
+		uint16_t regs[4 * MB_POINTS_MAX] = { 0 };
+		uint8_t bits[4 * MB_POINTS_MAX] = { 0 };
 		clock_sleep_until(b->ready_ms * 1000); /* gap_ms after the last request */
 		if (bus_read(b, m->unit, p->table, lo, count, regs, bits, out->error, sizeof(out->error)) < 0)
 			return;
@@ -362,4 +372,28 @@ void mb_read_instrument(struct mb_bus *b, const struct modbus_cfg *m, struct mb_
 		out->in_use = bit ? out->in_use_raw != 0 : out->in_use_raw * p->scale > p->above;
 	}
 	out->ok = true;
+}
+
+void mb_read_instrument(struct mb_bus *b, const struct modbus_cfg *m, struct mb_values *out)
+{
+	mb_read_points(b, m, false, out);
+}
+
+int mb_read_point(struct mb_bus *b, int unit, const struct mb_point *p, double *raw, char *err, size_t errlen)
+{
+	uint16_t regs[4] = { 0 };
+	uint8_t bits[1] = { 0 };
+	clock_sleep_until(b->ready_ms * 1000);
+	int r = bus_read(b, unit, p->table, p->address, mb_type_width(p->type), regs, bits, err, errlen);
+	if (r < 0)
+		return r;
+	bool ok = true;
+	*raw = p->table == MB_TABLE_COIL || p->table == MB_TABLE_DISCRETE ? bits[0] :
+	       mb_decode(regs, p->type, p->word_order, &ok);
+	if (!ok) {
+		snprintf(err, errlen, "unit %d %s %d: %s is not a number", unit, mb_table_name(p->table),
+			 p->address, mb_type_name(p->type));
+		return -EINVAL;
+	}
+	return 0;
 }

@@ -167,6 +167,10 @@ static void record_result(struct modbus_driver *d, struct inst *in, const struct
 						 mb_type_range(m->samples_counter.type) };
 	r->has_in_use = v->ok && v->has_in_use;
 	r->in_use = v->in_use;
+	r->has_power = v->ok && v->has_power;
+	r->power_w = v->power_raw * m->power.scale;
+	if (v->ok && v->has_energy)
+		r->energy = (struct obs_value){ true, v->energy_raw, m->energy.scale, mb_type_range(m->energy.type) };
 	enqueue(d, &o, NULL);
 }
 
@@ -481,6 +485,10 @@ static void fill_reading(struct modbus_reading *r, const struct inst *in)
 	r->samples_raw = in->last.samples_raw;
 	r->in_use_raw = in->last.in_use_raw;
 	r->in_use = in->last.in_use;
+	r->has_power = r->ok && in->last.has_power;
+	r->has_energy = r->ok && in->last.has_energy;
+	r->power_raw = in->last.power_raw;
+	r->energy_raw = in->last.energy_raw;
 }
 
 static void driver_status(void *state, struct inst_status *insts, size_t n)

@@ -11,6 +11,7 @@
 #include "metrics.h"
 #include "modbus.h"
 #include "report.h"
+#include "scan.h"
 #include "status.h"
 #include "timeutil.h"
 #include "uploader.h"
@@ -49,6 +50,9 @@ static const char usage_text[] =
 	"  record --instrument ID --start T --end T --user U --org O [--samples N]\n"
 	"         [--external yes|no] [--note TEXT]\n"
 	"                           seal a manual session (a paper log entered late)\n"
+	"  profiles                 list the built-in meter profiles and their sources\n"
+	"  scan BUS [--units A-B]   probe units on a configured bus (read-only): which answer,\n"
+	"                           which profiles fit\n"
 	"\n"
 	"options:\n"
 	"  -c, --config FILE        configuration (default $LABSHARE_CONFIG, then " DEFAULT_CONFIG ")\n"
@@ -674,6 +678,20 @@ static int run_command(int argc, char **argv)
 		return cmd_record(config, sub_argc, sub_argv);
 	if (strcmp(cmd, "report") == 0)
 		return cmd_report(config, sub_argc, sub_argv);
+	if (strcmp(cmd, "profiles") == 0) {
+		if (sub_argc > 1)
+			return usage_error("unexpected argument \"%s\"", sub_argv[1]);
+		return profiles_list(stdout);
+	}
+	if (strcmp(cmd, "scan") == 0) {
+		struct config *cfg = NULL;
+		int code = load_config(config, &cfg);
+		if (code)
+			return code;
+		code = scan_run(cfg, sub_argc, sub_argv, stdout);
+		config_free(cfg);
+		return code;
+	}
 	if (strcmp(cmd, "poll") == 0) {
 		if (sub_argc > 1)
 			return usage_error("unexpected argument \"%s\"", sub_argv[1]);

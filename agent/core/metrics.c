@@ -149,6 +149,7 @@ struct metrics *metrics_new(struct buffer *b, const struct config *cfg)
 		}
 	}
 	buffer_unlock(b);
+	meter_open(m);
 	return m;
 }
 
@@ -158,6 +159,7 @@ void metrics_free(struct metrics *m)
 		return;
 	for (int i = 0; i < MX__COUNT; i++)
 		buffer_finalize(m->buf, &m->st[i]);
+	meter_close(m);
 	free(m->mem);
 	free(m);
 }
@@ -171,6 +173,7 @@ void metrics_set_config(struct metrics *m, const struct config *cfg)
 	m->mem = NULL;
 	m->n_mem = 0;
 	buffer_unlock(m->buf);
+	meter_open(m); /* a meter may have come with the new config */
 }
 
 void metrics_forget(struct metrics *m)
@@ -196,9 +199,12 @@ static struct inst_mem *mem_of(struct metrics *m, const struct instrument_cfg *i
 }
 
 /* The stored form: a version byte, a byte of flags, then 13 little-endian 8-byte values
- * (integers, and doubles by their bits). No parsing per reading, the same on every host. */
+ * (integers, and doubles by their bits). No parsing per reading, the same on every host.
+ * Version 2 appends a meter's state (hysteresis.c); version 1 is read as a meter never seen. */
 #define STATE_BLOB_V1 1
-#define STATE_BLOB_LEN (2 + 13 * 8)
+#define STATE_BLOB_V1_LEN (2 + 13 * 8)
+#define STATE_BLOB_V2 2
+#define STATE_BLOB_LEN (STATE_BLOB_V1_LEN + METER_BLOB_LEN)
 
 enum state_flag {
 	SF_RUN_HAVE = 1 << 0, SF_RUN_PENDING = 1 << 1, SF_SMP_HAVE = 1 << 2, SF_SMP_PENDING = 1 << 3,
@@ -242,7 +248,7 @@ static double get_dbl(const unsigned char **p)
 static void state_to_blob(const struct inst_state *st, unsigned char out[STATE_BLOB_LEN])
 {
 	unsigned char *p = out + 2;
-	out[0] = STATE_BLOB_V1;
+	out[0] = STATE_BLOB_V2;
 	out[1] = (unsigned char)((st->run.have ? SF_RUN_HAVE : 0) | (st->run.pending ? SF_RUN_PENDING : 0) |
 				 (st->smp.have ? SF_SMP_HAVE : 0) | (st->smp.pending ? SF_SMP_PENDING : 0) |
 				 (st->iu_known ? SF_IU_KNOWN : 0) | (st->iu ? SF_IU : 0) |
@@ -259,11 +265,13 @@ static void state_to_blob(const struct inst_state *st, unsigned char out[STATE_B
 	put_i64(&p, st->cov);
 	put_dbl(&p, st->run_carry);
 	put_dbl(&p, st->smp_carry);
+	meter_state_to_blob(&st->meter, p);
 }
 
 static int state_from_blob(const unsigned char *in, size_t len, struct inst_state *st)
 {
-	if (len != STATE_BLOB_LEN || in[0] != STATE_BLOB_V1)
+	if (!(len == STATE_BLOB_V1_LEN && in[0] == STATE_BLOB_V1) &&
+	    !(len == STATE_BLOB_LEN && in[0] == STATE_BLOB_V2))
 		return -EBADMSG;
 	const unsigned char *p = in + 2;
 	unsigned f = in[1];
@@ -286,6 +294,8 @@ static int state_from_blob(const unsigned char *in, size_t len, struct inst_stat
 	st->cov = get_i64(&p);
 	st->run_carry = get_dbl(&p);
 	st->smp_carry = get_dbl(&p);
+	if (in[0] == STATE_BLOB_V2)
+		meter_state_from_blob(p, &st->meter);
 	return 0;
 }
 
@@ -553,9 +563,15 @@ int metrics_reading(struct metrics *m, const char *inst, const struct obs_readin
 					step.to_us)) < 0)
 				return r;
 		}
+		if ((r = meter_reading(m, ic, st, rd)) < 0)
+			return r;
 	}
 	st->poll_us = t_us;
 	st->poll_ok = rd->ok;
+	/* A meter's pending stretch may still count run time from its start: hold the slots. */
+	int64_t held = hyst_pending_since(&st->meter.hy, t_us, gap_us);
+	if (held > 0 && floor_s(held) < t)
+		t = floor_s(held);
 	if (t > st->cov)
 		st->cov = t;
 	return state_save(m, ic);
@@ -700,6 +716,8 @@ int metrics_prune(struct metrics *m, int64_t before)
 		if (rc != SQLITE_DONE)
 			r = buffer_sqlite_error(m->buf, rc, "pruning metrics");
 	}
+	if (r == 0)
+		r = meter_prune(m, before);
 	/* The newest daily of each instrument stays, so the frontiers held in memory do too. */
 	return finish(m, r);
 }

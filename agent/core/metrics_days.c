@@ -148,7 +148,8 @@ int metrics_day(struct metrics *m, const char *inst, int64_t day, struct daily_f
 	for (size_t i = 0; i < np; i++)
 		if (i == 0 || cmp_pair(&pairs[i - 1], &pairs[i]) != 0)
 			f->external_users = sat_add(f->external_users, 1);
-	bool run_source = ic->modbus.present && (ic->modbus.run_counter.present || ic->modbus.in_use.present);
+	bool run_source = ic->modbus.present && (ic->modbus.run_counter.present || ic->modbus.in_use.present ||
+						 ic->modbus.hyst.present);
 	f->effective_s = run_source ? run_sealed : f->service_s;
 	f->samples = ic->modbus.present && ic->modbus.samples_counter.present ? smp_sealed : session_samples;
 	f->unattributed_s = f->effective_s > f->service_s ? f->effective_s - f->service_s : 0;

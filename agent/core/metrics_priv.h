@@ -4,6 +4,7 @@
 #define LABSHARE_METRICS_PRIV_H
 
 #include "counter.h"
+#include "hysteresis.h"
 #include "metrics.h"
 
 #include <sqlite3.h>
@@ -31,6 +32,7 @@ struct inst_state {
 	bool poll_ok;
 	int64_t cov;            /* coverage: readings are in up to here (seconds) */
 	double run_carry, smp_carry;
+	struct meter_state meter; /* a metered instrument (hysteresis.c) */
 };
 
 /* One instrument of the config, as the core holds it between transactions. */
@@ -50,6 +52,7 @@ struct metrics {
 	/* Indexed like cfg->instruments; dropped on a reload and when a transaction is undone. */
 	struct inst_mem *mem;
 	size_t n_mem;
+	struct sqlite3_stmt *meter_st[3]; /* a meter's energy per slot (hysteresis.c); NULL: none */
 };
 
 /* The statement, reset and unbound. */
@@ -75,7 +78,7 @@ int64_t floor_s(int64_t us);
 int64_t slot_of(int64_t t);
 
 /* metrics_slots.c */
-enum amount { AMT_RUN, AMT_SAMPLES, AMT_OFFLINE };
+enum amount { AMT_RUN, AMT_SAMPLES, AMT_OFFLINE, AMT_ENERGY };
 /* Spread `amount` evenly over [from_us, to_us] into the slots it covers. */
 int spread(struct metrics *m, const struct instrument_cfg *ic, enum amount what, double amount,
 	   int64_t from_us, int64_t to_us);

@@ -28,6 +28,8 @@ static int slot_add(struct metrics *m, const struct instrument_cfg *ic, int64_t 
 	sqlite3_reset(s);
 	if (rc != SQLITE_DONE)
 		return buffer_sqlite_error(m->buf, rc, "adding to a slot");
+	if (what == AMT_ENERGY && (rc = meter_slot_add(m, ic, slot, v)) < 0)
+		return rc;
 	if (what != AMT_OFFLINE && sealed_to >= slot + SLOT_S) {
 		/* The slot's record is out: what arrives now follows in a record of its own. */
 		s = mx(m, MX_SLOT_LATE);
@@ -101,9 +103,16 @@ static int seal_slot_part(struct metrics *m, const struct instrument_cfg *ic, st
 {
 	int64_t n_run = take_whole(run - run_done, &st->run_carry);
 	int64_t n_smp = take_whole(smp - smp_done, &st->smp_carry);
-	bool smp_source = ic->modbus.samples_counter.present;
-	if (n_run > 0 || n_smp > 0) {
-		int64_t seq = record_run(m->buf, ic->id, from, to, n_run, smp_source ? n_smp : -1);
+	bool smp_source = ic->modbus.samples_counter.present, meter = ic->modbus.energy.present;
+	/* A meter's energy in whole Wh, the rest carried like run time's fractions. */
+	double kwh = 0;
+	int r = meter ? meter_slot_take(m, ic, slot, &kwh) : 0;
+	if (r < 0)
+		return r;
+	int64_t n_wh = take_whole(kwh * 1000.0, &st->meter.nrg_carry);
+	if (n_run > 0 || n_smp > 0 || (meter && n_wh > 0)) {
+		int64_t seq = record_run(m->buf, ic->id, from, to, n_run, smp_source ? n_smp : -1,
+					 meter ? (double)n_wh / 1000.0 : -1);
 		if (seq < 0)
 			return (int)seq;
 		(*sealed)++;
