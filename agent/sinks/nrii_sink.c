@@ -357,7 +357,9 @@ static int walk(struct nrii *n, int64_t acked, int64_t head, int64_t now, int64_
 	buffer_read_end(n->buf);
 	if (r == 0 && w.err == 0 && w.session == 0 && w.expect <= to && w.count < WALK_MAX)
 		w.err = -EBADMSG; /* a hole: never report around it */
-	if (r >= 0 && w.err == 0 && w.last_skipped > acked)
+	if (r >= 0)
+		r = 0; /* the walk stops at a session with 1 */
+	if (r == 0 && w.err == 0 && w.last_skipped > acked)
 		r = walk_commit(n, &w, acked);
 	for (size_t i = 0; i < w.n_daily; i++)
 		free(w.daily[i]);
