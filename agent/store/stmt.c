@@ -47,10 +47,12 @@ void stmt__list_close(struct stmt_list *l)
 		struct store_stmt *s = l->v[i];
 		sqlite3_finalize(s->st);
 		s->st = NULL;
-		if (s->cached || s->temp)
+		if (s->cached || s->temp) {
 			stmt_destroy(s);
-		else
-			s->b = NULL, s->r = NULL; /* the caller's: freed by stmt_free, its connection gone */
+		} else {
+			s->b = NULL; /* the caller's: freed by stmt_free, its connection gone */
+			s->r = NULL;
+		}
 	}
 	free(l->v);
 	memset(l, 0, sizeof(*l));
