@@ -35,7 +35,7 @@ ALL_CFLAGS = $(WARN) $(if $(WERROR),-Werror) -D_GNU_SOURCE -DLABSHARE_VERSION='"
 # an include that crosses a layer the wrong way does not compile. Writers below, readers above:
 #   lib       log, clock, time, growable buffer, UTF-8, JSON writer, files — includes nothing else of ours
 #   conf      the configuration (JSONC reader, checks)          lib
-#   store     the SQLite file and the chain                     lib
+#   store     the SQLite file and the chain (alone may include <sqlite3.h>)   lib
 #   contract  what a driver sees of the core (source.h)
 #   core      observations in, records out                      lib conf store contract
 #   drivers   a source in, observations out                     lib conf/part contract
@@ -53,6 +53,10 @@ I_app      := $(I_lib) -Iagent/conf -Iagent/conf/part -Iagent/store -Iagent/cont
               -Iagent/sinks -Iagent/report -Iagent/app
 I_tests    := $(I_app) -Itests/lib
 INC         = $(I_tests)
+# Only the store may include <sqlite3.h>: every other layer finds this one first, an #error.
+# The tests keep the real one (they may look into the file directly).
+NO_SQLITE  := -Iagent/store/outside
+LAYER_INC   = $(if $(filter store,$(1)),,$(NO_SQLITE)) $(I_$(1))
 ALL_LDFLAGS = $(HARDEN_LD) $(LDFLAGS)
 
 LAYERS    := lib conf store core sinks report app
@@ -83,8 +87,8 @@ all: $(AGENT)
 # `make V=1` shows the full command lines.
 Q := $(if $(V),,@)
 
-$(foreach l,$(LAYERS),$(eval $(BUILD)/agent/$(l)/%.o: INC = $$(I_$(l))))
-$(BUILD)/drivers/%.o: INC = $(I_drivers)
+$(foreach l,$(LAYERS),$(eval $(BUILD)/agent/$(l)/%.o: INC = $$(call LAYER_INC,$(l))))
+$(BUILD)/drivers/%.o: INC = $(NO_SQLITE) $(I_drivers)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
@@ -142,7 +146,7 @@ TESTCLOCK := $(BUILD)/bench/labshare-agent-testclock
 $(BUILD)/testclock/clock.o: agent/lib/clock.c
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(ALL_CFLAGS) -DLABSHARE_TEST_CLOCK -c -o $@ $<
-$(BUILD)/testclock/clock.o: INC = $(I_lib)
+$(BUILD)/testclock/clock.o: INC = $(NO_SQLITE) $(I_lib)
 
 $(TESTCLOCK): $(BUILD)/agent/app/main.o $(BUILD)/testclock/clock.o $(LIB)
 	@mkdir -p $(@D)
@@ -223,8 +227,8 @@ FUZZ_CFLAGS   = $(filter-out -MMD -MP -D_FORTIFY_SOURCE=2 -fPIE,$(ALL_CFLAGS)) -
 FUZZ_OBJ     := $(CORE_SRC:%.c=$(FUZZ_DIR)/%.o)
 FUZZ_TARGETS := $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_DIR)/%)
 
-$(foreach l,$(LAYERS),$(eval $(FUZZ_DIR)/agent/$(l)/%.o: INC = $$(I_$(l))))
-$(FUZZ_DIR)/drivers/%.o: INC = $(I_drivers)
+$(foreach l,$(LAYERS),$(eval $(FUZZ_DIR)/agent/$(l)/%.o: INC = $$(call LAYER_INC,$(l))))
+$(FUZZ_DIR)/drivers/%.o: INC = $(NO_SQLITE) $(I_drivers)
 
 $(FUZZ_DIR)/%.o: %.c
 	@mkdir -p $(@D)

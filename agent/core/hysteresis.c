@@ -7,9 +7,9 @@
 #include "records.h"
 #include "schema.h"
 #include "source.h"
+#include "stmt.h"
 
 #include <errno.h>
-#include <sqlite3.h>
 
 #include <math.h>
 #include <stdio.h>
@@ -249,71 +249,67 @@ void meter_open(struct metrics *m)
 	 * without the table there is nothing to do. */
 	if (!metered || m->meter_st[0] || buffer_schema(m->buf, &meter_schema) < 0)
 		return;
-	buffer_lock(m->buf);
 	for (size_t i = 0; i < sizeof(meter_sql) / sizeof(meter_sql[0]); i++) {
-		if (buffer_prepare(m->buf, meter_sql[i], &m->meter_st[i]) < 0) {
-			buffer_unlock(m->buf);
+		if (stmt_prepare(m->buf, meter_sql[i], &m->meter_st[i]) < 0) {
 			meter_close(m);
 			return;
 		}
 	}
-	buffer_unlock(m->buf);
 }
 
 void meter_close(struct metrics *m)
 {
-	for (size_t i = 0; i < sizeof(m->meter_st) / sizeof(m->meter_st[0]); i++)
-		if (m->meter_st[i])
-			buffer_finalize(m->buf, &m->meter_st[i]);
+	for (size_t i = 0; i < sizeof(m->meter_st) / sizeof(m->meter_st[0]); i++) {
+		stmt_free(m->meter_st[i]);
+		m->meter_st[i] = NULL;
+	}
 }
 
-static sqlite3_stmt *me(struct metrics *m, int id)
+static struct store_stmt *me(struct metrics *m, int id)
 {
-	sqlite3_stmt *s = m->meter_st[id];
-	if (s) {
-		sqlite3_reset(s);
-		sqlite3_clear_bindings(s);
-	}
+	struct store_stmt *s = m->meter_st[id];
+	if (s)
+		stmt_reset(s);
 	return s;
 }
 
 int meter_slot_add(struct metrics *m, const struct instrument_cfg *ic, int64_t slot, double kwh)
 {
-	sqlite3_stmt *s = me(m, ME_ADD);
+	struct store_stmt *s = me(m, ME_ADD);
 	if (!s)
 		return -EROFS;
-	sqlite3_bind_text(s, 1, ic->id, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, slot);
-	sqlite3_bind_double(s, 3, kwh);
-	int rc = sqlite3_step(s);
-	sqlite3_reset(s);
-	return rc == SQLITE_DONE ? 0 : buffer_sqlite_error(m->buf, rc, "adding energy to a slot");
+	stmt_bind_text(s, 1, ic->id);
+	stmt_bind_int64(s, 2, slot);
+	stmt_bind_double(s, 3, kwh);
+	int rc = stmt_step(s);
+	stmt_reset(s);
+	return rc == STMT_DONE ? 0 : stmt_error(s, rc, "adding energy to a slot");
 }
 
 int meter_slot_take(struct metrics *m, const struct instrument_cfg *ic, int64_t slot, double *kwh)
 {
 	*kwh = 0;
-	sqlite3_stmt *s = me(m, ME_TAKE);
+	struct store_stmt *s = me(m, ME_TAKE);
 	if (!s)
 		return -EROFS;
-	sqlite3_bind_text(s, 1, ic->id, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, slot);
-	int rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
-		*kwh = sqlite3_column_double(s, 0);
-		rc = sqlite3_step(s);
+	stmt_bind_text(s, 1, ic->id);
+	stmt_bind_int64(s, 2, slot);
+	int rc = stmt_step(s);
+	if (rc == STMT_ROW) {
+		*kwh = stmt_double(s, 0);
+		rc = stmt_step(s);
 	}
-	sqlite3_reset(s);
-	return rc == SQLITE_DONE ? 0 : buffer_sqlite_error(m->buf, rc, "sealing a slot's energy");
+	stmt_reset(s);
+	return rc == STMT_DONE ? 0 : stmt_error(s, rc, "sealing a slot's energy");
 }
 
 int meter_prune(struct metrics *m, int64_t before)
 {
-	sqlite3_stmt *s = me(m, ME_PRUNE);
+	struct store_stmt *s = me(m, ME_PRUNE);
 	if (!s)
 		return 0;
-	sqlite3_bind_int64(s, 1, before);
-	int rc = sqlite3_step(s);
-	sqlite3_reset(s);
-	return rc == SQLITE_DONE ? 0 : buffer_sqlite_error(m->buf, rc, "pruning energy");
+	stmt_bind_int64(s, 1, before);
+	int rc = stmt_step(s);
+	stmt_reset(s);
+	return rc == STMT_DONE ? 0 : stmt_error(s, rc, "pruning energy");
 }

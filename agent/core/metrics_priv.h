@@ -6,8 +6,8 @@
 #include "counter.h"
 #include "hysteresis.h"
 #include "metrics.h"
+#include "stmt.h"
 
-#include <sqlite3.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -48,15 +48,16 @@ struct inst_mem {
 struct metrics {
 	struct buffer *buf;
 	const struct config *cfg;
-	sqlite3_stmt *st[MX__COUNT];
+	struct store_stmt *st[MX__COUNT];
+	bool undo;              /* registered with the buffer's undo hooks */
 	/* Indexed like cfg->instruments; dropped on a reload and when a transaction is undone. */
 	struct inst_mem *mem;
 	size_t n_mem;
-	struct sqlite3_stmt *meter_st[3]; /* a meter's energy per slot (hysteresis.c); NULL: none */
+	struct store_stmt *meter_st[3]; /* a meter's energy per slot (hysteresis.c); NULL: none */
 };
 
 /* The statement, reset and unbound. */
-sqlite3_stmt *mx(struct metrics *m, enum mx_stmt id);
+struct store_stmt *mx(struct metrics *m, enum mx_stmt id);
 
 /* The instrument's state, read from the file at first use and held in memory after; change it
  * in place, then state_save inside the same transaction (a rollback must metrics_forget).

@@ -308,6 +308,8 @@ void uploader_clear_alarms(const struct config *cfg, struct buffer *b)
 		if (!sink_registry[i]->configured(cfg))
 			continue;
 		struct sink_state st;
+		if (buffer_begin(b) < 0)
+			continue;
 		if (buffer_sink_get(b, sink_registry[i]->name, &st) == 0 && st.alarm) {
 			log_warnx("upload: %s: clearing the alarm of the last run to check again: %s",
 				  sink_registry[i]->name, st.alarm);
@@ -317,6 +319,7 @@ void uploader_clear_alarms(const struct config *cfg, struct buffer *b)
 			buffer_sink_put(b, sink_registry[i]->name, &st);
 		}
 		buffer_sink_clear(&st);
+		buffer_commit(b);
 	}
 }
 
