@@ -275,24 +275,6 @@ static cJSON *as_tree(const struct status *st)
 	return j;
 }
 
-cJSON *status_build(const struct config *cfg, struct buffer *b, const cJSON *live, bool running,
-		    long pid)
-{
-	struct status *st = status_new(cfg);
-	if (!st)
-		return NULL;
-	struct metrics *mx = b ? metrics_new(b, cfg) : NULL;
-	status_fill_buffer(st, cfg, b, running, pid);
-	if (running && live)
-		status_live_from_json(st, live);
-	status_fill_idle(st, b, mx);
-	status_fill_repeats(st, b, mx);
-	metrics_free(mx);
-	cJSON *j = as_tree(st);
-	status_free(st);
-	return j;
-}
-
 cJSON *status_of_source(const struct config *cfg, const struct source_ops *ops, void *state)
 {
 	struct status *st = status_new(cfg);

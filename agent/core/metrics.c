@@ -68,7 +68,6 @@ static const char *const mx_sql[MX__COUNT] = {
 	[MX_DIRTY_ADD] = "INSERT OR IGNORE INTO mx_dirty(instrument, day) VALUES(?1, ?2)",
 	[MX_DIRTY_LIST] = "SELECT day FROM mx_dirty WHERE instrument = ?1 ORDER BY day",
 	[MX_DIRTY_DEL] = "DELETE FROM mx_dirty WHERE instrument = ?1 AND day = ?2",
-	[MX_RECORD_LINE] = "SELECT line FROM records WHERE seq = ?1",
 	[MX_PRUNE_SESSIONS] = "DELETE FROM mx_sessions WHERE end < ?1",
 	/* Only slots whose records are out: an open one still waits for its readings. */
 	[MX_PRUNE_SLOTS] = "DELETE FROM mx_slots WHERE slot + 900 < ?1 AND sealed_to >= slot + 900 AND late_from IS NULL",

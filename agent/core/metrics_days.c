@@ -220,12 +220,9 @@ static int seal_day(struct metrics *m, const struct instrument_cfg *ic, int64_t 
 		revision = stmt_int(s, 0) + 1;
 		int64_t prev_seq = stmt_int64(s, 1);
 		stmt_reset(s);
-		struct store_stmt *l = mx(m, MX_RECORD_LINE);
-		stmt_bind_int64(l, 1, prev_seq);
-		bool same = false;
-		if (stmt_step(l) == STMT_ROW)
-			same = same_figures(stmt_text(l, 0), &f);
-		stmt_reset(l);
+		struct stored_record rec = { 0 };
+		bool same = buffer_get_record(m->buf, prev_seq, &rec) == 0 && same_figures(rec.line, &f);
+		buffer_record_clear(&rec);
 		if (same)
 			return 0;
 	}

@@ -17,8 +17,8 @@ enum { PS_DAYS, PS_USERS, PS_KINDS, PS__COUNT };
 
 static const char *const ps_sql[PS__COUNT] = {
 	/* mx_daily points at the latest revision of each day sealed. */
-	[PS_DAYS] = "SELECT r.line FROM mx_daily d JOIN records r ON r.seq = d.seq"
-		    " WHERE d.instrument = ?1 AND d.day >= ?2 AND d.day < ?3 ORDER BY d.day",
+	[PS_DAYS] = "SELECT seq FROM mx_daily"
+		    " WHERE instrument = ?1 AND day >= ?2 AND day < ?3 ORDER BY day",
 	[PS_USERS] = "SELECT COUNT(*) FROM (SELECT DISTINCT COALESCE(user, ''), COALESCE(org, '')"
 		     " FROM mx_sessions WHERE instrument = ?1 AND external = 1 AND start >= ?2 AND start < ?3)",
 	/* TOTAL, not SUM: SUM stops with an error when integers overflow. */
@@ -57,20 +57,29 @@ static void add_day(struct period_sums *p, const cJSON *d)
 	p->days_sealed = sat_add(p->days_sealed, 1);
 }
 
-static int sum_days(struct store_stmt *s, struct period_sums *out,
+/* The days' sealed lines come from the store (its records table is its own), in the same
+ * snapshot as the seqs that point at them. */
+static int sum_days(struct buffer *b, struct store_stmt *s, struct period_sums *out,
 		    int (*day)(const char *line, size_t len, void *arg), void *arg)
 {
 	int rc, r = 0;
 	while (r == 0 && (rc = stmt_step(s)) == STMT_ROW) {
-		const char *line = stmt_text(s, 0);
-		size_t len = stmt_bytes(s, 0);
-		cJSON *d = line ? cJSON_ParseWithLength(line, len) : NULL;
-		if (!d)
-			continue; /* sealed by this agent, so never; verify says so if it happens */
-		add_day(out, d);
-		cJSON_Delete(d);
-		if (day)
-			r = day(line, len, arg);
+		struct stored_record rec = { 0 };
+		int g = buffer_get_record(b, stmt_int64(s, 0), &rec);
+		if (g == -ENOENT)
+			continue; /* pruned with its day's row kept: nothing to add */
+		if (g < 0) {
+			r = g;
+			break;
+		}
+		cJSON *d = cJSON_ParseWithLength(rec.line, rec.line_len);
+		if (d) { /* sealed by this agent, so always; verify says so if not */
+			add_day(out, d);
+			cJSON_Delete(d);
+			if (day)
+				r = day(rec.line, rec.line_len, arg);
+		}
+		buffer_record_clear(&rec);
 	}
 	if (r == 0 && rc != STMT_DONE)
 		r = stmt_error(s, rc, "summing a period's days");
@@ -94,7 +103,7 @@ static int run_sums(struct buffer *b, const char *instrument, int64_t from_day, 
 		stmt_bind_int64(s, 2, from_day);
 		stmt_bind_int64(s, 3, end_day);
 		if (i == PS_DAYS) {
-			r = sum_days(s, out, day, arg);
+			r = sum_days(b, s, out, day, arg);
 		} else {
 			int rc = stmt_step(s);
 			if (rc == STMT_ROW && i == PS_USERS) {
