@@ -73,6 +73,11 @@ static const char *const nst_sql[N__COUNT] = {
 		     " + (SELECT COUNT(*) FROM nrii_totals WHERE state = 'parked')",
 };
 
+/* Read on a reader (stmt_read), never prepared on the writer. */
+static const bool nst_reads[N__COUNT] = {
+	[N_REC_GET] = true, [N_REC_REDO] = true, [N_TOT_NEXT] = true, [N_PARKED] = true,
+};
+
 struct nrii {
 	const struct config *cfg;
 	struct buffer *buf;
@@ -171,7 +176,8 @@ static int nrii_create(const struct config *cfg, struct buffer *b, void **state)
 	int r = buffer_schema(b, &nrii_schema);
 	/* The store's: they follow the buffer when its file is written back and reopened. */
 	for (int i = 0; i < N__COUNT && r == 0; i++)
-		r = stmt_prepare(b, nst_sql[i], &n->st[i]);
+		if (!nst_reads[i])
+			r = stmt_prepare(b, nst_sql[i], &n->st[i]);
 	if (r == 0)
 		r = requeue_on_change(n);
 	/* NRII has no transport keys of its own: the platform section's, when there is one.
