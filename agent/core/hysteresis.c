@@ -1,6 +1,7 @@
 /* hysteresis.c — a metered instrument (hysteresis.h): in use from power with hysteresis, and
  * the import-energy counter under the counter rules of SPEC §4, both spread over run slots. */
 #include "hysteresis.h"
+#include "le64.h"
 #include "metrics_priv.h"
 #include "config.h"
 #include "buffer.h"
@@ -25,52 +26,22 @@ enum meter_flag {
 	MF_KNOWN = 1 << 0, MF_ON = 1 << 1, MF_PEND = 1 << 2, MF_NRG_HAVE = 1 << 3, MF_NRG_PENDING = 1 << 4,
 };
 
-static void put(unsigned char **p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		(*p)[i] = (unsigned char)(v >> (8 * i));
-	*p += 8;
-}
-
-static uint64_t get(const unsigned char **p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v |= (uint64_t)(*p)[i] << (8 * i);
-	*p += 8;
-	return v;
-}
-
-static uint64_t dbits(double d)
-{
-	uint64_t v;
-	memcpy(&v, &d, sizeof(v));
-	return v;
-}
-
-static double bitsd(uint64_t v)
-{
-	double d;
-	memcpy(&d, &v, sizeof(d));
-	return d;
-}
-
 void meter_state_to_blob(const struct meter_state *ms, unsigned char out[METER_BLOB_LEN])
 {
 	const struct hyst_state *h = &ms->hy;
 	unsigned char *p = out + 1;
 	out[0] = (unsigned char)((h->known ? MF_KNOWN : 0) | (h->on ? MF_ON : 0) | (h->pend ? MF_PEND : 0) |
 				 (ms->nrg.have ? MF_NRG_HAVE : 0) | (ms->nrg.pending ? MF_NRG_PENDING : 0));
-	put(&p, (uint64_t)h->pend_us);
-	put(&p, (uint64_t)h->acc_us);
-	put(&p, (uint64_t)h->last_us);
-	put(&p, dbits(ms->nrg.last));
-	put(&p, (uint64_t)ms->nrg.last_us);
-	put(&p, dbits(ms->nrg.pend_value));
-	put(&p, (uint64_t)ms->nrg.pend_us);
-	put(&p, dbits(ms->nrg_carry));
-	put(&p, 0); /* spare */
-	put(&p, 0);
+	le64_put(&p, (uint64_t)h->pend_us);
+	le64_put(&p, (uint64_t)h->acc_us);
+	le64_put(&p, (uint64_t)h->last_us);
+	le64_put_dbl(&p, ms->nrg.last);
+	le64_put(&p, (uint64_t)ms->nrg.last_us);
+	le64_put_dbl(&p, ms->nrg.pend_value);
+	le64_put(&p, (uint64_t)ms->nrg.pend_us);
+	le64_put_dbl(&p, ms->nrg_carry);
+	le64_put(&p, 0); /* spare */
+	le64_put(&p, 0);
 }
 
 void meter_state_from_blob(const unsigned char in[METER_BLOB_LEN], struct meter_state *ms)
@@ -83,14 +54,14 @@ void meter_state_from_blob(const unsigned char in[METER_BLOB_LEN], struct meter_
 	h->pend = f & MF_PEND;
 	ms->nrg.have = f & MF_NRG_HAVE;
 	ms->nrg.pending = f & MF_NRG_PENDING;
-	h->pend_us = (int64_t)get(&p);
-	h->acc_us = (int64_t)get(&p);
-	h->last_us = (int64_t)get(&p);
-	ms->nrg.last = bitsd(get(&p));
-	ms->nrg.last_us = (int64_t)get(&p);
-	ms->nrg.pend_value = bitsd(get(&p));
-	ms->nrg.pend_us = (int64_t)get(&p);
-	ms->nrg_carry = bitsd(get(&p));
+	h->pend_us = (int64_t)le64_get(&p);
+	h->acc_us = (int64_t)le64_get(&p);
+	h->last_us = (int64_t)le64_get(&p);
+	ms->nrg.last = le64_get_dbl(&p);
+	ms->nrg.last_us = (int64_t)le64_get(&p);
+	ms->nrg.pend_value = le64_get_dbl(&p);
+	ms->nrg.pend_us = (int64_t)le64_get(&p);
+	ms->nrg_carry = le64_get_dbl(&p);
 }
 
 /* ---- in use from power ---------------------------------------------------------------- */

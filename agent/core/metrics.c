@@ -7,6 +7,7 @@
 #include "buffer.h"
 #include "config.h"
 #include "counter.h"
+#include "le64.h"
 #include "log.h"
 #include "records.h"
 #include "schema.h"
@@ -220,40 +221,6 @@ enum state_flag {
 	SF_IU_KNOWN = 1 << 4, SF_IU = 1 << 5, SF_POLL_OK = 1 << 6,
 };
 
-static void put_u64(unsigned char **p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		(*p)[i] = (unsigned char)(v >> (8 * i));
-	*p += 8;
-}
-
-static uint64_t get_u64(const unsigned char **p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v |= (uint64_t)(*p)[i] << (8 * i);
-	*p += 8;
-	return v;
-}
-
-static void put_i64(unsigned char **p, int64_t v) { put_u64(p, (uint64_t)v); }
-static int64_t get_i64(const unsigned char **p) { return (int64_t)get_u64(p); }
-
-static void put_dbl(unsigned char **p, double d)
-{
-	uint64_t v;
-	memcpy(&v, &d, sizeof(v));
-	put_u64(p, v);
-}
-
-static double get_dbl(const unsigned char **p)
-{
-	uint64_t v = get_u64(p);
-	double d;
-	memcpy(&d, &v, sizeof(d));
-	return d;
-}
-
 static void state_to_blob(const struct inst_state *st, unsigned char out[STATE_BLOB_LEN])
 {
 	unsigned char *p = out + 2;
@@ -264,16 +231,16 @@ static void state_to_blob(const struct inst_state *st, unsigned char out[STATE_B
 				 (st->poll_ok ? SF_POLL_OK : 0));
 	const struct counter_state *c[2] = { &st->run, &st->smp };
 	for (int i = 0; i < 2; i++) {
-		put_dbl(&p, c[i]->last);
-		put_i64(&p, c[i]->last_us);
-		put_dbl(&p, c[i]->pend_value);
-		put_i64(&p, c[i]->pend_us);
+		le64_put_dbl(&p, c[i]->last);
+		le64_put_i64(&p, c[i]->last_us);
+		le64_put_dbl(&p, c[i]->pend_value);
+		le64_put_i64(&p, c[i]->pend_us);
 	}
-	put_i64(&p, st->iu_us);
-	put_i64(&p, st->poll_us);
-	put_i64(&p, st->cov);
-	put_dbl(&p, st->run_carry);
-	put_dbl(&p, st->smp_carry);
+	le64_put_i64(&p, st->iu_us);
+	le64_put_i64(&p, st->poll_us);
+	le64_put_i64(&p, st->cov);
+	le64_put_dbl(&p, st->run_carry);
+	le64_put_dbl(&p, st->smp_carry);
 	meter_state_to_blob(&st->meter, p);
 }
 
@@ -293,16 +260,16 @@ static int state_from_blob(const unsigned char *in, size_t len, struct inst_stat
 	st->poll_ok = f & SF_POLL_OK;
 	struct counter_state *c[2] = { &st->run, &st->smp };
 	for (int i = 0; i < 2; i++) {
-		c[i]->last = get_dbl(&p);
-		c[i]->last_us = get_i64(&p);
-		c[i]->pend_value = get_dbl(&p);
-		c[i]->pend_us = get_i64(&p);
+		c[i]->last = le64_get_dbl(&p);
+		c[i]->last_us = le64_get_i64(&p);
+		c[i]->pend_value = le64_get_dbl(&p);
+		c[i]->pend_us = le64_get_i64(&p);
 	}
-	st->iu_us = get_i64(&p);
-	st->poll_us = get_i64(&p);
-	st->cov = get_i64(&p);
-	st->run_carry = get_dbl(&p);
-	st->smp_carry = get_dbl(&p);
+	st->iu_us = le64_get_i64(&p);
+	st->poll_us = le64_get_i64(&p);
+	st->cov = le64_get_i64(&p);
+	st->run_carry = le64_get_dbl(&p);
+	st->smp_carry = le64_get_dbl(&p);
 	if (in[0] == STATE_BLOB_V2)
 		meter_state_from_blob(p, &st->meter);
 	return 0;
