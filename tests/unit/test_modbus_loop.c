@@ -1,0 +1,241 @@
+/* test_modbus_loop.c — the Modbus driver's TCP event loop against the simulator: the MBAP
+ * hardening of mbtcp.c (a gateway that answers twice, replays, garbles the protocol id), one
+ * request for an instrument's neighbouring points, recovery within two intervals after an
+ * outage of any length, and a prompt stop with requests out. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+
+#include "buffer.h"
+#include "clock.h"
+#include "config.h"
+#include "core.h"
+#include "harness.h"
+#include "log.h"
+#include "mbdecode.h"
+#include "metrics.h"
+#include "modbus.h"
+#include "status.h"
+#include "timeutil.h"
+#include "test_modbus_env.h"
+
+static int64_t unit_requests(struct fx *f, int endpoint, int unit)
+{
+	char *stats = h_request(f->sim, "stats", 5000);
+	cJSON *s = stats ? cJSON_Parse(stats) : NULL;
+	free(stats);
+	char e[8], u[8];
+	snprintf(e, sizeof(e), "%d", endpoint);
+	snprintf(u, sizeof(u), "%d", unit);
+	const cJSON *n = cJSON_GetObjectItem(
+		cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(s, "endpoints"), e), "units"), u);
+	int64_t v = cJSON_IsNumber(n) ? (int64_t)n->valuedouble : 0;
+	cJSON_Delete(s);
+	return v;
+}
+
+static struct modbus_status inst_status(struct fx *f, const char *id)
+{
+	struct status *st = status_new(f->cfg);
+	assert_non_null(st);
+	modbus_source.status(f->drv, st->insts, st->n_insts);
+	struct modbus_status out = { 0 };
+	for (size_t i = 0; i < st->n_insts; i++)
+		if (strcmp(st->insts[i].id, id) == 0)
+			out = st->insts[i].modbus;
+	/* the strings belong to st: keep only what the tests look at */
+	out.last_error = NULL;
+	out.bus = NULL;
+	out.reading.error = NULL;
+	status_free(st);
+	return out;
+}
+
+/* A gateway that repeats its replies, or replays the previous one first: through the event
+ * loop every reading is still the unit's own (A's counter moves 1 per second, exactly). */
+static void test_loop_twice_and_stale_never_swap(void **state)
+{
+	struct fx *f = *state;
+	sim_cmd(f, "set 0 1 input 10 u32 little 3600");
+	sim_cmd(f, "set 0 2 holding 0 u16 big 60000"); /* B: far from A's value */
+	f->counter = "0 1 input 10 u32 little";
+	sim_cmd(f, "twice 0 1 on");
+	sim_cmd(f, "stale 0 2 on");
+	start_faked(f);
+	tick_hours(f, "A", 3604 / 3600.0, 30);
+	double a = run_hours(f, "A");
+	tick_hours(f, "A", a + 5 / 3600.0, 30);
+	/* never a jump to B's value, and B reads its own */
+	assert_true(run_hours(f, "A") < 3700 / 3600.0);
+	tick_hours(f, "B", 59999 / 3600.0, 30);
+	assert_int_equal(count_records(f, "counter_clamped"), 0);
+	assert_int_equal(count_records(f, "device_offline"), 0);
+}
+
+/* Protocol id 1 is no Modbus reply: a failed poll naming it, never a value; the others on the
+ * bus keep reading, and the unit reads again once the fault is gone. */
+static void test_loop_bad_protocol_id_fails_the_poll(void **state)
+{
+	struct fx *f = *state;
+	sim_cmd(f, "set 0 2 holding 0 u16 big 500");
+	f->counter = "0 1 input 10 u32 little";
+	sim_cmd(f, "badproto 0 2 on");
+	start_faked(f);
+	tick_records(f, "\"instrument\":\"B\",\"type\":\"device_offline\"", 1, 10);
+	assert_int_equal(count_records(f, "protocol id 1"), 1);
+	assert_true(run_hours(f, "B") <= 0); /* never read (-1) */
+	double a = run_hours(f, "A");
+	tick_hours(f, "A", a + 3 / 3600.0, 10);
+	sim_cmd(f, "badproto 0 2 off");
+	tick_records(f, "\"instrument\":\"B\",\"type\":\"device_online\"", 1, 3);
+	tick_hours(f, "B", 499 / 3600.0, 5);
+}
+
+/* A run counter (u32, input 100) and an in-use register (input 102, "above") are one request
+ * per poll, on the blocking bus and through the loop alike. */
+static void test_neighbouring_points_are_one_request(void **state)
+{
+	struct fx *f = *state;
+	struct instrument_cfg *b = (struct instrument_cfg *)inst(f, "B");
+	b->modbus.run_counter = (struct mb_point){ .present = true, .table = MB_TABLE_INPUT, .address = 100,
+						   .type = MB_TYPE_U32, .word_order = MB_WORD_BIG,
+						   .scale = 1 / 3600.0 };
+	b->modbus.in_use = (struct mb_point){ .present = true, .table = MB_TABLE_INPUT, .address = 102,
+					      .type = MB_TYPE_U16, .word_order = MB_WORD_BIG, .scale = 1,
+					      .has_above = true, .above = 10 };
+	sim_cmd(f, "set 0 2 input 100 u32 big 7200");
+	sim_cmd(f, "set 0 2 input 102 u16 big 42");
+	struct mb_bus *bus = mb_bus_new(&f->cfg->buses[0]);
+	struct mb_values v;
+	sim_cmd(f, "reset-stats");
+	mb_read_instrument(bus, &b->modbus, &v);
+	assert_true(v.ok && v.run_raw == 7200 && v.in_use_raw == 42 && v.in_use);
+	assert_int_equal(unit_requests(f, 0, 2), 1);
+	mb_bus_free(bus);
+
+	start_faked(f);
+	tick_hours(f, "B", 1.999, 5);
+	sim_cmd(f, "reset-stats");
+	for (int i = 0; i < 5; i++)
+		tick(f);
+	struct modbus_status s = inst_status(f, "B");
+	assert_true(s.has_in_use && s.in_use);
+	int64_t n = unit_requests(f, 0, 2);
+	if (n < 4 || n > 6)
+		fail_msg("B made %lld requests in 5 polls, want one each", (long long)n);
+}
+
+struct online_wait {
+	struct fx *f;
+	const char *needle;
+	int had;
+};
+
+static bool online_again(void *arg)
+{
+	struct online_wait *w = arg;
+	return count_records(w->f, w->needle) > w->had;
+}
+
+/* Seconds of fake time (1 s polls) from the end of an outage until the device is read again. */
+static int seconds_to_online(struct fx *f, const char *id, int max_s)
+{
+	char needle[96];
+	snprintf(needle, sizeof(needle), "\"instrument\":\"%s\",\"type\":\"device_online\"", id);
+	struct online_wait w = { f, NULL, 0 };
+	w.needle = needle;
+	w.had = count_records(f, needle);
+	for (int s = 0; s <= max_s; s++) {
+		if (online_again(&w))
+			return s;
+		tick(f);
+	}
+	return -1;
+}
+
+/* A unit silent for 20 s behind a gateway that answers, and a gateway away for six hours: each
+ * is read again within two of its intervals (1 s here) of coming back. */
+static void test_recovery_within_two_intervals(void **state)
+{
+	struct fx *f = *state;
+	start_faked(f);
+	tick_hours(f, "B", 0, 2);
+	sim_cmd(f, "silence 0 2 on");
+	tick_records(f, "\"instrument\":\"B\",\"type\":\"device_offline\"", 1, 5);
+	for (int i = 0; i < 20; i++)
+		tick(f);
+	sim_cmd(f, "silence 0 2 off");
+	int took = seconds_to_online(f, "B", 10);
+	if (took < 0 || took > 2)
+		fail_msg("after 20 s of silence B was read again after %d s (want <= 2)", took);
+
+	sim_cmd(f, "close 1");
+	tick_records(f, "\"instrument\":\"D\",\"type\":\"device_offline\"", 1, 5);
+	for (int i = 0; i < 6 * 60; i++) { /* six hours, a minute at a time */
+		fake_clock_advance(&f->clock, 60 * 1000000LL);
+		settle(f);
+	}
+	sim_cmd(f, "open 1");
+	took = seconds_to_online(f, "D", 10);
+	if (took < 0 || took > 2)
+		fail_msg("after six hours away D was read again after %d s (want <= 2)", took);
+	/* A probed while away: failed polls counted, no hang. */
+	struct modbus_status s = inst_status(f, "D");
+	assert_true(s.polls > 6 * 60);
+}
+
+static int64_t real_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static bool requests_out(void *arg)
+{
+	struct fx *f = arg;
+	return unit_requests(f, 0, 1) > 0 && unit_requests(f, 1, 1) > 0;
+}
+
+/* Stop with requests out to silent units (200 ms time-outs): bounded, not a time-out each. */
+static void test_stop_is_prompt(void **state)
+{
+	struct fx *f = *state;
+	for (int u = 1; u <= 3; u++)
+		sim_cmd(f, "silence 0 %d on", u);
+	sim_cmd(f, "silence 1 1 on");
+	start_driver(f);
+	assert_true(h_wait_for(requests_out, f, 5000));
+	int64_t s0 = real_ms();
+	modbus_source.stop(f->drv);
+	int64_t took = real_ms() - s0;
+	if (took > 150)
+		fail_msg("stop took %lld ms", (long long)took);
+}
+
+int main(void)
+{
+	log_set_level(LOG_PRI_ERR);
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_loop_twice_and_stale_never_swap, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_loop_bad_protocol_id_fails_the_poll, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_neighbouring_points_are_one_request, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_recovery_within_two_intervals, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stop_is_prompt, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
