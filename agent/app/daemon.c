@@ -40,8 +40,9 @@
  * grace), every METRICS_EVERY_S otherwise (late log sessions, dirty days). */
 #define METRICS_EVERY_S 5
 #define METRICS_HOT_S 30
-/* status.json and metrics.prom: after a metrics step that sealed something, else this often. */
-#define SNAPSHOT_EVERY_S 5
+/* status.json and metrics.prom: after a metrics step that sealed something, else this often
+ * (readers such as tests/bench wait up to 5 s for a fresh one). */
+#define SNAPSHOT_EVERY_S 2
 #define PRUNE_EVERY_S 3600
 /* Repeated sessions (status.json's sessions_repeated) change when a duplicate arrives, rarely:
  * counted again once a minute, not every second (`status` counts them itself, from the file). */
