@@ -1,5 +1,6 @@
-/* modbus.h — the Modbus source (TCP and RTU on libmodbus): buses owned by one request at a
- * time, instruments polled on a fixed grid, failing ones backing off on their own. */
+/* modbus.h — the Modbus source (TCP on an event loop of its own, RTU on libmodbus): buses owned
+ * by one request at a time, instruments polled on a fixed grid, failing ones backing off on
+ * their own. */
 #ifndef LABSHARE_MODBUS_H
 #define LABSHARE_MODBUS_H
 
@@ -36,7 +37,8 @@ void mb_bus_free(struct mb_bus *bus);
 void mb_bus_close(struct mb_bus *bus);
 /* Monotonic ms before which the bus takes no request (gap_ms after a frame). */
 int64_t mb_bus_ready_ms(const struct mb_bus *bus);
-/* Reads every point of the instrument (contiguous registers in one request). */
+/* Reads every point of the instrument, blocking (RTU lines, `poll`): neighbouring points of a
+ * table in one request (mbplan.h). */
 void mb_read_instrument(struct mb_bus *bus, const struct modbus_cfg *m, struct mb_values *out);
 
 /* `labshare-agent poll` (mbpoll.c): the daemon's latest readings while one runs on the state

@@ -446,8 +446,8 @@ int daemon_run(const char *config_path)
 	char *moved = NULL;
 	int code = EX_SOFTWARE;
 
-	/* glibc gives each thread that allocates its own arena; with a pool of Modbus workers
-	 * that is megabytes of mostly idle heap. Two arenas are plenty for this workload. */
+	/* glibc gives each thread that allocates its own arena: megabytes of mostly idle heap
+	 * (the flusher, the sinks, RTU lines). Two arenas are plenty for this workload. */
 	mallopt(M_ARENA_MAX, 2);
 
 	/* Signals go to the main loop only: block them before any thread exists. */
