@@ -128,12 +128,20 @@ static void request_done(struct modbus_driver *d, struct lane *l, int r, const u
 		return;
 	}
 	l->down_backoff = 0;
+	if (r == -EMBXILADD && rq->gapped && !in->exact) {
+		/* No register between its points: one request per point from now on, and this
+		 * poll starts over that way (the device is fine: no failure to record). */
+		in->exact = true;
+		mb_plan_make(m, true, &in->plan);
+		l->req = 0;
+		memset(&l->v, 0, sizeof(l->v));
+		if (gap > 0)
+			mb_heap_push(&d->ready, l->ready_ms, (uint32_t)lane_index(d, l));
+		else
+			issue(d, l);
+		return;
+	}
 	if (r < 0) {
-		if (r == -EMBXILADD && rq->gapped && !in->exact) {
-			/* No register between its points: one request per point from now on. */
-			in->exact = true;
-			mb_plan_make(m, true, &in->plan);
-		}
 		poll_finish(d, l);
 		return;
 	}

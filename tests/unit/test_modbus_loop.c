@@ -27,6 +27,7 @@
 #include "harness.h"
 #include "log.h"
 #include "mbdecode.h"
+#include "mbplan.h"
 #include "metrics.h"
 #include "modbus.h"
 #include "status.h"
@@ -63,6 +64,63 @@ static struct modbus_status inst_status(struct fx *f, const char *id)
 	out.reading.error = NULL;
 	status_free(st);
 	return out;
+}
+
+/* ---- the request plan, table-driven ------------------------------------------------ */
+
+static struct mb_point pt(enum mb_table t, int address, enum mb_type type)
+{
+	return (struct mb_point){ .present = true, .table = t, .address = (uint16_t)address, .type = type,
+				  .word_order = MB_WORD_BIG, .scale = 1 };
+}
+
+static const struct {
+	const char *what;
+	bool exact;
+	int n_req, lo0, count0;
+	bool gapped0;
+} plan_cases[] = {
+	{ "A: touching, and a coil (checked above)", false, 0, 0, 0, false },
+	{ "u32 at 100, u16 at 102", false, 1, 100, 3, false },
+	{ "u32 at 100, u16 at 105: a gap of 3", false, 1, 100, 6, true },
+	{ "u32 at 100, u16 at 107: a gap of 5", false, 2, 100, 2, false },
+	{ "u32 at 100, u16 at 105, exact", true, 2, 100, 2, false },
+	{ "u16 at 0, u64 at 40: too wide", false, 2, 0, 1, false },
+	{ "coil 3 and coil 60", false, 1, 3, 58, true },
+	{ "input and coil", false, 2, 100, 2, false },
+};
+
+static void test_request_plan(void **state)
+{
+	(void)state;
+	struct mb_point run[] = { { 0 }, pt(MB_TABLE_INPUT, 100, MB_TYPE_U32), pt(MB_TABLE_INPUT, 100, MB_TYPE_U32),
+				  pt(MB_TABLE_INPUT, 100, MB_TYPE_U32), pt(MB_TABLE_INPUT, 100, MB_TYPE_U32),
+				  pt(MB_TABLE_HOLDING, 0, MB_TYPE_U16), pt(MB_TABLE_COIL, 3, MB_TYPE_BIT),
+				  pt(MB_TABLE_INPUT, 100, MB_TYPE_U32) };
+	struct mb_point use[] = { { 0 }, pt(MB_TABLE_INPUT, 102, MB_TYPE_U16), pt(MB_TABLE_INPUT, 105, MB_TYPE_U16),
+				  pt(MB_TABLE_INPUT, 107, MB_TYPE_U16), pt(MB_TABLE_INPUT, 105, MB_TYPE_U16),
+				  pt(MB_TABLE_HOLDING, 40, MB_TYPE_U64), pt(MB_TABLE_COIL, 60, MB_TYPE_BIT),
+				  pt(MB_TABLE_COIL, 5, MB_TYPE_BIT) };
+	/* the first case: A's three points (run 10–11 and samples 12 touch; the coil apart) */
+	struct modbus_cfg a = { .present = true, .unit = 1, .interval_s = 1,
+				.run_counter = pt(MB_TABLE_INPUT, 10, MB_TYPE_U32),
+				.samples_counter = pt(MB_TABLE_INPUT, 12, MB_TYPE_U16),
+				.in_use = pt(MB_TABLE_COIL, 3, MB_TYPE_BIT) };
+	struct mb_plan pl;
+	mb_plan_make(&a, false, &pl);
+	assert_int_equal(pl.n_req, 2);
+	assert_true(pl.req[0].table == MB_TABLE_INPUT && pl.req[0].lo == 10 && pl.req[0].count == 3);
+	assert_int_equal(pl.req[0].n_slots, 2);
+	assert_true(pl.req[1].table == MB_TABLE_COIL && pl.req[1].lo == 3 && pl.req[1].count == 1);
+	for (size_t i = 1; i < sizeof(plan_cases) / sizeof(plan_cases[0]); i++) {
+		struct modbus_cfg m = { .present = true, .unit = 1, .interval_s = 1, .run_counter = run[i],
+					.in_use = use[i] };
+		mb_plan_make(&m, plan_cases[i].exact, &pl);
+		if (pl.n_req != plan_cases[i].n_req || pl.req[0].lo != plan_cases[i].lo0 ||
+		    pl.req[0].count != plan_cases[i].count0 || pl.req[0].gapped != plan_cases[i].gapped0)
+			fail_msg("%s: %d requests, the first %d x %d%s", plan_cases[i].what, pl.n_req, pl.req[0].lo,
+				 pl.req[0].count, pl.req[0].gapped ? " (gapped)" : "");
+	}
 }
 
 /* A gateway that repeats its replies, or replays the previous one first: through the event
@@ -231,6 +289,7 @@ int main(void)
 {
 	log_set_level(LOG_PRI_ERR);
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_request_plan),
 		cmocka_unit_test_setup_teardown(test_loop_twice_and_stale_never_swap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_loop_bad_protocol_id_fails_the_poll, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_neighbouring_points_are_one_request, setup, teardown),
