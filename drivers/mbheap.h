@@ -26,6 +26,12 @@ static inline int64_t mb_heap_min(const struct mb_heap *h)
 {
 	return h->n ? h->e[0].key : INT64_MAX;
 }
+/* The smallest key but one (INT64_MAX with fewer than two): one of the root's children. */
+static inline int64_t mb_heap_second(const struct mb_heap *h)
+{
+	int64_t a = h->n > 1 ? h->e[1].key : INT64_MAX, b = h->n > 2 ? h->e[2].key : INT64_MAX;
+	return a < b ? a : b;
+}
 /* Removes and returns the smallest; the heap must not be empty. */
 struct mb_hent mb_heap_pop(struct mb_heap *h);
 

@@ -19,6 +19,7 @@
 #define EV_STOP UINT64_MAX
 #define PAUSED_RETRY_MS 250
 #define IDLE_WAIT_MAX_MS 60000
+#define RTU_PROBE_DEFER_MAX_MS 5000
 
 int mb_loop_init(struct modbus_driver *d)
 {
@@ -293,6 +294,22 @@ void mb_loop_stop(struct modbus_driver *d)
 	d->loop_started = false;
 }
 
+/* A failing unit's probe costs the line a time-out, which the others on it would wait out:
+ * it goes where no other instrument is due within that time, or once it has waited
+ * RTU_PROBE_DEFER_MAX_MS for such a gap (with the back-off of 20 s at most, a unit that comes
+ * back is read within 30 s). Back in the heap behind the next one when deferred. */
+static bool probe_deferred(struct modbus_driver *d, struct lane *l, struct inst *in, int64_t key, int64_t now)
+{
+	if (in->failures == 0)
+		return false;
+	const struct bus_cfg *bc = &d->cfg->buses[lane_index(d, l)];
+	int64_t other = mb_heap_min(&l->due); /* the top is popped: this is the next one */
+	if (other >= now + bc->timeout_ms + bc->gap_ms || now - in->due_ms >= RTU_PROBE_DEFER_MAX_MS)
+		return false;
+	mb_heap_push(&l->due, other + 1 > key ? other + 1 : key, (uint32_t)(in - d->insts));
+	return true;
+}
+
 /* One RTU line: a blocking libmodbus context, its instruments in due order. */
 void *mb_rtu_line(void *arg)
 {
@@ -311,7 +328,10 @@ void *mb_rtu_line(void *arg)
 			clock_wait_until(&d->cv, &d->mu, next * 1000);
 			continue;
 		}
-		struct inst *in = &d->insts[mb_heap_pop(&l->due).id];
+		struct mb_hent top = mb_heap_pop(&l->due);
+		struct inst *in = &d->insts[top.id];
+		if (probe_deferred(d, l, in, top.key, now))
+			continue;
 		l->busy = true;
 		d->n_busy++;
 		mb_poll_begin(d, in, now);

@@ -150,7 +150,8 @@ static void schedule_next(const struct lane *l, struct inst *in, int64_t now_ms)
 void mb_poll_begin(struct modbus_driver *d, struct inst *in, int64_t now_ms)
 {
 	(void)d;
-	if (now_ms - in->due_ms > (int64_t)in->cfg->modbus->interval_s * 100)
+	/* A failing instrument's probes keep no grid: only polls on it count. */
+	if (in->failures == 0 && now_ms - in->due_ms > (int64_t)in->cfg->modbus->interval_s * 100)
 		in->late_polls++; /* started more than a tenth of an interval late */
 }
 
