@@ -11,11 +11,14 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
+#include <poll.h>
 #include <pthread.h>
+#include <pty.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 #include <sys/syscall.h>
@@ -285,6 +288,134 @@ static void test_stop_is_prompt(void **state)
 		fail_msg("stop took %lld ms", (long long)took);
 }
 
+/* ---- an RTU line over a pair of pseudo-terminals ------------------------------------ */
+
+struct relay {
+	int a, b;
+	volatile bool stop;
+};
+
+static struct relay rtu_relay;
+static pthread_t rtu_relay_th;
+
+/* Two ptys joined back to back: what one side's program writes, the other's reads. */
+static void *relay_main(void *arg)
+{
+	struct relay *r = arg;
+	char buf[512];
+	while (!r->stop) {
+		struct pollfd p[2] = { { r->a, POLLIN, 0 }, { r->b, POLLIN, 0 } };
+		if (poll(p, 2, 50) <= 0)
+			continue;
+		for (int i = 0; i < 2; i++) {
+			if (!(p[i].revents & POLLIN))
+				continue;
+			ssize_t n = read(p[i].fd, buf, sizeof(buf));
+			if (n > 0 && write(i == 0 ? r->b : r->a, buf, (size_t)n) != n)
+				break;
+		}
+	}
+	return NULL;
+}
+
+static void raw_master(int fd)
+{
+	struct termios t;
+	tcgetattr(fd, &t);
+	cfmakeraw(&t);
+	tcsetattr(fd, TCSANOW, &t);
+}
+
+static int rtu_fds[4];
+
+/* Three units on one line (the simulator on one pty, the driver on the other), 1 s each. No
+ * gap_ms: under the fake clock a gap would only pass when the test moves time on. */
+static int rtu_setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	char na[128], nb[128];
+	assert_int_equal(openpty(&rtu_fds[0], &rtu_fds[1], na, NULL, NULL), 0);
+	assert_int_equal(openpty(&rtu_fds[2], &rtu_fds[3], nb, NULL, NULL), 0);
+	raw_master(rtu_fds[0]);
+	raw_master(rtu_fds[2]);
+	rtu_relay = (struct relay){ rtu_fds[0], rtu_fds[2], false };
+	assert_int_equal(pthread_create(&rtu_relay_th, NULL, relay_main, &rtu_relay), 0);
+	f->dir = h_mkdtemp("test_modbus_loop_rtu");
+	char *token = h_path(f->dir, "token");
+	h_write_file(token, "t\n", (size_t)-1, 0600);
+	free(token);
+	char *pf = h_path(f->dir, "ports");
+	char *spec = h_strdupf("%s?baud=19200&parity=E&data=8&stop=1", na);
+	char *argv[] = { (char *)h_build_path("modbus-sim"), (char *)"--rtu", spec, (char *)"--units",
+			 (char *)"1-3", (char *)"--port-file", pf, NULL };
+	char *log = h_path(f->dir, "sim.log");
+	f->sim = h_spawn(argv, NULL, true, true, log);
+	free(spec);
+	free(log);
+	assert_true(h_wait_file(pf, 20000));
+	free(pf);
+	char *text = h_strdupf(
+		"{ \"agent\": { \"id\": \"t\", \"lab_code\": \"L\", \"timezone\": \"Asia/Shanghai\","
+		"  \"state_dir\": \"%s/state\" },"
+		"  \"platform\": { \"url\": \"https://127.0.0.1:9\", \"token_file\": \"%s/token\" },"
+		"  \"buses\": [ { \"id\": \"rs485\", \"url\": \"rtu:%s?baud=19200&parity=E&data=8&stop=1\","
+		"    \"timeout_ms\": 300, \"gap_ms\": 0 } ],"
+		"  \"instruments\": ["
+		"   { \"id\": \"R1\", \"modbus\": { \"bus\": \"rs485\", \"unit\": 1, \"interval_s\": 1,"
+		"      \"run_counter\": { \"table\": \"input\", \"address\": 0, \"type\": \"u32\", \"scale\": 0.000277777777777778 } } },"
+		"   { \"id\": \"R2\", \"modbus\": { \"bus\": \"rs485\", \"unit\": 2, \"interval_s\": 1,"
+		"      \"run_counter\": { \"table\": \"input\", \"address\": 0, \"type\": \"u32\", \"scale\": 0.000277777777777778 } } },"
+		"   { \"id\": \"R3\", \"modbus\": { \"bus\": \"rs485\", \"unit\": 3, \"interval_s\": 1,"
+		"      \"run_counter\": { \"table\": \"input\", \"address\": 0, \"type\": \"u32\", \"scale\": 0.000277777777777778 } } }"
+		"  ] }",
+		f->dir, f->dir, nb);
+	struct config_errors errs = { 0 };
+	if (config_parse("t.json", text, strlen(text), &f->cfg, &errs) != 0)
+		fail_msg("config: %s", errs.n ? errs.msg[0] : "?");
+	free(text);
+	timeutil_set_zone("Asia/Shanghai");
+	assert_int_equal(buffer_open(f->cfg->agent.state_dir, 0, &f->buf, NULL), 0);
+	f->core = core_new(f->cfg, f->buf);
+	*state = f;
+	return 0;
+}
+
+static int rtu_teardown(void **state)
+{
+	int r = teardown(state);
+	rtu_relay.stop = true;
+	pthread_join(rtu_relay_th, NULL);
+	for (int i = 0; i < 4; i++)
+		close(rtu_fds[i]);
+	return r;
+}
+
+/* A unit on a shared RTU line silent for two minutes: its probes back off (each costs the line
+ * a time-out), the others go on, and it is read again within 30 s of answering. */
+static void test_rtu_dead_unit_back_within_30_s(void **state)
+{
+	struct fx *f = *state;
+	sim_cmd(f, "set 0 3 input 0 u32 big 7200");
+	start_faked(f);
+	tick_hours(f, "R3", 1.999, 5);
+	sim_cmd(f, "silence 0 3 on");
+	tick_records(f, "\"instrument\":\"R3\",\"type\":\"device_offline\"", 1, 5);
+	struct modbus_status s0 = inst_status(f, "R3"), o0 = inst_status(f, "R1");
+	for (int i = 0; i < 120; i++)
+		tick(f);
+	struct modbus_status s1 = inst_status(f, "R3"), o1 = inst_status(f, "R1");
+	/* backed off: a probe every 20 s at most, not one a second */
+	if (s1.polls - s0.polls > 10)
+		fail_msg("R3 was probed %llu times in 120 s", (unsigned long long)(s1.polls - s0.polls));
+	if (o1.polls - o0.polls < 118 && (dump_events(f), true))
+		fail_msg("R1 polled %llu times in 120 s, R3 probed %llu times", (unsigned long long)(o1.polls - o0.polls),
+			 (unsigned long long)(s1.polls - s0.polls));
+	sim_cmd(f, "silence 0 3 off");
+	int took = seconds_to_online(f, "R3", 40);
+	if (took < 0 || took > 30)
+		fail_msg("R3 was read again %d s after it answered (want <= 30)", took);
+}
+
 int main(void)
 {
 	log_set_level(LOG_PRI_ERR);
@@ -295,6 +426,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_neighbouring_points_are_one_request, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recovery_within_two_intervals, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stop_is_prompt, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rtu_dead_unit_back_within_30_s, rtu_setup, rtu_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
