@@ -13,6 +13,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -255,6 +256,11 @@ int mb_conn_step(struct mb_conn *c, int epfd, bool timed_out, uint16_t *regs, ui
 		socklen_t el = sizeof(e);
 		if (timed_out)
 			return fail_connect(c, epfd, ETIMEDOUT, out);
+		/* An event may be left over from the lane's previous socket: only a writable
+		 * socket has finished connecting. */
+		struct pollfd pf = { .fd = c->fd, .events = POLLOUT };
+		if (poll(&pf, 1, 0) == 0)
+			return MB_IO_WAIT;
 		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &e, &el) < 0)
 			e = errno;
 		if (e == EINPROGRESS)
