@@ -1,5 +1,6 @@
-/* modbus.h — the Modbus source (TCP and RTU on libmodbus): buses owned by one request at a
- * time, instruments polled on a fixed grid, failing ones backing off on their own. */
+/* modbus.h — the Modbus source (TCP on an event loop of its own, RTU on libmodbus): buses owned
+ * by one request at a time, instruments polled on a fixed grid, failing ones backing off on
+ * their own. */
 #ifndef LABSHARE_MODBUS_H
 #define LABSHARE_MODBUS_H
 
@@ -40,8 +41,8 @@ void mb_bus_free(struct mb_bus *bus);
 void mb_bus_close(struct mb_bus *bus);
 /* Monotonic ms before which the bus takes no request (gap_ms after a frame). */
 int64_t mb_bus_ready_ms(const struct mb_bus *bus);
-/* Reads the points the daemon needs each poll: counters, in-use, a meter's power and energy
- * (points of a table that touch or overlap are read in one request). */
+/* Reads the points the daemon needs each poll, blocking (RTU lines, `poll`): counters, in-use,
+ * a meter's power and energy; neighbouring points of a table in one request (mbplan.h). */
 void mb_read_instrument(struct mb_bus *bus, const struct modbus_cfg *m, struct mb_values *out);
 /* The same and, when extras, a meter's voltage and frequency too (poll). */
 void mb_read_points(struct mb_bus *bus, const struct modbus_cfg *m, bool extras, struct mb_values *out);
