@@ -172,7 +172,7 @@ long collectd_read_threads(const struct lab *l);
 
 /* ---- goals: one line each, collected by run-bench.sh's summary ----------------------------
  * GOAL <name>: agent <x> <unit>, anchor <y> <unit>, ratio <r> (goal <op> <g>) met|missed
- * The name must not change between runs (no figures in it). */
+ * The name must not change between runs (no figures in it) and holds no ": agent ". */
 
 /* A goal on the ratio agent ÷ anchor (e.g. CPU per poll ≤ 0.333 of collectd's). NAN: no figure
  * (the run failed or was skipped): printed as "-" and missed. */

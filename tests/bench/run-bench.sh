@@ -88,7 +88,7 @@ finished=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 		/^== bench_[a-z_0-9]*, run [0-9]+ of/ { prog = $2; sub(/,$/, "", prog); run = $4; next }
 		/^GOAL / {
 			line = substr($0, 6)
-			c = index(line, ": ")
+			c = index(line, ": agent ")
 			if (c == 0) next
 			name = substr(line, 1, c - 1)
 			rest = substr(line, c + 2)
