@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -119,13 +120,22 @@ static int cmp_double(const void *a, const void *b)
 
 /* The median wall time in ms of `labshare-agent -c dir/agent.json status [--json]`, from spawn to
  * exit (config parse, buffer, status.json read back, output to a pipe). */
-static double cli_ms(const char *dir, bool json, long rounds)
+static double cpu_children_s(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_CHILDREN, &ru);
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+	       (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+static double cli_ms(const char *dir, bool json, long rounds, double *cpu_ms)
 {
 	char *cfg = h_strdupf("%s/agent.json", dir);
 	char *argv[] = { strdup(h_build_path("labshare-agent")), (char *)"-c", cfg, (char *)"status",
 			 json ? (char *)"--json" : NULL, NULL };
 	double *ms = calloc((size_t)rounds, sizeof(double));
 	long ok = 0;
+	double cpu0 = cpu_children_s();
 	for (long r = 0; r < rounds; r++) {
 		char *out = NULL;
 		double t0 = wall_s();
@@ -137,6 +147,7 @@ static double cli_ms(const char *dir, bool json, long rounds)
 			fprintf(stderr, "bench: status%s exited %d\n", json ? " --json" : "", rc);
 		free(out);
 	}
+	*cpu_ms = (cpu_children_s() - cpu0) * 1e3 / (double)rounds;
 	qsort(ms, (size_t)ok, sizeof(double), cmp_double);
 	double med = ok ? ms[ok / 2] : NAN;
 	free(ms);
@@ -189,13 +200,14 @@ static void run(long n, long rounds)
 	if (lfd < 0 || flock(lfd, LOCK_EX | LOCK_NB) < 0 || write(lfd, pid, (size_t)plen) != plen)
 		fprintf(stderr, "bench: cannot hold %s\n", lock);
 	long cli_rounds = rounds < 5 ? rounds : 5 + (rounds - 5) / 4;
-	double text_ms = cli_ms(dir, false, cli_rounds), json_ms = cli_ms(dir, true, cli_rounds);
+	double text_cpu = 0, json_cpu = 0;
+	double text_ms = cli_ms(dir, false, cli_rounds, &text_cpu), json_ms = cli_ms(dir, true, cli_rounds, &json_cpu);
 	if (lfd >= 0)
 		close(lfd);
 	free(lock);
 	double tick_ms = (t2 - t1) / (double)rounds * 1e3;
-	printf("%5ld instruments: the whole process beside the daemon, median of %ld: status %.1f ms, status --json "
-	       "%.1f ms\n", n, cli_rounds, text_ms, json_ms);
+	printf("%5ld instruments: the whole process beside the daemon, median of %ld: status %.1f ms (CPU %.1f ms on "
+	       "average), status --json %.1f ms (CPU %.1f ms)\n", n, cli_rounds, text_ms, text_cpu, json_ms, json_cpu);
 	if (n == GOAL_AT) {
 		/* metrics.prom is written by the daemon's tick with status.json; the tick that also counts
 		 * repeats (the longer one) is its figure. */
@@ -212,7 +224,10 @@ static void run(long n, long rounds)
 	core_free(c);
 	buffer_close(b);
 	config_free(cfg);
-	h_rmtree(dir);
+	if (bench_env_long("BENCH_KEEP", 0))
+		printf("%5ld instruments: kept %s\n", n, dir);
+	else
+		h_rmtree(dir);
 	free(dir);
 }
 
