@@ -48,11 +48,13 @@ done
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 load_before=$(load)
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+# The command as it was given: make bench with the BENCH_* variables that were set.
+command="$(env | grep '^BENCH_' | sort | tr '\n' ' ')make bench"
 status=0
 : >"$OUT"
 {
 	machine
-	echo "load before: $load_before; commit $commit; BENCH_RUNS=$RUNS; started $started"
+	echo "command: $command; commit $commit; load before: $load_before; started $started"
 } | tee -a "$OUT"
 for name in $PROGRAMS; do
 	bin="$BUILD/bench/$name"
@@ -79,7 +81,7 @@ finished=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 # The summary: GOAL lines of results.txt, grouped per goal (in the order first seen), each run's
 # figures beside the others, and "met" only when every run met it.
 {
-	echo "== summary: make bench, commit $commit, $started to $finished"
+	echo "== summary: $command, commit $commit, $started to $finished"
 	machine
 	echo "load average: before $load_before, after $(load)"
 	echo "runs: $RUNS of each program; a goal is met only when it is met in every run"
@@ -114,6 +116,39 @@ finished=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 			printf "\n%d goals: %d met in every run, %d missed\n", n, met, missed
 		}' "$OUT"
 } >"$SUMMARY"
+# The same as a Markdown table for tests/bench/README.md's "Latest figures".
+awk -v runs="$RUNS" -v cmd="$command" -v when="commit $commit, $started to $finished, load average $load_before before" '
+	/^== bench_[a-z_0-9]*, run [0-9]+ of/ { prog = $2; sub(/,$/, "", prog); run = $4; next }
+	/^GOAL / {
+		line = substr($0, 6)
+		c = index(line, ": agent ")
+		if (c == 0) next
+		name = substr(line, 1, c - 1)
+		rest = substr(line, c + 2)
+		verdict = rest; sub(/.* /, "", verdict)
+		figs = rest; sub(/ [^ ]*$/, "", figs)
+		goal = figs; sub(/.*\(goal /, "", goal); sub(/\)$/, "", goal)
+		sub(/ \(goal .*/, "", figs)
+		key = prog SUBSEP name
+		if (!(key in seen)) { seen[key] = 1; order[++n] = key; names[key] = name; goals[key] = goal }
+		fig[key, run] = figs; ver[key, run] = verdict
+	}
+	END {
+		printf "`%s` (%s, %d runs).\n\n| goal | target |", cmd, when, runs
+		for (r = 1; r <= runs; r++) printf " run %d |", r
+		printf " met in every run |\n|---|---|"
+		for (r = 1; r <= runs; r++) printf "---|"
+		printf "---|\n"
+		for (i = 1; i <= n; i++) {
+			key = order[i]; all = 1
+			printf "| %s | %s |", names[key], goals[key]
+			for (r = 1; r <= runs; r++) {
+				if (ver[key, r] != "met") all = 0
+				if ((key, r) in fig) printf " %s: %s |", fig[key, r], ver[key, r]; else printf " no figure |"
+			}
+			printf " %s |\n", all ? "**met**" : "missed"
+		}
+	}' "$OUT" >"$BUILD/bench/summary.md"
 cat "$SUMMARY"
-echo "run-bench: figures in $OUT, summary in $SUMMARY"
+echo "run-bench: figures in $OUT, summary in $SUMMARY (as a Markdown table: $BUILD/bench/summary.md)"
 exit "$status"
