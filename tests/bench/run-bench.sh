@@ -128,6 +128,7 @@ awk -v runs="$RUNS" -v cmd="$command" -v when="commit $commit, $started to $fini
 		verdict = rest; sub(/.* /, "", verdict)
 		figs = rest; sub(/ [^ ]*$/, "", figs)
 		goal = figs; sub(/.*\(goal /, "", goal); sub(/\)$/, "", goal)
+		if (goal !~ /^agent /) goal = "ratio " goal
 		sub(/ \(goal .*/, "", figs)
 		key = prog SUBSEP name
 		if (!(key in seen)) { seen[key] = 1; order[++n] = key; names[key] = name; goals[key] = goal }
