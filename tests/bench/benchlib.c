@@ -204,7 +204,7 @@ static int lab_sim(struct lab *l, int k, int first, int count)
 	}
 	fclose(f);
 	size_t argc = 0;
-	char **argv = calloc((size_t)count * 4 + 8, sizeof(*argv));
+	char **argv = calloc((size_t)count * 4 + 10, sizeof(*argv));
 	char units[32];
 	argv[argc++] = strdup(h_build_path("modbus-sim"));
 	for (int e = first; e < first + count; e++) {
