@@ -495,7 +495,8 @@ int main(void)
 		printf("modbus: collectd: skipped: %s\n", opt.collectd_why);
 	printf("modbus: configurations (instruments/units per gateway/interval s) %s, reply delays %s ms; windows %s; "
 	       "both read per poll the u32 run counter (input registers 100-101, FC 4) and the in-use flag: the agent "
-	       "coil 5 (FC 1), collectd its holding-register mirror 6 (FC 3), 2 requests per poll each; collectd with "
+	       "input 102 beside it (one FC 4 request for 100-102; BENCH_INUSE=coil: coil 5, FC 1, two requests), "
+	       "collectd its holding-register mirror 6 (FC 3, two requests per poll); collectd with "
 	       "ReadThreads = one per gateway, at most %d (BENCH_COLLECTD_READ_THREADS)\n",
 	       confs, delays, opt.seconds > 0 ? "BENCH_SECONDS" : "4 intervals, at least 30 s", BENCH_COLLECTD_THREADS_MAX);
 	fflush(stdout);

@@ -197,8 +197,9 @@ static int lab_sim(struct lab *l, int k, int first, int count)
 		return -1;
 	for (int e = 0; e < count; e++) {
 		/* The run counter counts seconds of running, as the instruments' PLCs do. */
-		fprintf(f, "auto %d * input %d u32 big 1\nset %d * coil %d bit big 1\nset %d * holding %d u16 big 1\n",
-			e, RUN_ADDR, e, COIL_ADDR, e, MIRROR_ADDR);
+		fprintf(f, "auto %d * input %d u32 big 1\nset %d * coil %d bit big 1\nset %d * holding %d u16 big 1\n"
+			   "set %d * input %d u16 big 1\n",
+			e, RUN_ADDR, e, COIL_ADDR, e, MIRROR_ADDR, e, INUSE_REG_ADDR);
 		if (l->delay_ms > 0)
 			fprintf(f, "delay %d * %d\n", e, l->delay_ms);
 	}
@@ -545,11 +546,19 @@ char *agent_config(const char *dir, const char *agent_id, const struct lab *l,
 		fprintf(f, "    { \"id\": \"gw%d\", \"url\": \"tcp://127.0.0.1:%d\", \"timeout_ms\": 500 }%s\n", e,
 			l->ports[e], e + 1 < l->n_bus ? "," : "");
 	fprintf(f, "  ],\n  \"instruments\": [\n");
+	/* The in-use flag: by default the input register beside the counter (one request reads both,
+	 * where collectd makes two); BENCH_INUSE=coil reads coil 5 instead (two requests, as collectd). */
+	char in_use[96];
+	if (strcmp(bench_env_str("BENCH_INUSE", "register"), "coil") == 0)
+		snprintf(in_use, sizeof(in_use), "{ \"table\": \"coil\", \"address\": %d }", COIL_ADDR);
+	else
+		snprintf(in_use, sizeof(in_use), "{ \"table\": \"input\", \"address\": %d, \"above\": 0 }",
+			 INUSE_REG_ADDR);
 	for (int i = 0; i < l->n_inst; i++)
 		fprintf(f, "    { \"id\": \"BENCH-%04d\", \"modbus\": { \"bus\": \"gw%d\", \"unit\": %d, \"interval_s\": %d,"
 			" \"run_counter\": { \"table\": \"input\", \"address\": %d, \"type\": \"u32\", \"scale\": 0.000277777778 },"
-			" \"in_use\": { \"table\": \"coil\", \"address\": %d } } }%s\n",
-			i, i / l->per_bus, i % l->per_bus + 1, interval_s, RUN_ADDR, COIL_ADDR, i + 1 < l->n_inst ? "," : "");
+			" \"in_use\": %s } }%s\n",
+			i, i / l->per_bus, i % l->per_bus + 1, interval_s, RUN_ADDR, in_use, i + 1 < l->n_inst ? "," : "");
 	fprintf(f, "  ]\n}\n");
 	fclose(f);
 	free(token);

@@ -75,6 +75,7 @@ void bench_platform_free(struct bench_platform *pf);
 #define RUN_ADDR 100                   /* input registers 100-101: u32 run counter, seconds */
 #define COIL_ADDR 5                    /* coil 5: in use */
 #define MIRROR_ADDR 6                  /* holding 6: the in-use flag for collectd, which reads no coils */
+#define INUSE_REG_ADDR 102             /* input 102: the in-use flag as a register beside the counter */
 
 /* One simulator process serves up to LAB_EPS_PER_SIM endpoints (any number of units on each);
  * a lab with more runs several, so that 1,000 one-unit endpoints spread over the CPUs (the
