@@ -10,6 +10,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "modbus.h"
+#include "owner.h"
 #include "report.h"
 #include "scan.h"
 #include "status.h"
@@ -81,6 +82,14 @@ static int load_config(const char *path, struct config **cfg)
 	if (r == 0) {
 		/* Every command speaks the lab's local time. */
 		timeutil_set_zone((*cfg)->agent.timezone);
+		/* Run as root, act as the state folder's owner: SQLite's -wal and -shm, a repaired
+		 * buffer, must stay the service's. */
+		if ((r = owner_become_state_user((*cfg)->agent.state_dir)) < 0) {
+			cli_error("%s: cannot act as its owner: %s", (*cfg)->agent.state_dir, strerror(-r));
+			config_free(*cfg);
+			*cfg = NULL;
+			return EX_NOPERM;
+		}
 		return 0;
 	}
 	size_t n = errs.n;
