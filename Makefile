@@ -16,6 +16,8 @@ DEPS_CMD  := pkg-config:pkg-config cc:gcc openssl:openssl sqlite3:sqlite3 \
              chromium:chromium fc-list:fontconfig
 # fontconfig language:Debian package — a font for the HTML report's browser test (SPEC §4).
 DEPS_FONT := zh:fonts-wqy-microhei
+# Debian packages `make deb` builds with (SPEC §1: debhelper and lintian), checked with dpkg-query.
+DEPS_DEB  := build-essential debhelper dpkg-dev fakeroot lintian pkg-config
 
 PKGS      := libmodbus libcurl sqlite3 libcjson libcrypto zlib libsystemd libxml-2.0
 WARN      := -std=c11 -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
@@ -27,13 +29,13 @@ HARDEN_LD := -pie -Wl,-z,relro,-z,now
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS)) -lpthread -lm -lutil
 ALL_CFLAGS = $(WARN) $(if $(WERROR),-Werror) -D_GNU_SOURCE -DLABSHARE_VERSION='"$(VERSION)"' \
-             $(HARDEN) $(INC) -MMD -MP $(PKG_CFLAGS) $(CFLAGS)
+             $(HARDEN) $(INC) -MMD -MP $(PKG_CFLAGS) $(CPPFLAGS) $(CFLAGS)
 
 # The layers (README, Development): each folder compiles with -I only for what it may use, so
 # an include that crosses a layer the wrong way does not compile. Writers below, readers above:
-#   lib       log, clock, time, UTF-8, JSON writer, files — includes nothing else of ours
+#   lib       log, clock, time, growable buffer, UTF-8, JSON writer, files — includes nothing else of ours
 #   conf      the configuration (JSONC reader, checks)          lib
-#   store     the SQLite file and the chain                     lib
+#   store     the SQLite file and the chain (alone may include <sqlite3.h>)   lib
 #   contract  what a driver sees of the core (source.h)
 #   core      observations in, records out                      lib conf store contract
 #   drivers   a source in, observations out                     lib conf/part contract
@@ -51,11 +53,15 @@ I_app      := $(I_lib) -Iagent/conf -Iagent/conf/part -Iagent/store -Iagent/cont
               -Iagent/sinks -Iagent/report -Iagent/app
 I_tests    := $(I_app) -Itests/lib
 INC         = $(I_tests)
+# Only the store may include <sqlite3.h>: every other layer finds this one first, an #error.
+# The tests keep the real one (they may look into the file directly).
+NO_SQLITE  := -Iagent/store/outside
+LAYER_INC   = $(if $(filter store,$(1)),,$(NO_SQLITE)) $(I_$(1))
 ALL_LDFLAGS = $(HARDEN_LD) $(LDFLAGS)
 
 LAYERS    := lib conf store core sinks report app
 CORE_SRC  := $(filter-out agent/app/main.c,$(foreach l,$(LAYERS),$(wildcard agent/$(l)/*.c))) $(wildcard drivers/*.c)
-CORE_OBJ  := $(CORE_SRC:%.c=$(BUILD)/%.o)
+CORE_OBJ  := $(CORE_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/profiles.o
 LIB       := $(BUILD)/liblabshare.a
 AGENT     := $(BUILD)/labshare-agent
 
@@ -73,7 +79,7 @@ FUZZ_BIN  := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 BENCH_SRC := $(wildcard tests/bench/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all deps check test asan fuzz fuzz-build bench demo install clean
+.PHONY: all deps check check-pkg test asan fuzz fuzz-build bench demo install deb clean
 # Keep the objects of test programs between runs (they are intermediate to make).
 .SECONDARY:
 all: $(AGENT)
@@ -81,13 +87,31 @@ all: $(AGENT)
 # `make V=1` shows the full command lines.
 Q := $(if $(V),,@)
 
-$(foreach l,$(LAYERS),$(eval $(BUILD)/agent/$(l)/%.o: INC = $$(I_$(l))))
-$(BUILD)/drivers/%.o: INC = $(I_drivers)
+$(foreach l,$(LAYERS),$(eval $(BUILD)/agent/$(l)/%.o: INC = $$(call LAYER_INC,$(l))))
+$(BUILD)/drivers/%.o: INC = $(NO_SQLITE) $(I_drivers)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
 	$(if $(Q),@echo "  CC      $<")
 	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+# The meter profiles (agent/conf/profiles/NAME.json) are compiled in as data: one .incbin per
+# file and a table of {name, data, length} (profiles.c reads it). The list is kept in a file
+# that changes only when a profile comes or goes, so adding or removing one rebuilds the table.
+PROFILES  := $(sort $(wildcard agent/conf/profiles/*.json))
+PROFILES_LIST := $(BUILD)/gen/profiles.list
+$(shell mkdir -p $(BUILD)/gen && (echo '$(PROFILES)' | cmp -s - $(PROFILES_LIST) || echo '$(PROFILES)' > $(PROFILES_LIST)))
+$(BUILD)/gen/profiles.S: $(PROFILES_LIST) $(PROFILES)
+	@mkdir -p $(@D)
+	$(Q){ i=0; printf '\t.section .rodata\n'; \
+	  for f in $(PROFILES); do n=$$(basename $$f .json); \
+	    printf 'p%d_name:\t.asciz "%s"\np%d_data:\t.incbin "%s"\np%d_end:\n' $$i $$n $$i $$f $$i; i=$$((i+1)); done; \
+	  printf '\t.section .data.rel.ro,"aw"\n\t.balign 16\n\t.globl conf_profile_files\nconf_profile_files:\n'; \
+	  i=0; for f in $(PROFILES); do printf '\t.dc.a p%d_name, p%d_data, p%d_end - p%d_data\n' $$i $$i $$i $$i; i=$$((i+1)); done; \
+	  printf '\t.dc.a 0, 0, 0\n\t.section .note.GNU-stack,"",@progbits\n'; } > $@.tmp && mv $@.tmp $@
+$(BUILD)/gen/profiles.o: $(BUILD)/gen/profiles.S
+	$(if $(Q),@echo "  AS      $<")
+	$(Q)$(CC) -c -o $@ $<
 
 $(LIB): $(CORE_OBJ)
 	@rm -f $@
@@ -122,7 +146,7 @@ TESTCLOCK := $(BUILD)/bench/labshare-agent-testclock
 $(BUILD)/testclock/clock.o: agent/lib/clock.c
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(ALL_CFLAGS) -DLABSHARE_TEST_CLOCK -c -o $@ $<
-$(BUILD)/testclock/clock.o: INC = $(I_lib)
+$(BUILD)/testclock/clock.o: INC = $(NO_SQLITE) $(I_lib)
 
 $(TESTCLOCK): $(BUILD)/agent/app/main.o $(BUILD)/testclock/clock.o $(LIB)
 	@mkdir -p $(@D)
@@ -142,6 +166,9 @@ deps:
 	for pair in $(DEPS_FONT); do lang=$${pair%%:*}; deb=$${pair#*:}; \
 	  [ -n "$$(fc-list :lang=$$lang family 2>/dev/null)" ] || missing="$$missing $$deb"; \
 	done; \
+	for deb in $(DEPS_DEB); do command -v dpkg-query >/dev/null 2>&1 || break; \
+	  dpkg-query -W -f='$${db:Status-Status}\n' $$deb 2>/dev/null | grep -qx installed || missing="$$missing $$deb"; \
+	done; \
 	if [ -n "$$missing" ]; then \
 	  missing=$$(echo $$missing | tr ' ' '\n' | sort -u | tr '\n' ' '); \
 	  echo "make deps: installing$$missing"; \
@@ -156,7 +183,7 @@ deps:
 # $(TEST_JOBS) at a time unless make was given -j, and prints the summary.
 # The slowest first (the summary names them): with two at a time, the long ones start at once
 # instead of finishing alone at the end.
-TEST_SLOW   := test_upload test_modbus test_flush_daemon test_nrii test_report_browser test_daemon
+TEST_SLOW   := test_upload test_report_browser test_modbus_loop test_daemon test_modbus test_flush_daemon test_nrii
 UNIT_NAMES  := $(UNIT_SRC:tests/unit/%.c=%)
 TEST_NAMES  := $(foreach n,$(TEST_SLOW),$(filter $(n),$(UNIT_NAMES))) $(filter-out $(TEST_SLOW),$(UNIT_NAMES)) \
                $(notdir $(wildcard $(FUZZ_SRC:tests/fuzz/%.c=tests/fuzz/corpus/%)))
@@ -168,10 +195,18 @@ JOBS_FLAG    = $(if $(filter -j%,$(MAKEFLAGS)),,-j$(TEST_JOBS))
 check: deps
 	$(MAKE) $(JOBS_FLAG) test-bins
 	$(MAKE) test
+	$(MAKE) check-pkg
+
+# The Debian package installed, upgraded with records pending, removed and purged on this machine
+# (tests/pkg/test-deb.sh; it skips, saying why, unless root with dpkg). It builds two packages,
+# so it runs after the suite rather than beside it.
+check-pkg: $(REFPLAT_BIN)
+	@BUILD=$(BUILD) tests/pkg/test-deb.sh
 
 test: test-bins
 	@rm -f $(BUILD)/test-logs/*.result $(BUILD)/test-logs/*.failure
-	@$(MAKE) $(JOBS_FLAG) -k --no-print-directory -Otarget test-run; \
+	@t0=$$(date +%s); $(MAKE) $(JOBS_FLAG) -k --no-print-directory -Otarget test-run; \
+	  echo "=== the tests took $$(( $$(date +%s) - t0 )) s wall"; \
 	  BUILD=$(BUILD) tests/run-tests.sh summary
 
 test-run: $(TEST_CHECKS)
@@ -193,8 +228,8 @@ FUZZ_CFLAGS   = $(filter-out -MMD -MP -D_FORTIFY_SOURCE=2 -fPIE,$(ALL_CFLAGS)) -
 FUZZ_OBJ     := $(CORE_SRC:%.c=$(FUZZ_DIR)/%.o)
 FUZZ_TARGETS := $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_DIR)/%)
 
-$(foreach l,$(LAYERS),$(eval $(FUZZ_DIR)/agent/$(l)/%.o: INC = $$(I_$(l))))
-$(FUZZ_DIR)/drivers/%.o: INC = $(I_drivers)
+$(foreach l,$(LAYERS),$(eval $(FUZZ_DIR)/agent/$(l)/%.o: INC = $$(call LAYER_INC,$(l))))
+$(FUZZ_DIR)/drivers/%.o: INC = $(NO_SQLITE) $(I_drivers)
 
 $(FUZZ_DIR)/%.o: %.c
 	@mkdir -p $(@D)
@@ -224,6 +259,38 @@ demo: deps
 	$(MAKE) test-bins
 	BUILD=$(BUILD) config/demo/run-demo.sh
 
+# The Debian package (config/debian/, README "Install"): the tree copied to $(DEB_TREE) with
+# config/debian/ as its debian/, the changelog written for $(VERSION) and dated by the last commit
+# (a rebuild is the same package), Build-Depends from PKGS, built by dpkg-buildpackage and held
+# to lintian (no error, no warning). `make deb VERSION=…` builds another version.
+DEB_ARCH   = $(shell dpkg --print-architecture)
+DEB_TREE   = $(BUILD)/deb/labshare-agent-$(VERSION)
+DEB        = $(BUILD)/labshare-agent_$(VERSION)_$(DEB_ARCH).deb
+DEB_LIBS   = $(sort $(foreach p,$(DEPS_PC),$(if $(filter $(firstword $(subst :, ,$(p))),$(PKGS)),$(lastword $(subst :, ,$(p))))))
+DEB_DATE   = $(shell t=$$(git log -1 --format=%ct 2>/dev/null) && [ -n "$$t" ] && date -uR -d @$$t || date -uR)
+DEB_MAINT  = $(shell sed -n 's/^Maintainer: //p' config/debian/control)
+DEB_JOBS  ?= $(TEST_JOBS)
+DEB_LINT  ?= lintian --fail-on error,warning
+
+deb:
+	@$(MAKE) --no-print-directory deps DEPS_CMD= DEPS_FONT=
+	rm -rf $(BUILD)/deb
+	mkdir -p $(DEB_TREE)
+	tar -c --exclude-vcs --exclude=./build --exclude=./build-asan \
+	  --exclude=./$(patsubst $(CURDIR)/%,%,$(abspath $(BUILD))) . | tar -x -C $(DEB_TREE)
+	cp -R config/debian $(DEB_TREE)/debian
+	sed -i 's/@LIBS_DEV@/$(shell echo $(DEB_LIBS) | sed 's/ /, /g')/' $(DEB_TREE)/debian/control
+	printf '%s\n' 'labshare-agent ($(VERSION)) unstable; urgency=medium' '' \
+	  '  * labshare-agent $(VERSION), built from its source tree by make deb.' '' \
+	  ' -- $(DEB_MAINT)  $(DEB_DATE)' > $(DEB_TREE)/debian/changelog
+	@# Not this make's flags and command-line variables (make exports them): the tree builds as is.
+	cd $(DEB_TREE) && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u BUILD -u VERSION -u DESTDIR -u PREFIX \
+	  -u WERROR dpkg-buildpackage -us -uc -b -J$(DEB_JOBS)
+	mv $(BUILD)/deb/$(notdir $(DEB)) $(DEB)
+	rm -rf $(DEB_TREE)
+	$(DEB_LINT) $(DEB)
+	@echo "make deb: $(DEB)"
+
 install: $(AGENT)
 	install -Dm755 $(AGENT) $(DESTDIR)$(PREFIX)/bin/labshare-agent
 	@mkdir -p $(DESTDIR)$(PREFIX)/lib/systemd/system
@@ -238,4 +305,4 @@ install: $(AGENT)
 clean:
 	rm -rf build build-asan
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) -name '*.d' -type f 2>/dev/null)

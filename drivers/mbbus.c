@@ -5,6 +5,7 @@
 #include "modbus.h"
 #include "clock.h"
 #include "mbdecode.h"
+#include "mbplan.h"
 
 #include <errno.h>
 #include <modbus/modbus.h> /* not <modbus.h>: that would find drivers/modbus.h */
@@ -90,12 +91,6 @@ static int bus_connect(struct mb_bus *b, char *err, size_t errlen)
 	}
 	b->connected = true;
 	return 0;
-}
-
-/* A device answered with an exception: the link is fine. */
-static bool is_exception(int e)
-{
-	return e >= EMBXILFUN && e <= EMBXGTAR;
 }
 
 static void set_response_ms(modbus_t *ctx, int64_t ms)
@@ -206,16 +201,13 @@ static int tcp_exchange(struct mb_bus *b, const uint8_t *pdu, size_t pdulen, uin
 
 /* One read request, checked by hand: libmodbus's own read calls accept a Modbus/TCP reply
  * that carries another unit's id (a misconfigured gateway), so the request goes out raw and
- * the reply's unit, function, byte count and length are all checked here. */
-static int raw_read(struct mb_bus *b, int unit, enum mb_table table, int address, int count,
-		    uint16_t *regs, uint8_t *bits, char *why, size_t whylen)
+ * the reply's unit, function, byte count and length are all checked (mb_reply_check). */
+static int raw_read(struct mb_bus *b, int unit, const struct mb_req *rq, uint16_t *regs, uint8_t *bits,
+		    char *why, size_t whylen)
 {
-	static const uint8_t fc_of[] = { [MB_TABLE_HOLDING] = 0x03, [MB_TABLE_INPUT] = 0x04,
-					 [MB_TABLE_COIL] = 0x01, [MB_TABLE_DISCRETE] = 0x02 };
 	modbus_t *ctx = b->ctx;
-	uint8_t fc = fc_of[table];
-	uint8_t req[6] = { (uint8_t)unit, fc, (uint8_t)(address >> 8), (uint8_t)address,
-			   (uint8_t)(count >> 8), (uint8_t)count };
+	uint8_t req[6];
+	mb_req_frame(unit, rq, req);
 	uint8_t rsp[MODBUS_MAX_ADU_LENGTH];
 	int n;
 	if (b->cfg->kind == BUS_TCP) {
@@ -223,62 +215,33 @@ static int raw_read(struct mb_bus *b, int unit, enum mb_table table, int address
 		if (n < 0)
 			return n;
 	} else {
-		/* RTU has no transaction ids: unit, function, CRC and the checks below must do. */
+		/* RTU has no transaction ids: unit, function, CRC and the checks must do. */
 		if (modbus_send_raw_request(ctx, req, (int)sizeof(req)) < 0)
 			return -errno;
 		n = modbus_receive_confirmation(ctx, rsp);
 		if (n < 0)
 			return -errno;
 	}
-	int hl = modbus_get_header_length(ctx);
-	if (n < hl + 2) {
-		snprintf(why, whylen, "reply of %d bytes is too short", n);
-		return -EMBBADDATA;
-	}
-	if (rsp[hl - 1] != unit) {
-		snprintf(why, whylen, "reply from unit %d, not %d", rsp[hl - 1], unit);
-		return -EMBBADSLAVE;
-	}
-	if (rsp[hl] == (fc | 0x80)) {
-		int code = rsp[hl + 1];
-		return code >= 1 && code <= 11 ? -(MODBUS_ENOBASE + code) : -EMBBADEXC;
-	}
-	int expect = table == MB_TABLE_HOLDING || table == MB_TABLE_INPUT ? 2 * count : (count + 7) / 8;
-	if (rsp[hl] != fc || rsp[hl + 1] != expect || n < hl + 2 + expect) {
-		snprintf(why, whylen, "malformed reply (function %#x, %d data bytes, %d bytes in all)", rsp[hl],
-			 rsp[hl + 1], n);
-		return -EMBBADDATA;
-	}
-	const uint8_t *data = rsp + hl + 2;
-	for (int i = 0; i < count; i++) {
-		if (regs)
-			regs[i] = (uint16_t)((data[2 * i] << 8) | data[2 * i + 1]);
-		else
-			bits[i] = (data[i / 8] >> (i % 8)) & 1;
-	}
-	return 0;
+	return mb_reply_check(rsp, n, modbus_get_header_length(ctx), unit, rq, regs, bits, why, whylen);
 }
 
-/* A request of count registers or bits starting at address. */
-static int bus_read(struct mb_bus *b, int unit, enum mb_table table, int address, int count,
-		    uint16_t *regs, uint8_t *bits, char *err, size_t errlen)
+/* One request of the plan. */
+static int bus_read(struct mb_bus *b, int unit, const struct mb_req *rq, uint16_t *regs, uint8_t *bits,
+		    struct mb_values *out)
 {
-	int r = bus_connect(b, err, errlen);
+	int r = bus_connect(b, out->error, sizeof(out->error));
 	if (r < 0)
 		return r;
 	modbus_set_slave(b->ctx, unit);
-	bool registers = table == MB_TABLE_HOLDING || table == MB_TABLE_INPUT;
 	char why[160] = "";
-	r = raw_read(b, unit, table, address, count, registers ? regs : NULL, registers ? NULL : bits, why,
-		     sizeof(why));
+	r = raw_read(b, unit, rq, regs, bits, why, sizeof(why));
 	if (b->cfg->gap_ms > 0)
 		b->ready_ms = clock_mono_ms() + b->cfg->gap_ms;
 	if (r == 0)
 		return 0;
 	int e = -r;
-	snprintf(err, errlen, "unit %d %s %d..%d: %s", unit, mb_table_name(table), address,
-		 address + count - 1, why[0] ? why : modbus_strerror(e));
-	if (is_exception(e))
+	mb_req_error(out, unit, rq, why, e);
+	if (mb_is_exception(e))
 		return r;
 	/* Time-outs, bad frames, a gateway that went away: the stream can't be trusted
 	 * (a late reply would be taken for the next one), so start over. */
@@ -290,76 +253,56 @@ static int bus_read(struct mb_bus *b, int unit, enum mb_table table, int address
 	return r;
 }
 
-struct point_ref {
-	const struct mb_point *p;
-	double *raw;
-	bool *has;
-};
+void mb_read_points(struct mb_bus *b, const struct modbus_cfg *m, bool extras, struct mb_values *out)
+{
+	memset(out, 0, sizeof(*out));
+	struct mb_plan pl;
+	bool exact = false;
+	mb_plan_make(m, exact, extras, &pl);
+	for (int i = 0; i < pl.n_req; i++) {
+		uint16_t regs[MB_REGS_MAX];
+		uint8_t bits[MB_REGS_MAX];
+		clock_sleep_until(b->ready_ms * 1000); /* gap_ms after the last request */
+		int r = bus_read(b, m->unit, &pl.req[i], regs, bits, out);
+		if (r == -EMBXILADD && pl.req[i].gapped && !exact) {
+			/* No register between the points: read them one by one. */
+			exact = true;
+			mb_plan_make(m, exact, extras, &pl);
+			memset(out, 0, sizeof(*out));
+			i = -1;
+			continue;
+		}
+		if (r < 0 || !mb_plan_take(m, &pl.req[i], regs, bits, out))
+			return;
+	}
+	out->error[0] = '\0';
+	mb_plan_finish(m, out);
+}
 
 void mb_read_instrument(struct mb_bus *b, const struct modbus_cfg *m, struct mb_values *out)
 {
-	memset(out, 0, sizeof(*out));
-	struct point_ref pts[3];
-	int n = 0;
-	if (m->run_counter.present)
-		pts[n++] = (struct point_ref){ &m->run_counter, &out->run_raw, &out->has_run };
-	if (m->samples_counter.present)
-		pts[n++] = (struct point_ref){ &m->samples_counter, &out->samples_raw, &out->has_samples };
-	if (m->in_use.present)
-		pts[n++] = (struct point_ref){ &m->in_use, &out->in_use_raw, &out->has_in_use };
+	mb_read_points(b, m, false, out);
+}
 
-	bool done[3] = { false, false, false };
-	for (int i = 0; i < n; i++) {
-		if (done[i])
-			continue;
-		/* Gather the points of the same table that touch or overlap this one. */
-		const struct mb_point *p = pts[i].p;
-		int lo = p->address, hi = p->address + mb_type_width(p->type) - 1;
-		bool group[3] = { false, false, false };
-		group[i] = true;
-		for (bool grew = true; grew;) {
-			grew = false;
-			for (int j = 0; j < n; j++) {
-				const struct mb_point *q = pts[j].p;
-				int qlo = q->address, qhi = q->address + mb_type_width(q->type) - 1;
-				if (group[j] || done[j] || q->table != p->table || qlo > hi + 1 || qhi < lo - 1)
-					continue;
-				group[j] = grew = true;
-				if (qlo < lo)
-					lo = qlo;
-				if (qhi > hi)
-					hi = qhi;
-			}
-		}
-		int count = hi - lo + 1;
-		uint16_t regs[8] = { 0 };
-		uint8_t bits[8] = { 0 };
-		clock_sleep_until(b->ready_ms * 1000); /* gap_ms after the last request */
-		if (bus_read(b, m->unit, p->table, lo, count, regs, bits, out->error, sizeof(out->error)) < 0)
-			return;
-		for (int j = 0; j < n; j++) {
-			if (!group[j])
-				continue;
-			const struct mb_point *q = pts[j].p;
-			int off = q->address - lo;
-			bool ok = true;
-			if (q->table == MB_TABLE_COIL || q->table == MB_TABLE_DISCRETE)
-				*pts[j].raw = bits[off] ? 1 : 0;
-			else
-				*pts[j].raw = mb_decode(regs + off, q->type, q->word_order, &ok);
-			if (!ok) {
-				snprintf(out->error, sizeof(out->error), "unit %d %s %d: %s is not a number",
-					 m->unit, mb_table_name(q->table), q->address, mb_type_name(q->type));
-				return;
-			}
-			*pts[j].has = true;
-			done[j] = true;
-		}
+int mb_read_point(struct mb_bus *b, int unit, const struct mb_point *p, double *raw, char *err, size_t errlen)
+{
+	uint16_t regs[4] = { 0 };
+	uint8_t bits[1] = { 0 };
+	struct mb_req rq = { .table = p->table, .lo = p->address, .count = mb_type_width(p->type) };
+	struct mb_values v = { 0 };
+	clock_sleep_until(b->ready_ms * 1000);
+	int r = bus_read(b, unit, &rq, regs, bits, &v);
+	if (r < 0) {
+		snprintf(err, errlen, "%s", v.error);
+		return r;
 	}
-	if (out->has_in_use) {
-		const struct mb_point *p = &m->in_use;
-		bool bit = p->table == MB_TABLE_COIL || p->table == MB_TABLE_DISCRETE;
-		out->in_use = bit ? out->in_use_raw != 0 : out->in_use_raw * p->scale > p->above;
+	bool ok = true;
+	*raw = p->table == MB_TABLE_COIL || p->table == MB_TABLE_DISCRETE ? bits[0] :
+	       mb_decode(regs, p->type, p->word_order, &ok);
+	if (!ok) {
+		snprintf(err, errlen, "unit %d %s %d: %s is not a number", unit, mb_table_name(p->table),
+			 p->address, mb_type_name(p->type));
+		return -EINVAL;
 	}
-	out->ok = true;
+	return 0;
 }

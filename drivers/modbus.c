@@ -1,90 +1,38 @@
-/* modbus.c — polls instruments over Modbus TCP and RTU. A small pool of workers takes buses
- * from a queue ordered by when each is next ready, so one bus carries one request at a time
- * (with gap_ms of silence between frames) while different buses are polled concurrently.
- * Readings are handed to the core in batches by a flusher thread. */
+/* modbus.c — polls instruments over Modbus TCP and RTU. Every TCP bus is driven by one event
+ * loop (mbloop.c: non-blocking sockets, a heap of buses by when each is next due), every RTU
+ * line by a thread of its own; a bus carries one request at a time, with gap_ms of silence
+ * between frames. Here: the instruments, their back-off, their readings queued and handed to
+ * the core in batches by a flusher thread, and their status. */
 #include "modbus.h"
 #include "clock.h"
-#include "submit.h"
 #include "log.h"
 #include "mbdecode.h"
+#include "mbpriv.h"
 #include "timeutil.h"
 
 #include <errno.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <time.h>
 
-/* A poll holds a worker for a request's round trip (two with in-use on another table): at 20 ms
- * per reply and 1,000 polls a second that is ~40 busy workers. Stacks are small. */
-#define MAX_WORKERS 64
-#define BACKOFF_MAX_MS (300 * 1000)
-#define FLUSH_EVERY_MS 200
+/* A failing instrument is read again at its interval doubled per failure, up to: on TCP twice
+ * its interval (a unit behind a gateway that answers costs one time-out per probe; it is read
+ * again within two intervals of coming back); on an RTU line, where its time-outs take the
+ * line from the others, the larger of its interval and RTU_BACKOFF_MAX_MS. */
+#define TCP_BACKOFF_INTERVALS 2
+#define RTU_BACKOFF_MAX_MS (20 * 1000)
+/* Readings reach the core in one transaction per batch: a batch closes FLUSH_EVERY_MS after its
+ * first reading or at FLUSH_BATCH readings, whichever comes first (~4 a second at 1,000 polls a
+ * second, one a second for an idle lab: each is a commit). */
+#define FLUSH_EVERY_MS 1000
+#define FLUSH_BATCH 256
 #define QUEUE_MAX 65536
 
-/* ---- the driver -------------------------------------------------------------------- */
-
-struct inst {
-	const struct source_instrument *cfg;
-	size_t bus;
-	int64_t due_ms;              /* monotonic, on the instrument's grid */
-	int failures;
-	bool offline;                /* device_offline sealed, device_online not yet */
-	bool started;
-	int64_t offline_since;
-	/* status, under the driver's lock */
-	int64_t last_ok;
-	struct mb_values last;       /* the latest good reading */
-	char last_error[192];
-	int64_t last_at_us;          /* wall time of the latest poll, good or not; 0: none yet */
-	bool last_poll_ok;
-	uint64_t polls, late_polls;
-};
-
-struct lane {                    /* a bus and the instruments on it */
-	struct mb_bus *bus;
-	size_t *insts;
-	size_t n_insts;
-	bool busy;
-	int64_t ready_ms;            /* when its next instrument is due (or the bus free) */
-};
-
-struct qitem {
-	struct obs obs;
-	char detail[256];
-};
-
-struct modbus_driver {
-	const struct source_conf *cfg;
-	struct core *core;
-	struct inst *insts;
-	size_t n_insts;
-	struct lane *lanes;
-	size_t n_lanes;
-	pthread_t workers[MAX_WORKERS];
-	size_t n_workers;
-	pthread_t flusher;
-	bool flusher_started;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;           /* lanes became ready, or stop */
-	pthread_cond_t flush_cv;
-	bool stopping;
-	bool timer_kept;             /* a sleeping worker waits for the next due lane */
-	_Atomic int64_t flusher_beat; /* monotonic ms of the flusher's last round */
-	struct qitem *queue;         /* readings and events waiting for the core */
-	size_t q_len, q_cap;
-	bool flushing;               /* the flusher holds readings taken from the queue */
-	uint64_t q_dropped;
-};
-
-static int64_t lane_next(struct modbus_driver *d, struct lane *l)
+int64_t mb_lane_next(const struct lane *l)
 {
-	int64_t t = INT64_MAX;
-	for (size_t i = 0; i < l->n_insts; i++)
-		if (d->insts[l->insts[i]].due_ms < t)
-			t = d->insts[l->insts[i]].due_ms;
-	int64_t ready = mb_bus_ready_ms(l->bus);
+	int64_t t = mb_heap_min(&l->due);
+	int64_t ready = l->tcp ? l->ready_ms : mb_bus_ready_ms(l->bus);
 	return t > ready ? t : ready;
 }
 
@@ -113,8 +61,14 @@ static void enqueue(struct modbus_driver *d, const struct obs *o, const char *de
 		snprintf(it->detail, sizeof(it->detail), "%s", detail);
 		it->obs.u.event.detail = NULL; /* fixed up at flush: the queue may move */
 	}
-	if (d->q_len >= 256)
+	/* The flusher waits untimed while there is nothing: the first reading wakes it, and it
+	 * gathers for FLUSH_EVERY_MS; a long queue wakes it early. */
+	if (d->q_len == 1 && !d->flushing) {
+		d->pending_since = clock_mono_ms();
 		pthread_cond_signal(&d->flush_cv);
+	} else if (d->q_len == FLUSH_BATCH) {
+		pthread_cond_signal(&d->flush_cv);
+	}
 }
 
 static void record_result(struct modbus_driver *d, struct inst *in, const struct mb_values *v,
@@ -167,21 +121,25 @@ static void record_result(struct modbus_driver *d, struct inst *in, const struct
 						 mb_type_range(m->samples_counter.type) };
 	r->has_in_use = v->ok && v->has_in_use;
 	r->in_use = v->in_use;
+	r->has_power = v->ok && v->has_power;
+	r->power_w = v->power_raw * m->power.scale;
+	if (v->ok && v->has_energy)
+		r->energy = (struct obs_value){ true, v->energy_raw, m->energy.scale, mb_type_range(m->energy.type) };
 	enqueue(d, &o, NULL);
 }
 
-static void schedule_next(struct inst *in, int64_t now_ms)
+static void schedule_next(const struct lane *l, struct inst *in, int64_t now_ms)
 {
 	int64_t interval = (int64_t)in->cfg->modbus->interval_s * 1000;
 	if (in->failures > 0) {
 		/* Back off on its own: the others on the bus keep their schedule. */
+		int64_t cap = l->tcp ? TCP_BACKOFF_INTERVALS * interval
+				     : interval > RTU_BACKOFF_MAX_MS ? interval : RTU_BACKOFF_MAX_MS;
 		int64_t backoff = interval;
-		for (int i = 1; i < in->failures && backoff < BACKOFF_MAX_MS; i++)
+		for (int i = 1; i < in->failures && backoff < cap; i++)
 			backoff *= 2;
-		if (backoff > BACKOFF_MAX_MS)
-			backoff = BACKOFF_MAX_MS;
-		if (backoff < interval)
-			backoff = interval;
+		if (backoff > cap)
+			backoff = cap;
 		in->due_ms = now_ms + backoff;
 		return;
 	}
@@ -193,142 +151,103 @@ static void schedule_next(struct inst *in, int64_t now_ms)
 	}
 }
 
-static void *worker(void *arg)
+void mb_poll_begin(struct modbus_driver *d, struct inst *in, int64_t now_ms)
 {
-	struct modbus_driver *d = arg;
-	pthread_mutex_lock(&d->mu);
-	while (!d->stopping) {
-		/* The ready lane that was due first. */
-		struct lane *best = NULL;
-		int64_t best_t = INT64_MAX;
-		for (size_t i = 0; i < d->n_lanes; i++) {
-			struct lane *l = &d->lanes[i];
-			if (l->busy || l->n_insts == 0)
-				continue;
-			int64_t t = lane_next(d, l);
-			if (t < best_t) {
-				best_t = t;
-				best = l;
-			}
-		}
-		int64_t now = clock_mono_ms();
-		if (!best || best_t > now || core_paused(d->core)) {
-			/* Nothing due (or the buffer is full: counters keep counting in the device).
-			 * One worker keeps the time of the next due lane; the others sleep until
-			 * woken, so that a due time does not wake the whole pool at once. */
-			bool keeper = !d->timer_kept;
-			int64_t wait = 1000;
-			if (keeper) {
-				d->timer_kept = true;
-				wait = !best ? 1000 : best_t > now ? best_t - now : 250;
-			}
-			if (wait > 1000)
-				wait = 1000;
-			/* Through the clock seam, on CLOCK_MONOTONIC: a wall-clock step (NTP, an
-			 * operator) neither stalls polling nor makes the wait spin; a test's
-			 * fake clock ends it when advanced. */
-			clock_wait_until(&d->cv, &d->mu, (now + wait) * 1000);
-			if (keeper)
-				d->timer_kept = false;
-			continue;
-		}
-		struct inst *in = NULL;
-		for (size_t i = 0; i < best->n_insts; i++) {
-			struct inst *c = &d->insts[best->insts[i]];
-			if (!in || c->due_ms < in->due_ms)
-				in = c;
-		}
-		best->busy = true;
-		if (now - in->due_ms > (int64_t)in->cfg->modbus->interval_s * 100)
-			in->late_polls++; /* started more than a tenth of an interval late */
-		/* Another lane may be due too: pass the turn on to one sleeping worker. */
-		pthread_cond_signal(&d->cv);
-		pthread_mutex_unlock(&d->mu);
-
-		struct mb_values v;
-		mb_read_instrument(best->bus, in->cfg->modbus, &v);
-		int64_t at_us = clock_wall_us();
-
-		pthread_mutex_lock(&d->mu);
-		record_result(d, in, &v, at_us);
-		schedule_next(in, clock_mono_ms());
-		best->busy = false;
-		/* One bus came free: one waiting worker is enough to look at it. */
-		pthread_cond_signal(&d->cv);
-	}
-	pthread_mutex_unlock(&d->mu);
-	return NULL;
+	(void)d;
+	/* A failing instrument's probes keep no grid: only polls on it count. */
+	if (in->failures == 0 && now_ms - in->due_ms > (int64_t)in->cfg->modbus->interval_s * 100)
+		in->late_polls++; /* started more than a tenth of an interval late */
 }
 
-static void flushed(struct modbus_driver *d)
+void mb_poll_done(struct modbus_driver *d, struct lane *l, struct inst *in, const struct mb_values *v)
 {
-	pthread_mutex_lock(&d->mu);
-	d->flushing = false;
-	pthread_mutex_unlock(&d->mu);
+	record_result(d, in, v, clock_wall_us());
+	schedule_next(l, in, clock_mono_ms());
+	mb_heap_push(&l->due, in->due_ms, (uint32_t)(in - d->insts));
 }
 
-/* Hands queued readings to the core; on a full buffer they wait (nothing is dropped). */
-static void flush_queue(struct modbus_driver *d)
+/* Hands queued readings to the core; on a full buffer they wait (nothing is dropped). The
+ * queue's array comes back for reuse when nothing was queued meanwhile. */
+static void flush_queue(struct modbus_driver *d, struct obs **vbuf, size_t *vcap)
 {
 	pthread_mutex_lock(&d->mu);
-	size_t n = d->q_len;
+	size_t n = d->q_len, cap = d->q_cap;
 	struct qitem *items = d->queue;
 	d->queue = NULL;
 	d->q_len = d->q_cap = 0;
 	d->flushing = n > 0;
 	pthread_mutex_unlock(&d->mu);
-	if (n == 0) {
-		free(items);
-		return;
+	int r = 0;
+	if (n > *vcap) {
+		struct obs *nv = realloc(*vbuf, n * sizeof(**vbuf));
+		if (nv) {
+			*vbuf = nv;
+			*vcap = n;
+		}
 	}
-	struct obs *v = malloc(n * sizeof(*v));
-	if (!v) {
-		free(items);
-		flushed(d);
-		return;
+	if (n > 0 && n <= *vcap) {
+		struct obs *v = *vbuf;
+		for (size_t i = 0; i < n; i++) {
+			v[i] = items[i].obs;
+			if (v[i].type == OBS_EVENT)
+				v[i].u.event.detail = items[i].detail[0] ? items[i].detail : NULL;
+		}
+		r = core_submit(d->core, v, n, NULL, NULL, 0);
+	} else if (n > 0) {
+		r = -EBUSY; /* no memory for the batch: try again next round */
 	}
-	for (size_t i = 0; i < n; i++) {
-		v[i] = items[i].obs;
-		if (v[i].type == OBS_EVENT)
-			v[i].u.event.detail = items[i].detail[0] ? items[i].detail : NULL;
-	}
-	int r = core_submit(d->core, v, n, NULL, NULL, 0);
-	free(v);
+	if (r < 0 && r != -ENOSPC && r != -EBUSY)
+		log_errx("modbus: %zu readings could not be stored: %s", n, strerror(-r));
+	pthread_mutex_lock(&d->mu);
 	if (r == -ENOSPC || r == -EBUSY) {
 		/* Put them back in front of what came meanwhile. */
-		pthread_mutex_lock(&d->mu);
 		size_t total = n + d->q_len;
-		struct qitem *merged = realloc(items, total * sizeof(*merged));
+		struct qitem *merged = total <= cap ? items : realloc(items, total * sizeof(*merged));
 		if (merged) {
 			if (d->q_len)
 				memcpy(merged + n, d->queue, d->q_len * sizeof(*merged));
 			free(d->queue);
 			d->queue = merged;
-			d->q_len = d->q_cap = total;
+			d->q_len = total;
+			d->q_cap = total > cap ? total : cap;
 			items = NULL;
 		}
-		pthread_mutex_unlock(&d->mu);
-	} else if (r < 0) {
-		log_errx("modbus: %zu readings could not be stored: %s", n, strerror(-r));
+	} else if (!d->queue) {
+		d->queue = items;
+		d->q_cap = cap;
+		items = NULL;
 	}
+	d->flushing = false;
+	pthread_mutex_unlock(&d->mu);
 	free(items);
-	flushed(d);
 }
 
 static void *flusher(void *arg)
 {
 	struct modbus_driver *d = arg;
+	struct obs *vbuf = NULL;
+	size_t vcap = 0;
 	pthread_mutex_lock(&d->mu);
 	while (!d->stopping) {
-		/* Woken early (a full queue, stop, a fake clock's slice): flush all the same. */
-		clock_wait_until(&d->flush_cv, &d->mu, clock_mono_us() + FLUSH_EVERY_MS * 1000);
+		if (d->q_len == 0) {
+			/* Nothing to hand on: no timer either (an idle agent does not wake for it). */
+			pthread_cond_wait(&d->flush_cv, &d->mu);
+			continue;
+		}
+		/* Gather for a while. Woken early (a long queue, stop, a fake clock's slice):
+		 * flush all the same. */
+		clock_wait_until(&d->flush_cv, &d->mu, (d->pending_since + FLUSH_EVERY_MS) * 1000);
 		pthread_mutex_unlock(&d->mu);
-		flush_queue(d);
-		atomic_store(&d->flusher_beat, clock_mono_ms());
+		flush_queue(d, &vbuf, &vcap);
 		pthread_mutex_lock(&d->mu);
+		int64_t now = clock_mono_ms();
+		atomic_store(&d->flusher_beat, now);
+		if (d->q_len)
+			d->pending_since = now;
 	}
 	pthread_mutex_unlock(&d->mu);
-	flush_queue(d);
+	flush_queue(d, &vbuf, &vcap);
+	free(vbuf);
 	return NULL;
 }
 
@@ -337,9 +256,10 @@ static void driver_destroy(void *state)
 	struct modbus_driver *d = state;
 	if (!d)
 		return;
-	for (size_t i = 0; i < d->n_lanes; i++) {
+	mb_loop_destroy(d);
+	for (size_t i = 0; d->lanes && i < d->n_lanes; i++) {
 		mb_bus_free(d->lanes[i].bus);
-		free(d->lanes[i].insts);
+		mb_heap_free(&d->lanes[i].due);
 	}
 	free(d->lanes);
 	free(d->insts);
@@ -361,6 +281,7 @@ static int driver_create(const struct source_conf *cfg, struct core *core, void 
 	struct modbus_driver *d = calloc(1, sizeof(*d));
 	if (!d)
 		return -ENOMEM;
+	d->epfd = d->evfd = -1;
 	pthread_mutex_init(&d->mu, NULL);
 	if (clock_cond_init(&d->cv) < 0) {
 		pthread_mutex_destroy(&d->mu);
@@ -376,43 +297,63 @@ static int driver_create(const struct source_conf *cfg, struct core *core, void 
 	d->cfg = cfg;
 	d->core = core;
 	d->insts = calloc(n, sizeof(*d->insts));
-	d->lanes = calloc(cfg->n_buses, sizeof(*d->lanes));
+	d->lanes = calloc(cfg->n_buses ? cfg->n_buses : 1, sizeof(*d->lanes));
 	if (!d->insts || !d->lanes)
 		goto nomem;
 	d->n_lanes = cfg->n_buses;
+	/* Each bus's heap sized to its own instruments. */
+	size_t *on_bus = calloc(cfg->n_buses ? cfg->n_buses : 1, sizeof(size_t));
+	if (!on_bus)
+		goto nomem;
+	for (size_t k = 0; k < cfg->n_instruments; k++)
+		if (cfg->instruments[k].modbus->present && cfg->instruments[k].modbus->bus_index < cfg->n_buses)
+			on_bus[cfg->instruments[k].modbus->bus_index]++;
 	for (size_t i = 0; i < cfg->n_buses; i++) {
-		size_t on_bus = 0;
-		for (size_t k = 0; k < cfg->n_instruments; k++)
-			on_bus += cfg->instruments[k].modbus->present && cfg->instruments[k].modbus->bus_index == i;
-		d->lanes[i].bus = mb_bus_new(&cfg->buses[i]);
-		d->lanes[i].insts = calloc(on_bus ? on_bus : 1, sizeof(size_t));
-		if (!d->lanes[i].bus || !d->lanes[i].insts)
+		struct lane *l = &d->lanes[i];
+		l->d = d;
+		l->tcp = cfg->buses[i].kind == BUS_TCP;
+		l->min_interval_ms = INT64_MAX;
+		int r = mb_heap_init(&l->due, on_bus[i]);
+		if (!l->tcp)
+			l->bus = mb_bus_new(&cfg->buses[i]);
+		if (r < 0 || (!l->tcp && !l->bus)) {
+			free(on_bus);
 			goto nomem;
+		}
 	}
-	int64_t now = clock_mono_ms();
+	free(on_bus);
 	for (size_t i = 0; i < cfg->n_instruments; i++) {
 		const struct source_instrument *ic = &cfg->instruments[i];
 		if (!ic->modbus->present)
 			continue;
-		struct inst *in = &d->insts[d->n_insts];
+		struct inst *in = &d->insts[d->n_insts++];
 		in->cfg = ic;
 		in->bus = ic->modbus->bus_index;
+		mb_plan_make(ic->modbus, false, false, &in->plan);
 		struct lane *l = &d->lanes[in->bus];
-		l->insts[l->n_insts++] = d->n_insts;
-		d->n_insts++;
+		int64_t iv = (int64_t)ic->modbus->interval_s * 1000;
+		if (iv < l->min_interval_ms)
+			l->min_interval_ms = iv;
 	}
 	/* Spread each bus's instruments evenly over their interval (a bus carries one request
 	 * at a time), and the buses against each other, so that a bus per instrument does not
 	 * make one burst either. */
-	for (size_t i = 0; i < d->n_lanes; i++) {
-		struct lane *l = &d->lanes[i];
-		for (size_t k = 0; k < l->n_insts; k++) {
-			struct inst *in = &d->insts[l->insts[k]];
-			int64_t interval = (int64_t)in->cfg->modbus->interval_s * 1000;
-			double place = ((double)k + (double)i / (double)d->n_lanes) / (double)l->n_insts;
-			in->due_ms = now + (int64_t)((double)interval * place);
-		}
+	int64_t now = clock_mono_ms();
+	size_t *k_of = calloc(d->n_lanes ? d->n_lanes : 1, sizeof(size_t));
+	if (!k_of)
+		goto nomem;
+	for (size_t j = 0; j < d->n_insts; j++) {
+		struct inst *in = &d->insts[j];
+		struct lane *l = &d->lanes[in->bus];
+		size_t i = in->bus, k = k_of[i]++;
+		int64_t interval = (int64_t)in->cfg->modbus->interval_s * 1000;
+		double place = ((double)k + (double)i / (double)d->n_lanes) / (double)l->due.cap;
+		in->due_ms = now + (int64_t)((double)interval * place);
+		mb_heap_push(&l->due, in->due_ms, (uint32_t)j);
 	}
+	free(k_of);
+	if (mb_loop_init(d) < 0)
+		goto nomem;
 	*state = d;
 	return 0;
 nomem:
@@ -423,30 +364,37 @@ nomem:
 static int driver_start(void *state)
 {
 	struct modbus_driver *d = state;
-	size_t used = 0;
-	for (size_t i = 0; i < d->n_lanes; i++)
-		used += d->lanes[i].n_insts > 0;
-	d->n_workers = used < MAX_WORKERS ? used : MAX_WORKERS;
+	size_t rtu = 0, tcp = 0;
 	pthread_attr_t attr;
 	pthread_attr_init(&attr);
 	pthread_attr_setstacksize(&attr, 128 * 1024);
-	for (size_t i = 0; i < d->n_workers; i++) {
-		if (pthread_create(&d->workers[i], &attr, worker, d) != 0) {
-			d->n_workers = i;
-			pthread_attr_destroy(&attr);
-			return -EAGAIN;
-		}
-	}
-	if (pthread_create(&d->flusher, &attr, flusher, d) != 0) {
-		pthread_attr_destroy(&attr);
-		return -EAGAIN;
-	}
-	d->flusher_started = true;
 	atomic_store(&d->flusher_beat, clock_mono_ms());
+	int r = 0;
+	if (pthread_create(&d->flusher, &attr, flusher, d) != 0)
+		r = -EAGAIN;
+	else
+		d->flusher_started = true;
+	for (size_t i = 0; r == 0 && i < d->n_lanes; i++) {
+		struct lane *l = &d->lanes[i];
+		if (l->due.n == 0)
+			continue;
+		if (l->tcp) {
+			tcp++;
+			continue;
+		}
+		if (pthread_create(&l->th, &attr, mb_rtu_line, l) != 0)
+			r = -EAGAIN;
+		else
+			l->th_started = true;
+		rtu++;
+	}
+	if (r == 0 && tcp)
+		r = mb_loop_start(d);
 	pthread_attr_destroy(&attr);
-	log_info("modbus: polling %zu instruments on %zu buses with %zu workers", d->n_insts, used,
-		 d->n_workers);
-	return 0;
+	if (r == 0)
+		log_info("modbus: polling %zu instruments on %zu TCP buses (one event loop) and %zu RTU lines",
+			 d->n_insts, tcp, rtu);
+	return r;
 }
 
 static void driver_stop(void *state)
@@ -457,14 +405,18 @@ static void driver_stop(void *state)
 	pthread_cond_broadcast(&d->cv);
 	pthread_cond_broadcast(&d->flush_cv);
 	pthread_mutex_unlock(&d->mu);
-	for (size_t i = 0; i < d->n_workers; i++)
-		pthread_join(d->workers[i], NULL);
-	d->n_workers = 0;
+	mb_loop_stop(d);
+	for (size_t i = 0; i < d->n_lanes; i++) {
+		if (d->lanes[i].th_started)
+			pthread_join(d->lanes[i].th, NULL);
+		d->lanes[i].th_started = false;
+	}
 	if (d->flusher_started)
 		pthread_join(d->flusher, NULL);
 	d->flusher_started = false;
 	for (size_t i = 0; i < d->n_lanes; i++)
-		mb_bus_close(d->lanes[i].bus);
+		if (d->lanes[i].bus)
+			mb_bus_close(d->lanes[i].bus);
 }
 
 /* The latest poll, raw as read: beside a running daemon `poll` opens no bus and prints
@@ -481,6 +433,10 @@ static void fill_reading(struct modbus_reading *r, const struct inst *in)
 	r->samples_raw = in->last.samples_raw;
 	r->in_use_raw = in->last.in_use_raw;
 	r->in_use = in->last.in_use;
+	r->has_power = r->ok && in->last.has_power;
+	r->has_energy = r->ok && in->last.has_energy;
+	r->power_raw = in->last.power_raw;
+	r->energy_raw = in->last.energy_raw;
 }
 
 static void driver_status(void *state, struct inst_status *insts, size_t n)
@@ -516,14 +472,26 @@ static void driver_status(void *state, struct inst_status *insts, size_t n)
 	pthread_mutex_unlock(&d->mu);
 }
 
-/* Readings reach the buffer: the flusher went round lately (a commit can wait on a busy
- * buffer for up to its busy timeout, so allow for that). */
+/* Readings reach the buffer: the flusher went round lately when it had anything to do (a
+ * commit can wait on a busy buffer for up to its busy timeout, so allow for that), and the
+ * event loop went round when it meant to. */
 static bool driver_healthy(void *state, char *why, size_t whylen)
 {
 	struct modbus_driver *d = state;
-	int64_t silent = clock_mono_ms() - atomic_load(&d->flusher_beat);
-	if (d->flusher_started && silent > 30000) {
+	int64_t now = clock_mono_ms();
+	pthread_mutex_lock(&d->mu);
+	bool pending = d->q_len > 0 || d->flushing;
+	int64_t since = d->pending_since;
+	pthread_mutex_unlock(&d->mu);
+	int64_t beat = atomic_load(&d->flusher_beat);
+	int64_t silent = now - (beat > since ? beat : since);
+	if (d->flusher_started && pending && silent > 30000) {
 		snprintf(why, whylen, "modbus: no readings stored for %lld s", (long long)(silent / 1000));
+		return false;
+	}
+	int64_t late = now - atomic_load(&d->loop_wake_by);
+	if (d->loop_started && late > 30000) {
+		snprintf(why, whylen, "modbus: the polling loop is %lld s late", (long long)(late / 1000));
 		return false;
 	}
 	return true;
@@ -546,10 +514,10 @@ bool modbus_settled(void *state)
 		return true;
 	pthread_mutex_lock(&d->mu);
 	int64_t now = clock_mono_ms();
-	bool settled = d->q_len == 0 && !d->flushing;
+	bool settled = d->q_len == 0 && !d->flushing && d->n_busy == 0;
 	for (size_t i = 0; settled && i < d->n_lanes; i++) {
 		struct lane *l = &d->lanes[i];
-		if (l->n_insts && (l->busy || lane_next(d, l) <= now))
+		if (l->due.n && mb_lane_next(l) <= now)
 			settled = false;
 	}
 	pthread_mutex_unlock(&d->mu);

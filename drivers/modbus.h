@@ -1,5 +1,6 @@
-/* modbus.h — the Modbus source (TCP and RTU on libmodbus): buses owned by one request at a
- * time, instruments polled on a fixed grid, failing ones backing off on their own. */
+/* modbus.h — the Modbus source (TCP on an event loop of its own, RTU on libmodbus): buses owned
+ * by one request at a time, instruments polled on a fixed grid, failing ones backing off on
+ * their own. */
 #ifndef LABSHARE_MODBUS_H
 #define LABSHARE_MODBUS_H
 
@@ -25,6 +26,10 @@ struct mb_values {
 	bool has_run, has_samples, has_in_use;
 	double run_raw, samples_raw, in_use_raw;
 	bool in_use;
+	/* A meter (raw, before scale): power and energy each poll, voltage and frequency only
+	 * when asked for (poll, scan). */
+	bool has_power, has_energy, has_voltage, has_frequency;
+	double power_raw, energy_raw, voltage_raw, frequency_raw;
 };
 
 struct mb_bus;
@@ -36,8 +41,15 @@ void mb_bus_free(struct mb_bus *bus);
 void mb_bus_close(struct mb_bus *bus);
 /* Monotonic ms before which the bus takes no request (gap_ms after a frame). */
 int64_t mb_bus_ready_ms(const struct mb_bus *bus);
-/* Reads every point of the instrument (contiguous registers in one request). */
+/* Reads the points the daemon needs each poll, blocking (RTU lines, `poll`): counters, in-use,
+ * a meter's power and energy; neighbouring points of a table in one request (mbplan.h). */
 void mb_read_instrument(struct mb_bus *bus, const struct modbus_cfg *m, struct mb_values *out);
+/* The same and, when extras, a meter's voltage and frequency too (poll). */
+void mb_read_points(struct mb_bus *bus, const struct modbus_cfg *m, bool extras, struct mb_values *out);
+/* One read of a single point with the bus's time-out and no retry (scan): 0 with *raw set, or
+ * -errno (-ETIMEDOUT: nothing answered; a Modbus exception: the unit is there); err says why. */
+int mb_read_point(struct mb_bus *bus, int unit, const struct mb_point *p, double *raw, char *err,
+		  size_t errlen);
 
 /* `labshare-agent poll` (mbpoll.c): the daemon's latest readings while one runs on the state
  * folder (modbus_poll_daemon), else every source read once (modbus_poll_once). When the lock

@@ -6,6 +6,7 @@
 #include "clock.h"
 #include "config.h"
 #include "core.h"
+#include "fileio.h"
 #include "log.h"
 #include "metrics.h"
 #include "source.h"
@@ -31,7 +32,18 @@
 #include <unistd.h>
 
 #define N_DRIVERS_MAX 8
+/* The main thread goes round once a second for the cheap checks (one stat(2) of buffer.db, the
+ * buffer's cap); what costs (the metrics step: a query per instrument and a commit; the status
+ * snapshots: two files written whole) runs when it can have something to do. */
 #define TICK_MS 1000
+/* Slots close every SLOT_S and seal once a reading past their end came in: the metrics step
+ * runs every second for METRICS_HOT_S after a slot boundary (and after a day closed with its
+ * grace), every METRICS_EVERY_S otherwise (late log sessions, dirty days). */
+#define METRICS_EVERY_S 5
+#define METRICS_HOT_S 30
+/* status.json and metrics.prom: after a metrics step that sealed something, else this often
+ * (readers such as tests/bench wait up to 5 s for a fresh one). */
+#define SNAPSHOT_EVERY_S 2
 #define PRUNE_EVERY_S 3600
 /* Repeated sessions (status.json's sessions_repeated) change when a duplicate arrives, rarely:
  * counted again once a minute, not every second (`status` counts them itself, from the file). */
@@ -75,6 +87,8 @@ struct daemon {
 	int64_t repeats_at;              /* monotonic ms of the last count; 0: not yet */
 	bool was_healthy;
 	struct repeat tick_err, snap_err, file_err;
+	int64_t metrics_at, snapshot_at; /* monotonic ms of the last run; 0: run at the next tick */
+	int tick_r;                      /* the last metrics step's result */
 };
 
 static char *state_file(const struct config *cfg, const char *name)
@@ -110,25 +124,10 @@ bool daemon_running(const char *state_dir, long *pid)
 
 int daemon_hold_lock_shared(const char *state_dir)
 {
-	char path[PATH_MAX];
-	int n = snprintf(path, sizeof(path), "%s/%s", state_dir, LOCK_FILE);
-	if (n < 0 || (size_t)n >= sizeof(path))
-		return -ENAMETOOLONG;
-	/* Read-only is enough for flock, and works for an operator who can't write the daemon's
-	 * lock file; created only when no daemon ever ran here. */
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 && errno == ENOENT)
-		fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -errno;
 	/* Shared: the daemon's exclusive lock can't be taken meanwhile, yet daemon_running (a
-	 * shared probe) still reports no daemon. */
-	if (flock(fd, LOCK_SH | LOCK_NB) < 0) {
-		int e = errno == EWOULDBLOCK ? -EWOULDBLOCK : -errno;
-		close(fd);
-		return e;
-	}
-	return fd;
+	 * shared probe) still reports no daemon. Read-only when the file exists (an operator who
+	 * can't write the daemon's lock file); created only when no daemon ever ran here. */
+	return fileio_lock(state_dir, LOCK_FILE, LOCK_SH | LOCK_NB);
 }
 
 /* One daemon per state folder: two would seal interleaved chains. */
@@ -312,25 +311,53 @@ static void check_buffer_file(struct daemon *d)
 		repeat_ok(&d->file_err, "buffer file");
 }
 
+/* Whether the metrics step can have something to seal now (wall time): just after a slot
+ * boundary or after a day closed (with the grace seal_days gives late data), or a while
+ * since the last step. */
+static bool metrics_due(struct daemon *d, int64_t mono_ms)
+{
+	if (!d->metrics_at || mono_ms - d->metrics_at >= METRICS_EVERY_S * 1000)
+		return true;
+	int64_t now = clock_wall();
+	if (now % SLOT_S < METRICS_HOT_S)
+		return true;
+	int64_t grace = d->cfg->platform.present ? d->cfg->platform.upload_interval_s : 60;
+	int64_t past = now - time_day_start(now) - grace;
+	return past >= 0 && past < METRICS_HOT_S;
+}
+
 static void tick(struct daemon *d)
 {
 	check_buffer_file(d);
-	int r = core_tick(d->core);
-	if (r < 0 && repeat_should_log(&d->tick_err, r))
-		log_errx("metrics: cannot seal records: %s, retrying every second", strerror(-r));
-	else if (r >= 0)
-		repeat_ok(&d->tick_err, "metrics");
+	int64_t mono = clock_mono_ms();
+	bool snapshot = !d->snapshot_at || mono - d->snapshot_at >= SNAPSHOT_EVERY_S * 1000;
+	if (metrics_due(d, mono)) {
+		int r = core_tick(d->core);
+		d->metrics_at = r < 0 ? 0 : mono; /* a failure is tried again at the next tick */
+		d->tick_r = r;
+		if (r < 0 && repeat_should_log(&d->tick_err, r))
+			log_errx("metrics: cannot seal records: %s, retrying every second", strerror(-r));
+		else if (r >= 0)
+			repeat_ok(&d->tick_err, "metrics");
+		if (r != 0)
+			snapshot = true; /* sealed something (or failed): status says so now */
+	}
 	core_check_space(d->core);
 	if (clock_wall() - d->last_prune >= PRUNE_EVERY_S || core_paused(d->core))
 		prune(d);
-	write_snapshots(d);
 	char why[256] = "";
-	bool ok = healthy(d, r >= 0, why, sizeof(why));
+	bool ok = healthy(d, d->tick_r >= 0, why, sizeof(why));
 	if (ok)
 		sd_notify(0, "WATCHDOG=1");
-	if (ok != d->was_healthy)
+	if (ok != d->was_healthy) {
 		ok ? log_notice("healthy again") : log_errx("not healthy: %s; watchdog withheld", why);
+		snapshot = true;
+	}
 	d->was_healthy = ok;
+	if (snapshot) {
+		write_snapshots(d);
+		d->snapshot_at = mono;
+	}
 }
 
 /* SIGHUP: the new config must be valid before anything is torn down. */
@@ -366,6 +393,7 @@ static void reload(struct daemon *d)
 	status_free(d->st);             /* laid out again from the new instruments */
 	d->st = NULL;
 	d->repeats_at = 0;
+	d->metrics_at = d->snapshot_at = 0;
 	timeutil_set_zone(next->agent.timezone);
 	core_set_config(d->core, next);
 	config_free(old);
@@ -404,8 +432,8 @@ int daemon_run(const char *config_path)
 	char *moved = NULL;
 	int code = EX_SOFTWARE;
 
-	/* glibc gives each thread that allocates its own arena; with a pool of Modbus workers
-	 * that is megabytes of mostly idle heap. Two arenas are plenty for this workload. */
+	/* glibc gives each thread that allocates its own arena: megabytes of mostly idle heap
+	 * (the flusher, the sinks, RTU lines). Two arenas are plenty for this workload. */
 	mallopt(M_ARENA_MAX, 2);
 
 	/* Signals go to the main loop only: block them before any thread exists. */

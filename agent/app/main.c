@@ -6,11 +6,13 @@
 #include "config.h"
 #include "core.h"
 #include "daemon.h"
-#include "flushctl.h"
+#include "flushcmd.h"
 #include "log.h"
 #include "metrics.h"
 #include "modbus.h"
+#include "owner.h"
 #include "report.h"
+#include "scan.h"
 #include "status.h"
 #include "timeutil.h"
 #include "uploader.h"
@@ -49,6 +51,9 @@ static const char usage_text[] =
 	"  record --instrument ID --start T --end T --user U --org O [--samples N]\n"
 	"         [--external yes|no] [--note TEXT]\n"
 	"                           seal a manual session (a paper log entered late)\n"
+	"  profiles                 list the built-in meter profiles and their sources\n"
+	"  scan BUS [--units A-B]   probe units on a configured bus (read-only): which answer,\n"
+	"                           which profiles fit\n"
 	"\n"
 	"options:\n"
 	"  -c, --config FILE        configuration (default $LABSHARE_CONFIG, then " DEFAULT_CONFIG ")\n"
@@ -77,6 +82,14 @@ static int load_config(const char *path, struct config **cfg)
 	if (r == 0) {
 		/* Every command speaks the lab's local time. */
 		timeutil_set_zone((*cfg)->agent.timezone);
+		/* Run as root, act as the state folder's owner: SQLite's -wal and -shm, a repaired
+		 * buffer, must stay the service's. */
+		if ((r = owner_become_state_user((*cfg)->agent.state_dir)) < 0) {
+			cli_error("%s: cannot act as its owner: %s", (*cfg)->agent.state_dir, strerror(-r));
+			config_free(*cfg);
+			*cfg = NULL;
+			return EX_NOPERM;
+		}
 		return 0;
 	}
 	size_t n = errs.n;
@@ -674,6 +687,20 @@ static int run_command(int argc, char **argv)
 		return cmd_record(config, sub_argc, sub_argv);
 	if (strcmp(cmd, "report") == 0)
 		return cmd_report(config, sub_argc, sub_argv);
+	if (strcmp(cmd, "profiles") == 0) {
+		if (sub_argc > 1)
+			return usage_error("unexpected argument \"%s\"", sub_argv[1]);
+		return profiles_list(stdout);
+	}
+	if (strcmp(cmd, "scan") == 0) {
+		struct config *cfg = NULL;
+		int code = load_config(config, &cfg);
+		if (code)
+			return code;
+		code = scan_run(cfg, sub_argc, sub_argv, stdout);
+		config_free(cfg);
+		return code;
+	}
 	if (strcmp(cmd, "poll") == 0) {
 		if (sub_argc > 1)
 			return usage_error("unexpected argument \"%s\"", sub_argv[1]);
@@ -693,30 +720,7 @@ static int run_command(int argc, char **argv)
 		int code = load_config(config, &cfg);
 		if (code)
 			return code;
-		/* Beside a daemon its uploader does the work: a second one could send records twice.
-		 * Without one, the lock is held shared so that none starts meanwhile. */
-		int lock = daemon_hold_lock_shared(cfg->agent.state_dir);
-		if (lock == -EWOULDBLOCK) {
-			code = flushctl_request(cfg->agent.state_dir, stdout);
-			config_free(cfg);
-			return code;
-		}
-		struct buffer *b = NULL;
-		int r = buffer_open(cfg->agent.state_dir, 0, &b, NULL);
-		if (r == 0 && lock == -ENOENT)
-			lock = daemon_hold_lock_shared(cfg->agent.state_dir); /* the folder is new */
-		if (r < 0 || lock < 0) {
-			cli_error("flush: cannot open %s in \"%s\": %s", r < 0 ? "the buffer" : "the lock",
-				  cfg->agent.state_dir, strerror(r < 0 ? -r : -lock));
-			buffer_close(b);
-			if (lock >= 0)
-				close(lock);
-			config_free(cfg);
-			return lock == -EWOULDBLOCK ? EX_TEMPFAIL : EX_CANTCREAT;
-		}
-		code = uploader_flush(cfg, b, stdout);
-		buffer_close(b);
-		close(lock);
+		code = flush_command(cfg);
 		config_free(cfg);
 		return code;
 	}

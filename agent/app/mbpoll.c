@@ -49,6 +49,21 @@ static void print_values(FILE *out, const struct instrument_cfg *ic, const struc
 			    m->in_use.scale);
 		fprintf(out, "  %-16s %s\n", "", v->in_use ? "in use" : "idle");
 	}
+	if (v->has_power)
+		print_point(out, "power", &m->power, v->power_raw, "W", m->power.scale);
+	if (v->has_energy)
+		print_point(out, "energy", &m->energy, v->energy_raw, "kWh", m->energy.scale);
+	if (v->has_voltage)
+		print_point(out, "voltage", &m->voltage, v->voltage_raw, "V", m->voltage.scale);
+	if (v->has_frequency)
+		print_point(out, "frequency", &m->frequency, v->frequency_raw, "Hz", m->frequency.scale);
+	if (v->has_power && m->hyst.present) {
+		double w = v->power_raw * m->power.scale;
+		fprintf(out, "  %-16s %s (in use above %g W for %d s, idle below %g W for %d s)\n", "",
+			w > m->hyst.above_w ? "above the in-use threshold" :
+			w < m->hyst.below_w ? "below the idle threshold" : "between the thresholds",
+			m->hyst.above_w, m->hyst.min_on_s, m->hyst.below_w, m->hyst.min_off_s);
+	}
 }
 
 int modbus_poll_once(const struct config *cfg, FILE *out)
@@ -64,7 +79,7 @@ int modbus_poll_once(const struct config *cfg, FILE *out)
 				continue;
 			polled++;
 			struct mb_values v;
-			mb_read_instrument(bus, &ic->modbus, &v);
+			mb_read_points(bus, &ic->modbus, true, &v);
 			print_head(out, cfg, ic, v.ok);
 			if (!v.ok) {
 				fprintf(out, "  error: %s\n", v.error);
@@ -94,6 +109,10 @@ static void live_values(const struct modbus_reading *r, struct mb_values *v)
 	v->has_in_use = r->has_in_use;
 	v->in_use_raw = r->in_use_raw;
 	v->in_use = r->in_use;
+	v->has_power = r->has_power;
+	v->power_raw = r->power_raw;
+	v->has_energy = r->has_energy;
+	v->energy_raw = r->energy_raw;
 	snprintf(v->error, sizeof(v->error), "%s", r->error ? r->error : "the daemon gave no reason");
 }
 

@@ -11,7 +11,6 @@
 #include "source.h"
 
 #include <cjson/cJSON.h>
-#include <sqlite3.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -141,6 +140,8 @@ void status_fill_buffer(struct status *st, const struct config *cfg, struct buff
 	struct chain_head head = { 0 };
 	st->buffer.bytes = 0;
 	st->buffer.full = false;
+	/* One snapshot for all of it: the head, the cursors and the pending age agree. */
+	bool began = b && buffer_read_begin(b) == 0;
 	if (b) {
 		buffer_head(b, &head);
 		st->buffer.bytes = buffer_bytes(b);
@@ -171,6 +172,8 @@ void status_fill_buffer(struct status *st, const struct config *cfg, struct buff
 		sink_fill(&st->nrii, b, "nrii", head.seq);
 		nrii_status_get(b, &st->nrii_parked);
 	}
+	if (began)
+		buffer_read_end(b);
 }
 
 void status_begin_round(struct status *st)
@@ -197,25 +200,18 @@ static void log_from_cursor(struct log_status *l, struct buffer *b, const char *
 	free(data);
 }
 
-/* One read transaction around the per-instrument reads: a query outside one takes and drops
- * the file's shared lock itself (two fcntl calls), 10,000 times at 5,000 instruments. */
+/* One snapshot around the per-instrument reads, on a reader of its own (never waiting for the
+ * writer): a query outside one takes and drops the file's shared lock itself (two fcntl
+ * calls), 10,000 times at 5,000 instruments. */
 static bool read_begin(struct buffer *b)
 {
-	if (!b)
-		return false;
-	buffer_lock(b);
-	/* Inside one already (autocommit off), ours would fail: the reads are in that one. */
-	return sqlite3_get_autocommit(buffer_db(b)) &&
-	       sqlite3_exec(buffer_db(b), "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+	return b && buffer_read_begin(b) == 0; /* else each read takes a reader of its own */
 }
 
 static void read_end(struct buffer *b, bool began)
 {
-	if (!b)
-		return;
 	if (began)
-		sqlite3_exec(buffer_db(b), "COMMIT", NULL, NULL, NULL);
-	buffer_unlock(b);
+		buffer_read_end(b);
 }
 
 void status_fill_idle(struct status *st, struct buffer *b, struct metrics *mx)
@@ -246,7 +242,7 @@ void status_fill_repeats(struct status *st, struct buffer *b, struct metrics *mx
 		int64_t rep = mx ? metrics_sessions_repeated(mx, st->insts[i].id) : 0;
 		st->insts[i].sessions_repeated = rep > 0 ? rep : 0;
 	}
-	read_end(mx ? b : NULL, began);
+	read_end(b, began);
 }
 
 int status_read_live(struct status *st, const char *state_dir)
@@ -281,24 +277,6 @@ static cJSON *as_tree(const struct status *st)
 	return j;
 }
 
-cJSON *status_build(const struct config *cfg, struct buffer *b, const cJSON *live, bool running,
-		    long pid)
-{
-	struct status *st = status_new(cfg);
-	if (!st)
-		return NULL;
-	struct metrics *mx = b ? metrics_new(b, cfg) : NULL;
-	status_fill_buffer(st, cfg, b, running, pid);
-	if (running && live)
-		status_live_from_json(st, live);
-	status_fill_idle(st, b, mx);
-	status_fill_repeats(st, b, mx);
-	metrics_free(mx);
-	cJSON *j = as_tree(st);
-	status_free(st);
-	return j;
-}
-
 cJSON *status_of_source(const struct config *cfg, const struct source_ops *ops, void *state)
 {
 	struct status *st = status_new(cfg);
@@ -309,12 +287,4 @@ cJSON *status_of_source(const struct config *cfg, const struct source_ops *ops, 
 	cJSON *j = as_tree(st);
 	status_free(st);
 	return j;
-}
-
-void status_print_text(const cJSON *j, FILE *out)
-{
-	struct status *st = status_from_json(j);
-	if (st)
-		status_text(st, out);
-	status_free(st);
 }

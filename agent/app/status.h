@@ -80,11 +80,6 @@ char *status_prometheus(const struct status *st, size_t *len);
 struct status *status_from_json(const struct cJSON *j);
 int status_live_from_json(struct status *st, const struct cJSON *j);
 
-/* For tests: the whole status of a stopped agent as a cJSON tree (live: a daemon's snapshot
- * or NULL), and the text of such a tree. */
-struct cJSON *status_build(const struct config *cfg, struct buffer *b, const struct cJSON *live,
-			   bool running, long pid);
-void status_print_text(const struct cJSON *st, FILE *out);
 /* For tests: one driver's status op alone over a status laid out from cfg, as the tree
  * status_json writes (its "instruments" holds what the driver filled). */
 struct source_ops;

@@ -99,6 +99,10 @@ static void put_reading(struct jsonw *w, const struct modbus_reading *r)
 			jw_num(w, "in_use_raw", r->in_use_raw);
 			jw_bool(w, "in_use", r->in_use);
 		}
+		if (r->has_power)
+			jw_num(w, "power_raw", r->power_raw);
+		if (r->has_energy)
+			jw_num(w, "energy_raw", r->energy_raw);
 	}
 	jw_close_object(w);
 }
@@ -268,6 +272,8 @@ static void modbus_from(struct modbus_status *m, const cJSON *o)
 	rd->has_samples = num_of(r, "samples_raw", &rd->samples_raw);
 	rd->has_in_use = num_of(r, "in_use_raw", &rd->in_use_raw);
 	rd->in_use = cJSON_IsTrue(get(r, "in_use"));
+	rd->has_power = num_of(r, "power_raw", &rd->power_raw);
+	rd->has_energy = num_of(r, "energy_raw", &rd->energy_raw);
 }
 
 static void log_from(struct log_status *l, const cJSON *o)

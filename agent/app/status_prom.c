@@ -1,6 +1,7 @@
 /* status_prom.c — the status in Prometheus text format, for node_exporter's textfile
  * collector ({state_dir}/metrics.prom, written by the daemon every second). */
 #include "status.h"
+#include "dynbuf.h"
 #include "log.h"
 
 #include <stdarg.h>
@@ -9,8 +10,7 @@
 #include <string.h>
 
 struct text {
-	char *p;
-	size_t len, cap;
+	struct dbuf b;              /* no cap: the status has none (README) */
 	bool failed;
 };
 
@@ -19,30 +19,12 @@ static void text_add(struct text *t, const char *fmt, ...)
 {
 	if (t->failed)
 		return;
-	for (;;) {
-		va_list ap;
-		va_start(ap, fmt);
-		int n = vsnprintf(t->p ? t->p + t->len : NULL, t->p ? t->cap - t->len : 0, fmt, ap);
-		va_end(ap);
-		if (n < 0) {
-			t->failed = true;
-			return;
-		}
-		if (t->p && t->len + (size_t)n < t->cap) {
-			t->len += (size_t)n;
-			return;
-		}
-		size_t cap = t->cap ? t->cap * 2 : 4096;
-		while (cap < t->len + (size_t)n + 1)
-			cap *= 2;
-		char *q = realloc(t->p, cap);
-		if (!q) {
-			t->failed = true;
-			return;
-		}
-		t->p = q;
-		t->cap = cap;
-	}
+	va_list ap;
+	va_start(ap, fmt);
+	int r = dbuf_vaddf(&t->b, fmt, ap);
+	va_end(ap);
+	if (r < 0)
+		t->failed = true;
 }
 
 /* Label values: backslash, quote and newline escaped, as the format requires. Whole, however
@@ -75,7 +57,7 @@ static void help(struct text *t, const char *name, const char *type, const char 
 
 char *status_prometheus(const struct status *st, size_t *len)
 {
-	struct text t = { 0 };
+	struct text t = { .b = { .max = DBUF_NO_MAX } };
 	const struct sink_status *up = &st->upload;
 	help(&t, "labshare_up", "gauge", "1 while the daemon runs");
 	text_add(&t, "labshare_up %d\n", st->running ? 1 : 0);
@@ -141,10 +123,8 @@ char *status_prometheus(const struct status *st, size_t *len)
 		free(ids[i]);
 	free(ids);
 	if (t.failed) {
-		free(t.p);
+		dbuf_free(&t.b);
 		return NULL;
 	}
-	if (len)
-		*len = t.len;
-	return t.p;
+	return dbuf_take(&t.b, len);
 }

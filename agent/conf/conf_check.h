@@ -106,6 +106,13 @@ void conf_parse_buffer(struct ctx *c, const cJSON *o, struct buffer_cfg *b);
 /* conf_instruments.c */
 void conf_parse_buses(struct ctx *c, const cJSON *arr, struct config *cfg);
 void conf_parse_instruments(struct ctx *c, const cJSON *arr, struct config *cfg);
+/* A Modbus point: a counter, the in-use signal, or a meter's value (power, energy, …). */
+enum conf_point_role { CONF_POINT_COUNTER, CONF_POINT_IN_USE, CONF_POINT_METER };
+void conf_parse_point(struct ctx *c, const cJSON *o, const char *P, enum conf_point_role role,
+		      struct mb_point *pt);
+/* conf_meter.c: "profile", the meter points beside it and "in_use" from power; true when
+ * "in_use" was taken as the hysteresis form (then the caller leaves it alone). */
+bool conf_parse_meter(struct ctx *c, const cJSON *o, const char *P, struct modbus_cfg *m);
 
 /* conf_logs.c */
 void conf_parse_log(struct ctx *c, const cJSON *o, const char *P, struct log_cfg *l);

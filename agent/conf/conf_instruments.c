@@ -41,10 +41,8 @@ static void parse_bus(struct ctx *c, const cJSON *o, const char *P, struct bus_c
 	conf_int_member(c, o, P, "gap_ms", false, 0, 10000, &b->gap_ms);
 }
 
-enum point_role { ROLE_COUNTER, ROLE_IN_USE };
-
-static void parse_point(struct ctx *c, const cJSON *o, const char *P, enum point_role role,
-			struct mb_point *pt)
+void conf_parse_point(struct ctx *c, const cJSON *o, const char *P, enum conf_point_role role,
+		      struct mb_point *pt)
 {
 	static const char *const keys[] = { "table", "address", "type", "word_order", "scale",
 		"above", NULL };
@@ -66,9 +64,9 @@ static void parse_point(struct ctx *c, const cJSON *o, const char *P, enum point
 	bool bit = have_table && (table == MB_TABLE_COIL || table == MB_TABLE_DISCRETE);
 	if (have_table)
 		pt->table = (enum mb_table)table;
-	if (bit && role == ROLE_COUNTER) {
-		conf_err_val(c, conf_get(o, "table"), conf_join(p, P, "table"),
-			     "a counter must be a register (\"holding\" or \"input\")");
+	if (bit && role != CONF_POINT_IN_USE) {
+		conf_err_val(c, conf_get(o, "table"), conf_join(p, P, "table"), "a %s must be a register "
+			     "(\"holding\" or \"input\")", role == CONF_POINT_COUNTER ? "counter" : "meter value");
 		bit = false;
 	}
 
@@ -95,12 +93,12 @@ static void parse_point(struct ctx *c, const cJSON *o, const char *P, enum point
 			&pt->scale);
 
 	const cJSON *above = conf_get(o, "above");
-	if (role == ROLE_COUNTER && above) {
+	if (role != CONF_POINT_IN_USE && above) {
 		conf_err_key(c, above, conf_join(p, P, "above"), "only for \"in_use\" on a register");
-	} else if (role == ROLE_IN_USE && have_table && bit && above) {
+	} else if (role == CONF_POINT_IN_USE && have_table && bit && above) {
 		conf_err_key(c, above, conf_join(p, P, "above"),
 			     "not allowed for a %s (a bit is in use when set)", tables[table]);
-	} else if (role == ROLE_IN_USE && have_table && !bit) {
+	} else if (role == CONF_POINT_IN_USE && have_table && !bit) {
 		pt->has_above = conf_num_member(c, o, P, "above", true, -INFINITY, false, INFINITY,
 						"must be a finite number", &pt->above) != NULL;
 	}
@@ -110,7 +108,7 @@ static void parse_modbus(struct ctx *c, const cJSON *o, const char *P, const str
 			 struct modbus_cfg *m)
 {
 	static const char *const keys[] = { "bus", "unit", "interval_s", "run_counter",
-		"samples_counter", "in_use", NULL };
+		"samples_counter", "in_use", "profile", "power", "energy", "voltage", "frequency", NULL };
 	static const char *const points[] = { "run_counter", "samples_counter", "in_use" };
 	struct mb_point *dest[] = { &m->run_counter, &m->samples_counter, &m->in_use };
 	char p[PATH_BUF];
@@ -133,13 +131,17 @@ static void parse_modbus(struct ctx *c, const cJSON *o, const char *P, const str
 	conf_int_member(c, o, P, "unit", true, 1, 247, &m->unit);
 	conf_int_member(c, o, P, "interval_s", false, 1, 86400, &m->interval_s);
 
-	bool any = false;
+	/* A meter's profile and points (conf_meter.c); it takes "in_use" when that is from power. */
+	bool meter_in_use = conf_parse_meter(c, o, P, m);
+	bool any = meter_in_use || m->power.present || m->energy.present || conf_present(o, "profile");
 	for (int i = 0; i < 3; i++) {
+		if (i == 2 && meter_in_use)
+			break;
 		const cJSON *pt = conf_obj_member(c, o, P, points[i], false);
 		any = any || conf_present(o, points[i]);
 		if (pt)
-			parse_point(c, pt, conf_join(p, P, points[i]), i == 2 ? ROLE_IN_USE : ROLE_COUNTER,
-				    dest[i]);
+			conf_parse_point(c, pt, conf_join(p, P, points[i]),
+					 i == 2 ? CONF_POINT_IN_USE : CONF_POINT_COUNTER, dest[i]);
 	}
 	if (!any)
 		conf_err_val(c, o, P, "needs at least one of \"run_counter\", \"samples_counter\" or "

@@ -251,6 +251,7 @@ void config_free(struct config *cfg)
 		free(in->name);
 		free(in->inner_id);
 		free(in->modbus.bus);
+		free(in->modbus.profile);
 		for (size_t j = 0; j < in->n_logs; j++) {
 			struct log_cfg *l = &in->logs[j];
 			free(l->path);

@@ -17,6 +17,8 @@ struct modbus_reading {
 	char *error;                /* when !ok */
 	bool has_run, has_samples, has_in_use, in_use;
 	double run_raw, samples_raw, in_use_raw;
+	bool has_power, has_energy;   /* a meter (raw, before scale) */
+	double power_raw, energy_raw;
 };
 
 struct modbus_status {

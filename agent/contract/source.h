@@ -48,6 +48,11 @@ struct obs_reading {
 	const char *error;          /* why, when !ok */
 	struct obs_value run, samples;
 	bool has_in_use, in_use;
+	/* A meter (SPEC §3 "profile"): active power in W (scaled), import energy as a counter
+	 * (scale to kWh); in use from power with the instrument's hysteresis. */
+	bool has_power;
+	double power_w;
+	struct obs_value energy;
 };
 
 struct obs {

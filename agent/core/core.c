@@ -207,13 +207,11 @@ int core_submit(struct core *c, const struct obs *v, size_t n, const char *curso
 	if (r == 0 && cursor_key)
 		r = buffer_cursor_put(c->buf, cursor_key, cursor, cursor_len);
 	if (r < 0) {
-		/* What the batch changed in memory goes with it. */
-		metrics_forget(c->metrics);
+		/* What the batch changed in memory goes with it (metrics' undo hook). */
 		buffer_rollback(c->buf);
 		return r;
 	}
-	if ((r = buffer_commit(c->buf)) < 0)
-		metrics_forget(c->metrics);
+	r = buffer_commit(c->buf); /* a failed commit is undone, memory with it */
 	/* The cap holds between the daemon's ticks too: a fast source fills a buffer in
 	 * well under a second. Measuring is three pragmas; still, not at every batch. */
 	int64_t now = clock_mono_ms();
@@ -259,7 +257,12 @@ void core_check_space(struct core *c)
 	if (now == was)
 		return;
 	atomic_store(&c->full, now);
-	buffer_meta_put(c->buf, "buffer_full", now ? "1" : "0");
+	if (buffer_begin(c->buf) == 0) {
+		if (buffer_meta_put(c->buf, "buffer_full", now ? "1" : "0") == 0)
+			buffer_commit(c->buf);
+		else
+			buffer_rollback(c->buf);
+	}
 	if (now) {
 		char detail[128];
 		snprintf(detail, sizeof(detail), "buffer at %lld of %lld bytes: sources paused",

@@ -7,17 +7,18 @@
 #include "buffer.h"
 #include "config.h"
 #include "counter.h"
+#include "le64.h"
 #include "log.h"
 #include "records.h"
 #include "schema.h"
 #include "source.h"
+#include "stmt.h"
 #include "timeutil.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,7 +69,6 @@ static const char *const mx_sql[MX__COUNT] = {
 	[MX_DIRTY_ADD] = "INSERT OR IGNORE INTO mx_dirty(instrument, day) VALUES(?1, ?2)",
 	[MX_DIRTY_LIST] = "SELECT day FROM mx_dirty WHERE instrument = ?1 ORDER BY day",
 	[MX_DIRTY_DEL] = "DELETE FROM mx_dirty WHERE instrument = ?1 AND day = ?2",
-	[MX_RECORD_LINE] = "SELECT line FROM records WHERE seq = ?1",
 	[MX_PRUNE_SESSIONS] = "DELETE FROM mx_sessions WHERE end < ?1",
 	/* Only slots whose records are out: an open one still waits for its readings. */
 	[MX_PRUNE_SLOTS] = "DELETE FROM mx_slots WHERE slot + 900 < ?1 AND sealed_to >= slot + 900 AND late_from IS NULL",
@@ -120,13 +120,14 @@ int64_t slot_of(int64_t t)
 	return t - (r < 0 ? r + SLOT_S : r);
 }
 
-sqlite3_stmt *mx(struct metrics *m, enum mx_stmt id)
+struct store_stmt *mx(struct metrics *m, enum mx_stmt id)
 {
-	sqlite3_stmt *s = m->st[id];
-	sqlite3_reset(s);
-	sqlite3_clear_bindings(s);
+	struct store_stmt *s = m->st[id];
+	stmt_reset(s);
 	return s;
 }
+
+static void metrics_undone(void *arg);
 
 struct metrics *metrics_new(struct buffer *b, const struct config *cfg)
 {
@@ -139,16 +140,20 @@ struct metrics *metrics_new(struct buffer *b, const struct config *cfg)
 		free(m);
 		return NULL;
 	}
-	buffer_lock(b);
-	/* Registered with the buffer: they follow it when its file is written back and reopened. */
+	/* The store's: they follow the buffer when its file is written back and reopened. */
 	for (int i = 0; i < MX__COUNT; i++) {
-		if (buffer_prepare(b, mx_sql[i], &m->st[i]) < 0) {
-			buffer_unlock(b);
+		if (stmt_prepare(b, mx_sql[i], &m->st[i]) < 0) {
 			metrics_free(m);
 			return NULL;
 		}
 	}
-	buffer_unlock(b);
+	/* A transaction undone takes what memory holds of it along, under the writer. */
+	if (buffer_on_undo(b, metrics_undone, m) < 0) {
+		metrics_free(m);
+		return NULL;
+	}
+	m->undo = true;
+	meter_open(m);
 	return m;
 }
 
@@ -156,29 +161,37 @@ void metrics_free(struct metrics *m)
 {
 	if (!m)
 		return;
+	if (m->undo)
+		buffer_undo_remove(m->buf, metrics_undone, m);
 	for (int i = 0; i < MX__COUNT; i++)
-		buffer_finalize(m->buf, &m->st[i]);
+		stmt_free(m->st[i]);
+	meter_close(m);
 	free(m->mem);
 	free(m);
 }
 
 void metrics_set_config(struct metrics *m, const struct config *cfg)
 {
-	buffer_lock(m->buf);
+	/* No lock: the daemon stops every source before a reload, so nobody is inside a
+	 * transaction that uses m meanwhile. */
 	m->cfg = cfg;
 	/* Instruments may come, go or move: read them again from the file, which holds it all. */
 	free(m->mem);
 	m->mem = NULL;
 	m->n_mem = 0;
-	buffer_unlock(m->buf);
+	meter_open(m); /* a meter may have come with the new config */
 }
 
 void metrics_forget(struct metrics *m)
 {
-	buffer_lock(m->buf);
 	for (size_t i = 0; i < m->n_mem; i++)
 		m->mem[i] = (struct inst_mem){ 0 };
-	buffer_unlock(m->buf);
+}
+
+/* The store's undo hook: called under the writer when a transaction is undone. */
+static void metrics_undone(void *arg)
+{
+	metrics_forget(arg);
 }
 
 /* ---- per-instrument state ---------------------------------------------------------- */
@@ -196,74 +209,45 @@ static struct inst_mem *mem_of(struct metrics *m, const struct instrument_cfg *i
 }
 
 /* The stored form: a version byte, a byte of flags, then 13 little-endian 8-byte values
- * (integers, and doubles by their bits). No parsing per reading, the same on every host. */
+ * (integers, and doubles by their bits). No parsing per reading, the same on every host.
+ * Version 2 appends a meter's state (hysteresis.c); version 1 is read as a meter never seen. */
 #define STATE_BLOB_V1 1
-#define STATE_BLOB_LEN (2 + 13 * 8)
+#define STATE_BLOB_V1_LEN (2 + 13 * 8)
+#define STATE_BLOB_V2 2
+#define STATE_BLOB_LEN (STATE_BLOB_V1_LEN + METER_BLOB_LEN)
 
 enum state_flag {
 	SF_RUN_HAVE = 1 << 0, SF_RUN_PENDING = 1 << 1, SF_SMP_HAVE = 1 << 2, SF_SMP_PENDING = 1 << 3,
 	SF_IU_KNOWN = 1 << 4, SF_IU = 1 << 5, SF_POLL_OK = 1 << 6,
 };
 
-static void put_u64(unsigned char **p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		(*p)[i] = (unsigned char)(v >> (8 * i));
-	*p += 8;
-}
-
-static uint64_t get_u64(const unsigned char **p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v |= (uint64_t)(*p)[i] << (8 * i);
-	*p += 8;
-	return v;
-}
-
-static void put_i64(unsigned char **p, int64_t v) { put_u64(p, (uint64_t)v); }
-static int64_t get_i64(const unsigned char **p) { return (int64_t)get_u64(p); }
-
-static void put_dbl(unsigned char **p, double d)
-{
-	uint64_t v;
-	memcpy(&v, &d, sizeof(v));
-	put_u64(p, v);
-}
-
-static double get_dbl(const unsigned char **p)
-{
-	uint64_t v = get_u64(p);
-	double d;
-	memcpy(&d, &v, sizeof(d));
-	return d;
-}
-
 static void state_to_blob(const struct inst_state *st, unsigned char out[STATE_BLOB_LEN])
 {
 	unsigned char *p = out + 2;
-	out[0] = STATE_BLOB_V1;
+	out[0] = STATE_BLOB_V2;
 	out[1] = (unsigned char)((st->run.have ? SF_RUN_HAVE : 0) | (st->run.pending ? SF_RUN_PENDING : 0) |
 				 (st->smp.have ? SF_SMP_HAVE : 0) | (st->smp.pending ? SF_SMP_PENDING : 0) |
 				 (st->iu_known ? SF_IU_KNOWN : 0) | (st->iu ? SF_IU : 0) |
 				 (st->poll_ok ? SF_POLL_OK : 0));
 	const struct counter_state *c[2] = { &st->run, &st->smp };
 	for (int i = 0; i < 2; i++) {
-		put_dbl(&p, c[i]->last);
-		put_i64(&p, c[i]->last_us);
-		put_dbl(&p, c[i]->pend_value);
-		put_i64(&p, c[i]->pend_us);
+		le64_put_dbl(&p, c[i]->last);
+		le64_put_i64(&p, c[i]->last_us);
+		le64_put_dbl(&p, c[i]->pend_value);
+		le64_put_i64(&p, c[i]->pend_us);
 	}
-	put_i64(&p, st->iu_us);
-	put_i64(&p, st->poll_us);
-	put_i64(&p, st->cov);
-	put_dbl(&p, st->run_carry);
-	put_dbl(&p, st->smp_carry);
+	le64_put_i64(&p, st->iu_us);
+	le64_put_i64(&p, st->poll_us);
+	le64_put_i64(&p, st->cov);
+	le64_put_dbl(&p, st->run_carry);
+	le64_put_dbl(&p, st->smp_carry);
+	meter_state_to_blob(&st->meter, p);
 }
 
 static int state_from_blob(const unsigned char *in, size_t len, struct inst_state *st)
 {
-	if (len != STATE_BLOB_LEN || in[0] != STATE_BLOB_V1)
+	if (!(len == STATE_BLOB_V1_LEN && in[0] == STATE_BLOB_V1) &&
+	    !(len == STATE_BLOB_LEN && in[0] == STATE_BLOB_V2))
 		return -EBADMSG;
 	const unsigned char *p = in + 2;
 	unsigned f = in[1];
@@ -276,16 +260,18 @@ static int state_from_blob(const unsigned char *in, size_t len, struct inst_stat
 	st->poll_ok = f & SF_POLL_OK;
 	struct counter_state *c[2] = { &st->run, &st->smp };
 	for (int i = 0; i < 2; i++) {
-		c[i]->last = get_dbl(&p);
-		c[i]->last_us = get_i64(&p);
-		c[i]->pend_value = get_dbl(&p);
-		c[i]->pend_us = get_i64(&p);
+		c[i]->last = le64_get_dbl(&p);
+		c[i]->last_us = le64_get_i64(&p);
+		c[i]->pend_value = le64_get_dbl(&p);
+		c[i]->pend_us = le64_get_i64(&p);
 	}
-	st->iu_us = get_i64(&p);
-	st->poll_us = get_i64(&p);
-	st->cov = get_i64(&p);
-	st->run_carry = get_dbl(&p);
-	st->smp_carry = get_dbl(&p);
+	st->iu_us = le64_get_i64(&p);
+	st->poll_us = le64_get_i64(&p);
+	st->cov = le64_get_i64(&p);
+	st->run_carry = le64_get_dbl(&p);
+	st->smp_carry = le64_get_dbl(&p);
+	if (in[0] == STATE_BLOB_V2)
+		meter_state_from_blob(p, &st->meter);
 	return 0;
 }
 
@@ -340,22 +326,31 @@ static int state_from_json(const char *text, struct inst_state *st, int64_t *rep
 	return 0;
 }
 
-/* The stored state of inst (zeros when none), and the repeats an old JSON row still holds. */
+/* The stored state of inst (zeros when none), and the repeats an old JSON row still holds:
+ * inside a transaction as it stands in it, outside one as committed (on a reader). */
 static int state_read(struct metrics *m, const char *inst, struct inst_state *st, int64_t *legacy_repeats)
 {
 	memset(st, 0, sizeof(*st));
 	*legacy_repeats = 0;
-	sqlite3_stmt *s = mx(m, MX_STATE_GET);
-	sqlite3_bind_text(s, 1, inst, -1, SQLITE_STATIC);
-	int rc = sqlite3_step(s);
-	if (rc == SQLITE_DONE)
+	struct store_stmt *s;
+	int r = stmt_read(m->buf, mx_sql[MX_STATE_GET], &s);
+	if (r < 0)
+		return r;
+	stmt_bind_text(s, 1, inst);
+	int rc = stmt_step(s);
+	if (rc == STMT_DONE) {
+		stmt_done(s);
 		return 0;
-	if (rc != SQLITE_ROW)
-		return buffer_sqlite_error(m->buf, rc, "reading metrics state");
-	int r = sqlite3_column_type(s, 0) == SQLITE_BLOB ?
-		state_from_blob(sqlite3_column_blob(s, 0), (size_t)sqlite3_column_bytes(s, 0), st) :
-		state_from_json((const char *)sqlite3_column_text(s, 0), st, legacy_repeats);
-	sqlite3_reset(s);
+	}
+	if (rc != STMT_ROW) {
+		r = stmt_error(s, rc, "reading metrics state");
+		stmt_done(s);
+		return r;
+	}
+	r = stmt_is_blob(s, 0) ?
+		state_from_blob(stmt_blob(s, 0), stmt_bytes(s, 0), st) :
+		state_from_json(stmt_text(s, 0), st, legacy_repeats);
+	stmt_done(s);
 	return r;
 }
 
@@ -381,21 +376,21 @@ int state_save(struct metrics *m, const struct instrument_cfg *ic)
 		return -EINVAL;
 	unsigned char blob[STATE_BLOB_LEN];
 	state_to_blob(&im->st, blob);
-	sqlite3_stmt *s = mx(m, MX_STATE_PUT);
-	sqlite3_bind_text(s, 1, ic->id, -1, SQLITE_STATIC);
-	sqlite3_bind_blob(s, 2, blob, sizeof(blob), SQLITE_STATIC);
-	int rc = sqlite3_step(s);
-	sqlite3_reset(s);
-	if (rc != SQLITE_DONE)
-		return buffer_sqlite_error(m->buf, rc, "writing metrics state");
+	struct store_stmt *s = mx(m, MX_STATE_PUT);
+	stmt_bind_text(s, 1, ic->id);
+	stmt_bind_blob(s, 2, blob, sizeof(blob));
+	int rc = stmt_step(s);
+	stmt_reset(s);
+	if (rc != STMT_DONE)
+		return stmt_error(s, rc, "writing metrics state");
 	if (im->legacy_repeats > 0) {
 		s = mx(m, MX_REPEATS_ADD);
-		sqlite3_bind_text(s, 1, ic->id, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(s, 2, im->legacy_repeats);
-		rc = sqlite3_step(s);
-		sqlite3_reset(s);
-		if (rc != SQLITE_DONE)
-			return buffer_sqlite_error(m->buf, rc, "moving repeats");
+		stmt_bind_text(s, 1, ic->id);
+		stmt_bind_int64(s, 2, im->legacy_repeats);
+		rc = stmt_step(s);
+		stmt_reset(s);
+		if (rc != STMT_DONE)
+			return stmt_error(s, rc, "moving repeats");
 		/* Rolled back with the rest: the cache is forgotten then, and read again. */
 		im->legacy_repeats = 0;
 	}
@@ -408,15 +403,15 @@ int frontier_get(struct metrics *m, const struct instrument_cfg *ic, bool *have,
 	if (!im)
 		return -ENOMEM;
 	if (!im->frontier_known) {
-		sqlite3_stmt *s = mx(m, MX_FRONTIER);
-		sqlite3_bind_text(s, 1, ic->id, -1, SQLITE_STATIC);
-		int rc = sqlite3_step(s);
+		struct store_stmt *s = mx(m, MX_FRONTIER);
+		stmt_bind_text(s, 1, ic->id);
+		int rc = stmt_step(s);
 		/* No sentinel value: a day before 1970 is negative, and must not read as "none". */
-		im->have_frontier = rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL;
-		im->frontier = im->have_frontier ? sqlite3_column_int64(s, 0) : 0;
-		sqlite3_reset(s);
-		if (rc != SQLITE_ROW)
-			return buffer_sqlite_error(m->buf, rc, "reading the newest daily record");
+		im->have_frontier = rc == STMT_ROW && !stmt_is_null(s, 0);
+		im->frontier = im->have_frontier ? stmt_int64(s, 0) : 0;
+		stmt_reset(s);
+		if (rc != STMT_ROW)
+			return stmt_error(s, rc, "reading the newest daily record");
 		im->frontier_known = true;
 	}
 	*have = im->have_frontier;
@@ -442,12 +437,12 @@ int mark_dirty_if_sealed(struct metrics *m, const struct instrument_cfg *ic, int
 		return r;
 	if (!have || day > frontier)
 		return 0; /* not sealed yet: it will be computed when it closes */
-	sqlite3_stmt *s = mx(m, MX_DIRTY_ADD);
-	sqlite3_bind_text(s, 1, ic->id, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, day);
-	int rc = sqlite3_step(s);
-	sqlite3_reset(s);
-	return rc == SQLITE_DONE ? 0 : buffer_sqlite_error(m->buf, rc, "marking a day");
+	struct store_stmt *s = mx(m, MX_DIRTY_ADD);
+	stmt_bind_text(s, 1, ic->id);
+	stmt_bind_int64(s, 2, day);
+	int rc = stmt_step(s);
+	stmt_reset(s);
+	return rc == STMT_DONE ? 0 : stmt_error(s, rc, "marking a day");
 }
 
 /* ---- readings ---------------------------------------------------------------------- */
@@ -553,9 +548,15 @@ int metrics_reading(struct metrics *m, const char *inst, const struct obs_readin
 					step.to_us)) < 0)
 				return r;
 		}
+		if ((r = meter_reading(m, ic, st, rd)) < 0)
+			return r;
 	}
 	st->poll_us = t_us;
 	st->poll_ok = rd->ok;
+	/* A meter's pending stretch may still count run time from its start: hold the slots. */
+	int64_t held = hyst_pending_since(&st->meter.hy, t_us, gap_us);
+	if (held > 0 && floor_s(held) < t)
+		t = floor_s(held);
 	if (t > st->cov)
 		st->cov = t;
 	return state_save(m, ic);
@@ -569,23 +570,23 @@ int metrics_session(struct metrics *m, int64_t seq, const char *inst, const stru
 	const struct instrument_cfg *ic = config_instrument(m->cfg, inst);
 	if (!ic)
 		return -EINVAL;
-	sqlite3_stmt *q = mx(m, MX_SESSION_PUT);
-	sqlite3_bind_int64(q, 1, seq);
-	sqlite3_bind_text(q, 2, inst, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(q, 3, s->start);
-	sqlite3_bind_int64(q, 4, s->end);
+	struct store_stmt *q = mx(m, MX_SESSION_PUT);
+	stmt_bind_int64(q, 1, seq);
+	stmt_bind_text(q, 2, inst);
+	stmt_bind_int64(q, 3, s->start);
+	stmt_bind_int64(q, 4, s->end);
 	if (s->user)
-		sqlite3_bind_text(q, 5, s->user, -1, SQLITE_STATIC);
-	sqlite3_bind_text(q, 6, s->org ? s->org : "", -1, SQLITE_STATIC);
-	sqlite3_bind_int(q, 7, external);
+		stmt_bind_text(q, 5, s->user);
+	stmt_bind_text(q, 6, s->org ? s->org : "");
+	stmt_bind_int64(q, 7, external);
 	if (s->samples >= 0)
-		sqlite3_bind_int64(q, 8, s->samples);
-	sqlite3_bind_int(q, 9, s->closed_auto);
-	sqlite3_bind_int(q, 10, s->manual);
-	int rc = sqlite3_step(q);
-	sqlite3_reset(q);
-	if (rc != SQLITE_DONE)
-		return buffer_sqlite_error(m->buf, rc, "storing a session");
+		stmt_bind_int64(q, 8, s->samples);
+	stmt_bind_int64(q, 9, s->closed_auto);
+	stmt_bind_int64(q, 10, s->manual);
+	int rc = stmt_step(q);
+	stmt_reset(q);
+	if (rc != STMT_DONE)
+		return stmt_error(q, rc, "storing a session");
 	for (int64_t day = time_day_start(s->start); day < s->end; day = time_next_day(day)) {
 		int r = mark_dirty_if_sealed(m, ic, day);
 		if (r < 0)
@@ -596,44 +597,47 @@ int metrics_session(struct metrics *m, int64_t seq, const char *inst, const stru
 
 int metrics_session_repeat(struct metrics *m, const char *inst, const struct obs_session *s)
 {
-	sqlite3_stmt *q = mx(m, MX_SESSION_SAME);
-	sqlite3_bind_text(q, 1, inst, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(q, 2, s->start);
-	sqlite3_bind_int64(q, 3, s->end);
+	struct store_stmt *q = mx(m, MX_SESSION_SAME);
+	stmt_bind_text(q, 1, inst);
+	stmt_bind_int64(q, 2, s->start);
+	stmt_bind_int64(q, 3, s->end);
 	if (s->user)
-		sqlite3_bind_text(q, 4, s->user, -1, SQLITE_STATIC);
-	int rc = sqlite3_step(q);
-	sqlite3_reset(q);
-	if (rc == SQLITE_DONE)
+		stmt_bind_text(q, 4, s->user);
+	int rc = stmt_step(q);
+	stmt_reset(q);
+	if (rc == STMT_DONE)
 		return 0;
-	if (rc != SQLITE_ROW)
-		return buffer_sqlite_error(m->buf, rc, "looking for the same session");
+	if (rc != STMT_ROW)
+		return stmt_error(q, rc, "looking for the same session");
 	q = mx(m, MX_REPEATS_ADD);
-	sqlite3_bind_text(q, 1, inst, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(q, 2, 1);
-	rc = sqlite3_step(q);
-	sqlite3_reset(q);
-	return rc == SQLITE_DONE ? 1 : buffer_sqlite_error(m->buf, rc, "counting a repeat");
+	stmt_bind_text(q, 1, inst);
+	stmt_bind_int64(q, 2, 1);
+	rc = stmt_step(q);
+	stmt_reset(q);
+	return rc == STMT_DONE ? 1 : stmt_error(q, rc, "counting a repeat");
 }
 
 int64_t metrics_sessions_repeated(struct metrics *m, const char *inst)
 {
-	/* From the file, not from memory: `record` counts repeats beside a running daemon. */
-	buffer_lock(m->buf);
+	/* From the file, not from memory: `record` counts repeats beside a running daemon. One
+	 * snapshot (a reader's, or the caller's transaction) for both rows. */
+	int r = buffer_read_begin(m->buf);
+	if (r < 0)
+		return r;
 	struct inst_state st;
 	int64_t legacy = 0, n = 0;
-	int r = state_read(m, inst, &st, &legacy);
-	if (r == 0) {
-		sqlite3_stmt *s = mx(m, MX_REPEATS_GET);
-		sqlite3_bind_text(s, 1, inst, -1, SQLITE_STATIC);
-		int rc = sqlite3_step(s);
-		if (rc == SQLITE_ROW)
-			n = sqlite3_column_int64(s, 0);
-		else if (rc != SQLITE_DONE)
-			r = buffer_sqlite_error(m->buf, rc, "reading repeats");
-		sqlite3_reset(s);
+	struct store_stmt *s = NULL;
+	if ((r = state_read(m, inst, &st, &legacy)) == 0 &&
+	    (r = stmt_read(m->buf, mx_sql[MX_REPEATS_GET], &s)) == 0) {
+		stmt_bind_text(s, 1, inst);
+		int rc = stmt_step(s);
+		if (rc == STMT_ROW)
+			n = stmt_int64(s, 0);
+		else if (rc != STMT_DONE)
+			r = stmt_error(s, rc, "reading repeats");
+		stmt_done(s);
 	}
-	buffer_unlock(m->buf);
+	buffer_read_end(m->buf);
 	return r < 0 ? r : sat_add(n, legacy);
 }
 
@@ -700,13 +704,15 @@ int metrics_prune(struct metrics *m, int64_t before)
 		return r;
 	static const enum mx_stmt order[] = { MX_PRUNE_SESSIONS, MX_PRUNE_SLOTS, MX_PRUNE_DAILY };
 	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]) && r == 0; i++) {
-		sqlite3_stmt *s = mx(m, order[i]);
-		sqlite3_bind_int64(s, 1, before);
-		int rc = sqlite3_step(s);
-		sqlite3_reset(s);
-		if (rc != SQLITE_DONE)
-			r = buffer_sqlite_error(m->buf, rc, "pruning metrics");
+		struct store_stmt *s = mx(m, order[i]);
+		stmt_bind_int64(s, 1, before);
+		int rc = stmt_step(s);
+		stmt_reset(s);
+		if (rc != STMT_DONE)
+			r = stmt_error(s, rc, "pruning metrics");
 	}
+	if (r == 0)
+		r = meter_prune(m, before);
 	/* The newest daily of each instrument stays, so the frontiers held in memory do too. */
 	return finish(m, r);
 }
@@ -716,10 +722,10 @@ double metrics_run_hours_total(struct metrics *m, const char *inst)
 	const struct instrument_cfg *ic = config_instrument(m->cfg, inst);
 	if (!ic || !ic->modbus.run_counter.present)
 		return -1;
-	struct inst_state *st;
-	buffer_lock(m->buf);
-	int r = state_get(m, ic, &st);
-	double h = r == 0 && st->run.have ? st->run.last * ic->modbus.run_counter.scale : -1;
-	buffer_unlock(m->buf);
-	return h;
+	/* As committed (memory is the same outside a transaction), without touching memory
+	 * another thread's transaction may be changing. */
+	struct inst_state st;
+	int64_t legacy = 0;
+	int r = state_read(m, inst, &st, &legacy);
+	return r == 0 && st.run.have ? st.run.last * ic->modbus.run_counter.scale : -1;
 }

@@ -1,8 +1,8 @@
 /* metrics.h — turns observations into the figures of SPEC §4: run time per 15-minute slot
  * (sealed as `run` records), sessions kept for daily unions, and `daily` records per
  * instrument and closed local day, revised when late data changes a day. Each instrument's
- * state is held in memory and written in the transaction of what it produced; calls are made
- * inside the caller's transaction or under buffer_lock. */
+ * state is held in memory and written in the transaction of what it produced; calls that
+ * write are made inside the caller's transaction, reads for status on a reader. */
 #ifndef LABSHARE_METRICS_H
 #define LABSHARE_METRICS_H
 
@@ -32,6 +32,7 @@ extern const struct store_schema metrics_schema;
 /* NULL on failure, logged; also on a READONLY buffer whose file has no metrics tables. */
 struct metrics *metrics_new(struct buffer *b, const struct config *cfg);
 void metrics_free(struct metrics *m);
+/* While no other thread uses m (the daemon stops its sources for a reload). */
 void metrics_set_config(struct metrics *m, const struct config *cfg);
 
 /* Inside the caller's transaction. */
@@ -44,7 +45,8 @@ int metrics_reading(struct metrics *m, const char *instrument, const struct obs_
  * metrics_prune (keep_acked_days), which bounds both the table and how far back a repeat is
  * recognised. */
 int metrics_session_repeat(struct metrics *m, const char *instrument, const struct obs_session *s);
-/* How many repeated sessions of the instrument were not sealed (for status), or -errno. */
+/* How many repeated sessions of the instrument were not sealed (for status), or -errno: as
+ * committed (on a reader), or inside the caller's transaction as it stands there. */
 int64_t metrics_sessions_repeated(struct metrics *m, const char *instrument);
 
 /* Seal run records of closed slots and daily records of closed days (own transaction).
@@ -61,11 +63,13 @@ int metrics_day(struct metrics *m, const char *instrument, int64_t day_start,
  * days' records are sealed, and pruned with the chain. Own transaction; 0 or -errno. */
 int metrics_prune(struct metrics *m, int64_t before);
 
-/* What memory holds of the instruments' state is read again from the file at next use: call
- * it when a transaction that went through metrics was rolled back or failed to commit. */
+/* What memory holds of the instruments' state is read again from the file at next use. Done
+ * by the store itself under the writer whenever a transaction is undone (buffer_on_undo);
+ * call it only inside the transaction. */
 void metrics_forget(struct metrics *m);
 
-/* Run hours counted so far for status (the run counter's last value × scale), < 0 unknown. */
+/* Run hours counted so far for status (the run counter's last value × scale) as committed,
+ * < 0 unknown. */
 double metrics_run_hours_total(struct metrics *m, const char *instrument);
 
 #endif

@@ -9,7 +9,6 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -70,20 +69,20 @@ int metrics_day(struct metrics *m, const char *inst, int64_t day, struct daily_f
 	int64_t end = time_next_day(day);
 	memset(f, 0, sizeof(*f));
 
-	sqlite3_stmt *s = mx(m, MX_DAY_SUMS);
-	sqlite3_bind_text(s, 1, inst, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, day);
-	sqlite3_bind_int64(s, 3, end);
+	struct store_stmt *s = mx(m, MX_DAY_SUMS);
+	stmt_bind_text(s, 1, inst);
+	stmt_bind_int64(s, 2, day);
+	stmt_bind_int64(s, 3, end);
 	int64_t run_sealed = 0, smp_sealed = 0, offline = 0;
-	int rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
-		run_sealed = sat_from_double(sqlite3_column_double(s, 0));
-		smp_sealed = sat_from_double(sqlite3_column_double(s, 1));
-		offline = sat_from_double(sqlite3_column_double(s, 2));
+	int rc = stmt_step(s);
+	if (rc == STMT_ROW) {
+		run_sealed = sat_from_double(stmt_double(s, 0));
+		smp_sealed = sat_from_double(stmt_double(s, 1));
+		offline = sat_from_double(stmt_double(s, 2));
 	}
-	sqlite3_reset(s);
-	if (rc != SQLITE_ROW)
-		return buffer_sqlite_error(m->buf, rc, "summing a day");
+	stmt_reset(s);
+	if (rc != STMT_ROW)
+		return stmt_error(s, rc, "summing a day");
 
 	size_t cap = 64, n = 0, ne = 0, np = 0;
 	struct span *all = malloc(cap * sizeof(*all)), *ext = malloc(cap * sizeof(*ext));
@@ -95,12 +94,12 @@ int metrics_day(struct metrics *m, const char *inst, int64_t day, struct daily_f
 		goto out;
 	}
 	s = mx(m, MX_DAY_SESSIONS);
-	sqlite3_bind_text(s, 1, inst, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, day);
-	sqlite3_bind_int64(s, 3, end);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		int64_t a = sqlite3_column_int64(s, 0), b = sqlite3_column_int64(s, 1);
-		bool external = sqlite3_column_int(s, 2);
+	stmt_bind_text(s, 1, inst);
+	stmt_bind_int64(s, 2, day);
+	stmt_bind_int64(s, 3, end);
+	while ((rc = stmt_step(s)) == STMT_ROW) {
+		int64_t a = stmt_int64(s, 0), b = stmt_int64(s, 1);
+		bool external = stmt_int(s, 2);
 		if (n == cap) {
 			cap *= 2;
 			struct span *na = realloc(all, cap * sizeof(*all));
@@ -123,21 +122,21 @@ int metrics_day(struct metrics *m, const char *inst, int64_t day, struct daily_f
 			ext[ne++] = clip;
 		if (a >= day) { /* counts and users go to the day a session starts */
 			f->sessions = sat_add(f->sessions, 1);
-			if (sqlite3_column_type(s, 5) != SQLITE_NULL)
-				session_samples = sat_add(session_samples, sqlite3_column_int64(s, 5));
+			if (!stmt_is_null(s, 5))
+				session_samples = sat_add(session_samples, stmt_int64(s, 5));
 			if (external) {
 				f->external_sessions = sat_add(f->external_sessions, 1);
-				const char *u = (const char *)sqlite3_column_text(s, 3);
-				const char *o = (const char *)sqlite3_column_text(s, 4);
+				const char *u = stmt_text(s, 3);
+				const char *o = stmt_text(s, 4);
 				pairs[np].user = strdup(u ? u : "");
 				pairs[np].org = strdup(o ? o : "");
 				np++;
 			}
 		}
 	}
-	sqlite3_reset(s);
-	if (ret == 0 && rc != SQLITE_DONE)
-		ret = buffer_sqlite_error(m->buf, rc, "reading a day's sessions");
+	stmt_reset(s);
+	if (ret == 0 && rc != STMT_DONE)
+		ret = stmt_error(s, rc, "reading a day's sessions");
 	if (ret < 0)
 		goto out;
 
@@ -148,7 +147,8 @@ int metrics_day(struct metrics *m, const char *inst, int64_t day, struct daily_f
 	for (size_t i = 0; i < np; i++)
 		if (i == 0 || cmp_pair(&pairs[i - 1], &pairs[i]) != 0)
 			f->external_users = sat_add(f->external_users, 1);
-	bool run_source = ic->modbus.present && (ic->modbus.run_counter.present || ic->modbus.in_use.present);
+	bool run_source = ic->modbus.present && (ic->modbus.run_counter.present || ic->modbus.in_use.present ||
+						 ic->modbus.hyst.present);
 	f->effective_s = run_source ? run_sealed : f->service_s;
 	f->samples = ic->modbus.present && ic->modbus.samples_counter.present ? smp_sealed : session_samples;
 	f->unattributed_s = f->effective_s > f->service_s ? f->effective_s - f->service_s : 0;
@@ -172,14 +172,14 @@ out:
  * stands for "none": any int64_t is a time, before 1970 too. */
 static bool query_i64(struct metrics *m, enum mx_stmt id, const char *inst, int64_t *v)
 {
-	sqlite3_stmt *s = mx(m, id);
-	sqlite3_bind_text(s, 1, inst, -1, SQLITE_STATIC);
+	struct store_stmt *s = mx(m, id);
+	stmt_bind_text(s, 1, inst);
 	bool have = false;
-	if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL) {
-		*v = sqlite3_column_int64(s, 0);
+	if (stmt_step(s) == STMT_ROW && !stmt_is_null(s, 0)) {
+		*v = stmt_int64(s, 0);
 		have = true;
 	}
-	sqlite3_reset(s);
+	stmt_reset(s);
 	return have;
 }
 
@@ -213,23 +213,20 @@ static int seal_day(struct metrics *m, const struct instrument_cfg *ic, int64_t 
 	if (r < 0)
 		return r;
 	int revision = 1;
-	sqlite3_stmt *s = mx(m, MX_DAILY_GET);
-	sqlite3_bind_text(s, 1, inst, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, day);
-	if (sqlite3_step(s) == SQLITE_ROW) {
-		revision = sqlite3_column_int(s, 0) + 1;
-		int64_t prev_seq = sqlite3_column_int64(s, 1);
-		sqlite3_reset(s);
-		sqlite3_stmt *l = mx(m, MX_RECORD_LINE);
-		sqlite3_bind_int64(l, 1, prev_seq);
-		bool same = false;
-		if (sqlite3_step(l) == SQLITE_ROW)
-			same = same_figures((const char *)sqlite3_column_text(l, 0), &f);
-		sqlite3_reset(l);
+	struct store_stmt *s = mx(m, MX_DAILY_GET);
+	stmt_bind_text(s, 1, inst);
+	stmt_bind_int64(s, 2, day);
+	if (stmt_step(s) == STMT_ROW) {
+		revision = stmt_int(s, 0) + 1;
+		int64_t prev_seq = stmt_int64(s, 1);
+		stmt_reset(s);
+		struct stored_record rec = { 0 };
+		bool same = buffer_get_record(m->buf, prev_seq, &rec) == 0 && same_figures(rec.line, &f);
+		buffer_record_clear(&rec);
 		if (same)
 			return 0;
 	}
-	sqlite3_reset(s);
+	stmt_reset(s);
 	char date[DATE_LEN];
 	time_date(day, date);
 	int64_t seq = record_daily(m->buf, inst, date, revision, &f);
@@ -237,15 +234,15 @@ static int seal_day(struct metrics *m, const struct instrument_cfg *ic, int64_t 
 		return (int)seq;
 	(*sealed)++;
 	s = mx(m, MX_DAILY_PUT);
-	sqlite3_bind_text(s, 1, inst, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, day);
-	sqlite3_bind_text(s, 3, date, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int(s, 4, revision);
-	sqlite3_bind_int64(s, 5, seq);
-	int rc = sqlite3_step(s);
-	sqlite3_reset(s);
-	if (rc != SQLITE_DONE)
-		return buffer_sqlite_error(m->buf, rc, "storing a daily record");
+	stmt_bind_text(s, 1, inst);
+	stmt_bind_int64(s, 2, day);
+	stmt_bind_text(s, 3, date);
+	stmt_bind_int64(s, 4, revision);
+	stmt_bind_int64(s, 5, seq);
+	int rc = stmt_step(s);
+	stmt_reset(s);
+	if (rc != STMT_DONE)
+		return stmt_error(s, rc, "storing a daily record");
 	frontier_set(m, ic, day);
 	return 0;
 }
@@ -263,22 +260,22 @@ int seal_days(struct metrics *m, const struct instrument_cfg *ic, int64_t now, b
 	/* Days already sealed that late data touched. */
 	int64_t dirty[64];
 	size_t nd = 0;
-	sqlite3_stmt *s = mx(m, MX_DIRTY_LIST);
-	sqlite3_bind_text(s, 1, ic->id, -1, SQLITE_STATIC);
-	while (redo_dirty && nd < 64 && sqlite3_step(s) == SQLITE_ROW)
-		dirty[nd++] = sqlite3_column_int64(s, 0);
-	sqlite3_reset(s);
+	struct store_stmt *s = mx(m, MX_DIRTY_LIST);
+	stmt_bind_text(s, 1, ic->id);
+	while (redo_dirty && nd < 64 && stmt_step(s) == STMT_ROW)
+		dirty[nd++] = stmt_int64(s, 0);
+	stmt_reset(s);
 	for (size_t i = 0; i < nd && r == 0; i++) {
 		if ((r = seal_day(m, ic, dirty[i], sealed)) < 0)
 			break;
 		m->redone++;
 		s = mx(m, MX_DIRTY_DEL);
-		sqlite3_bind_text(s, 1, ic->id, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(s, 2, dirty[i]);
-		int rc = sqlite3_step(s);
-		sqlite3_reset(s);
-		if (rc != SQLITE_DONE)
-			r = buffer_sqlite_error(m->buf, rc, "clearing a day");
+		stmt_bind_text(s, 1, ic->id);
+		stmt_bind_int64(s, 2, dirty[i]);
+		int rc = stmt_step(s);
+		stmt_reset(s);
+		if (rc != STMT_DONE)
+			r = stmt_error(s, rc, "clearing a day");
 	}
 	if (r < 0)
 		return r;

@@ -4,9 +4,10 @@
 #define LABSHARE_METRICS_PRIV_H
 
 #include "counter.h"
+#include "hysteresis.h"
 #include "metrics.h"
+#include "stmt.h"
 
-#include <sqlite3.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -17,7 +18,7 @@ enum mx_stmt {
 	MX_STATE_GET, MX_STATE_PUT, MX_REPEATS_ADD, MX_REPEATS_GET, MX_SLOT_ADD, MX_SLOT_LATE,
 	MX_SLOTS_DUE, MX_SLOT_SEALED, MX_SLOT_OPEN, MX_DAY_SUMS, MX_SESSION_PUT, MX_DAY_SESSIONS,
 	MX_FRONTIER, MX_FIRST_SLOT, MX_FIRST_SESSION, MX_DAILY_GET, MX_DAILY_PUT, MX_DIRTY_ADD,
-	MX_DIRTY_LIST, MX_DIRTY_DEL, MX_RECORD_LINE, MX_PRUNE_SESSIONS, MX_PRUNE_SLOTS,
+	MX_DIRTY_LIST, MX_DIRTY_DEL, MX_PRUNE_SESSIONS, MX_PRUNE_SLOTS,
 	MX_PRUNE_DAILY, MX_SESSION_SAME, MX__COUNT
 };
 
@@ -31,6 +32,7 @@ struct inst_state {
 	bool poll_ok;
 	int64_t cov;            /* coverage: readings are in up to here (seconds) */
 	double run_carry, smp_carry;
+	struct meter_state meter; /* a metered instrument (hysteresis.c) */
 };
 
 /* One instrument of the config, as the core holds it between transactions. */
@@ -46,10 +48,12 @@ struct inst_mem {
 struct metrics {
 	struct buffer *buf;
 	const struct config *cfg;
-	sqlite3_stmt *st[MX__COUNT];
+	struct store_stmt *st[MX__COUNT];
+	bool undo;              /* registered with the buffer's undo hooks */
 	/* Indexed like cfg->instruments; dropped on a reload and when a transaction is undone. */
 	struct inst_mem *mem;
 	size_t n_mem;
+	struct store_stmt *meter_st[3]; /* a meter's energy per slot (hysteresis.c); NULL: none */
 	/* Once days a late line changed were sealed again, the next such pass waits a grace
 	 * (upload interval): not before this wall time. A log read from far behind touches the
 	 * same days all the time, and each pass reads every session of each such day again
@@ -59,7 +63,7 @@ struct metrics {
 };
 
 /* The statement, reset and unbound. */
-sqlite3_stmt *mx(struct metrics *m, enum mx_stmt id);
+struct store_stmt *mx(struct metrics *m, enum mx_stmt id);
 
 /* The instrument's state, read from the file at first use and held in memory after; change it
  * in place, then state_save inside the same transaction (a rollback must metrics_forget).
@@ -81,7 +85,7 @@ int64_t floor_s(int64_t us);
 int64_t slot_of(int64_t t);
 
 /* metrics_slots.c */
-enum amount { AMT_RUN, AMT_SAMPLES, AMT_OFFLINE };
+enum amount { AMT_RUN, AMT_SAMPLES, AMT_OFFLINE, AMT_ENERGY };
 /* Spread `amount` evenly over [from_us, to_us] into the slots it covers. */
 int spread(struct metrics *m, const struct instrument_cfg *ic, enum amount what, double amount,
 	   int64_t from_us, int64_t to_us);

@@ -9,36 +9,37 @@
 
 #include <errno.h>
 #include <math.h>
-#include <sqlite3.h>
 #include <stdlib.h>
 
 static int slot_add(struct metrics *m, const struct instrument_cfg *ic, int64_t slot, enum amount what, double v,
 		    int64_t ov_from, int64_t ov_to)
 {
-	sqlite3_stmt *s = mx(m, MX_SLOT_ADD);
-	sqlite3_bind_text(s, 1, ic->id, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, slot);
-	sqlite3_bind_double(s, 3, what == AMT_RUN ? v : 0);
-	sqlite3_bind_double(s, 4, what == AMT_SAMPLES ? v : 0);
-	sqlite3_bind_double(s, 5, what == AMT_OFFLINE ? v : 0);
-	int rc = sqlite3_step(s);
-	int64_t sealed_to = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
-	if (rc == SQLITE_ROW)
-		rc = sqlite3_step(s);
-	sqlite3_reset(s);
-	if (rc != SQLITE_DONE)
-		return buffer_sqlite_error(m->buf, rc, "adding to a slot");
+	struct store_stmt *s = mx(m, MX_SLOT_ADD);
+	stmt_bind_text(s, 1, ic->id);
+	stmt_bind_int64(s, 2, slot);
+	stmt_bind_double(s, 3, what == AMT_RUN ? v : 0);
+	stmt_bind_double(s, 4, what == AMT_SAMPLES ? v : 0);
+	stmt_bind_double(s, 5, what == AMT_OFFLINE ? v : 0);
+	int rc = stmt_step(s);
+	int64_t sealed_to = rc == STMT_ROW ? stmt_int64(s, 0) : 0;
+	if (rc == STMT_ROW)
+		rc = stmt_step(s);
+	stmt_reset(s);
+	if (rc != STMT_DONE)
+		return stmt_error(s, rc, "adding to a slot");
+	if (what == AMT_ENERGY && (rc = meter_slot_add(m, ic, slot, v)) < 0)
+		return rc;
 	if (what != AMT_OFFLINE && sealed_to >= slot + SLOT_S) {
 		/* The slot's record is out: what arrives now follows in a record of its own. */
 		s = mx(m, MX_SLOT_LATE);
-		sqlite3_bind_text(s, 1, ic->id, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(s, 2, slot);
-		sqlite3_bind_int64(s, 3, ov_from);
-		sqlite3_bind_int64(s, 4, ov_to);
-		rc = sqlite3_step(s);
-		sqlite3_reset(s);
-		if (rc != SQLITE_DONE)
-			return buffer_sqlite_error(m->buf, rc, "marking a late slot");
+		stmt_bind_text(s, 1, ic->id);
+		stmt_bind_int64(s, 2, slot);
+		stmt_bind_int64(s, 3, ov_from);
+		stmt_bind_int64(s, 4, ov_to);
+		rc = stmt_step(s);
+		stmt_reset(s);
+		if (rc != STMT_DONE)
+			return stmt_error(s, rc, "marking a late slot");
 	}
 	return mark_dirty_if_sealed(m, ic, time_day_start(slot));
 }
@@ -101,22 +102,29 @@ static int seal_slot_part(struct metrics *m, const struct instrument_cfg *ic, st
 {
 	int64_t n_run = take_whole(run - run_done, &st->run_carry);
 	int64_t n_smp = take_whole(smp - smp_done, &st->smp_carry);
-	bool smp_source = ic->modbus.samples_counter.present;
-	if (n_run > 0 || n_smp > 0) {
-		int64_t seq = record_run(m->buf, ic->id, from, to, n_run, smp_source ? n_smp : -1);
+	bool smp_source = ic->modbus.samples_counter.present, meter = ic->modbus.energy.present;
+	/* A meter's energy in whole Wh, the rest carried like run time's fractions. */
+	double kwh = 0;
+	int r = meter ? meter_slot_take(m, ic, slot, &kwh) : 0;
+	if (r < 0)
+		return r;
+	int64_t n_wh = take_whole(kwh * 1000.0, &st->meter.nrg_carry);
+	if (n_run > 0 || n_smp > 0 || (meter && n_wh > 0)) {
+		int64_t seq = record_run(m->buf, ic->id, from, to, n_run, smp_source ? n_smp : -1,
+					 meter ? (double)n_wh / 1000.0 : -1);
 		if (seq < 0)
 			return (int)seq;
 		(*sealed)++;
 	}
-	sqlite3_stmt *s = mx(m, MX_SLOT_SEALED);
-	sqlite3_bind_text(s, 1, ic->id, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, slot);
-	sqlite3_bind_int64(s, 3, n_run);
-	sqlite3_bind_int64(s, 4, n_smp);
-	sqlite3_bind_int64(s, 5, to);
-	int rc = sqlite3_step(s);
-	sqlite3_reset(s);
-	return rc == SQLITE_DONE ? 0 : buffer_sqlite_error(m->buf, rc, "sealing a slot");
+	struct store_stmt *s = mx(m, MX_SLOT_SEALED);
+	stmt_bind_text(s, 1, ic->id);
+	stmt_bind_int64(s, 2, slot);
+	stmt_bind_int64(s, 3, n_run);
+	stmt_bind_int64(s, 4, n_smp);
+	stmt_bind_int64(s, 5, to);
+	int rc = stmt_step(s);
+	stmt_reset(s);
+	return rc == STMT_DONE ? 0 : stmt_error(s, rc, "sealing a slot");
 }
 
 int seal_slots(struct metrics *m, const struct instrument_cfg *ic, int *sealed)
@@ -132,36 +140,36 @@ int seal_slots(struct metrics *m, const struct instrument_cfg *ic, int *sealed)
 		bool late;
 	} *due = NULL;
 	size_t n = 0, cap = 0;
-	sqlite3_stmt *s = mx(m, MX_SLOTS_DUE);
-	sqlite3_bind_text(s, 1, ic->id, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, st->cov);
+	struct store_stmt *s = mx(m, MX_SLOTS_DUE);
+	stmt_bind_text(s, 1, ic->id);
+	stmt_bind_int64(s, 2, st->cov);
 	int rc;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+	while ((rc = stmt_step(s)) == STMT_ROW) {
 		if (n == cap) {
 			cap = cap ? cap * 2 : 64;
 			struct due *nd = realloc(due, cap * sizeof(*due));
 			if (!nd) {
 				free(due);
-				sqlite3_reset(s);
+				stmt_reset(s);
 				return -ENOMEM;
 			}
 			due = nd;
 		}
 		struct due *d = &due[n++];
-		d->slot = sqlite3_column_int64(s, 0);
-		d->run = sqlite3_column_double(s, 1);
-		d->run_done = sqlite3_column_double(s, 2);
-		d->smp = sqlite3_column_double(s, 3);
-		d->smp_done = sqlite3_column_double(s, 4);
-		d->sealed_to = sqlite3_column_int64(s, 5);
-		d->late = sqlite3_column_type(s, 6) != SQLITE_NULL;
-		d->late_from = sqlite3_column_int64(s, 6);
-		d->late_to = sqlite3_column_int64(s, 7);
+		d->slot = stmt_int64(s, 0);
+		d->run = stmt_double(s, 1);
+		d->run_done = stmt_double(s, 2);
+		d->smp = stmt_double(s, 3);
+		d->smp_done = stmt_double(s, 4);
+		d->sealed_to = stmt_int64(s, 5);
+		d->late = !stmt_is_null(s, 6);
+		d->late_from = stmt_int64(s, 6);
+		d->late_to = stmt_int64(s, 7);
 	}
-	sqlite3_reset(s);
-	if (rc != SQLITE_DONE) {
+	stmt_reset(s);
+	if (rc != STMT_DONE) {
 		free(due);
-		return buffer_sqlite_error(m->buf, rc, "reading due slots");
+		return stmt_error(s, rc, "reading due slots");
 	}
 	if (n == 0) {
 		free(due);
@@ -192,17 +200,17 @@ int seal_open_slot(struct metrics *m, const struct instrument_cfg *ic, int64_t n
 	if (r < 0)
 		return r;
 	int64_t slot = slot_of(now);
-	sqlite3_stmt *s = mx(m, MX_SLOT_OPEN);
-	sqlite3_bind_text(s, 1, ic->id, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, slot);
-	if (sqlite3_step(s) != SQLITE_ROW) {
-		sqlite3_reset(s);
+	struct store_stmt *s = mx(m, MX_SLOT_OPEN);
+	stmt_bind_text(s, 1, ic->id);
+	stmt_bind_int64(s, 2, slot);
+	if (stmt_step(s) != STMT_ROW) {
+		stmt_reset(s);
 		return 0;
 	}
-	double run = sqlite3_column_double(s, 1), run_done = sqlite3_column_double(s, 2);
-	double smp = sqlite3_column_double(s, 3), smp_done = sqlite3_column_double(s, 4);
-	int64_t sealed_to = sqlite3_column_int64(s, 5);
-	sqlite3_reset(s);
+	double run = stmt_double(s, 1), run_done = stmt_double(s, 2);
+	double smp = stmt_double(s, 3), smp_done = stmt_double(s, 4);
+	int64_t sealed_to = stmt_int64(s, 5);
+	stmt_reset(s);
 	int64_t from = sealed_to > slot ? sealed_to : slot;
 	if (now <= from)
 		return 0;

@@ -7,18 +7,18 @@
 #include "metrics.h"
 #include "metrics_priv.h"
 #include "schema.h"
+#include "stmt.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <sqlite3.h>
 #include <string.h>
 
 enum { PS_DAYS, PS_USERS, PS_KINDS, PS__COUNT };
 
 static const char *const ps_sql[PS__COUNT] = {
 	/* mx_daily points at the latest revision of each day sealed. */
-	[PS_DAYS] = "SELECT r.line FROM mx_daily d JOIN records r ON r.seq = d.seq"
-		    " WHERE d.instrument = ?1 AND d.day >= ?2 AND d.day < ?3 ORDER BY d.day",
+	[PS_DAYS] = "SELECT seq FROM mx_daily"
+		    " WHERE instrument = ?1 AND day >= ?2 AND day < ?3 ORDER BY day",
 	[PS_USERS] = "SELECT COUNT(*) FROM (SELECT DISTINCT COALESCE(user, ''), COALESCE(org, '')"
 		     " FROM mx_sessions WHERE instrument = ?1 AND external = 1 AND start >= ?2 AND start < ?3)",
 	/* TOTAL, not SUM: SUM stops with an error when integers overflow. */
@@ -57,111 +57,68 @@ static void add_day(struct period_sums *p, const cJSON *d)
 	p->days_sealed = sat_add(p->days_sealed, 1);
 }
 
-static int sum_days(struct buffer *b, sqlite3_stmt *s, struct period_sums *out,
+/* The days' sealed lines come from the store (its records table is its own), in the same
+ * snapshot as the seqs that point at them. */
+static int sum_days(struct buffer *b, struct store_stmt *s, struct period_sums *out,
 		    int (*day)(const char *line, size_t len, void *arg), void *arg)
 {
 	int rc, r = 0;
-	while (r == 0 && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-		const char *line = (const char *)sqlite3_column_text(s, 0);
-		size_t len = (size_t)sqlite3_column_bytes(s, 0);
-		cJSON *d = line ? cJSON_ParseWithLength(line, len) : NULL;
-		if (!d)
-			continue; /* sealed by this agent, so never; verify says so if it happens */
-		add_day(out, d);
-		cJSON_Delete(d);
-		if (day)
-			r = day(line, len, arg);
+	while (r == 0 && (rc = stmt_step(s)) == STMT_ROW) {
+		struct stored_record rec = { 0 };
+		int g = buffer_get_record(b, stmt_int64(s, 0), &rec);
+		if (g == -ENOENT)
+			continue; /* pruned with its day's row kept: nothing to add */
+		if (g < 0) {
+			r = g;
+			break;
+		}
+		cJSON *d = cJSON_ParseWithLength(rec.line, rec.line_len);
+		if (d) { /* sealed by this agent, so always; verify says so if not */
+			add_day(out, d);
+			cJSON_Delete(d);
+			if (day)
+				r = day(rec.line, rec.line_len, arg);
+		}
+		buffer_record_clear(&rec);
 	}
-	if (r == 0 && rc != SQLITE_DONE)
-		r = buffer_sqlite_error(b, rc, "summing a period's days");
+	if (r == 0 && rc != STMT_DONE)
+		r = stmt_error(s, rc, "summing a period's days");
 	return r;
 }
 
-/* The three statements over one snapshot, however they were prepared. */
-static int run_sums(struct buffer *b, sqlite3_stmt *const st[PS__COUNT], const char *instrument,
-		    int64_t from_day, int64_t end_day, struct period_sums *out,
-		    int (*day)(const char *line, size_t len, void *arg), void *arg)
+/* The three statements over one snapshot: the caller's transaction (its own pending days
+ * too), else a reader's (committed days only, sealing goes on meanwhile), so a day sealed
+ * meanwhile is counted in all three or none. */
+static int run_sums(struct buffer *b, const char *instrument, int64_t from_day, int64_t end_day,
+		    struct period_sums *out, int (*day)(const char *line, size_t len, void *arg), void *arg)
 {
-	int r = 0;
+	int r = buffer_read_begin(b);
+	if (r < 0)
+		return r;
 	for (int i = 0; i < PS__COUNT && r == 0; i++) {
-		sqlite3_stmt *s = st[i];
-		sqlite3_bind_text(s, 1, instrument, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(s, 2, from_day);
-		sqlite3_bind_int64(s, 3, end_day);
+		struct store_stmt *s;
+		if ((r = stmt_read(b, ps_sql[i], &s)) < 0)
+			break;
+		stmt_bind_text(s, 1, instrument);
+		stmt_bind_int64(s, 2, from_day);
+		stmt_bind_int64(s, 3, end_day);
 		if (i == PS_DAYS) {
 			r = sum_days(b, s, out, day, arg);
 		} else {
-			int rc = sqlite3_step(s);
-			if (rc == SQLITE_ROW && i == PS_USERS) {
-				out->external_users = sat_add(0, sqlite3_column_int64(s, 0));
-			} else if (rc == SQLITE_ROW) {
-				double manual = sqlite3_column_double(s, 0), autoc = sqlite3_column_double(s, 1);
+			int rc = stmt_step(s);
+			if (rc == STMT_ROW && i == PS_USERS) {
+				out->external_users = sat_add(0, stmt_int64(s, 0));
+			} else if (rc == STMT_ROW) {
+				double manual = stmt_double(s, 0), autoc = stmt_double(s, 1);
 				out->manual_sessions = sat_from_double(manual);
 				out->auto_closed_sessions = sat_from_double(autoc);
 			} else {
-				r = buffer_sqlite_error(b, rc, "counting a period's sessions");
+				r = stmt_error(s, rc, "counting a period's sessions");
 			}
 		}
-		sqlite3_reset(s);
+		stmt_done(s);
 	}
-	return r;
-}
-
-/* Committed days only, on a reader of its own: sealing goes on meanwhile. */
-static int sums_on_reader(struct buffer *b, const char *instrument, int64_t from_day, int64_t end_day,
-			  struct period_sums *out, int (*day)(const char *line, size_t len, void *arg),
-			  void *arg)
-{
-	struct buffer_reader *rd;
-	sqlite3_stmt *st[PS__COUNT] = { NULL };
-	int r = buffer_reader_borrow(b, &rd);
-	if (r < 0)
-		return r;
-	/* One snapshot for all three, so a day sealed meanwhile is counted in all or none. */
-	if ((r = buffer_reader_begin(rd)) == 0) {
-		sqlite3 *db = buffer_reader_db(rd);
-		for (int i = 0; i < PS__COUNT && r == 0; i++) {
-			int rc = sqlite3_prepare_v2(db, ps_sql[i], -1, &st[i], NULL);
-			if (rc != SQLITE_OK) {
-				log_errx("buffer: summing a period: %s", sqlite3_errmsg(db));
-				r = -EIO;
-			}
-		}
-		if (r == 0)
-			r = run_sums(b, st, instrument, from_day, end_day, out, day, arg);
-		for (int i = 0; i < PS__COUNT; i++)
-			sqlite3_finalize(st[i]);
-	}
-	buffer_reader_return(b, rd);
-	return r;
-}
-
-/* Inside the caller's write transaction (or under buffer_lock): its own pending days too. */
-static int sums_on_writer(struct buffer *b, const char *instrument, int64_t from_day, int64_t end_day,
-			  struct period_sums *out, int (*day)(const char *line, size_t len, void *arg),
-			  void *arg)
-{
-	sqlite3_stmt *st[PS__COUNT] = { NULL };
-	int r = 0;
-	buffer_lock(b);
-	/* One snapshot for all three, so a day sealed meanwhile is counted in all or none. */
-	sqlite3_stmt *begin = NULL;
-	bool in_read = false;
-	for (int i = 0; i < PS__COUNT && r == 0; i++)
-		r = buffer_prepare(b, ps_sql[i], &st[i]);
-	if (r == 0 && buffer_prepare(b, "SAVEPOINT period_sums", &begin) == 0) {
-		in_read = sqlite3_step(begin) == SQLITE_DONE;
-		buffer_finalize(b, &begin);
-	}
-	if (r == 0)
-		r = run_sums(b, st, instrument, from_day, end_day, out, day, arg);
-	if (in_read && buffer_prepare(b, "RELEASE period_sums", &begin) == 0) {
-		sqlite3_step(begin);
-		buffer_finalize(b, &begin);
-	}
-	for (int i = 0; i < PS__COUNT; i++)
-		buffer_finalize(b, &st[i]);
-	buffer_unlock(b);
+	buffer_read_end(b);
 	return r;
 }
 
@@ -174,9 +131,5 @@ int period_sums(struct buffer *b, const char *instrument, int64_t from_day, int6
 		return 0; /* a read-only file where metrics never ran: nothing in any period */
 	if (r < 0)
 		return r;
-	if (buffer_holds_writer(b))
-		r = sums_on_writer(b, instrument, from_day, end_day, out, day, arg);
-	else
-		r = sums_on_reader(b, instrument, from_day, end_day, out, day, arg);
-	return r;
+	return run_sums(b, instrument, from_day, end_day, out, day, arg);
 }

@@ -117,7 +117,7 @@ int64_t record_session(struct buffer *b, const char *instrument, const struct ob
 }
 
 int64_t record_run(struct buffer *b, const char *instrument, int64_t from, int64_t to, int64_t run_s,
-		   int64_t samples)
+		   int64_t samples, double energy_kwh)
 {
 	struct jsonw rec;
 	jw_begin(&rec);
@@ -128,6 +128,8 @@ int64_t record_run(struct buffer *b, const char *instrument, int64_t from, int64
 	jw_int(&rec, "run_s", run_s);
 	if (samples >= 0)
 		jw_int(&rec, "samples", samples);
+	if (energy_kwh >= 0)
+		jw_num(&rec, "energy_kwh", round(energy_kwh * 1000.0) / 1000.0);
 	return seal(b, &rec);
 }
 

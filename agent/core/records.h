@@ -27,9 +27,9 @@ int64_t record_event(struct buffer *b, int64_t at, const char *instrument, const
 /* user_id: as it leaves the lab (NULL: omitted). */
 int64_t record_session(struct buffer *b, const char *instrument, const struct obs_session *s,
 		       const char *user_id, bool external);
-/* samples < 0: not sent. */
+/* samples < 0, energy_kwh < 0: not sent (energy_kwh only for a metered instrument). */
 int64_t record_run(struct buffer *b, const char *instrument, int64_t from, int64_t to, int64_t run_s,
-		   int64_t samples);
+		   int64_t samples, double energy_kwh);
 int64_t record_daily(struct buffer *b, const char *instrument, const char *date, int revision,
 		     const struct daily_figures *f);
 

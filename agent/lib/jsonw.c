@@ -9,39 +9,42 @@
 
 static void put(struct jsonw *w, const char *s, size_t n)
 {
-	if (w->failed)
-		return;
-	if (w->len + n + 1 > w->cap) {
-		size_t cap = w->cap ? w->cap : 256;
-		while (cap < w->len + n + 1)
-			cap *= 2;
-		char *q = realloc(w->p, cap);
-		if (!q) {
-			w->failed = true;
-			return;
-		}
-		w->p = q;
-		w->cap = cap;
-	}
-	memcpy(w->p + w->len, s, n);
-	w->len += n;
-	w->p[w->len] = '\0';
+	if (!w->failed && dbuf_add(&w->b, s, n) < 0)
+		w->failed = true;
+}
+
+static void put_u16(struct jsonw *w, uint32_t unit)
+{
+	static const char hx[] = "0123456789abcdef";
+	char e[6] = { '\\', 'u', hx[unit >> 12 & 15], hx[unit >> 8 & 15], hx[unit >> 4 & 15], hx[unit & 15] };
+	put(w, e, sizeof(e));
 }
 
 /* The escapes cJSON uses: the short ones, \u00XX for other control characters, and UTF-8
- * passed through as it is — once checked: bytes that are not UTF-8 fail the object. */
-static void put_string(struct jsonw *w, const char *s)
+ * passed through as it is — once checked: bytes that are not UTF-8 fail the object. With
+ * JW_ASCII, DEL and everything past it as \uXXXX (a surrogate pair past U+FFFF). */
+static void put_string(struct jsonw *w, const char *s, size_t n)
 {
 	put(w, "\"", 1);
-	const char *run = s;
-	for (; *s; s++) {
+	const char *run = s, *end = s + n;
+	for (; s < end; s++) {
 		unsigned char c = (unsigned char)*s;
-		if (c >= 0x80) {
-			/* A NUL ends the check early (it is no continuation byte), so 4 is safe. */
-			size_t l = utf8_char_len(s, 4);
-			if (!l) {
+		if (c >= 0x80 || (c == 0x7f && w->ascii)) {
+			size_t l;
+			uint32_t cp = utf8_decode(s, (size_t)(end - s), &l);
+			if (cp == UTF8_INVALID) {
 				w->invalid = true;
 				return;
+			}
+			if (w->ascii) {
+				put(w, run, (size_t)(s - run));
+				if (cp < 0x10000) {
+					put_u16(w, cp);
+				} else {
+					put_u16(w, 0xd800 + ((cp - 0x10000) >> 10));
+					put_u16(w, 0xdc00 + ((cp - 0x10000) & 0x3ff));
+				}
+				run = s + l;
 			}
 			s += l - 1;
 			continue;
@@ -49,7 +52,6 @@ static void put_string(struct jsonw *w, const char *s)
 		if (c >= 0x20 && c != '"' && c != '\\')
 			continue;
 		put(w, run, (size_t)(s - run));
-		char esc[8];
 		switch (c) {
 		case '"': put(w, "\\\"", 2); break;
 		case '\\': put(w, "\\\\", 2); break;
@@ -58,9 +60,7 @@ static void put_string(struct jsonw *w, const char *s)
 		case '\n': put(w, "\\n", 2); break;
 		case '\r': put(w, "\\r", 2); break;
 		case '\t': put(w, "\\t", 2); break;
-		default:
-			snprintf(esc, sizeof(esc), "\\u%04x", c);
-			put(w, esc, 6);
+		default: put_u16(w, c);
 		}
 		run = s + 1;
 	}
@@ -75,7 +75,7 @@ static void key(struct jsonw *w, const char *k)
 		put(w, ",", 1);
 	w->empty = false;
 	if (k) {
-		put_string(w, k);
+		put_string(w, k, strlen(k));
 		put(w, ":", 1);
 	}
 }
@@ -108,18 +108,32 @@ void jw_close_array(struct jsonw *w)
 	w->empty = false;
 }
 
+void jw_begin_opt(struct jsonw *w, unsigned flags, size_t max)
+{
+	*w = (struct jsonw){ .empty = true, .ascii = flags & JW_ASCII };
+	dbuf_init(&w->b, max);
+	put(w, "{", 1);
+}
+
 void jw_begin(struct jsonw *w)
 {
-	memset(w, 0, sizeof(*w));
-	w->empty = true;
-	put(w, "{", 1);
+	jw_begin_opt(w, 0, DBUF_NO_MAX);
 }
 
 void jw_str(struct jsonw *w, const char *k, const char *val)
 {
 	key(w, k);
 	if (val)
-		put_string(w, val);
+		put_string(w, val, strlen(val));
+	else
+		put(w, "null", 4);
+}
+
+void jw_str_cut(struct jsonw *w, const char *k, const char *val, size_t max_chars)
+{
+	key(w, k);
+	if (val)
+		put_string(w, val, utf8_cut(val, strlen(val), max_chars));
 	else
 		put(w, "null", 4);
 }
@@ -169,17 +183,18 @@ void jw_null(struct jsonw *w, const char *k)
 	put(w, "null", 4);
 }
 
+void jw_raw(struct jsonw *w, const char *k, const char *json)
+{
+	key(w, k);
+	put(w, json, strlen(json));
+}
+
 char *jw_end(struct jsonw *w, size_t *len)
 {
 	put(w, "}", 1);
 	if (w->failed || w->invalid) {
-		free(w->p);
-		w->p = NULL;
+		dbuf_free(&w->b);
 		return NULL;
 	}
-	if (len)
-		*len = w->len;
-	char *p = w->p;
-	w->p = NULL;
-	return p;
+	return dbuf_take(&w->b, len);
 }

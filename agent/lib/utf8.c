@@ -3,43 +3,61 @@
 
 #include <errno.h>
 #include <iconv.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-size_t utf8_char_len(const char *str, size_t n)
+uint32_t utf8_decode(const char *str, size_t n, size_t *len)
 {
 	const unsigned char *s = (const unsigned char *)str;
 	unsigned char c = s[0];
+	*len = 1;
 	if (c < 0x80)
-		return 1;
-	size_t len;
+		return c;
+	size_t k;
 	uint32_t cp;
 	if (c >= 0xc2 && c <= 0xdf) {
-		len = 2;
+		k = 2;
 		cp = c & 0x1f;
 	} else if (c >= 0xe0 && c <= 0xef) {
-		len = 3;
+		k = 3;
 		cp = c & 0x0f;
 	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4;
+		k = 4;
 		cp = c & 0x07;
 	} else {
-		return 0;
+		return UTF8_INVALID;
 	}
-	if (n < len)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
+	if (n < k)
+		return UTF8_INVALID;
+	for (size_t i = 1; i < k; i++) {
 		if ((s[i] & 0xc0) != 0x80)
-			return 0;
+			return UTF8_INVALID;
 		cp = (cp << 6) | (s[i] & 0x3f);
 	}
-	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	if ((k == 3 && cp < 0x800) || (k == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
 	    (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return len;
+		return UTF8_INVALID;
+	*len = k;
+	return cp;
+}
+
+size_t utf8_char_len(const char *s, size_t n)
+{
+	size_t len;
+	return utf8_decode(s, n, &len) == UTF8_INVALID ? 0 : len;
+}
+
+size_t utf8_cut(const char *s, size_t len, size_t max_chars)
+{
+	size_t off = 0;
+	for (size_t chars = 0; off < len && chars < max_chars; chars++) {
+		size_t k;
+		utf8_decode(s + off, len - off, &k);
+		off += k;
+	}
+	return off;
 }
 
 bool utf8_valid(const char *s, size_t len)

@@ -5,10 +5,22 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
+/* What utf8_decode returns for a byte that starts no well-formed sequence. */
+#define UTF8_INVALID 0xffffffffu
+
+/* The one decoder: the character at s (n bytes left, n > 0) — its code point, and its length
+ * (1..4) in *len. Not well-formed (overlong forms, surrogates, code points past U+10FFFF, cut
+ * or stray continuation bytes): UTF8_INVALID, *len 1, so a bad byte is one character of its
+ * own and can neither hide a delimiter nor swallow what follows. */
+uint32_t utf8_decode(const char *s, size_t n, size_t *len);
 /* Length (1..4) of the well-formed UTF-8 sequence at s (n bytes left, n > 0), 0 when it is
- * not one: overlong forms, surrogates, code points past U+10FFFF and cut sequences. */
+ * not one (utf8_decode's rule). */
 size_t utf8_char_len(const char *s, size_t n);
+/* The one cutter: how many bytes of s[0..len) are kept to hold at most max_chars characters.
+ * Never inside a well-formed sequence; a malformed byte counts as one character. */
+size_t utf8_cut(const char *s, size_t len, size_t max_chars);
 /* Whether s[0..len) is well-formed UTF-8. */
 bool utf8_valid(const char *s, size_t len);
 /* The same for a NUL-terminated string; NULL counts as valid (an absent field). */

@@ -1,6 +1,8 @@
 /* flushctl.c — see flushctl.h. One line each way: the command sends "flush", the daemon answers
- * with "ok …"/"err …" lines once its uploader is done, then "exit N". */
+ * with "ok …"/"err …" lines once its uploader is done, then "exit N" — or "again" when that
+ * uploader stopped first (a reload), and the command asks the next one. */
 #include "flushctl.h"
+#include "fileio.h"
 #include "log.h"
 
 #include <errno.h>
@@ -75,7 +77,10 @@ static void serve_one(struct flushctl *fc, int fd)
 	} else {
 		log_info("flush: requested on \"%s\"", fc->path);
 		int code = fc->handler(fc->arg, out);
-		fprintf(out, "exit %d\n", code);
+		if (code == FLUSHCTL_AGAIN)
+			fputs("again\n", out);
+		else
+			fprintf(out, "exit %d\n", code);
 	}
 	fclose(out); /* a command that went away meanwhile costs nothing: SIGPIPE is ignored */
 }
@@ -171,13 +176,13 @@ int flushctl_request(const char *state_dir, FILE *out)
 	}
 	memcpy(sa.sun_path, path, sizeof(sa.sun_path));
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		/* Never upload beside it: a second uploader is what this avoids. */
-		cli_error("flush: a daemon runs on \"%s\" but \"%s\" does not answer (%s); it uploads on its "
-			  "own, or restart it to flush", state_dir, path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return EX_TEMPFAIL;
+	if (fd < 0)
+		return EX_OSERR;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		/* Not serving (yet, or between the two halves of a reload): the caller asks again.
+		 * Never upload beside it: a second uploader is what this avoids. */
+		close(fd);
+		return FLUSHCTL_AGAIN;
 	}
 	FILE *in = fdopen(fd, "r+");
 	if (!in) {
@@ -186,7 +191,7 @@ int flushctl_request(const char *state_dir, FILE *out)
 	}
 	fputs("flush\n", in);
 	fflush(in);
-	int code = -1;
+	int code = -2;
 	char line[LINE_MAX_];
 	while (fgets(line, sizeof(line), in)) {
 		line[strcspn(line, "\n")] = '\0';
@@ -194,6 +199,9 @@ int flushctl_request(const char *state_dir, FILE *out)
 			fprintf(out, "%s\n", line + 3);
 		} else if (strncmp(line, "err ", 4) == 0) {
 			cli_error("flush: %s", line + 4);
+		} else if (strcmp(line, "again") == 0) {
+			code = FLUSHCTL_AGAIN;
+			break;
 		} else if (strncmp(line, "exit ", 5) == 0) {
 			char *end;
 			long v = strtol(line + 5, &end, 10);
@@ -203,9 +211,28 @@ int flushctl_request(const char *state_dir, FILE *out)
 		}
 	}
 	fclose(in);
-	if (code < 0) {
+	if (code == -2) {
 		cli_error("flush: the daemon stopped before it answered; it uploads again once it runs");
 		return EX_TEMPFAIL;
 	}
 	return code;
+}
+
+bool flush_may_wait(int64_t *waited, int64_t t)
+{
+	if (t < 1)
+		t = 1; /* each try waits a second at least: a flush never spins on the platform */
+	if (*waited + t > FLUSH_WAIT_TOTAL_S)
+		return false;
+	*waited += t;
+	return true;
+}
+
+int flushctl_lock_standalone(const char *state_dir)
+{
+	int fd = fileio_lock(state_dir, FLUSH_LOCK, LOCK_EX | LOCK_NB);
+	if (fd != -EWOULDBLOCK)
+		return fd;
+	cli_error("flush: another flush is uploading from \"%s\"; waiting for it to end", state_dir);
+	return fileio_lock(state_dir, FLUSH_LOCK, LOCK_EX);
 }

@@ -3,8 +3,8 @@
  * client would send. Pure: the configuration and a record in, bytes out. */
 #include "nrii_format.h"
 #include "config.h"
-#include "transfer.h"
-#include "utf8.h"
+#include "dynbuf.h"
+#include "jsonw.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -19,157 +19,32 @@
 #define ENVELOPE_MAX (1024 * 1024)  /* one record; a profile is the largest and still tiny */
 #define NRII_DURATION_MAX_S 1e9     /* ~31 years: past it duration_s is no session (and no integer cast) */
 
-/* ---- UTF-8 ---- */
+/* ---- the instruList JSON: a fixed field order, ASCII only (lib/jsonw's JW_ASCII) ---- */
 
-/* The character at s (n bytes left): its code point, its length in *len. A malformed byte is
- * one character, U+FFFD, so a bad byte can neither hide a delimiter nor stop the text. What is
- * well-formed is utf8.c's one rule; this only reads the code point out of it. */
-static uint32_t utf8_next(const unsigned char *s, size_t n, size_t *len)
+static void jw_nrii_begin(struct jsonw *w)
 {
-	static const unsigned char lead_bits[] = { 0, 0x7f, 0x1f, 0x0f, 0x07 };
-	size_t k = utf8_char_len((const char *)s, n);
-	if (k == 0) {
-		*len = 1;
-		return 0xfffd;
-	}
-	uint32_t cp = s[0] & lead_bits[k];
-	for (size_t i = 1; i < k; i++)
-		cp = cp << 6 | (s[i] & 0x3f);
-	*len = k;
-	return cp;
-}
-
-size_t nrii_utf8_cut(const char *s, size_t len, size_t max_chars)
-{
-	const unsigned char *u = (const unsigned char *)s;
-	size_t off = 0, chars = 0;
-	while (off < len && chars < max_chars) {
-		size_t k;
-		utf8_next(u + off, len - off, &k);
-		off += k;
-		chars++;
-	}
-	return off;
-}
-
-/* ---- the instruList JSON: a fixed field order, ASCII only ---- */
-
-struct jw {
-	struct dbuf *b;
-	bool first;
-	int err;
-};
-
-static void jw_put(struct jw *w, const char *s, size_t n)
-{
-	if (!w->err && dbuf_add(w->b, s, n) < 0)
-		w->err = -ENOMEM;
-}
-
-static void jw_puts(struct jw *w, const char *s)
-{
-	jw_put(w, s, strlen(s));
-}
-
-static void jw_u16(struct jw *w, uint32_t unit)
-{
-	static const char hx[] = "0123456789abcdef";
-	char e[6] = { '\\', 'u', hx[unit >> 12 & 15], hx[unit >> 8 & 15], hx[unit >> 4 & 15], hx[unit & 15] };
-	jw_put(w, e, sizeof(e));
-}
-
-/* A JSON string of s cut to max_chars characters; non-ASCII as \uXXXX, beyond the BMP as a
- * UTF-16 surrogate pair, so the text survives any charset the platform's stack assumes. */
-static void jw_string(struct jw *w, const char *s, size_t max_chars)
-{
-	const unsigned char *u = (const unsigned char *)s;
-	size_t len = strlen(s), end = nrii_utf8_cut(s, len, max_chars);
-	jw_put(w, "\"", 1);
-	for (size_t off = 0; off < end;) {
-		size_t k;
-		uint32_t cp = utf8_next(u + off, end - off, &k);
-		off += k;
-		switch (cp) {
-		case '"': jw_put(w, "\\\"", 2); continue;
-		case '\\': jw_put(w, "\\\\", 2); continue;
-		case '\b': jw_put(w, "\\b", 2); continue;
-		case '\f': jw_put(w, "\\f", 2); continue;
-		case '\n': jw_put(w, "\\n", 2); continue;
-		case '\r': jw_put(w, "\\r", 2); continue;
-		case '\t': jw_put(w, "\\t", 2); continue;
-		default: break;
-		}
-		if (cp >= 0x20 && cp < 0x7f) {
-			char c = (char)cp;
-			jw_put(w, &c, 1);
-		} else if (cp < 0x10000) {
-			jw_u16(w, cp);
-		} else {
-			jw_u16(w, 0xd800 + ((cp - 0x10000) >> 10));
-			jw_u16(w, 0xdc00 + ((cp - 0x10000) & 0x3ff));
-		}
-	}
-	jw_put(w, "\"", 1);
-}
-
-static void jw_key(struct jw *w, const char *key)
-{
-	if (!w->first)
-		jw_put(w, ",", 1);
-	w->first = false;
-	jw_string(w, key, SIZE_MAX);
-	jw_put(w, ":", 1);
-}
-
-static void jw_str(struct jw *w, const char *key, const char *v, size_t max_chars)
-{
-	jw_key(w, key);
-	jw_string(w, v, max_chars);
+	jw_begin_opt(w, JW_ASCII, ENVELOPE_MAX);
 }
 
 /* "无" (none) is what the platform's forms expect for a field nobody filled in. */
-static void jw_str_or_none(struct jw *w, const char *key, const char *v, size_t max_chars)
+static void jw_str_or_none(struct jsonw *w, const char *key, const char *v, size_t max_chars)
 {
-	jw_str(w, key, v && *v ? v : "无", max_chars);
-}
-
-static void jw_int(struct jw *w, const char *key, long long v)
-{
-	char num[32];
-	snprintf(num, sizeof(num), "%lld", v); /* fits: 20 digits at most */
-	jw_key(w, key);
-	jw_puts(w, num);
+	jw_str_cut(w, key, v && *v ? v : "无", max_chars);
 }
 
 /* scaled / 10^decimals with exactly that many decimals ("2.5", "99.99"); scaled >= 0. */
-static void jw_fixed(struct jw *w, const char *key, long long scaled, int decimals)
+static void jw_fixed(struct jsonw *w, const char *key, long long scaled, int decimals)
 {
 	long long div = decimals == 1 ? 10 : 100;
 	char num[48];
 	snprintf(num, sizeof(num), "%lld.%0*lld", scaled / div, decimals, scaled % div);
-	jw_key(w, key);
-	jw_puts(w, num);
+	jw_raw(w, key, num);
 }
 
 void nrii_hours2(int64_t seconds, char out[32])
 {
 	long long h = (long long)((seconds * 100 + 1800) / 3600);
 	snprintf(out, 32, "%lld.%02lld", h / 100, h % 100);
-}
-
-/* A cJSON number exactly as cJSON prints it (shortest text that reads back the same). */
-static void jw_number(struct jw *w, const char *key, double v)
-{
-	cJSON *n = cJSON_CreateNumber(v);
-	char *text = n ? cJSON_PrintUnformatted(n) : NULL;
-	cJSON_Delete(n);
-	if (!text) {
-		w->err = -ENOMEM;
-		return;
-	}
-	jw_key(w, key);
-	jw_puts(w, text);
-	cJSON_free(text);
 }
 
 /* ---- the envelope ---- */
@@ -274,7 +149,7 @@ static long long fee_fen(const char *fee)
 }
 
 /* Money with no trailing zeros after the point: 120, 120.5, 99.99. */
-static void jw_money(struct jw *w, const char *key, long long fen)
+static void jw_money(struct jsonw *w, const char *key, long long fen)
 {
 	if (fen % 100 == 0)
 		jw_int(w, key, fen / 100);
@@ -300,7 +175,7 @@ static const char *service_way(const struct config *cfg, const char *way)
 /* With "codes": "labels" the platform takes text; this is the label set (README). */
 static const char *const direction_labels[] = { "科学研究", "技术开发", "教学培训", "其他" };
 
-static void session_fields(struct jw *w, const struct config *cfg, const struct instrument_cfg *ic,
+static void session_fields(struct jsonw *w, const struct config *cfg, const struct instrument_cfg *ic,
 			   int64_t seq, const cJSON *rec, const char *start, const char *end)
 {
 	const struct nrii_cfg *n = &cfg->nrii;
@@ -311,34 +186,34 @@ static void session_fields(struct jw *w, const struct config *cfg, const struct 
 	char id[32];
 	snprintf(id, sizeof(id), "%lld", (long long)seq); /* fits */
 
-	jw_str(w, "insCode", n->ins_code, SIZE_MAX);
-	jw_str(w, "recordInnerId", id, SIZE_MAX);
+	jw_str(w, "insCode", n->ins_code);
+	jw_str(w, "recordInnerId", id);
 	jw_int(w, "auditStatus", -1);
-	jw_str(w, "innerId", ic->inner_id, SIZE_MAX);
+	jw_str(w, "innerId", ic->inner_id);
 	jw_money(w, "amounts", fen < 0 ? 0 : fen);
-	jw_str(w, "serviceTime", start, SIZE_MAX);
-	jw_str(w, "endTime", end, SIZE_MAX);
+	jw_str(w, "serviceTime", start);
+	jw_str(w, "endTime", end);
 	/* Hours to 0.1, half up, in integers: 0.25 h must not become 0.2 through a double. */
 	jw_fixed(w, "serviceAmount", (duration + 180) / 360, 1);
-	jw_str(w, "serviceContent", n->service_content, NRII_TEXT_MAX);
-	jw_str(w, "serviceWay", service_way(cfg, jget_str(rec, "way")), NRII_TEXT_MAX);
+	jw_str_cut(w, "serviceContent", n->service_content, NRII_TEXT_MAX);
+	jw_str_cut(w, "serviceWay", service_way(cfg, jget_str(rec, "way")), NRII_TEXT_MAX);
 	if (n->codes == NRII_CODES_INT) {
 		jw_int(w, "serviceType", external ? 130 : 120);
 		jw_int(w, "serviceDirection", n->service_direction);
 	} else {
-		jw_str(w, "serviceType", external ? "外部用户" : "内部用户", SIZE_MAX);
-		jw_str(w, "serviceDirection", direction_labels[n->service_direction - 135], SIZE_MAX);
+		jw_str(w, "serviceType", external ? "外部用户" : "内部用户");
+		jw_str(w, "serviceDirection", direction_labels[n->service_direction - 135]);
 	}
 	jw_str_or_none(w, "subjectName", jget_str(rec, "project"), NRII_TEXT_MAX);
 	jw_str_or_none(w, "subjectContent", NULL, NRII_TEXT_MAX);
 	jw_str_or_none(w, "record", NULL, NRII_TEXT_MAX);
-	jw_str(w, "subjectIncome", n->subject_income, NRII_TEXT_MAX);
-	jw_str(w, "subjectArea", n->subject_area, NRII_TEXT_MAX);
+	jw_str_cut(w, "subjectIncome", n->subject_income, NRII_TEXT_MAX);
+	jw_str_cut(w, "subjectArea", n->subject_area, NRII_TEXT_MAX);
 	jw_str_or_none(w, "applicant", jget_str(rec, "user"), NRII_APPLICANT_MAX);
 	jw_str_or_none(w, "applicantUnit", jget_str(rec, "org"), NRII_UNIT_MAX);
 	jw_str_or_none(w, "applicantPhone", NULL, NRII_TEXT_MAX);
 	jw_str_or_none(w, "applicantEmail", NULL, NRII_TEXT_MAX);
-	jw_str(w, "comment", n->comment, NRII_TEXT_MAX);
+	jw_str_cut(w, "comment", n->comment, NRII_TEXT_MAX);
 	jw_int(w, "adressType", 0); /* sic: the platform's spelling */
 	jw_int(w, "signAgreement", 1);
 }
@@ -363,17 +238,12 @@ char *nrii_json_session(const struct config *cfg, int64_t seq, const char *line,
 			 ic ? "has no inner_id" : "is no longer in the configuration");
 		goto out;
 	}
-	struct dbuf b = { .max = ENVELOPE_MAX };
-	struct jw w = { .b = &b, .first = true };
-	jw_put(&w, "{", 1);
+	struct jsonw w;
+	jw_nrii_begin(&w);
 	session_fields(&w, cfg, ic, seq, rec, start, end);
-	jw_put(&w, "}", 1);
-	if (w.err) {
-		dbuf_free(&b);
-		snprintf(why, whylen, "out of memory");
-		goto out;
-	}
-	out = b.p;
+	out = jw_end(&w, NULL);
+	if (!out)
+		snprintf(why, whylen, "%s", w.invalid ? "not valid UTF-8" : "out of memory");
 out:
 	cJSON_Delete(rec);
 	return out;
@@ -403,12 +273,11 @@ static bool own_key(const char *k)
 char *nrii_envelope_profile(const struct config *cfg, const struct instrument_cfg *ic, int64_t effective_s,
 			    int64_t service_s)
 {
-	struct dbuf b = { .max = ENVELOPE_MAX };
-	struct jw w = { .b = &b, .first = true };
+	struct jsonw w;
 	bool profile_worth = false;
-	jw_put(&w, "{", 1);
-	jw_str(&w, "insCode", cfg->nrii.ins_code, SIZE_MAX);
-	jw_str(&w, "innerId", ic->inner_id ? ic->inner_id : "", SIZE_MAX);
+	jw_nrii_begin(&w);
+	jw_str(&w, "insCode", cfg->nrii.ins_code);
+	jw_str(&w, "innerId", ic->inner_id ? ic->inner_id : "");
 	const cJSON *m;
 	cJSON_ArrayForEach(m, ic->nrii_profile) {
 		if (!m->string || own_key(m->string))
@@ -416,22 +285,20 @@ char *nrii_envelope_profile(const struct config *cfg, const struct instrument_cf
 		if (strcmp(m->string, "worth") == 0)
 			profile_worth = true;
 		if (cJSON_IsString(m))
-			jw_str(&w, m->string, m->valuestring, SIZE_MAX);
+			jw_str(&w, m->string, m->valuestring);
 		else if (cJSON_IsNumber(m))
-			jw_number(&w, m->string, m->valuedouble);
+			jw_num(&w, m->string, m->valuedouble);
 	}
 	if (ic->has_worth && !profile_worth)
-		jw_number(&w, "worth", ic->worth_wan);
+		jw_num(&w, "worth", ic->worth_wan);
 	char run[32], svc[32];
 	nrii_hours2(effective_s, run);
 	nrii_hours2(service_s, svc);
-	jw_key(&w, "runMachine");
-	jw_puts(&w, run);
-	jw_key(&w, "serviceMachine");
-	jw_puts(&w, svc);
-	jw_put(&w, "}", 1);
-	char *env = w.err ? NULL : envelope(cfg->nrii.ins_code, NRII_TYPE_INSTRUMENT, b.p);
-	dbuf_free(&b);
+	jw_raw(&w, "runMachine", run);
+	jw_raw(&w, "serviceMachine", svc);
+	char *json = jw_end(&w, NULL);
+	char *env = json ? envelope(cfg->nrii.ins_code, NRII_TYPE_INSTRUMENT, json) : NULL;
+	free(json);
 	return env;
 }
 

@@ -39,7 +39,4 @@ void nrii_hours2(int64_t seconds, char out[32]);
  * 0 or -ENOMEM / -EIO. */
 int nrii_config_digest(const struct config *cfg, char out[65]);
 
-/* UTF-8 text cut to at most max characters, never inside a sequence: the byte length kept. */
-size_t nrii_utf8_cut(const char *s, size_t len, size_t max_chars);
-
 #endif

@@ -13,6 +13,7 @@
 #include "nrii_format.h"
 #include "nrii_reply.h"
 #include "sink.h"
+#include "stmt.h"
 #include "timeutil.h"
 #include "transfer.h"
 
@@ -20,7 +21,6 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <sqlite3.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,26 +73,31 @@ static const char *const nst_sql[N__COUNT] = {
 		     " + (SELECT COUNT(*) FROM nrii_totals WHERE state = 'parked')",
 };
 
+/* Read on a reader (stmt_read), never prepared on the writer. */
+static const bool nst_reads[N__COUNT] = {
+	[N_REC_GET] = true, [N_REC_REDO] = true, [N_TOT_NEXT] = true, [N_PARKED] = true,
+};
+
 struct nrii {
 	const struct config *cfg;
 	struct buffer *buf;
 	struct transfer http;
-	sqlite3_stmt *st[N__COUNT];
+	struct store_stmt *st[N__COUNT];
 };
 
-static sqlite3_stmt *nst(struct nrii *n, enum nst id)
+static struct store_stmt *nst(struct nrii *n, enum nst id)
 {
-	sqlite3_stmt *s = n->st[id];
-	sqlite3_reset(s);
-	sqlite3_clear_bindings(s);
+	struct store_stmt *s = n->st[id];
+	stmt_reset(s);
 	return s;
 }
 
-static int step_done(struct nrii *n, sqlite3_stmt *s, const char *what)
+static int step_done(struct store_stmt *s, const char *what)
 {
-	int rc = sqlite3_step(s);
-	sqlite3_reset(s);
-	return rc == SQLITE_DONE ? 0 : buffer_sqlite_error(n->buf, rc, what);
+	int rc = stmt_step(s);
+	int r = rc == STMT_DONE ? 0 : stmt_error(s, rc, what);
+	stmt_reset(s);
+	return r;
 }
 
 static bool nrii_configured(const struct config *cfg)
@@ -106,10 +111,8 @@ static void nrii_destroy(void *state)
 	if (!n)
 		return;
 	transfer_cleanup(&n->http);
-	buffer_lock(n->buf);
 	for (int i = 0; i < N__COUNT; i++)
-		buffer_finalize(n->buf, &n->st[i]);
-	buffer_unlock(n->buf);
+		stmt_free(n->st[i]);
 	free(n);
 }
 
@@ -127,16 +130,16 @@ static int requeue_on_change(struct nrii *n)
 	buffer_meta_get(n->buf, META_CONFIG, &old);
 	if (old && strcmp(old, digest) != 0) {
 		int64_t now = clock_wall();
-		sqlite3_stmt *s = nst(n, N_REC_REQUEUE);
-		sqlite3_bind_int64(s, 1, now);
-		r = step_done(n, s, "re-queueing parked records");
-		int recs = sqlite3_changes(buffer_db(n->buf));
+		struct store_stmt *s = nst(n, N_REC_REQUEUE);
+		stmt_bind_int64(s, 1, now);
+		r = step_done(s, "re-queueing parked records");
+		int recs = (int)stmt_changes(s);
 		int tots = 0;
 		if (r == 0) {
 			s = nst(n, N_TOT_REQUEUE);
-			sqlite3_bind_int64(s, 1, now);
-			r = step_done(n, s, "re-queueing parked totals");
-			tots = sqlite3_changes(buffer_db(n->buf));
+			stmt_bind_int64(s, 1, now);
+			r = step_done(s, "re-queueing parked totals");
+			tots = (int)stmt_changes(s);
 		}
 		struct sink_state st;
 		if (r == 0 && (r = buffer_sink_get(n->buf, SINK_NAME, &st)) == 0) {
@@ -171,11 +174,10 @@ static int nrii_create(const struct config *cfg, struct buffer *b, void **state)
 	n->cfg = cfg;
 	n->buf = b;
 	int r = buffer_schema(b, &nrii_schema);
-	buffer_lock(b);
-	/* Registered with the buffer: they follow it when its file is written back and reopened. */
+	/* The store's: they follow the buffer when its file is written back and reopened. */
 	for (int i = 0; i < N__COUNT && r == 0; i++)
-		r = buffer_prepare(b, nst_sql[i], &n->st[i]);
-	buffer_unlock(b);
+		if (!nst_reads[i])
+			r = stmt_prepare(b, nst_sql[i], &n->st[i]);
 	if (r == 0)
 		r = requeue_on_change(n);
 	/* NRII has no transport keys of its own: the platform section's, when there is one.
@@ -249,22 +251,22 @@ static int daily_due(struct nrii *n, const char *line, int64_t now)
 		goto out; /* no profile: this instrument sends no type 4 */
 	int changed = 0;
 	if (rev->valuedouble > 1) {
-		sqlite3_stmt *s = nst(n, N_TOT_REDUE);
-		sqlite3_bind_text(s, 1, inst, -1, SQLITE_TRANSIENT);
-		sqlite3_bind_int(s, 2, y);
-		sqlite3_bind_int(s, 3, m);
-		sqlite3_bind_int64(s, 4, now);
-		if ((r = step_done(n, s, "marking totals due")) < 0)
+		struct store_stmt *s = nst(n, N_TOT_REDUE);
+		stmt_bind_text(s, 1, inst);
+		stmt_bind_int64(s, 2, y);
+		stmt_bind_int64(s, 3, m);
+		stmt_bind_int64(s, 4, now);
+		if ((r = step_done(s, "marking totals due")) < 0)
 			goto out;
-		changed = sqlite3_changes(buffer_db(n->buf));
+		changed = (int)stmt_changes(s);
 	}
 	if (!changed && d == days_in_month(y, m)) {
-		sqlite3_stmt *s = nst(n, N_TOT_DUE);
-		sqlite3_bind_text(s, 1, inst, -1, SQLITE_TRANSIENT);
-		sqlite3_bind_int(s, 2, y);
-		sqlite3_bind_int(s, 3, m);
-		sqlite3_bind_int64(s, 4, now);
-		r = step_done(n, s, "marking totals due");
+		struct store_stmt *s = nst(n, N_TOT_DUE);
+		stmt_bind_text(s, 1, inst);
+		stmt_bind_int64(s, 2, y);
+		stmt_bind_int64(s, 3, m);
+		stmt_bind_int64(s, 4, now);
+		r = step_done(s, "marking totals due");
 	}
 out:
 	cJSON_Delete(rec);
@@ -275,6 +277,8 @@ struct walk {
 	struct nrii *n;
 	int64_t expect, pruned_below, last_skipped, session, now;
 	int count, err;
+	char **daily;               /* the daily records passed, for what they make due */
+	size_t n_daily, cap_daily;
 };
 
 static int walk_one(const struct stored_record *r, void *arg)
@@ -289,45 +293,87 @@ static int walk_one(const struct stored_record *r, void *arg)
 		w->session = r->seq;
 		return 1;
 	}
-	if (strcmp(r->kind, "daily") == 0 && (w->err = daily_due(w->n, r->line, w->now)) < 0)
-		return 1;
+	if (strcmp(r->kind, "daily") == 0) {
+		if (w->n_daily == w->cap_daily) {
+			size_t cap = w->cap_daily ? w->cap_daily * 2 : 16;
+			char **v = reallocarray(w->daily, cap, sizeof(*v));
+			if (!v) {
+				w->err = -ENOMEM;
+				return 1;
+			}
+			w->daily = v;
+			w->cap_daily = cap;
+		}
+		if (!(w->daily[w->n_daily] = strdup(r->line))) {
+			w->err = -ENOMEM;
+			return 1;
+		}
+		w->n_daily++;
+	}
 	w->last_skipped = r->seq;
 	w->expect = r->seq + 1;
 	return ++w->count >= WALK_MAX;
 }
 
-/* Moves the cursor over records this sink doesn't send, up to the next session. Returns 1 with
- * *session set when one follows the (new) cursor, 0 when none, 2 when capped, or -errno. */
-static int walk(struct nrii *n, int64_t acked, int64_t head, int64_t now, int64_t *session, int64_t *new_acked)
+/* What the records passed come to, in one transaction: the totals their daily records make
+ * due and the cursor moved past exactly what was read, so a crash can neither skip nor repeat
+ * a trigger. 1 when the cursor moved meanwhile (a `flush` beside the daemon): read again. */
+static int walk_commit(struct nrii *n, const struct walk *w, int64_t acked)
 {
-	struct walk w = { .n = n, .expect = acked + 1, .pruned_below = buffer_first_seq(n->buf),
-			  .last_skipped = acked, .now = now };
-	int64_t to = head < acked + WALK_MAX + 1 ? head : acked + WALK_MAX + 1;
 	int r = buffer_begin(n->buf);
 	if (r < 0)
 		return r;
+	struct sink_state st;
+	if ((r = buffer_sink_get(n->buf, SINK_NAME, &st)) == 0) {
+		if (st.acked_seq != acked)
+			r = 1;
+		for (size_t i = 0; i < w->n_daily && r == 0; i++)
+			r = daily_due(n, w->daily[i], w->now);
+		if (r == 0) {
+			st.acked_seq = w->last_skipped;
+			r = buffer_sink_put(n->buf, SINK_NAME, &st);
+		}
+		buffer_sink_clear(&st);
+	}
+	if (r != 0) {
+		buffer_rollback(n->buf);
+		return r;
+	}
+	return buffer_commit(n->buf);
+}
+
+/* Moves the cursor over records this sink doesn't send, up to the next session: read on a
+ * reader in one snapshot (sealing goes on meanwhile), then written in a short transaction.
+ * Returns 1 with *session set when one follows the (new) cursor, 0 when none, 2 when capped
+ * or the cursor moved meanwhile, or -errno. */
+static int walk(struct nrii *n, int64_t acked, int64_t head, int64_t now, int64_t *session, int64_t *new_acked)
+{
+	struct walk w = { .n = n, .expect = acked + 1, .last_skipped = acked, .now = now };
+	int64_t to = head < acked + WALK_MAX + 1 ? head : acked + WALK_MAX + 1;
+	int r = buffer_read_begin(n->buf);
+	if (r < 0)
+		return r;
+	w.pruned_below = buffer_first_seq(n->buf);
 	if (w.pruned_below == 0 || w.pruned_below > to) {
 		w.last_skipped = to; /* all of it pruned before this sink saw it */
 		w.expect = to + 1;
 	} else {
 		r = buffer_each_record(n->buf, acked + 1, to, walk_one, &w);
 	}
+	buffer_read_end(n->buf);
 	if (r == 0 && w.err == 0 && w.session == 0 && w.expect <= to && w.count < WALK_MAX)
 		w.err = -EBADMSG; /* a hole: never report around it */
-	if (r >= 0 && w.err == 0 && w.last_skipped > acked) {
-		struct sink_state st;
-		if ((r = buffer_sink_get(n->buf, SINK_NAME, &st)) == 0) {
-			st.acked_seq = w.last_skipped;
-			r = buffer_sink_put(n->buf, SINK_NAME, &st);
-			buffer_sink_clear(&st);
-		}
-	}
-	if (r < 0 || w.err < 0) {
-		buffer_rollback(n->buf);
+	if (r >= 0)
+		r = 0; /* the walk stops at a session with 1 */
+	if (r == 0 && w.err == 0 && w.last_skipped > acked)
+		r = walk_commit(n, &w, acked);
+	for (size_t i = 0; i < w.n_daily; i++)
+		free(w.daily[i]);
+	free(w.daily);
+	if (r < 0 || w.err < 0)
 		return r < 0 ? r : w.err;
-	}
-	if ((r = buffer_commit(n->buf)) < 0)
-		return r;
+	if (r == 1)
+		return 2;
 	*new_acked = w.last_skipped;
 	*session = w.session;
 	return w.session ? 1 : w.count >= WALK_MAX ? 2 : 0;
@@ -356,10 +402,10 @@ static int year_sums(struct nrii *n, struct item *it)
 	return r;
 }
 
-static char *dup_text(sqlite3_stmt *s, int col)
+static char *dup_text(struct store_stmt *s, int col)
 {
-	const unsigned char *t = sqlite3_column_text(s, col);
-	return t ? strdup((const char *)t) : NULL;
+	const char *t = stmt_text(s, col);
+	return t ? strdup(t) : NULL;
 }
 
 /* A session's line: kept with a parked record, else the sealed record itself. */
@@ -383,37 +429,39 @@ static int next_item(struct nrii *n, int64_t acked, int64_t now, struct item *it
 {
 	memset(it, 0, sizeof(*it));
 	int r = 0;
-	/* 1. A record re-queued by a config change. */
-	buffer_lock(n->buf);
-	sqlite3_stmt *s = nst(n, N_REC_REDO);
-	sqlite3_bind_int64(s, 1, acked);
-	int rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
-		it->seq = sqlite3_column_int64(s, 0);
-		it->attempts = sqlite3_column_int(s, 1);
-		it->line = dup_text(s, 2);
-	} else if (rc != SQLITE_DONE) {
-		r = buffer_sqlite_error(n->buf, rc, "reading re-sends");
+	/* 1. A record re-queued by a config change; 2. totals that fell due. Committed rows, on
+	 * a reader, in one snapshot. */
+	if ((r = buffer_read_begin(n->buf)) < 0)
+		return r;
+	struct store_stmt *s;
+	if ((r = stmt_read(n->buf, nst_sql[N_REC_REDO], &s)) == 0) {
+		stmt_bind_int64(s, 1, acked);
+		int rc = stmt_step(s);
+		if (rc == STMT_ROW) {
+			it->seq = stmt_int64(s, 0);
+			it->attempts = stmt_int(s, 1);
+			it->line = dup_text(s, 2);
+		} else if (rc != STMT_DONE) {
+			r = stmt_error(s, rc, "reading re-sends");
+		}
+		stmt_done(s);
 	}
-	sqlite3_reset(s);
-	/* 2. Totals that fell due. */
-	if (r == 0 && !it->seq) {
-		s = nst(n, N_TOT_NEXT);
-		rc = sqlite3_step(s);
-		if (rc == SQLITE_ROW) {
+	if (r == 0 && !it->seq && (r = stmt_read(n->buf, nst_sql[N_TOT_NEXT], &s)) == 0) {
+		int rc = stmt_step(s);
+		if (rc == STMT_ROW) {
 			it->totals = true;
 			it->instrument = dup_text(s, 0);
-			it->year = sqlite3_column_int(s, 1);
-			it->month = sqlite3_column_int(s, 2);
-			it->attempts = sqlite3_column_int(s, 3);
+			it->year = stmt_int(s, 1);
+			it->month = stmt_int(s, 2);
+			it->attempts = stmt_int(s, 3);
 			if (!it->instrument)
 				r = -ENOMEM;
-		} else if (rc != SQLITE_DONE) {
-			r = buffer_sqlite_error(n->buf, rc, "reading due totals");
+		} else if (rc != STMT_DONE) {
+			r = stmt_error(s, rc, "reading due totals");
 		}
-		sqlite3_reset(s);
+		stmt_done(s);
 	}
-	buffer_unlock(n->buf);
+	buffer_read_end(n->buf);
 	if (r < 0)
 		return r;
 	if (it->seq)
@@ -436,13 +484,12 @@ static int next_item(struct nrii *n, int64_t acked, int64_t now, struct item *it
 		return NEXT_NONE;
 	it->seq = session;
 	it->at_cursor = true;
-	buffer_lock(n->buf);
-	s = nst(n, N_REC_GET);
-	sqlite3_bind_int64(s, 1, session);
-	if (sqlite3_step(s) == SQLITE_ROW)
-		it->attempts = sqlite3_column_int(s, 1);
-	sqlite3_reset(s);
-	buffer_unlock(n->buf);
+	if (stmt_read(n->buf, nst_sql[N_REC_GET], &s) == 0) {
+		stmt_bind_int64(s, 1, session);
+		if (stmt_step(s) == STMT_ROW)
+			it->attempts = stmt_int(s, 1);
+		stmt_done(s);
+	}
 	return (r = session_line(n, it)) < 0 ? r : NEXT_ITEM;
 }
 
@@ -570,32 +617,32 @@ static int save(struct nrii *n, const struct item *it, const struct outcome *o, 
 	const char *state = o->v == V_SENT ? "sent" : o->v == V_PARK ? "parked" : "pending";
 	int attempts = it->attempts + (o->code == 203 ? 1 : 0);
 	if (counted && !it->totals) {
-		sqlite3_stmt *s = nst(n, N_REC_PUT);
-		sqlite3_bind_int64(s, 1, it->seq);
-		sqlite3_bind_text(s, 2, state, -1, SQLITE_STATIC);
-		sqlite3_bind_int(s, 3, o->code);
-		sqlite3_bind_text(s, 4, o->text, -1, SQLITE_STATIC);
-		sqlite3_bind_int(s, 5, attempts);
+		struct store_stmt *s = nst(n, N_REC_PUT);
+		stmt_bind_int64(s, 1, it->seq);
+		stmt_bind_text(s, 2, state);
+		stmt_bind_int64(s, 3, o->code);
+		stmt_bind_text(s, 4, o->text);
+		stmt_bind_int64(s, 5, attempts);
 		if (o->v == V_PARK)
-			sqlite3_bind_text(s, 6, it->line, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(s, 7, now);
-		r = step_done(n, s, "recording a record's state");
+			stmt_bind_text(s, 6, it->line);
+		stmt_bind_int64(s, 7, now);
+		r = step_done(s, "recording a record's state");
 	} else if (counted) {
 		char run[32], svc[32]; /* as sent */
 		nrii_hours2(it->effective_s, run);
 		nrii_hours2(it->service_s, svc);
-		sqlite3_stmt *s = nst(n, N_TOT_PUT);
-		sqlite3_bind_text(s, 1, it->instrument, -1, SQLITE_STATIC);
-		sqlite3_bind_int(s, 2, it->year);
-		sqlite3_bind_int(s, 3, it->month);
-		sqlite3_bind_text(s, 4, state, -1, SQLITE_STATIC);
-		sqlite3_bind_int(s, 5, o->code);
-		sqlite3_bind_text(s, 6, o->text, -1, SQLITE_STATIC);
-		sqlite3_bind_int(s, 7, attempts);
-		sqlite3_bind_text(s, 8, run, -1, SQLITE_STATIC);
-		sqlite3_bind_text(s, 9, svc, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(s, 10, now);
-		r = step_done(n, s, "recording totals' state");
+		struct store_stmt *s = nst(n, N_TOT_PUT);
+		stmt_bind_text(s, 1, it->instrument);
+		stmt_bind_int64(s, 2, it->year);
+		stmt_bind_int64(s, 3, it->month);
+		stmt_bind_text(s, 4, state);
+		stmt_bind_int64(s, 5, o->code);
+		stmt_bind_text(s, 6, o->text);
+		stmt_bind_int64(s, 7, attempts);
+		stmt_bind_text(s, 8, run);
+		stmt_bind_text(s, 9, svc);
+		stmt_bind_int64(s, 10, now);
+		r = step_done(s, "recording totals' state");
 	}
 	struct sink_state st;
 	if (r == 0 && (r = buffer_sink_get(n->buf, SINK_NAME, &st)) == 0) {
@@ -613,11 +660,12 @@ static int save(struct nrii *n, const struct item *it, const struct outcome *o, 
 
 static int64_t parked_count(struct nrii *n)
 {
-	buffer_lock(n->buf);
-	sqlite3_stmt *s = nst(n, N_PARKED);
-	int64_t c = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
-	sqlite3_reset(s);
-	buffer_unlock(n->buf);
+	struct store_stmt *s;
+	int64_t c = 0;
+	if (stmt_read(n->buf, nst_sql[N_PARKED], &s) == 0) {
+		c = stmt_step(s) == STMT_ROW ? stmt_int64(s, 0) : 0;
+		stmt_done(s);
+	}
 	return c;
 }
 

@@ -2,9 +2,10 @@
  * how much was sent, read from the sink's own tables. */
 #include "nrii.h"
 #include "buffer.h"
+#include "schema.h"
+#include "stmt.h"
 
 #include <errno.h>
-#include <sqlite3.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,10 +23,10 @@ void nrii_status_clear(struct nrii_status *ns)
 	memset(ns, 0, sizeof(*ns));
 }
 
-static char *col_text(sqlite3_stmt *s, int col)
+static char *col_text(struct store_stmt *s, int col)
 {
-	const unsigned char *t = sqlite3_column_text(s, col);
-	return strdup(t ? (const char *)t : "");
+	const char *t = stmt_text(s, col);
+	return strdup(t ? t : "");
 }
 
 /* Grows *v (elements of size sz) to hold one more; false when out of memory. */
@@ -42,9 +43,10 @@ static bool grow(void **v, size_t n, size_t *cap, size_t sz)
 	return true;
 }
 
-/* Prepared here, not with the sink's statements: status runs without a sink, on a buffer that
- * may be opened read-only by another process. Every parked entry is listed: the counts say how
- * many, the lists say which, and an operator fixing the config needs all of them. */
+/* Read here, not with the sink's statements: status runs without a sink, on a buffer that may
+ * be opened read-only by another process; on a reader, one snapshot. Every parked entry is
+ * listed: the counts say how many, the lists say which, and an operator fixing the config
+ * needs all of them. */
 int nrii_status_get(struct buffer *b, struct nrii_status *ns)
 {
 	static const char *const sql[] = {
@@ -58,39 +60,43 @@ int nrii_status_get(struct buffer *b, struct nrii_status *ns)
 	nrii_status_clear(ns);
 	if (!b)
 		return 0;
-	int r = 0;
+	/* A file where the sink never ran has no tables of it: nothing parked, nothing sent. */
+	int r = buffer_schema(b, &nrii_schema);
+	if (r < 0)
+		return r == -ENOENT ? 0 : r;
+	if ((r = buffer_read_begin(b)) < 0)
+		return r;
 	size_t cap_p = 0, cap_t = 0;
-	buffer_lock(b);
-	sqlite3_stmt *s[3] = { NULL, NULL, NULL };
+	struct store_stmt *s[3] = { NULL, NULL, NULL };
 	bool ok = true;
 	for (int i = 0; i < 3 && ok; i++)
-		ok = sqlite3_prepare_v2(buffer_db(b), sql[i], -1, &s[i], NULL) == SQLITE_OK;
-	while (ok && sqlite3_step(s[0]) == SQLITE_ROW) {
+		ok = stmt_read(b, sql[i], &s[i]) == 0;
+	while (ok && stmt_step(s[0]) == STMT_ROW) {
 		if (!(ok = grow((void **)&ns->parked, ns->n_parked, &cap_p, sizeof(*ns->parked))))
 			break;
 		struct nrii_parked *e = &ns->parked[ns->n_parked++];
-		e->seq = sqlite3_column_int64(s[0], 0);
-		e->code = sqlite3_column_int(s[0], 1);
+		e->seq = stmt_int64(s[0], 0);
+		e->code = stmt_int(s[0], 1);
 		e->text = col_text(s[0], 2);
 	}
-	while (ok && sqlite3_step(s[1]) == SQLITE_ROW) {
+	while (ok && stmt_step(s[1]) == STMT_ROW) {
 		if (!(ok = grow((void **)&ns->totals, ns->n_totals, &cap_t, sizeof(*ns->totals))))
 			break;
 		struct nrii_parked_total *e = &ns->totals[ns->n_totals++];
 		e->instrument = col_text(s[1], 0);
-		e->year = sqlite3_column_int(s[1], 1);
-		e->month = sqlite3_column_int(s[1], 2);
-		e->code = sqlite3_column_int(s[1], 3);
+		e->year = stmt_int(s[1], 1);
+		e->month = stmt_int(s[1], 2);
+		e->code = stmt_int(s[1], 3);
 		e->text = col_text(s[1], 4);
 	}
-	if (ok && sqlite3_step(s[2]) == SQLITE_ROW) {
-		ns->parked_count = sqlite3_column_int64(s[2], 0);
-		ns->sent_count = sqlite3_column_int64(s[2], 1);
+	if (ok && stmt_step(s[2]) == STMT_ROW) {
+		ns->parked_count = stmt_int64(s[2], 0);
+		ns->sent_count = stmt_int64(s[2], 1);
 	}
 	if (!ok)
 		r = -EIO;
 	for (int i = 0; i < 3; i++)
-		sqlite3_finalize(s[i]);
-	buffer_unlock(b);
+		stmt_done(s[i]);
+	buffer_read_end(b);
 	return r;
 }

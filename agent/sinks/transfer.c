@@ -11,49 +11,6 @@
 #include <time.h>
 #include <unistd.h>
 
-int dbuf_add(struct dbuf *b, const void *data, size_t n)
-{
-	if (b->len + n + 1 > b->max) {
-		dbuf_free(b);
-		return -E2BIG;
-	}
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 4096;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		char *q = realloc(b->p, cap);
-		if (!q) {
-			dbuf_free(b);
-			return -ENOMEM;
-		}
-		b->p = q;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, data, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-	return 0;
-}
-
-int dbuf_str(struct dbuf *b, const char *s)
-{
-	return dbuf_add(b, s, strlen(s));
-}
-
-void dbuf_reset(struct dbuf *b)
-{
-	b->len = 0;
-	if (b->p)
-		b->p[0] = '\0';
-}
-
-void dbuf_free(struct dbuf *b)
-{
-	free(b->p);
-	b->p = NULL;
-	b->len = b->cap = 0;
-}
-
 static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
 {
 	struct transfer *t = arg;

@@ -4,21 +4,13 @@
 #ifndef LABSHARE_TRANSFER_H
 #define LABSHARE_TRANSFER_H
 
+#include "dynbuf.h"
+
 #include <curl/curl.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-/* A growable byte buffer with a hard cap that frees itself on failure (curl's dynbuf). */
-struct dbuf {
-	char *p;
-	size_t len, cap, max;
-};
-int dbuf_add(struct dbuf *b, const void *data, size_t n);
-int dbuf_str(struct dbuf *b, const char *s);
-void dbuf_reset(struct dbuf *b);
-void dbuf_free(struct dbuf *b);
 
 struct transfer_opts {
 	const char *url;

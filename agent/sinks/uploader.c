@@ -27,7 +27,6 @@ const struct sink_ops *const sink_registry[] = {
 };
 
 #define MAX_SINKS 4
-#define FLUSH_WAIT_MAX_S 10
 
 struct runner {
 	const struct sink_ops *ops;
@@ -40,6 +39,7 @@ struct runner {
 	 * finished, and how (0, 75, 76). */
 	uint64_t flush_taken, flush_done;
 	int flush_code;
+	int64_t flush_waited;       /* seconds the flush under way has waited (FLUSH_WAIT_TOTAL_S) */
 };
 
 struct uploader {
@@ -107,9 +107,11 @@ static int flush_outcome(struct runner *r, enum sink_result res, int64_t *wait)
 		return 0;
 	case SINK_RETRY: {
 		int64_t t = next_attempt_of(r->u->buf, r->ops->name) - clock_wall();
-		if (t > FLUSH_WAIT_MAX_S)
+		if (t < 1)
+			t = 1; /* never spin on a state that can't be read */
+		if (!flush_may_wait(&r->flush_waited, t))
 			return EX_TEMPFAIL;
-		*wait = t > 0 ? t : 1; /* never spin on a state that can't be read */
+		*wait = t;
 		return -1;
 	}
 	case SINK_REFUSED:
@@ -128,6 +130,8 @@ static void *runner_main(void *arg)
 		/* A new flush request: the first step ignores next_attempt, as `flush` always did. */
 		pthread_mutex_lock(&u->mu);
 		bool force = u->flush_gen > r->flush_taken;
+		if (force)
+			r->flush_waited = 0;
 		r->flush_taken = u->flush_gen;
 		bool flushing = r->flush_taken > r->flush_done;
 		pthread_mutex_unlock(&u->mu);
@@ -213,10 +217,8 @@ static int serve_flush(void *arg, FILE *out)
 			code = codes[i];
 	}
 	pthread_mutex_unlock(&u->mu);
-	if (stopped) {
-		fputs("err the daemon is stopping or reloading; it uploads again once it runs\n", out);
-		return EX_TEMPFAIL;
-	}
+	if (stopped)
+		return FLUSHCTL_AGAIN; /* a reload or a stop: the command asks again or uploads itself */
 	for (size_t i = 0; i < u->n; i++)
 		report_sink(u->buf, u->run[i].ops->name, codes[i], out);
 	return code;
@@ -306,6 +308,8 @@ void uploader_clear_alarms(const struct config *cfg, struct buffer *b)
 		if (!sink_registry[i]->configured(cfg))
 			continue;
 		struct sink_state st;
+		if (buffer_begin(b) < 0)
+			continue;
 		if (buffer_sink_get(b, sink_registry[i]->name, &st) == 0 && st.alarm) {
 			log_warnx("upload: %s: clearing the alarm of the last run to check again: %s",
 				  sink_registry[i]->name, st.alarm);
@@ -315,6 +319,7 @@ void uploader_clear_alarms(const struct config *cfg, struct buffer *b)
 			buffer_sink_put(b, sink_registry[i]->name, &st);
 		}
 		buffer_sink_clear(&st);
+		buffer_commit(b);
 	}
 }
 
@@ -334,6 +339,7 @@ int uploader_flush(const struct config *cfg, struct buffer *b, FILE *out)
 		}
 		bool force = true;
 		int sink_code = -1;
+		int64_t waited = 0;
 		while (sink_code < 0) {
 			enum sink_result r = ops->step(state, clock_wall(), force);
 			force = false;
@@ -345,11 +351,10 @@ int uploader_flush(const struct config *cfg, struct buffer *b, FILE *out)
 				fprintf(out, "%s: everything acknowledged (through seq %lld)\n", ops->name,
 					(long long)st.acked_seq);
 				sink_code = 0;
-			} else if (r == SINK_RETRY && st.next_attempt - clock_wall() <= FLUSH_WAIT_MAX_S) {
+			} else if (r == SINK_RETRY && flush_may_wait(&waited, st.next_attempt - clock_wall())) {
 				/* A short Retry-After or the first back-off steps: wait it out. */
 				int64_t wait = st.next_attempt - clock_wall();
-				if (wait > 0)
-					clock_sleep_until(clock_mono_us() + wait * 1000000);
+				clock_sleep_until(clock_mono_us() + (wait > 1 ? wait : 1) * 1000000);
 			} else if (r == SINK_RETRY) {
 				fprintf(stderr, "labshare-agent: flush: %s: %s\n", ops->name,
 					st.last_error ? st.last_error : "platform unreachable");

@@ -1,5 +1,9 @@
 /* buffer.h — the crash-safe SQLite buffer (SPEC §5): sealed records, sink cursors, driver
- * cursors; every statement of the module lives in buffer.c, prepared once. */
+ * cursors. One writer connection behind a plain mutex: every write, and every read that must
+ * see pending writes, runs inside buffer_begin … buffer_commit/rollback on the thread that
+ * began; begin takes the mutex, commit/rollback give it back, and transactions do not nest
+ * (-EDEADLK). Reads outside a transaction run on read-only connections of their own and never
+ * wait for the writer. Other modules reach their own tables through stmt.h, never a handle. */
 #ifndef LABSHARE_BUFFER_H
 #define LABSHARE_BUFFER_H
 
@@ -8,8 +12,6 @@
 #include <stdint.h>
 
 struct buffer;
-struct sqlite3;
-struct sqlite3_stmt;
 
 #define BUFFER_FILE "buffer.db"
 #define HASH_HEX_LEN 64
@@ -29,10 +31,20 @@ void buffer_close(struct buffer *b);
 const char *buffer_path(const struct buffer *b);
 
 /* Write transactions (BEGIN IMMEDIATE … COMMIT) under the buffer's mutex, so sealing and
- * the cursors that go with it commit together or not at all. */
+ * the cursors that go with it commit together or not at all. buffer_begin on a thread inside
+ * a transaction of b already is -EDEADLK (logged); commit/rollback by a thread outside one is
+ * -EPERM (logged). */
 int buffer_begin(struct buffer *b);
 int buffer_commit(struct buffer *b);
 void buffer_rollback(struct buffer *b);
+/* fn(arg) is called under the writer whenever a transaction is undone (a rollback, or a
+ * commit that failed), so what memory holds of it goes with it (metrics' state). */
+int buffer_on_undo(struct buffer *b, void (*fn)(void *arg), void *arg);
+void buffer_undo_remove(struct buffer *b, void (*fn)(void *arg), void *arg);
+
+/* Reads (the head, records, hashes, meta, sinks, cursors, bytes): inside the calling thread's
+ * transaction they read on the writer and see its pending writes; outside one, on a reader
+ * (committed data, never waiting for the writer). */
 
 /* The chain head as committed (or as pending inside the current transaction). */
 struct chain_head {
@@ -41,7 +53,7 @@ struct chain_head {
 };
 void buffer_head(struct buffer *b, struct chain_head *head);
 
-/* Appends a sealed record; only chain.c calls this, inside a transaction. */
+/* Appends a sealed record; only chain.c calls this, inside a transaction (-EPERM outside). */
 int buffer_append_record(struct buffer *b, int64_t seq, const char *kind, const char *line,
 			 size_t line_len, const char *hash, int64_t sealed_at);
 
@@ -71,9 +83,8 @@ int buffer_hash_of(struct buffer *b, int64_t seq, char hash[HASH_HEX_LEN + 1]);
  * reader that stays inside one stops checkpoints from recycling the WAL. A reader follows the
  * file when the writer writes it back (buffer_check_file) at its next begin or call. One
  * reader per thread at a time; close it before buffer_close.
- * buffer_each_record, buffer_get_record and period_sums use one themselves unless the calling
- * thread holds the writer (inside buffer_begin … commit or buffer_lock), whose pending writes
- * it must see. */
+ * The buffer's read calls use one themselves unless the calling thread holds the writer (inside
+ * buffer_begin … commit), whose pending writes it must see. */
 struct buffer_reader;
 int buffer_reader_open(struct buffer *b, struct buffer_reader **out);
 void buffer_reader_close(struct buffer_reader *r);
@@ -82,20 +93,22 @@ void buffer_reader_end(struct buffer_reader *r);
 int buffer_reader_each_record(struct buffer_reader *r, int64_t from, int64_t to,
 			      buffer_record_cb cb, void *arg);
 int buffer_reader_get_record(struct buffer_reader *r, int64_t seq, struct stored_record *rec);
-/* The reader's connection, for other modules' reads of their own tables (period sums); use it
- * only between buffer_reader_begin and _end, on the thread that owns the reader. */
-struct sqlite3 *buffer_reader_db(struct buffer_reader *r);
-/* The buffer's idle reader lent for one read (a new one when it is lent already); given back
- * with buffer_reader_return, which ends any snapshot left open. */
-int buffer_reader_borrow(struct buffer *b, struct buffer_reader **out);
-void buffer_reader_return(struct buffer *b, struct buffer_reader *r);
-/* 1 when the calling thread holds the writer (then read through the buffer itself). */
+/* One snapshot for the calling thread's reads of b (the calls here, stmt_read, period sums)
+ * until the matching buffer_read_end: a reader lent by the buffer, taken at the first begin
+ * and given back at the last end (they nest). Inside the thread's own transaction the reads
+ * stay on the writer. 0 or -errno. */
+int buffer_read_begin(struct buffer *b);
+void buffer_read_end(struct buffer *b);
+/* 1 when the calling thread holds the writer (inside buffer_begin … commit). */
 int buffer_holds_writer(const struct buffer *b);
 
 /* What was pruned: records 1..seq are gone, hash is that of seq (verify starts there). */
 void buffer_pruned(struct buffer *b, struct chain_head *pruned);
 /* Lowest seq still stored (pruned.seq + 1 when any record is kept), 0 when none. */
 int64_t buffer_first_seq(struct buffer *b);
+
+/* Writes (sink rows, driver cursors, meta): inside the calling thread's transaction only;
+ * -EPERM (logged) outside one. */
 
 /* Delivery cursors, one per sink ("platform", "nrii"). */
 struct sink_state {
@@ -125,34 +138,19 @@ int buffer_meta_put(struct buffer *b, const char *key, const char *value);
 int64_t buffer_bytes(struct buffer *b);
 
 /* Delete records acknowledged by every sink in `sinks` (NULL-terminated) and sealed
- * before `before` (unix time), oldest first, keeping the chain's head hash.
- * Returns how many were pruned or a negative errno. */
+ * before `before` (unix time), oldest first, keeping the chain's head hash. Its own
+ * transactions: -EDEADLK inside one. Returns how many were pruned or a negative errno. */
 int64_t buffer_prune(struct buffer *b, const char *const sinks[], int64_t before);
-
-/* For modules that keep their own tables in the same file (metrics, NRII; made through the
- * migration registry, schema.h): the connection, to be used only inside
- * buffer_begin/buffer_commit or under buffer_lock. */
-struct sqlite3 *buffer_db(struct buffer *b);
-void buffer_lock(struct buffer *b);
-void buffer_unlock(struct buffer *b);
-
-/* A persistent statement of another module (metrics, NRII) on the buffer's connection:
- * *slot stays valid across a reopen (buffer_check_file re-prepares it in place); release it
- * with buffer_finalize before buffer_close. Use it only under the buffer's mutex. */
-int buffer_prepare(struct buffer *b, const char *sql, struct sqlite3_stmt **slot);
-void buffer_finalize(struct buffer *b, struct sqlite3_stmt **slot);
 
 /* The daemon's chore (SPEC §5): when buffer.db was deleted or replaced since it was opened,
  * writes the open database back to the path (a replacing file is moved aside, never
  * deleted), reopens it so later writes go to the file on disk, and says so in `what`.
  * Returns 0 when the file is in place, 1 when it was written back, or a negative errno with
- * the reason in `what`, not logged (the old file stays in use; call again later). */
+ * the reason in `what`, not logged (the old file stays in use; call again later); -EDEADLK
+ * inside a transaction. */
 int buffer_check_file(struct buffer *b, char *what, size_t whatlen);
 
 /* Creates the state folder (and its parents) for a daemon that must lock it first. */
 int buffer_make_state_dir(const char *state_dir);
-
-/* Translate the last SQLite error of the connection into -errno, logging it once. */
-int buffer_sqlite_error(struct buffer *b, int rc, const char *what);
 
 #endif

@@ -1,5 +1,5 @@
 /* buffer_file.c — the buffer's file on disk: opening it (pragmas, quick_check), moving a
- * damaged one aside, other modules' statements registered so they survive a reopen, and a
+ * damaged one aside, and a
  * file deleted or replaced under a running daemon written back from the open database
  * (SPEC §5) so that nothing sealed is lost. */
 #include "buffer.h"
@@ -109,48 +109,6 @@ int buffer__open_db(struct buffer *b, char *why, size_t whylen)
 	return check_integrity(b->db, why, whylen);
 }
 
-int buffer_prepare(struct buffer *b, const char *sql, sqlite3_stmt **slot)
-{
-	buffer__lock(b);
-	int r = 0;
-	if (b->n_ext == b->cap_ext) {
-		size_t cap = b->cap_ext ? b->cap_ext * 2 : 16;
-		sqlite3_stmt ***n = reallocarray(b->ext, cap, sizeof(*n));
-		if (!n) {
-			r = -ENOMEM;
-			goto out;
-		}
-		b->ext = n;
-		b->cap_ext = cap;
-	}
-	int rc = sqlite3_prepare_v3(b->db, sql, -1, SQLITE_PREPARE_PERSISTENT, slot, NULL);
-	if (rc != SQLITE_OK) {
-		*slot = NULL;
-		r = buffer_sqlite_error(b, rc, sql);
-		goto out;
-	}
-	b->ext[b->n_ext++] = slot;
-out:
-	buffer__unlock(b);
-	return r;
-}
-
-void buffer_finalize(struct buffer *b, sqlite3_stmt **slot)
-{
-	if (!b || !slot)
-		return;
-	buffer__lock(b);
-	for (size_t i = 0; i < b->n_ext; i++) {
-		if (b->ext[i] == slot) {
-			b->ext[i] = b->ext[--b->n_ext];
-			break;
-		}
-	}
-	sqlite3_finalize(*slot);
-	*slot = NULL;
-	buffer__unlock(b);
-}
-
 static int fsync_path(const char *path, int flags)
 {
 	int fd = open(path, flags | O_CLOEXEC);
@@ -202,35 +160,14 @@ static int copy_out(struct buffer *b, const char *tmp, char *why, size_t whylen)
 	return r;
 }
 
-/* Every statement of the module and of the registered ones, prepared on the new connection
- * before anything is swapped, so a failure leaves the old connection in use. */
+/* Every statement on the writer prepared on the new connection before anything is swapped,
+ * so a failure leaves the old connection in use. */
 static int swap_connection(struct buffer *b, sqlite3 *ndb)
 {
-	sqlite3_stmt *st[ST__COUNT] = { 0 };
-	sqlite3_stmt **ext = b->n_ext ? calloc(b->n_ext, sizeof(*ext)) : NULL;
-	int rc = b->n_ext && !ext ? SQLITE_NOMEM : SQLITE_OK;
-	for (int i = 0; rc == SQLITE_OK && i < ST__COUNT; i++)
-		rc = sqlite3_prepare_v3(ndb, sqlite3_sql(b->st[i]), -1, SQLITE_PREPARE_PERSISTENT, &st[i], NULL);
-	for (size_t i = 0; rc == SQLITE_OK && i < b->n_ext; i++)
-		rc = sqlite3_prepare_v3(ndb, sqlite3_sql(*b->ext[i]), -1, SQLITE_PREPARE_PERSISTENT, &ext[i], NULL);
-	if (rc != SQLITE_OK) {
-		for (int i = 0; i < ST__COUNT; i++)
-			sqlite3_finalize(st[i]);
-		for (size_t i = 0; ext && i < b->n_ext; i++)
-			sqlite3_finalize(ext[i]);
-		free(ext);
+	int rc = stmt__swap(b, ndb);
+	if (rc != SQLITE_OK)
 		return rc;
-	}
 	sqlite3 *old = b->db;
-	for (int i = 0; i < ST__COUNT; i++) {
-		sqlite3_finalize(b->st[i]);
-		b->st[i] = st[i];
-	}
-	for (size_t i = 0; i < b->n_ext; i++) {
-		sqlite3_finalize(*b->ext[i]);
-		*b->ext[i] = ext[i];
-	}
-	free(ext);
 	b->db = ndb;
 	b->head_valid = false;
 	/* Readers reconnect at their next use: the old file is no longer the path's. */
@@ -250,10 +187,13 @@ int buffer_check_file(struct buffer *b, char *what, size_t whatlen)
 
 	if (b->readonly)
 		return 0;
+	if (buffer__held(b)) {
+		snprintf(what, whatlen, "checking the buffer's file inside a transaction");
+		return -EDEADLK;
+	}
 	buffer__lock(b);
 	/* SQLite compares the path's inode with the open file's (a stat per call: cheap). */
-	if (b->txn_depth > 0 ||
-	    sqlite3_file_control(b->db, "main", SQLITE_FCNTL_HAS_MOVED, &moved) != SQLITE_OK || !moved)
+	if (sqlite3_file_control(b->db, "main", SQLITE_FCNTL_HAS_MOVED, &moved) != SQLITE_OK || !moved)
 		goto out;
 	struct stat st;
 	bool replaced = lstat(b->path, &st) == 0;

@@ -11,19 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct buffer_reader {
-	struct buffer *b;
-	sqlite3 *db;
-	unsigned gen;           /* the buffer's generation the connection was opened at */
-	bool in_read;           /* inside buffer_reader_begin … end */
-	sqlite3_stmt *range, *one;
-};
-
 static void reader_disconnect(struct buffer_reader *r)
 {
 	sqlite3_finalize(r->range);
 	sqlite3_finalize(r->one);
 	r->range = r->one = NULL;
+	stmt__list_drop(&r->stmts); /* prepared again on the next connection, at their next use */
 	if (r->db)
 		sqlite3_close_v2(r->db);
 	r->db = NULL;
@@ -36,11 +29,12 @@ static int reader_error(struct buffer_reader *r, int rc, const char *what)
 	return buffer__errno(rc);
 }
 
-/* (Re)connects when the writer reopened its file since; never inside a snapshot. */
-static int reader_sync(struct buffer_reader *r)
+/* (Re)connects when the writer reopened its file since; never inside a snapshot, nor while a
+ * statement of the reader is handed out. */
+int buffer__reader_sync(struct buffer_reader *r)
 {
 	unsigned gen = buffer__generation(r->b);
-	if (r->db && (r->gen == gen || r->in_read))
+	if (r->db && (r->gen == gen || r->in_read || r->busy > 0))
 		return 0;
 	reader_disconnect(r);
 	int rc = sqlite3_open_v2(r->b->path, &r->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
@@ -70,7 +64,7 @@ int buffer_reader_open(struct buffer *b, struct buffer_reader **out)
 	if (!r)
 		return -ENOMEM;
 	r->b = b;
-	int e = reader_sync(r);
+	int e = buffer__reader_sync(r);
 	if (e < 0) {
 		free(r);
 		return e;
@@ -84,14 +78,15 @@ void buffer_reader_close(struct buffer_reader *r)
 	if (!r)
 		return;
 	reader_disconnect(r);
+	stmt__list_close(&r->stmts);
 	free(r);
 }
 
 int buffer_reader_begin(struct buffer_reader *r)
 {
-	if (r->in_read)
+	if (r->in_read || r->busy > 0)
 		return -EBUSY;
-	int e = reader_sync(r);
+	int e = buffer__reader_sync(r);
 	if (e < 0)
 		return e;
 	/* BEGIN is deferred: the snapshot starts at the first read, made here at once. */
@@ -112,11 +107,6 @@ void buffer_reader_end(struct buffer_reader *r)
 	sqlite3_reset(r->one);
 	sqlite3_exec(r->db, "COMMIT", NULL, NULL, NULL);
 	r->in_read = false;
-}
-
-struct sqlite3 *buffer_reader_db(struct buffer_reader *r)
-{
-	return r->db;
 }
 
 int buffer_reader_each_record(struct buffer_reader *r, int64_t from, int64_t to,
@@ -148,7 +138,7 @@ int buffer_reader_each_record(struct buffer_reader *r, int64_t from, int64_t to,
 int buffer_reader_get_record(struct buffer_reader *r, int64_t seq, struct stored_record *rec)
 {
 	memset(rec, 0, sizeof(*rec));
-	int ret = r->in_read ? 0 : reader_sync(r);
+	int ret = r->in_read ? 0 : buffer__reader_sync(r);
 	if (ret < 0)
 		return ret;
 	sqlite3_stmt *s = r->one;
@@ -193,14 +183,4 @@ void buffer__reader_put(struct buffer *b, struct buffer_reader *r)
 	}
 	pthread_mutex_unlock(&b->rmu);
 	buffer_reader_close(r);
-}
-
-int buffer_reader_borrow(struct buffer *b, struct buffer_reader **out)
-{
-	return buffer__reader_get(b, out);
-}
-
-void buffer_reader_return(struct buffer *b, struct buffer_reader *r)
-{
-	buffer__reader_put(b, r);
 }

@@ -5,6 +5,7 @@
 #include "buffer.h"
 #include "buffer_priv.h"
 #include "log.h"
+#include "stmt.h"
 
 #include <errno.h>
 #include <sqlite3.h>
@@ -29,23 +30,24 @@ static int exec(struct buffer *b, const char *sql)
 	return 0;
 }
 
-/* One integer from a query with at most one text parameter; *found false when no row. */
+/* One integer from a query with at most one text parameter; *found false when no row. On the
+ * writer inside its transaction (or at open), else on a reader (a READONLY buffer). */
 static int query_int(struct buffer *b, const char *sql, const char *param, int64_t *out, bool *found)
 {
-	sqlite3_stmt *st;
+	struct store_stmt *st;
 	*found = false;
-	int rc = sqlite3_prepare_v2(b->db, sql, -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return buffer_sqlite_error(b, rc, "reading the schema");
+	int r = stmt_read(b, sql, &st);
+	if (r < 0)
+		return r;
 	if (param)
-		sqlite3_bind_text(st, 1, param, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		*out = sqlite3_column_int64(st, 0);
+		stmt_bind_text(st, 1, param);
+	int rc = stmt_step(st);
+	if (rc == STMT_ROW) {
+		*out = stmt_int64(st, 0);
 		*found = true;
 	}
-	int r = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : buffer_sqlite_error(b, rc, "reading the schema");
-	sqlite3_finalize(st);
+	r = rc == STMT_ROW || rc == STMT_DONE ? 0 : stmt_error(st, rc, "reading the schema");
+	stmt_done(st);
 	return r;
 }
 
@@ -130,42 +132,44 @@ int buffer_schema(struct buffer *b, const struct store_schema *s)
 	bool row = false;
 	if (known(b, s))
 		return 0; /* up to date already: no need to wait for the writer */
-	buffer__lock(b);
-	int r = known(b, s) ? 0 : owner_version(b, s, &v, &row);
-	if (r < 0 || known(b, s))
-		goto out;
-	if (v > (int64_t)s->n) {
-		r = refuse_newer(b, s, v);
-		goto out;
+	if (buffer__held(b)) {
+		log_errx("buffer: %s tables first used inside a transaction: their owner brings them up "
+			 "to date before (buffer_schema)", s->owner);
+		return -EDEADLK;
 	}
-	if (v < (int64_t)s->n && b->readonly) {
-		if (v > 0)
-			log_errx("buffer: \"%s\" needs its %s tables migrated to version %zu: start the "
-				 "daemon once", b->path, s->owner, s->n);
-		r = v > 0 ? -EROFS : -ENOENT;
-		goto out;
-	}
-	if (!b->readonly && (v < (int64_t)s->n || !row)) {
-		/* Asked again inside the write lock: another process (a `record` beside the daemon)
-		 * may have migrated meanwhile. */
-		if ((r = buffer_begin(b)) < 0)
-			goto out;
-		r = owner_version(b, s, &v, &row);
-		if (r == 0 && v > (int64_t)s->n)
-			r = refuse_newer(b, s, v);
-		else if (r == 0 && (v < (int64_t)s->n || !row))
-			r = apply_steps(b, s, v);
-		if (r < 0) {
-			buffer_rollback(b);
-			goto out;
+	int r;
+	if (b->readonly) {
+		/* Read as it is, on a reader: a READONLY buffer never migrates. */
+		if ((r = owner_version(b, s, &v, &row)) < 0)
+			return r;
+		if (v > (int64_t)s->n)
+			return refuse_newer(b, s, v);
+		if (v < (int64_t)s->n) {
+			if (v > 0)
+				log_errx("buffer: \"%s\" needs its %s tables migrated to version %zu: start the "
+					 "daemon once", b->path, s->owner, s->n);
+			return v > 0 ? -EROFS : -ENOENT;
 		}
-		if ((r = buffer_commit(b)) < 0)
-			goto out;
+		remember(b, s);
+		return 0;
 	}
+	/* Asked inside the write lock: another process (a `record` beside the daemon) may have
+	 * migrated meanwhile. */
+	if ((r = buffer_begin(b)) < 0)
+		return r;
+	r = owner_version(b, s, &v, &row);
+	if (r == 0 && v > (int64_t)s->n)
+		r = refuse_newer(b, s, v);
+	else if (r == 0 && (v < (int64_t)s->n || !row))
+		r = apply_steps(b, s, v);
+	if (r < 0) {
+		buffer_rollback(b);
+		return r;
+	}
+	if ((r = buffer_commit(b)) < 0)
+		return r;
 	remember(b, s);
-out:
-	buffer__unlock(b);
-	return r;
+	return 0;
 }
 
 /* How the file keeps its versions, and the store's own version in it. */

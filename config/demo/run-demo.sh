@@ -38,17 +38,28 @@ sh tests/refplat/mkcerts.sh "$DIR/certs" >/dev/null
 	--cert "$DIR/certs/server.pem" --key "$DIR/certs/server.key" --db "$DIR/platform.db" \
 	--token demo-token </dev/null >"$DIR/platform.log" 2>&1 &
 PIDS="$PIDS $!"
-# An LC-MS behind a Modbus TCP gateway: its run counter counts seconds while it runs, and it
-# draws 850 W (in use above 50 W).
+# An LC-MS behind a Modbus TCP gateway, metered by a CHINT DDSU666 on its supply (the built-in
+# profile's registers: 0x2000 V, 0x2004 kW, 0x200E Hz, 0x4000 kWh), with its own sample count.
+# The simulator takes commands on a FIFO, so the demo can move the meter's readings on.
 cat >"$DIR/sim.script" <<'SIM'
-set 0 1 input 100 u32 big 5040000
-auto 0 1 input 100 u32 big 1
+set 0 1 holding 8192 f32 big 229.8
+set 0 1 holding 8206 f32 big 50
+set 0 1 holding 8196 f32 big 0.012
+set 0 1 holding 16384 f32 big 1520
 set 0 1 holding 200 u32 little 1234
-set 0 1 input 10 f32 big 850
 SIM
-"$TOP/$BUILD/modbus-sim" --tcp 127.0.0.1:0 --units 1 --port-file "$DIR/modbus.port" \
-	--script "$DIR/sim.script" </dev/null >"$DIR/sim.log" 2>&1 &
+mkfifo "$DIR/sim.ctl"
+"$TOP/$BUILD/modbus-sim" --tcp 127.0.0.1:0 --units 1 --regs 65536 --port-file "$DIR/modbus.port" \
+	--script "$DIR/sim.script" <"$DIR/sim.ctl" >"$DIR/sim.log" 2>&1 &
 PIDS="$PIDS $!"
+exec 3>"$DIR/sim.ctl"
+# sim COMMAND: one control command, applied before it returns (the reply is in sim.log).
+sim_lines_past() { test "$(wc -l <"$DIR/sim.log")" -gt "$1"; }
+sim() {
+	n=$(wc -l <"$DIR/sim.log")
+	echo "$*" >&3
+	wait_for 5 sim_lines_past "$n"
+}
 wait_for 10 test -s "$DIR/platform.port"
 wait_for 10 test -s "$DIR/modbus.port"
 
@@ -73,8 +84,47 @@ sed -e "s|@DIR@|$DIR|g" -e "s|@PLATFORM_PORT@|$(cat "$DIR/platform.port")|g" \
 
 say "labshare-agent check"
 "$AGENT" -c "$CFG" check
+say "labshare-agent profiles (the built-in meters)"
+"$AGENT" -c "$CFG" profiles | head -6
+say "labshare-agent scan gw1 --units 1-3 (which units answer, which meter each is)"
+"$AGENT" -c "$CFG" scan gw1 --units 1-3 || true
 say "labshare-agent poll"
 "$AGENT" -c "$CFG" poll
+
+# History: the LC-MS's last two days, read by an agent whose clock is set back (the benchmark's
+# labshare-agent-testclock; the shipped binary has no such switch), once an hour while it runs.
+# Each reading is one short run of that agent: the meter shows what it showed then.
+HCFG=$DIR/history.json
+sed -e "s|@DIR@|$DIR|g" -e "s|@PLATFORM_PORT@|$(cat "$DIR/platform.port")|g" \
+	-e "s|@MODBUS_PORT@|$(cut -d' ' -f1 "$DIR/modbus.port")|g" config/demo/history.json.in >"$HCFG"
+polled() { tr -d ' \n' <"$DIR/state/status.json" | grep -q '"reading":{"at":"[^"]*","ok":true'; }
+# reading TIME KW KWH SAMPLES: the meter at TIME (the lab's time, Asia/Shanghai).
+reading() {
+	sim "set 0 1 holding 8196 f32 big $2"
+	sim "set 0 1 holding 16384 f32 big $3"
+	sim "set 0 1 holding 200 u32 little $4"
+	LABSHARE_CLOCK_OFFSET_S=$(( $(TZ=Asia/Shanghai date -d "$1" +%s) - $(date +%s) )) \
+		"$TOP/$BUILD/bench/labshare-agent-testclock" -c "$HCFG" run 2>>"$DIR/history.log" &
+	hp=$!
+	wait_for 15 polled
+	kill -TERM "$hp"
+	wait "$hp"
+}
+say "history: the LC-MS on $D1 09:00-11:30 and $D2 14:00-17:00, read by the meter"
+reading "$D1 09:00:00" 0.85 1520     1234
+reading "$D1 09:01:00" 0.85 1520.014 1234
+reading "$D1 10:00:00" 0.86 1520.85  1236
+reading "$D1 11:00:00" 0.84 1521.70  1239
+reading "$D1 11:30:00" 0.02 1522.125 1240
+reading "$D1 11:32:00" 0.02 1522.126 1240
+reading "$D2 14:00:00" 0.85 1522.126 1240
+reading "$D2 14:01:00" 0.87 1522.214 1240
+reading "$D2 15:00:00" 0.85 1523.05  1243
+reading "$D2 16:00:00" 0.83 1523.90  1245
+reading "$D2 17:00:00" 0.02 1524.75  1247
+reading "$D2 17:02:00" 0.02 1524.751 1247
+# Now: it runs, drawing 850 W.
+sim "set 0 1 holding 8196 f32 big 0.85"
 
 say "labshare-agent run (in the background)"
 "$AGENT" -c "$CFG" run 2>"$DIR/agent.log" &

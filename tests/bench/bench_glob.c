@@ -192,9 +192,7 @@ int main(void)
 	       ACTIVE, small.us_per_round, small.rounds, logtail_tuning.poll_ms, small.commits_s);
 	printf("glob: %ld files, %d written to:  %8.0f us cpu per round (%.0f rounds, %.1f appends/s)\n", n, ACTIVE,
 	       big.us_per_round, big.rounds, big.commits_s);
-	double ratio = small.us_per_round > 0 ? big.us_per_round / small.us_per_round : 0;
-	printf("GOAL glob: agent %.0f us/round, anchor %.0f us/round, ratio %.2f (goal <= 2) %s\n", big.us_per_round,
-	       small.us_per_round, ratio, ratio <= 2 ? "met" : "missed");
+	bench_goal_ratio("glob", "us/round", big.us_per_round, small.us_per_round, "<=", 2);
 	if (!bench_env_long("BENCH_KEEP", 0))
 		h_rmtree(dir);
 	free(dir);

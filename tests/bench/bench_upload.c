@@ -346,9 +346,7 @@ int main(void)
 	       span > 0 && posts > 1 ? (double)n_records * (posts - 1) / posts / span : 0, cpu, (double)ru.ru_maxrss / 1024.0,
 	       rp1.cpu_s - rp0.cpu_s);
 	/* Issue #15: the agent's flush (start-up included) at least 0.8× of curl alone, same run. */
-	double ratio = rate / curl_rate;
-	printf("GOAL flush: agent %.0f records/s, anchor %.0f records/s, ratio %.2f (goal >= 0.8) %s\n", rate,
-	       curl_rate, ratio, ratio >= 0.8 ? "met" : "missed");
+	bench_goal_ratio("flush", "records/s", rate, curl_rate, ">=", 0.8);
 	int rc = 0;
 	if (failed > 0 || curl_head != (double)n_records) {
 		fprintf(stderr, "bench: curl alone: %ld POSTs failed, platform head %.0f of %ld (see %s/curl.log)\n",

@@ -1,6 +1,8 @@
 /* benchlib.c — see benchlib.h. */
 #include "benchlib.h"
 
+#include <math.h>
+
 double bench_mono(void)
 {
 	struct timespec ts;
@@ -128,6 +130,7 @@ int bench_proc_read(pid_t pid, struct bench_proc *out)
 	snprintf(path, sizeof(path), "/proc/%ld/status", (long)pid);
 	out->hwm_kb = (long)bench_status_field(path, "VmHWM");
 	out->rss_kb = (long)bench_status_field(path, "VmRSS");
+	out->anon_kb = (long)bench_status_field(path, "RssAnon");
 	snprintf(path, sizeof(path), "/proc/%ld/task", (long)pid);
 	DIR *d = opendir(path);
 	struct dirent *e;
@@ -194,14 +197,15 @@ static int lab_sim(struct lab *l, int k, int first, int count)
 		return -1;
 	for (int e = 0; e < count; e++) {
 		/* The run counter counts seconds of running, as the instruments' PLCs do. */
-		fprintf(f, "auto %d * input %d u32 big 1\nset %d * coil %d bit big 1\nset %d * holding %d u16 big 1\n",
-			e, RUN_ADDR, e, COIL_ADDR, e, MIRROR_ADDR);
+		fprintf(f, "auto %d * input %d u32 big 1\nset %d * coil %d bit big 1\nset %d * holding %d u16 big 1\n"
+			   "set %d * input %d u16 big 1\n",
+			e, RUN_ADDR, e, COIL_ADDR, e, MIRROR_ADDR, e, INUSE_REG_ADDR);
 		if (l->delay_ms > 0)
 			fprintf(f, "delay %d * %d\n", e, l->delay_ms);
 	}
 	fclose(f);
 	size_t argc = 0;
-	char **argv = calloc((size_t)count * 4 + 8, sizeof(*argv));
+	char **argv = calloc((size_t)count * 4 + 10, sizeof(*argv));
 	char units[32];
 	argv[argc++] = strdup(h_build_path("modbus-sim"));
 	for (int e = first; e < first + count; e++) {
@@ -212,6 +216,9 @@ static int lab_sim(struct lab *l, int k, int first, int count)
 		argv[argc++] = strdup("--units");
 		argv[argc++] = strdup(units);
 	}
+	snprintf(units, sizeof(units), "%d", LAB_REGS);
+	argv[argc++] = strdup("--regs");
+	argv[argc++] = strdup(units);
 	argv[argc++] = strdup("--port-file");
 	argv[argc++] = strdup(port_file);
 	argv[argc++] = strdup("--script");
@@ -539,11 +546,19 @@ char *agent_config(const char *dir, const char *agent_id, const struct lab *l,
 		fprintf(f, "    { \"id\": \"gw%d\", \"url\": \"tcp://127.0.0.1:%d\", \"timeout_ms\": 500 }%s\n", e,
 			l->ports[e], e + 1 < l->n_bus ? "," : "");
 	fprintf(f, "  ],\n  \"instruments\": [\n");
+	/* The in-use flag: by default the input register beside the counter (one request reads both,
+	 * where collectd makes two); BENCH_INUSE=coil reads coil 5 instead (two requests, as collectd). */
+	char in_use[96];
+	if (strcmp(bench_env_str("BENCH_INUSE", "register"), "coil") == 0)
+		snprintf(in_use, sizeof(in_use), "{ \"table\": \"coil\", \"address\": %d }", COIL_ADDR);
+	else
+		snprintf(in_use, sizeof(in_use), "{ \"table\": \"input\", \"address\": %d, \"above\": 0 }",
+			 INUSE_REG_ADDR);
 	for (int i = 0; i < l->n_inst; i++)
 		fprintf(f, "    { \"id\": \"BENCH-%04d\", \"modbus\": { \"bus\": \"gw%d\", \"unit\": %d, \"interval_s\": %d,"
 			" \"run_counter\": { \"table\": \"input\", \"address\": %d, \"type\": \"u32\", \"scale\": 0.000277777778 },"
-			" \"in_use\": { \"table\": \"coil\", \"address\": %d } } }%s\n",
-			i, i / l->per_bus, i % l->per_bus + 1, interval_s, RUN_ADDR, COIL_ADDR, i + 1 < l->n_inst ? "," : "");
+			" \"in_use\": %s } }%s\n",
+			i, i / l->per_bus, i % l->per_bus + 1, interval_s, RUN_ADDR, in_use, i + 1 < l->n_inst ? "," : "");
 	fprintf(f, "  ]\n}\n");
 	fclose(f);
 	free(token);
@@ -625,6 +640,20 @@ int agent_seqs(const char *cfg, double *last, double *acked)
 char *collectd_config(const char *dir, const struct lab *l, int rx_port, int interval_s,
 				    long read_threads)
 {
+	char url[96];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/collectd", rx_port);
+	return collectd_config_url(dir, l, url, NULL, interval_s, read_threads);
+}
+
+long collectd_read_threads(const struct lab *l)
+{
+	long def = l->n_bus < BENCH_COLLECTD_THREADS_MAX ? l->n_bus : BENCH_COLLECTD_THREADS_MAX;
+	return bench_env_long("BENCH_COLLECTD_READ_THREADS", def);
+}
+
+char *collectd_config_url(const char *dir, const struct lab *l, const char *url, const char *ca_file,
+			  int interval_s, long read_threads)
+{
 	char *path = h_path(dir, "collectd.conf");
 	/* write_http sends when its buffer is full: about a quarter of a second of values (~70 bytes
 	 * each), within collectd's bounds. */
@@ -653,8 +682,10 @@ char *collectd_config(const char *dir, const struct lab *l, int rx_port, int int
 				"    </Slave>\n", u, u);
 		fprintf(f, "  </Host>\n");
 	}
-	fprintf(f, "</Plugin>\n\n<Plugin write_http>\n  <Node \"bench\">\n    URL \"http://127.0.0.1:%d/collectd\"\n"
-		"    Format \"Command\"\n    BufferSize %ld\n  </Node>\n</Plugin>\n", rx_port, buffer_size);
+	fprintf(f, "</Plugin>\n\n<Plugin write_http>\n  <Node \"bench\">\n    URL \"%s\"\n", url);
+	if (ca_file)
+		fprintf(f, "    CACert \"%s\"\n    VerifyPeer true\n    VerifyHost false\n", ca_file);
+	fprintf(f, "    Format \"Command\"\n    BufferSize %ld\n  </Node>\n</Plugin>\n", buffer_size);
 	fclose(f);
 	return path;
 }
@@ -683,4 +714,53 @@ const char *collectd_check(char *why, size_t whylen)
 	}
 	free(out);
 	return bin;
+}
+
+static bool goal_holds(double v, const char *op, double goal)
+{
+	if (isnan(v))
+		return false;
+	if (strcmp(op, "<=") == 0)
+		return v <= goal;
+	if (strcmp(op, ">=") == 0)
+		return v >= goal;
+	if (strcmp(op, "<") == 0)
+		return v < goal;
+	return v > goal;
+}
+
+static void goal_fig(char *out, size_t cap, double v, const char *unit)
+{
+	if (isnan(v))
+		snprintf(out, cap, "-");
+	else
+		snprintf(out, cap, "%.4g%s%s", v, *unit ? " " : "", unit);
+}
+
+void bench_goal_ratio(const char *name, const char *unit, double agent, double anchor, const char *op,
+		      double goal)
+{
+	char a[48], b[48];
+	goal_fig(a, sizeof(a), agent, unit);
+	goal_fig(b, sizeof(b), anchor, unit);
+	double r = !isnan(agent) && !isnan(anchor) && anchor > 0 ? agent / anchor : NAN;
+	char rs[32];
+	goal_fig(rs, sizeof(rs), r, "");
+	printf("GOAL %s: agent %s, anchor %s, ratio %s (goal %s %.3g) %s\n", name, a, b, rs, op, goal,
+	       goal_holds(r, op, goal) ? "met" : "missed");
+	fflush(stdout);
+}
+
+void bench_goal_abs(const char *name, const char *unit, double agent, double anchor, const char *op,
+		    double goal)
+{
+	char a[48], b[48];
+	goal_fig(a, sizeof(a), agent, unit);
+	goal_fig(b, sizeof(b), anchor, unit);
+	double r = !isnan(agent) && !isnan(anchor) && anchor > 0 ? agent / anchor : NAN;
+	char rs[32];
+	goal_fig(rs, sizeof(rs), r, "");
+	printf("GOAL %s: agent %s, anchor %s, ratio %s (goal agent %s %.4g%s%s) %s\n", name, a, b, rs, op, goal,
+	       *unit ? " " : "", unit, goal_holds(agent, op, goal) ? "met" : "missed");
+	fflush(stdout);
 }

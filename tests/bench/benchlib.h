@@ -47,7 +47,7 @@ void bench_machine(const char *who);
  * context switches are summed over the threads alive now (/proc/PID/task/TID/status). */
 struct bench_proc {
 	double cpu_s;
-	long hwm_kb, rss_kb;
+	long hwm_kb, rss_kb, anon_kb;  /* VmHWM, VmRSS, RssAnon (private memory: heap, stacks, arenas) */
 	long long vol, invol;
 	int threads;
 };
@@ -75,10 +75,13 @@ void bench_platform_free(struct bench_platform *pf);
 #define RUN_ADDR 100                   /* input registers 100-101: u32 run counter, seconds */
 #define COIL_ADDR 5                    /* coil 5: in use */
 #define MIRROR_ADDR 6                  /* holding 6: the in-use flag for collectd, which reads no coils */
+#define INUSE_REG_ADDR 102             /* input 102: the in-use flag as a register beside the counter */
 
-/* The simulator writes its ports on one line of 1 KiB, so one process serves at most
- * LAB_EPS_PER_SIM endpoints; a lab with more runs several. */
+/* One simulator process serves up to LAB_EPS_PER_SIM endpoints (any number of units on each);
+ * a lab with more runs several, so that 1,000 one-unit endpoints spread over the CPUs (the
+ * simulator's poll loop costs O(connections) per wake-up). 100 gateways x 50 units: one process. */
 #define LAB_EPS_PER_SIM 120
+#define LAB_REGS 128                   /* registers per table and unit: the lab uses addresses < 102 */
 #define LAB_SIMS_MAX 16
 
 struct lab {
@@ -157,6 +160,30 @@ int agent_seqs(const char *cfg, double *last, double *acked);
  * per slave; values go to the receiver with write_http in collectd's "Command" format. */
 char *collectd_config(const char *dir, const struct lab *l, int rx_port, int interval_s,
 				    long read_threads);
+
+/* The same with write_http to any URL: https://… with ca_file (NULL: none) for collectd over
+ * HTTPS to the platform fixture, as the agent uploads. */
+char *collectd_config_url(const char *dir, const struct lab *l, const char *url, const char *ca_file,
+			  int interval_s, long read_threads);
+
+/* collectd's ReadThreads for a lab: one per gateway (a Host is read by one thread, its slaves one
+ * after another), at most BENCH_COLLECTD_THREADS_MAX; BENCH_COLLECTD_READ_THREADS overrides. */
+#define BENCH_COLLECTD_THREADS_MAX 64
+long collectd_read_threads(const struct lab *l);
+
+/* ---- goals: one line each, collected by run-bench.sh's summary ----------------------------
+ * GOAL <name>: agent <x> <unit>, anchor <y> <unit>, ratio <r> (goal <op> <g>) met|missed
+ * The name must not change between runs (no figures in it) and holds no ": agent ". */
+
+/* A goal on the ratio agent ÷ anchor (e.g. CPU per poll ≤ 0.333 of collectd's). NAN: no figure
+ * (the run failed or was skipped): printed as "-" and missed. */
+void bench_goal_ratio(const char *name, const char *unit, double agent, double anchor, const char *op,
+		      double goal);
+
+/* A goal on the agent's own figure (e.g. ≥ 99.9 % on schedule); anchor (NAN: none) is printed
+ * beside it with the ratio, for scale. */
+void bench_goal_abs(const char *name, const char *unit, double agent, double anchor, const char *op,
+		    double goal);
 
 /* The collectd binary when collectd-core is usable here (with the two plugins and what they
  * link against), else NULL with the reason in why. */

@@ -68,7 +68,8 @@ int platfix_start(struct platfix *pl, const char *dir, const char *certs)
 		if (pl->http)
 			pl->http_port = nl ? (int)strtol(nl + 1, NULL, 10) : 0;
 	}
-	int r = pl->port > 0 && (!pl->http || pl->http_port > 0) ? 0 : -1;
+	/* Started only when this run wrote its port (a restart on a port taken meanwhile fails). */
+	int r = text && pl->port > 0 && (!pl->http || pl->http_port > 0) ? 0 : -1;
 	if (r < 0)
 		fprintf(stderr, "platfix: refplat did not start (see %s)\n", pl->log);
 	free(text);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "buffer.h"
+#include "stmt.h"
 #include "chain.h"
 #include "harness.h"
 #include "log.h"
@@ -93,14 +94,14 @@ static void test_creates_wal_schema(void **state)
 	assert_string_equal(ver, "4"); /* versions per owner (schema.h) */
 	free(mode);
 	free(ver);
-	/* synchronous is per connection: ask ours. */
-	sqlite3_stmt *st;
-	buffer_lock(b);
-	assert_int_equal(sqlite3_prepare_v2(buffer_db(b), "PRAGMA synchronous", -1, &st, NULL), SQLITE_OK);
-	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-	assert_int_equal(sqlite3_column_int(st, 0), 2); /* FULL */
-	sqlite3_finalize(st);
-	buffer_unlock(b);
+	/* synchronous is per connection: ask the writer's, inside its transaction. */
+	struct store_stmt *st;
+	assert_int_equal(buffer_begin(b), 0);
+	assert_int_equal(stmt_read(b, "PRAGMA synchronous", &st), 0);
+	assert_int_equal(stmt_step(st), STMT_ROW);
+	assert_int_equal(stmt_int(st, 0), 2); /* FULL */
+	stmt_done(st);
+	assert_int_equal(buffer_commit(b), 0);
 	buffer_close(b);
 	free(path);
 	free(dir);
@@ -206,15 +207,23 @@ static void test_cursors_sinks_meta(void **state)
 	void *data;
 	size_t len;
 	assert_int_equal(buffer_cursor_get(b, "log:/x", &data, &len), -ENOENT);
+	/* Writes outside a transaction are refused: nothing nests, nothing locks on its own. */
+	assert_int_equal(buffer_cursor_put(b, "log:/x", "\x01\x00\x02", 3), -EPERM);
+	assert_int_equal(buffer_begin(b), 0);
 	assert_int_equal(buffer_cursor_put(b, "log:/x", "\x01\x00\x02", 3), 0);
 	assert_int_equal(buffer_cursor_put(b, "log:/x", "\x01\x00\x03", 3), 0);
+	assert_int_equal(buffer_commit(b), 0);
 	assert_int_equal(buffer_cursor_get(b, "log:/x", &data, &len), 0);
 	assert_int_equal(len, 3);
 	assert_memory_equal(data, "\x01\x00\x03", 3);
 	free(data);
 
 	struct sink_state st = { .acked_seq = 42, .last_ok = 1700000000, .last_error = (char *)"timeout" };
+	assert_int_equal(buffer_sink_put(b, "platform", &st), -EPERM);
+	assert_int_equal(buffer_sink_update(b, "platform", 1, 0, 0, NULL, NULL), -EPERM);
+	assert_int_equal(buffer_begin(b), 0);
 	assert_int_equal(buffer_sink_put(b, "platform", &st), 0);
+	assert_int_equal(buffer_commit(b), 0);
 	struct sink_state got;
 	assert_int_equal(buffer_sink_get(b, "platform", &got), 0);
 	assert_int_equal(got.acked_seq, 42);
@@ -229,8 +238,11 @@ static void test_cursors_sinks_meta(void **state)
 	char *v;
 	assert_int_equal(buffer_meta_get(b, "nothing", &v), 0);
 	assert_null(v);
+	assert_int_equal(buffer_meta_put(b, "k", "v1"), -EPERM);
+	assert_int_equal(buffer_begin(b), 0);
 	assert_int_equal(buffer_meta_put(b, "k", "v1"), 0);
 	assert_int_equal(buffer_meta_put(b, "k", "v2"), 0);
+	assert_int_equal(buffer_commit(b), 0);
 	assert_int_equal(buffer_meta_get(b, "k", &v), 0);
 	assert_string_equal(v, "v2");
 	free(v);
@@ -296,13 +308,13 @@ static int64_t count_rows(const char *path)
 
 /* SPEC §5: buffer.db (and its -wal/-shm) deleted under an open buffer: written back from the
  * open database, reopened, and later writes go to the file on disk. A statement of another
- * module, registered with buffer_prepare, follows the reopen. */
+ * module (stmt_prepare) follows the reopen. */
 static void deleted_written_back(bool companions_too)
 {
 	struct buffer *b;
 	assert_int_equal(buffer_open(tmp, 0, &b, NULL), 0);
-	sqlite3_stmt *ext = NULL;
-	assert_int_equal(buffer_prepare(b, "SELECT COUNT(*) FROM records", &ext), 0);
+	struct store_stmt *ext = NULL;
+	assert_int_equal(stmt_prepare(b, "SELECT COUNT(*) FROM records", &ext), 0);
 	seal_some(b, 20);
 	char what[1024] = "";
 	assert_int_equal(buffer_check_file(b, what, sizeof(what)), 0); /* in place: nothing to do */
@@ -320,17 +332,17 @@ static void deleted_written_back(bool companions_too)
 	assert_int_equal(count_rows(path), 25);
 	seal_some(b, 3);
 	assert_int_equal(count_rows(path), 28); /* the new writes reach the file on disk */
-	buffer_lock(b);
-	assert_int_equal(sqlite3_step(ext), SQLITE_ROW);
-	assert_int_equal(sqlite3_column_int64(ext, 0), 28);
-	sqlite3_reset(ext);
-	buffer_unlock(b);
+	assert_int_equal(buffer_begin(b), 0);
+	assert_int_equal(stmt_step(ext), STMT_ROW);
+	assert_int_equal(stmt_int64(ext, 0), 28);
+	stmt_reset(ext);
+	assert_int_equal(buffer_commit(b), 0);
 	struct chain_verify v;
 	assert_int_equal(chain_verify(b, &v), 0);
 	assert_int_equal(v.first_seq, 1);
 	assert_int_equal(v.last_seq, 28);
 	assert_int_equal(buffer_check_file(b, what, sizeof(what)), 0);
-	buffer_finalize(b, &ext);
+	stmt_free(ext);
 	buffer_close(b);
 	free(path);
 	free(wal);

@@ -341,7 +341,9 @@ static void test_prune_keeps_head_and_verifies(void **state)
 	struct chain_head before;
 	buffer_head(f->b, &before);
 	struct sink_state st = { .acked_seq = 110 };
+	assert_int_equal(buffer_begin(f->b), 0);
 	assert_int_equal(buffer_sink_put(f->b, "platform", &st), 0);
+	assert_int_equal(buffer_commit(f->b), 0);
 	const char *sinks[] = { "platform", NULL };
 	/* Only records both acknowledged and older than the cut go. */
 	int64_t pruned = buffer_prune(f->b, sinks, 1700000000 + 5 * 86400);

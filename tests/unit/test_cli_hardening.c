@@ -405,6 +405,54 @@ static void test_check_refuses_non_regular_once(void **state)
 	free(big);
 }
 
+/* Run as root on a state folder the service's user owns, a command acts as that user: the
+ * buffer and SQLite's -wal and -shm beside it stay the service's (a root-owned -shm would
+ * stop the daemon from opening its own buffer). */
+static void test_root_acts_as_the_state_owner(void **state)
+{
+	struct env *e = *state;
+	if (geteuid() != 0)
+		skip();
+	const uid_t uid = 65534; /* nobody */
+	const gid_t gid = 65534;
+	assert_int_equal(chmod(e->dir, 0755), 0);
+	assert_int_equal(mkdir(e->state, 0750), 0);
+	assert_int_equal(chown(e->state, uid, gid), 0);
+	char *out = NULL, *err = NULL;
+	int code = agent(e, &out, &err, "record", "--instrument", "SX-INS-000123", "--start", "2026-11-02 08:00:00",
+			 "--end", "2026-11-02 09:00:00", "--user", "王", "--org", "山西大学", NULL);
+	if (code != 0)
+		fail_msg("record as root: exit %d: %s", code, err);
+	free(out);
+	free(err);
+	static const char *const files[] = { "buffer.db", "buffer.db-wal", "buffer.db-shm" };
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		char *p = h_path(e->state, files[i]);
+		struct stat st;
+		if (stat(p, &st) == 0 && st.st_uid != uid)
+			fail_msg("%s is owned by uid %u, not the state folder's owner", files[i], (unsigned)st.st_uid);
+		free(p);
+	}
+	char *db = h_path(e->state, "buffer.db");
+	struct stat st;
+	assert_int_equal(stat(db, &st), 0);
+	free(db);
+	/* status and verify as root read it as the owner too, and leave nothing of root's behind */
+	assert_int_equal(agent(e, &out, &err, "verify", NULL), 0);
+	free(out);
+	free(err);
+	assert_int_equal(agent(e, &out, &err, "status", NULL), 0);
+	free(out);
+	free(err);
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		char *p = h_path(e->state, files[i]);
+		struct stat s2;
+		if (stat(p, &s2) == 0 && s2.st_uid != uid)
+			fail_msg("after verify and status, %s is owned by uid %u", files[i], (unsigned)s2.st_uid);
+		free(p);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -417,6 +465,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_record_converts_from_a_gbk_locale, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_record_refuses_implausible, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_record_same_session_twice, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_root_acts_as_the_state_owner, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -175,6 +175,131 @@ static void test_nested_same_as_cjson(void **state)
 	free(text);
 }
 
+static char *one_str(unsigned flags, size_t max, const char *val, size_t cut)
+{
+	struct jsonw w;
+	jw_begin_opt(&w, flags, max);
+	if (cut == SIZE_MAX)
+		jw_str(&w, "s", val);
+	else
+		jw_str_cut(&w, "s", val, cut);
+	return jw_end(&w, NULL);
+}
+
+/* JW_ASCII: nothing but printable ASCII goes out; past U+FFFF a surrogate pair; what comes
+ * back through a JSON parser is the text that went in. */
+static void test_ascii_only(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *in, *out;
+	} cases[] = {
+		{ "plain", "{\"s\":\"plain\"}" },
+		{ "张三", "{\"s\":\"\\u5f20\\u4e09\"}" },
+		{ "\xc2\x80 del\x7f", "{\"s\":\"\\u0080 del\\u007f\"}" },
+		{ "𠀀", "{\"s\":\"\\ud840\\udc00\"}" },
+		{ "\xf4\x8f\xbf\xbf", "{\"s\":\"\\udbff\\udfff\"}" },
+		{ "🧪\"\\\n\x01", "{\"s\":\"\\ud83e\\uddea\\\"\\\\\\n\\u0001\"}" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *t = one_str(JW_ASCII, DBUF_NO_MAX, cases[i].in, SIZE_MAX);
+		assert_non_null(t);
+		if (strcmp(t, cases[i].out) != 0)
+			fail_msg("case %zu: %s, wanted %s", i, t, cases[i].out);
+		for (const char *p = t; *p; p++)
+			assert_true(*p >= 0x20 && *p < 0x7f);
+		cJSON *o = cJSON_Parse(t);
+		assert_non_null(o);
+		assert_string_equal(cJSON_GetObjectItem(o, "s")->valuestring, cases[i].in);
+		cJSON_Delete(o);
+		free(t);
+	}
+	/* Keys too; and invalid UTF-8 is refused here as well, never escaped as if it were text. */
+	struct jsonw w;
+	jw_begin_opt(&w, JW_ASCII, DBUF_NO_MAX);
+	jw_int(&w, "张", 1);
+	char *t = jw_end(&w, NULL);
+	assert_string_equal(t, "{\"\\u5f20\":1}");
+	free(t);
+	static const char *const bad[] = { "\xd5\xc5", "a\xf0\x9f\x94", "\xed\xa0\x80", "\x80" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		jw_begin_opt(&w, JW_ASCII, DBUF_NO_MAX);
+		jw_str(&w, "s", bad[i]);
+		assert_null(jw_end(&w, NULL));
+		assert_true(w.invalid);
+	}
+}
+
+/* Cut by characters: whole characters only, a 4-byte one at the cut kept whole or left out. */
+static void test_cut_by_characters(void **state)
+{
+	(void)state;
+	static const struct {
+		unsigned flags;
+		const char *in;
+		size_t cut;
+		const char *out;
+	} cases[] = {
+		{ 0, "张三丰", 2, "{\"s\":\"张三\"}" },
+		{ 0, "a🔬b", 1, "{\"s\":\"a\"}" },
+		{ 0, "a🔬b", 2, "{\"s\":\"a🔬\"}" },
+		{ JW_ASCII, "a🔬b", 2, "{\"s\":\"a\\ud83d\\udd2c\"}" },
+		{ JW_ASCII, "🔬🔬🔬", 1, "{\"s\":\"\\ud83d\\udd2c\"}" },
+		{ 0, "abc", 0, "{\"s\":\"\"}" },
+		{ 0, "abc", 99, "{\"s\":\"abc\"}" },
+		{ 0, "q\"\\", 2, "{\"s\":\"q\\\"\"}" },
+		/* Invalid bytes past the cut are never looked at; before it they refuse the object. */
+		{ 0, "ok\xff", 2, "{\"s\":\"ok\"}" },
+		{ 0, "\xffok", 2, NULL },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *t = one_str(cases[i].flags, DBUF_NO_MAX, cases[i].in, cases[i].cut);
+		if (cases[i].out ? !t || strcmp(t, cases[i].out) != 0 : t != NULL)
+			fail_msg("case %zu: %s, wanted %s", i, t ? t : "(refused)", cases[i].out ? cases[i].out : "(refused)");
+		free(t);
+	}
+}
+
+/* The cap: an object that fits exactly is written; one byte more fails the whole object. */
+static void test_cap(void **state)
+{
+	(void)state;
+	/* {"s":"xxxx"} is 12 bytes; with its NUL 13. */
+	char *t = one_str(0, 13, "xxxx", SIZE_MAX);
+	assert_string_equal(t, "{\"s\":\"xxxx\"}");
+	free(t);
+	struct jsonw w;
+	jw_begin_opt(&w, 0, 12);
+	jw_str(&w, "s", "xxxx");
+	assert_null(jw_end(&w, NULL));
+	assert_true(w.failed);
+	assert_false(w.invalid);
+	/* An escape that crosses the cap, in ASCII mode (6 bytes for one character). */
+	jw_begin_opt(&w, JW_ASCII, 12);
+	jw_str(&w, "s", "张");
+	assert_null(jw_end(&w, NULL));
+	t = one_str(JW_ASCII, 15, "张", SIZE_MAX);
+	assert_string_equal(t, "{\"s\":\"\\u5f20\"}");
+	free(t);
+}
+
+/* jw_raw: a value in the caller's own form, as it is. */
+static void test_raw(void **state)
+{
+	(void)state;
+	struct jsonw w;
+	jw_begin(&w);
+	jw_raw(&w, "h", "2.50");
+	jw_array(&w, "a");
+	jw_raw(&w, NULL, "0.1");
+	jw_close_array(&w);
+	char *t = jw_end(&w, NULL);
+	assert_string_equal(t, "{\"h\":2.50,\"a\":[0.1]}");
+	free(t);
+}
+
+
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -182,6 +307,10 @@ int main(void)
 		cmocka_unit_test(test_non_finite_and_huge_numbers),
 		cmocka_unit_test(test_invalid_utf8_refused),
 		cmocka_unit_test(test_nested_same_as_cjson),
+		cmocka_unit_test(test_ascii_only),
+		cmocka_unit_test(test_cut_by_characters),
+		cmocka_unit_test(test_cap),
+		cmocka_unit_test(test_raw),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

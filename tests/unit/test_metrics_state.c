@@ -10,13 +10,13 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "agentfix.h"
 #include "buffer.h"
+#include "stmt.h"
 #include "chain.h"
 #include "config.h"
 #include "core.h"
@@ -70,30 +70,29 @@ static void reading(struct agent_fix *f, int64_t at, double run, int samples)
 	assert_int_equal(core_submit(f->core, &o, 1, NULL, NULL, 0), 0);
 }
 
+/* One statement on the writer, in a transaction of its own. */
 static void exec_sql(struct agent_fix *f, const char *sql)
 {
-	buffer_lock(f->buf);
-	char *err = NULL;
-	int rc = sqlite3_exec(buffer_db(f->buf), sql, NULL, NULL, &err);
-	buffer_unlock(f->buf);
-	if (rc != SQLITE_OK)
-		fail_msg("%s: %s", sql, err ? err : "?");
+	struct store_stmt *s = NULL;
+	assert_int_equal(buffer_begin(f->buf), 0);
+	assert_int_equal(stmt_prepare(f->buf, sql, &s), 0);
+	int rc = stmt_step(s);
+	if (rc != STMT_DONE)
+		fail_msg("%s: %d", sql, rc);
+	stmt_free(s);
+	assert_int_equal(buffer_commit(f->buf), 0);
 }
 
 static char *state_type(struct agent_fix *f, const char *key)
 {
-	buffer_lock(f->buf);
-	sqlite3_stmt *s = NULL;
-	assert_int_equal(sqlite3_prepare_v2(buffer_db(f->buf), "SELECT typeof(state), state FROM mx_state"
-					    " WHERE instrument = ?1", -1, &s, NULL), SQLITE_OK);
-	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	struct store_stmt *s = NULL; /* committed rows, on a reader */
+	assert_int_equal(stmt_read(f->buf, "SELECT typeof(state), state FROM mx_state WHERE instrument = ?1",
+				   &s), 0);
+	stmt_bind_text(s, 1, key);
 	char *t = NULL;
-	if (sqlite3_step(s) == SQLITE_ROW)
-		t = h_strdupf("%s:%s", (const char *)sqlite3_column_text(s, 0),
-			      strcmp((const char *)sqlite3_column_text(s, 0), "blob") == 0 ? "" :
-			      (const char *)sqlite3_column_text(s, 1));
-	sqlite3_finalize(s);
-	buffer_unlock(f->buf);
+	if (stmt_step(s) == STMT_ROW)
+		t = h_strdupf("%s:%s", stmt_text(s, 0), strcmp(stmt_text(s, 0), "blob") == 0 ? "" : stmt_text(s, 1));
+	stmt_done(s);
 	return t;
 }
 

@@ -9,13 +9,13 @@
 #include <cmocka.h>
 
 #include <cjson/cJSON.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "agentfix.h"
 #include "buffer.h"
+#include "stmt.h"
 #include "config.h"
 #include "core.h"
 #include "harness.h"
@@ -173,9 +173,12 @@ static void test_sums_saturate(void **state)
 	char *sql = h_strdupf("INSERT INTO mx_daily(instrument, day, date, revision, seq) VALUES"
 			      " ('LOG', %lld, '2026-11-02', 1, %lld), ('LOG', %lld, '2026-11-03', 1, %lld)",
 			      (long long)D0, (long long)seq[0], (long long)(D0 + DAY), (long long)seq[1]);
-	buffer_lock(f->buf);
-	assert_int_equal(sqlite3_exec(buffer_db(f->buf), sql, NULL, NULL, NULL), SQLITE_OK);
-	buffer_unlock(f->buf);
+	struct store_stmt *ins = NULL;
+	assert_int_equal(buffer_begin(f->buf), 0);
+	assert_int_equal(stmt_prepare(f->buf, sql, &ins), 0);
+	assert_int_equal(stmt_step(ins), STMT_DONE);
+	stmt_free(ins);
+	assert_int_equal(buffer_commit(f->buf), 0);
 	free(sql);
 
 	struct period_sums p;

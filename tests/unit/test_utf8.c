@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,12 +79,76 @@ static void test_from_charset(void **state)
 	}
 }
 
+/* The one decoder: code points out, and every malformed byte one character of its own. */
+static void test_decoder(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *s;
+		size_t n;
+		uint32_t cp;
+		size_t len;
+	} cases[] = {
+		{ "A", 1, 'A', 1 }, { "\x7f", 1, 0x7f, 1 }, { "\xc2\x80", 2, 0x80, 2 }, { "张", 3, 0x5f20, 3 },
+		{ "\xef\xbf\xbd", 3, 0xfffd, 3 }, { "\xf0\xa0\x80\x80", 4, 0x20000, 4 },
+		{ "\xf4\x8f\xbf\xbf", 4, 0x10ffff, 4 },
+		{ "\xf0\xa0\x80\x80", 3, UTF8_INVALID, 1 },  /* 4 bytes, only 3 left: cut */
+		{ "\xf0\xa0\x80" "A", 4, UTF8_INVALID, 1 },   /* 4-byte lead, an ASCII byte in the sequence */
+		{ "\xc0\xaf", 2, UTF8_INVALID, 1 },           /* overlong */
+		{ "\xf0\x8f\xbf\xbf", 4, UTF8_INVALID, 1 },  /* overlong, 4 bytes */
+		{ "\xed\xb0\x80", 3, UTF8_INVALID, 1 },       /* a low surrogate */
+		{ "\xf4\x90\x80\x80", 4, UTF8_INVALID, 1 },  /* past U+10FFFF */
+		{ "\x80", 1, UTF8_INVALID, 1 }, { "\xbf\xbf", 2, UTF8_INVALID, 1 }, { "\xf8\x88\x80\x80\x80", 5, UTF8_INVALID, 1 },
+		{ "\xff", 1, UTF8_INVALID, 1 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t len = 99;
+		uint32_t cp = utf8_decode(cases[i].s, cases[i].n, &len);
+		if (cp != cases[i].cp || len != cases[i].len)
+			fail_msg("case %zu: U+%04X length %zu, wanted U+%04X length %zu", i, (unsigned)cp, len,
+				 (unsigned)cases[i].cp, cases[i].len);
+		assert_int_equal(utf8_char_len(cases[i].s, cases[i].n), cp == UTF8_INVALID ? 0 : len);
+	}
+}
+
+/* The one cutter: whole characters only, 4-byte sequences at the cut included; a malformed
+ * byte counts as one character, so hostile text can't make the cut run past the limit. */
+static void test_cutter(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *s;
+		size_t len, max, kept;
+	} cases[] = {
+		{ "张三", 6, 1, 3 }, { "张三", 6, 2, 6 }, { "张三", 6, 0, 0 }, { "ab", 2, 10, 2 }, { "", 0, 5, 0 },
+		{ "张三", 5, 2, 4 },                               /* a cut tail: one byte a character */
+		{ "\xff\xfe" "a", 3, 2, 2 },
+		{ "a\xf0\x9f\x94\xac", 5, 1, 1 },                 /* a 4-byte sequence right at the cut */
+		{ "a\xf0\x9f\x94\xac", 5, 2, 5 },                 /* ... kept whole, never 2 or 3 of its bytes */
+		{ "a\xf0\x9f\x94\xac", 4, 2, 2 },                 /* ... cut short by len: its lead is one bad char */
+		{ "\xf0\x9f\x94\xac\xf0\x9f\x94\xac", 8, 1, 4 },
+		{ "\xed\xa0\x80z", 4, 2, 2 },                       /* a surrogate: three bad characters */
+		{ "\xc0\xaf\xc0\xaf", 4, 3, 3 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t kept = utf8_cut(cases[i].s, cases[i].len, cases[i].max);
+		if (kept != cases[i].kept)
+			fail_msg("case %zu: kept %zu bytes, wanted %zu", i, kept, cases[i].kept);
+	}
+	/* Every cut of valid text is valid text. */
+	const char *mixed = "a张\xf0\x9f\x94\xac\xc2\x80z\xf4\x8f\xbf\xbf";
+	for (size_t max = 0; max < 10; max++)
+		assert_true(utf8_valid(mixed, utf8_cut(mixed, strlen(mixed), max)));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_validator),
 		cmocka_unit_test(test_repair),
 		cmocka_unit_test(test_from_charset),
+		cmocka_unit_test(test_decoder),
+		cmocka_unit_test(test_cutter),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

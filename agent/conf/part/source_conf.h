@@ -27,13 +27,27 @@ struct mb_point {
 	double above;
 };
 
+/* Power-based in-use with hysteresis (a meter, SPEC §3): in use once power has stayed above
+ * above_w for min_on_s, idle once it has stayed below below_w for min_off_s. */
+struct mb_hysteresis {
+	bool present;
+	double above_w, below_w;     /* 0 <= below_w <= above_w */
+	int min_on_s, min_off_s;     /* 0..86400, default 0 */
+};
+
 struct modbus_cfg {
 	bool present;
 	char *bus;                   /* the bus id, resolved to bus_index */
 	size_t bus_index;
 	int unit;                    /* 1..247 (SPEC), also for TCP gateways */
 	int interval_s;              /* default 10, 1..86400 */
-	struct mb_point run_counter, samples_counter, in_use; /* at least one present */
+	struct mb_point run_counter, samples_counter, in_use; /* at least one present (or power) */
+	/* A meter: "profile" names a built-in map (agent/conf/profiles/NAME.json), resolved at
+	 * load with the points written beside it laid over; the driver sees only the result.
+	 * power in W, energy (import, a counter) in kWh, voltage in V, frequency in Hz after scale. */
+	char *profile;               /* NULL: none */
+	struct mb_point power, energy, voltage, frequency;
+	struct mb_hysteresis hyst;   /* in_use from power; then in_use (the point) is absent */
 };
 
 enum log_format { LOG_FMT_CSV, LOG_FMT_JSONL, LOG_FMT_REGEX, LOG_FMT_EVENTS };
