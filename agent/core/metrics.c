@@ -79,6 +79,7 @@ static const char *const mx_sql[MX__COUNT] = {
 	 * here until metrics_prune, so that is how far back a repeat is recognised. */
 	[MX_SESSION_SAME] = "SELECT 1 FROM mx_sessions WHERE instrument = ?1 AND start = ?2 AND end = ?3"
 			    " AND user IS ?4 LIMIT 1",
+	[MX_LAST_SLOT] = "SELECT MAX(slot) FROM mx_slots WHERE instrument = ?1",
 };
 
 /* ---- bounded arithmetic (SPEC §3: sums never overflow) ------------------------------ */
@@ -197,7 +198,7 @@ static void metrics_undone(void *arg)
 /* ---- per-instrument state ---------------------------------------------------------- */
 
 /* The instrument's slot in memory (cfg->instruments is an array, ic points into it). */
-static struct inst_mem *mem_of(struct metrics *m, const struct instrument_cfg *ic)
+struct inst_mem *mem_of(struct metrics *m, const struct instrument_cfg *ic)
 {
 	size_t i = (size_t)(ic - m->cfg->instruments);
 	if (!m->mem) {
@@ -214,21 +215,25 @@ static struct inst_mem *mem_of(struct metrics *m, const struct instrument_cfg *i
 #define STATE_BLOB_V1 1
 #define STATE_BLOB_V1_LEN (2 + 13 * 8)
 #define STATE_BLOB_V2 2
-#define STATE_BLOB_LEN (STATE_BLOB_V1_LEN + METER_BLOB_LEN)
+#define STATE_BLOB_V2_LEN (STATE_BLOB_V1_LEN + METER_BLOB_LEN)
+/* Version 3 appends the open slot's amounts held in memory (flag SF_ACC): slot, run, samples,
+ * offline. Versions 1 and 2 are read as none held. */
+#define STATE_BLOB_V3 3
+#define STATE_BLOB_LEN (STATE_BLOB_V2_LEN + 4 * 8)
 
 enum state_flag {
 	SF_RUN_HAVE = 1 << 0, SF_RUN_PENDING = 1 << 1, SF_SMP_HAVE = 1 << 2, SF_SMP_PENDING = 1 << 3,
-	SF_IU_KNOWN = 1 << 4, SF_IU = 1 << 5, SF_POLL_OK = 1 << 6,
+	SF_IU_KNOWN = 1 << 4, SF_IU = 1 << 5, SF_POLL_OK = 1 << 6, SF_ACC = 1 << 7,
 };
 
 static void state_to_blob(const struct inst_state *st, unsigned char out[STATE_BLOB_LEN])
 {
 	unsigned char *p = out + 2;
-	out[0] = STATE_BLOB_V2;
+	out[0] = STATE_BLOB_V3;
 	out[1] = (unsigned char)((st->run.have ? SF_RUN_HAVE : 0) | (st->run.pending ? SF_RUN_PENDING : 0) |
 				 (st->smp.have ? SF_SMP_HAVE : 0) | (st->smp.pending ? SF_SMP_PENDING : 0) |
 				 (st->iu_known ? SF_IU_KNOWN : 0) | (st->iu ? SF_IU : 0) |
-				 (st->poll_ok ? SF_POLL_OK : 0));
+				 (st->poll_ok ? SF_POLL_OK : 0) | (st->acc ? SF_ACC : 0));
 	const struct counter_state *c[2] = { &st->run, &st->smp };
 	for (int i = 0; i < 2; i++) {
 		le64_put_dbl(&p, c[i]->last);
@@ -242,12 +247,18 @@ static void state_to_blob(const struct inst_state *st, unsigned char out[STATE_B
 	le64_put_dbl(&p, st->run_carry);
 	le64_put_dbl(&p, st->smp_carry);
 	meter_state_to_blob(&st->meter, p);
+	p += METER_BLOB_LEN;
+	le64_put_i64(&p, st->acc_slot);
+	le64_put_dbl(&p, st->acc_run);
+	le64_put_dbl(&p, st->acc_smp);
+	le64_put_dbl(&p, st->acc_off);
 }
 
 static int state_from_blob(const unsigned char *in, size_t len, struct inst_state *st)
 {
 	if (!(len == STATE_BLOB_V1_LEN && in[0] == STATE_BLOB_V1) &&
-	    !(len == STATE_BLOB_LEN && in[0] == STATE_BLOB_V2))
+	    !(len == STATE_BLOB_V2_LEN && in[0] == STATE_BLOB_V2) &&
+	    !(len == STATE_BLOB_LEN && in[0] == STATE_BLOB_V3))
 		return -EBADMSG;
 	const unsigned char *p = in + 2;
 	unsigned f = in[1];
@@ -270,8 +281,16 @@ static int state_from_blob(const unsigned char *in, size_t len, struct inst_stat
 	st->cov = le64_get_i64(&p);
 	st->run_carry = le64_get_dbl(&p);
 	st->smp_carry = le64_get_dbl(&p);
-	if (in[0] == STATE_BLOB_V2)
+	if (in[0] >= STATE_BLOB_V2)
 		meter_state_from_blob(p, &st->meter);
+	if (in[0] >= STATE_BLOB_V3) {
+		p += METER_BLOB_LEN;
+		st->acc = f & SF_ACC;
+		st->acc_slot = le64_get_i64(&p);
+		st->acc_run = le64_get_dbl(&p);
+		st->acc_smp = le64_get_dbl(&p);
+		st->acc_off = le64_get_dbl(&p);
+	}
 	return 0;
 }
 
@@ -721,4 +740,23 @@ double metrics_run_hours_total(struct metrics *m, const char *inst)
 	int64_t legacy = 0;
 	int r = state_read(m, inst, &st, &legacy);
 	return r == 0 && st.run.have ? st.run.last * ic->modbus.run_counter.scale : -1;
+}
+
+double metrics_run_counted(struct metrics *m, const char *inst)
+{
+	if (buffer_read_begin(m->buf) < 0)
+		return -1;
+	struct inst_state st;
+	int64_t legacy = 0;
+	double run = -1;
+	struct store_stmt *s = NULL;
+	if (state_read(m, inst, &st, &legacy) == 0 &&
+	    stmt_read(m->buf, "SELECT TOTAL(run) FROM mx_slots WHERE instrument = ?1", &s) == 0) {
+		stmt_bind_text(s, 1, inst);
+		if (stmt_step(s) == STMT_ROW)
+			run = stmt_double(s, 0) + (st.acc ? st.acc_run : 0);
+		stmt_done(s);
+	}
+	buffer_read_end(m->buf);
+	return run;
 }

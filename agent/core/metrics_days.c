@@ -74,15 +74,24 @@ int metrics_day(struct metrics *m, const char *inst, int64_t day, struct daily_f
 	stmt_bind_int64(s, 2, day);
 	stmt_bind_int64(s, 3, end);
 	int64_t run_sealed = 0, smp_sealed = 0, offline = 0;
+	double offline_s = 0;
 	int rc = stmt_step(s);
 	if (rc == STMT_ROW) {
 		run_sealed = sat_from_double(stmt_double(s, 0));
 		smp_sealed = sat_from_double(stmt_double(s, 1));
-		offline = sat_from_double(stmt_double(s, 2));
+		offline_s = stmt_double(s, 2);
 	}
 	stmt_reset(s);
 	if (rc != STMT_ROW)
 		return stmt_error(s, rc, "summing a day");
+	/* Offline time of the open slot still held in memory (metrics_slots.c). */
+	struct inst_state *st;
+	int sr = state_get(m, ic, &st);
+	if (sr < 0)
+		return sr;
+	if (st->acc && st->acc_slot >= day && st->acc_slot < end)
+		offline_s += st->acc_off;
+	offline = sat_from_double(offline_s);
 
 	size_t cap = 64, n = 0, ne = 0, np = 0;
 	struct span *all = malloc(cap * sizeof(*all)), *ext = malloc(cap * sizeof(*ext));

@@ -19,7 +19,7 @@ enum mx_stmt {
 	MX_SLOTS_DUE, MX_SLOT_SEALED, MX_SLOT_OPEN, MX_DAY_SUMS, MX_SESSION_PUT, MX_DAY_SESSIONS,
 	MX_FRONTIER, MX_FIRST_SLOT, MX_FIRST_SESSION, MX_DAILY_GET, MX_DAILY_PUT, MX_DIRTY_ADD,
 	MX_DIRTY_LIST, MX_DIRTY_DEL, MX_PRUNE_SESSIONS, MX_PRUNE_SLOTS,
-	MX_PRUNE_DAILY, MX_SESSION_SAME, MX__COUNT
+	MX_PRUNE_DAILY, MX_SESSION_SAME, MX_LAST_SLOT, MX__COUNT
 };
 
 /* What is kept per instrument between readings: in memory, and in mx_state as a compact
@@ -33,6 +33,13 @@ struct inst_state {
 	int64_t cov;            /* coverage: readings are in up to here (seconds) */
 	double run_carry, smp_carry;
 	struct meter_state meter; /* a metered instrument (hysteresis.c) */
+	/* The open slot's amounts not yet in mx_slots (metrics_slots.c): a reading adds to them
+	 * in memory, and they reach the slot's row when another slot is touched, when the slot is
+	 * due for sealing, or at a clean stop. Saved with the rest, so a crash loses none. The
+	 * slot's row exists (its first amount was written there) and is not sealed. */
+	bool acc;
+	int64_t acc_slot;
+	double acc_run, acc_smp, acc_off;
 };
 
 /* One instrument of the config, as the core holds it between transactions. */
@@ -43,6 +50,12 @@ struct inst_mem {
 	int64_t legacy_repeats;
 	bool frontier_known, have_frontier;
 	int64_t frontier;       /* the newest day with a daily record (before 1970: negative) */
+	/* What seal_slots may find in mx_slots, so that a tick with nothing due runs no query:
+	 * slots_known false: unknown (read at the next seal_slots); late: a row was marked late;
+	 * sql_hi: the newest slot with a row; recheck_cov: coverage at which a row not due at the
+	 * last look may be (INT64_MAX: none). */
+	bool slots_known, late;
+	int64_t sql_hi, recheck_cov;
 };
 
 struct metrics {
@@ -64,6 +77,8 @@ struct store_stmt *mx(struct metrics *m, enum mx_stmt id);
  * 0 or -errno. */
 int state_get(struct metrics *m, const struct instrument_cfg *ic, struct inst_state **st);
 int state_save(struct metrics *m, const struct instrument_cfg *ic);
+/* The instrument's slot in memory; NULL when out of memory. */
+struct inst_mem *mem_of(struct metrics *m, const struct instrument_cfg *ic);
 /* The newest day sealed as a daily record; false when none. */
 int frontier_get(struct metrics *m, const struct instrument_cfg *ic, bool *have, int64_t *day);
 void frontier_set(struct metrics *m, const struct instrument_cfg *ic, int64_t day);
@@ -85,6 +100,8 @@ int spread(struct metrics *m, const struct instrument_cfg *ic, enum amount what,
 	   int64_t from_us, int64_t to_us);
 int seal_slots(struct metrics *m, const struct instrument_cfg *ic, int *sealed);
 /* A clean stop: seal the open slot of now. */
+/* The open slot's amounts held in memory written to its row (the state is then to be saved). */
+int acc_flush(struct metrics *m, const struct instrument_cfg *ic, struct inst_state *st);
 int seal_open_slot(struct metrics *m, const struct instrument_cfg *ic, int64_t now, int *sealed);
 
 /* metrics_days.c */
