@@ -80,6 +80,8 @@ static const char *const mx_sql[MX__COUNT] = {
 	[MX_SESSION_SAME] = "SELECT 1 FROM mx_sessions WHERE instrument = ?1 AND start = ?2 AND end = ?3"
 			    " AND user IS ?4 LIMIT 1",
 	[MX_LAST_SLOT] = "SELECT MAX(slot) FROM mx_slots WHERE instrument = ?1",
+	/* Moves when another connection (`record`, `flush` beside the daemon) committed. */
+	[MX_DATA_VERSION] = "PRAGMA data_version",
 };
 
 /* ---- bounded arithmetic (SPEC §3: sums never overflow) ------------------------------ */
@@ -461,7 +463,21 @@ int mark_dirty_if_sealed(struct metrics *m, const struct instrument_cfg *ic, int
 	stmt_bind_int64(s, 2, day);
 	int rc = stmt_step(s);
 	stmt_reset(s);
-	return rc == STMT_DONE ? 0 : stmt_error(s, rc, "marking a day");
+	if (rc != STMT_DONE)
+		return stmt_error(s, rc, "marking a day");
+	struct inst_mem *im = mem_of(m, ic);
+	if (im)
+		im->dirty = true;
+	return 0;
+}
+
+void first_seen(struct metrics *m, const struct instrument_cfg *ic, int64_t t)
+{
+	struct inst_mem *im = mem_of(m, ic);
+	if (im && im->first_known && (!im->have_first || t < im->first)) {
+		im->have_first = true;
+		im->first = t;
+	}
 }
 
 /* ---- readings ---------------------------------------------------------------------- */
@@ -606,6 +622,7 @@ int metrics_session(struct metrics *m, int64_t seq, const char *inst, const stru
 	stmt_reset(q);
 	if (rc != STMT_DONE)
 		return stmt_error(q, rc, "storing a session");
+	first_seen(m, ic, s->start);
 	for (int64_t day = time_day_start(s->start); day < s->end; day = time_next_day(day)) {
 		int r = mark_dirty_if_sealed(m, ic, day);
 		if (r < 0)
@@ -675,12 +692,31 @@ static int finish(struct metrics *m, int r)
 	return r;
 }
 
+/* What memory holds of the days is good while this process alone writes the file: when another
+ * committed since the last tick (a session recorded, days marked), it is read again. */
+static int days_check_others(struct metrics *m)
+{
+	struct store_stmt *s = mx(m, MX_DATA_VERSION);
+	int rc = stmt_step(s);
+	int64_t v = rc == STMT_ROW ? stmt_int64(s, 0) : 0;
+	stmt_reset(s);
+	if (rc != STMT_ROW)
+		return stmt_error(s, rc, "reading the file's data version");
+	if (!m->dv_known || v != m->data_version)
+		for (size_t i = 0; i < m->n_mem; i++)
+			m->mem[i].days_known = false;
+	m->dv_known = true;
+	m->data_version = v;
+	return 0;
+}
+
 int metrics_tick(struct metrics *m, int64_t now)
 {
 	int sealed = 0;
 	int r = buffer_begin(m->buf);
 	if (r < 0)
 		return r;
+	r = days_check_others(m);
 	for (size_t i = 0; i < m->cfg->n_instruments && r == 0; i++) {
 		const struct instrument_cfg *ic = &m->cfg->instruments[i];
 		if (ic->modbus.present)

@@ -266,14 +266,27 @@ int seal_days(struct metrics *m, const struct instrument_cfg *ic, int64_t now, i
 	if (r < 0)
 		return r;
 
+	struct inst_mem *im = mem_of(m, ic);
+	if (!im)
+		return -ENOMEM;
+	if (!im->days_known) {
+		im->days_known = im->dirty = true;
+		im->first_known = false;
+	}
+
 	/* Days already sealed that late data touched. */
 	int64_t dirty[64];
 	size_t nd = 0;
-	struct store_stmt *s = mx(m, MX_DIRTY_LIST);
-	stmt_bind_text(s, 1, ic->id);
-	while (nd < 64 && stmt_step(s) == STMT_ROW)
-		dirty[nd++] = stmt_int64(s, 0);
-	stmt_reset(s);
+	struct store_stmt *s = NULL;
+	if (im->dirty) {
+		s = mx(m, MX_DIRTY_LIST);
+		stmt_bind_text(s, 1, ic->id);
+		while (nd < 64 && stmt_step(s) == STMT_ROW)
+			dirty[nd++] = stmt_int64(s, 0);
+		stmt_reset(s);
+		/* All of them are cleared below (or the transaction is undone, memory with it). */
+		im->dirty = nd == 64;
+	}
 	for (size_t i = 0; i < nd && r == 0; i++) {
 		if ((r = seal_day(m, ic, dirty[i], sealed)) < 0)
 			break;
@@ -298,12 +311,17 @@ int seal_days(struct metrics *m, const struct instrument_cfg *ic, int64_t now, i
 	if (have_frontier) {
 		day = time_next_day(frontier);
 	} else {
-		int64_t a, b;
-		bool have_a = query_i64(m, MX_FIRST_SLOT, ic->id, &a);
-		bool have_b = query_i64(m, MX_FIRST_SESSION, ic->id, &b);
-		if (!have_a && !have_b)
+		if (!im->first_known) {
+			int64_t a = 0, b = 0;
+			bool have_a = query_i64(m, MX_FIRST_SLOT, ic->id, &a);
+			bool have_b = query_i64(m, MX_FIRST_SESSION, ic->id, &b);
+			im->have_first = have_a || have_b;
+			im->first = !have_b || (have_a && a < b) ? a : b;
+			im->first_known = true;
+		}
+		if (!im->have_first)
 			return 0; /* nothing observed yet */
-		day = time_day_start(!have_b || (have_a && a < b) ? a : b);
+		day = time_day_start(im->first);
 	}
 	for (int k = 0; k < MAX_DAYS_PER_TICK; k++) {
 		int64_t end = time_next_day(day);

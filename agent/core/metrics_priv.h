@@ -19,7 +19,7 @@ enum mx_stmt {
 	MX_SLOTS_DUE, MX_SLOT_SEALED, MX_SLOT_OPEN, MX_DAY_SUMS, MX_SESSION_PUT, MX_DAY_SESSIONS,
 	MX_FRONTIER, MX_FIRST_SLOT, MX_FIRST_SESSION, MX_DAILY_GET, MX_DAILY_PUT, MX_DIRTY_ADD,
 	MX_DIRTY_LIST, MX_DIRTY_DEL, MX_PRUNE_SESSIONS, MX_PRUNE_SLOTS,
-	MX_PRUNE_DAILY, MX_SESSION_SAME, MX_LAST_SLOT, MX__COUNT
+	MX_PRUNE_DAILY, MX_SESSION_SAME, MX_LAST_SLOT, MX_DATA_VERSION, MX__COUNT
 };
 
 /* What is kept per instrument between readings: in memory, and in mx_state as a compact
@@ -56,6 +56,12 @@ struct inst_mem {
 	 * last look may be (INT64_MAX: none). */
 	bool slots_known, late;
 	int64_t sql_hi, recheck_cov;
+	/* What seal_days may find, so that a tick with no day to seal runs no query: days_known
+	 * false: unknown (also after another process wrote the file, metrics_tick); dirty: mx_dirty
+	 * may hold days of it; first_known/have_first/first: its first observation (a slot or a
+	 * session), needed while it has no daily record. */
+	bool days_known, dirty, first_known, have_first;
+	int64_t first;
 };
 
 struct metrics {
@@ -67,6 +73,8 @@ struct metrics {
 	struct inst_mem *mem;
 	size_t n_mem;
 	struct store_stmt *meter_st[3]; /* a meter's energy per slot (hysteresis.c); NULL: none */
+	bool dv_known;
+	int64_t data_version;   /* PRAGMA data_version at the last tick: moves when others commit */
 };
 
 /* The statement, reset and unbound. */
@@ -85,6 +93,8 @@ void frontier_set(struct metrics *m, const struct instrument_cfg *ic, int64_t da
 
 /* Marks day for a new revision when its daily record is already out. */
 int mark_dirty_if_sealed(struct metrics *m, const struct instrument_cfg *ic, int64_t day);
+/* An observation at t (a slot's start, a session's start): the first one known moves back. */
+void first_seen(struct metrics *m, const struct instrument_cfg *ic, int64_t t);
 
 /* Bounded arithmetic (SPEC §3: sums never overflow): [0, METRICS_SUM_MAX]. */
 int64_t sat_add(int64_t a, int64_t b);

@@ -29,6 +29,7 @@ static int slot_write(struct metrics *m, const struct instrument_cfg *ic, int64_
 	if (rc != STMT_DONE)
 		return stmt_error(s, rc, "adding to a slot");
 	struct inst_mem *im = mem_of(m, ic);
+	first_seen(m, ic, slot);
 	if (im) {
 		if (slot > im->sql_hi)
 			im->sql_hi = slot;
