@@ -27,6 +27,7 @@ static const char *const mx_sql[MX__COUNT] = {
 	[MX_STATE_GET] = "SELECT state FROM mx_state WHERE instrument = ?1",
 	[MX_STATE_PUT] = "INSERT INTO mx_state(instrument, state) VALUES(?1, ?2)"
 			 " ON CONFLICT(instrument) DO UPDATE SET state = excluded.state",
+	[MX_STATE_SET] = "UPDATE mx_state SET state = ?2 WHERE instrument = ?1",
 	/* Repeats have a row of their own ("<id>/repeats": '/' is not in an id), counted in SQL:
 	 * `record` adds to it beside a daemon that holds the state row in memory. */
 	[MX_REPEATS_ADD] = "INSERT INTO mx_state(instrument, state) VALUES(?1 || '/repeats', ?2)"
@@ -349,8 +350,10 @@ static int state_from_json(const char *text, struct inst_state *st, int64_t *rep
 
 /* The stored state of inst (zeros when none), and the repeats an old JSON row still holds:
  * inside a transaction as it stands in it, outside one as committed (on a reader). */
-static int state_read(struct metrics *m, const char *inst, struct inst_state *st, int64_t *legacy_repeats)
+static int state_read(struct metrics *m, const char *inst, struct inst_state *st, int64_t *legacy_repeats,
+		      bool *stored)
 {
+	*stored = false;
 	memset(st, 0, sizeof(*st));
 	*legacy_repeats = 0;
 	struct store_stmt *s;
@@ -368,6 +371,7 @@ static int state_read(struct metrics *m, const char *inst, struct inst_state *st
 		stmt_done(s);
 		return r;
 	}
+	*stored = true;
 	r = stmt_is_blob(s, 0) ?
 		state_from_blob(stmt_blob(s, 0), stmt_bytes(s, 0), st) :
 		state_from_json(stmt_text(s, 0), st, legacy_repeats);
@@ -381,7 +385,7 @@ int state_get(struct metrics *m, const struct instrument_cfg *ic, struct inst_st
 	if (!im)
 		return -ENOMEM;
 	if (!im->loaded) {
-		int r = state_read(m, ic->id, &im->st, &im->legacy_repeats);
+		int r = state_read(m, ic->id, &im->st, &im->legacy_repeats, &im->stored);
 		if (r < 0)
 			return r;
 		im->loaded = true;
@@ -397,13 +401,24 @@ int state_save(struct metrics *m, const struct instrument_cfg *ic)
 		return -EINVAL;
 	unsigned char blob[STATE_BLOB_LEN];
 	state_to_blob(&im->st, blob);
-	struct store_stmt *s = mx(m, MX_STATE_PUT);
+	struct store_stmt *s = mx(m, im->stored ? MX_STATE_SET : MX_STATE_PUT);
 	stmt_bind_text(s, 1, ic->id);
 	stmt_bind_blob(s, 2, blob, sizeof(blob));
 	int rc = stmt_step(s);
+	bool wrote = rc == STMT_DONE && stmt_changes(s) > 0;
 	stmt_reset(s);
 	if (rc != STMT_DONE)
 		return stmt_error(s, rc, "writing metrics state");
+	if (!wrote) { /* the row went (another process pruned it?): insert it again */
+		s = mx(m, MX_STATE_PUT);
+		stmt_bind_text(s, 1, ic->id);
+		stmt_bind_blob(s, 2, blob, sizeof(blob));
+		rc = stmt_step(s);
+		stmt_reset(s);
+		if (rc != STMT_DONE)
+			return stmt_error(s, rc, "writing metrics state");
+	}
+	im->stored = true; /* undone with the transaction: memory is forgotten then */
 	if (im->legacy_repeats > 0) {
 		s = mx(m, MX_REPEATS_ADD);
 		stmt_bind_text(s, 1, ic->id);
@@ -662,8 +677,9 @@ int64_t metrics_sessions_repeated(struct metrics *m, const char *inst)
 		return r;
 	struct inst_state st;
 	int64_t legacy = 0, n = 0;
+	bool stored;
 	struct store_stmt *s = NULL;
-	if ((r = state_read(m, inst, &st, &legacy)) == 0 &&
+	if ((r = state_read(m, inst, &st, &legacy, &stored)) == 0 &&
 	    (r = stmt_read(m->buf, mx_sql[MX_REPEATS_GET], &s)) == 0) {
 		stmt_bind_text(s, 1, inst);
 		int rc = stmt_step(s);
@@ -774,7 +790,8 @@ double metrics_run_hours_total(struct metrics *m, const char *inst)
 	 * another thread's transaction may be changing. */
 	struct inst_state st;
 	int64_t legacy = 0;
-	int r = state_read(m, inst, &st, &legacy);
+	bool stored;
+	int r = state_read(m, inst, &st, &legacy, &stored);
 	return r == 0 && st.run.have ? st.run.last * ic->modbus.run_counter.scale : -1;
 }
 
@@ -785,8 +802,9 @@ double metrics_run_counted(struct metrics *m, const char *inst)
 	struct inst_state st;
 	int64_t legacy = 0;
 	double run = -1;
+	bool stored;
 	struct store_stmt *s = NULL;
-	if (state_read(m, inst, &st, &legacy) == 0 &&
+	if (state_read(m, inst, &st, &legacy, &stored) == 0 &&
 	    stmt_read(m->buf, "SELECT TOTAL(run) FROM mx_slots WHERE instrument = ?1", &s) == 0) {
 		stmt_bind_text(s, 1, inst);
 		if (stmt_step(s) == STMT_ROW)

@@ -15,7 +15,7 @@
 struct instrument_cfg;
 
 enum mx_stmt {
-	MX_STATE_GET, MX_STATE_PUT, MX_REPEATS_ADD, MX_REPEATS_GET, MX_SLOT_ADD, MX_SLOT_LATE,
+	MX_STATE_GET, MX_STATE_PUT, MX_STATE_SET, MX_REPEATS_ADD, MX_REPEATS_GET, MX_SLOT_ADD, MX_SLOT_LATE,
 	MX_SLOTS_DUE, MX_SLOT_SEALED, MX_SLOT_OPEN, MX_DAY_SUMS, MX_SESSION_PUT, MX_DAY_SESSIONS,
 	MX_FRONTIER, MX_FIRST_SLOT, MX_FIRST_SESSION, MX_DAILY_GET, MX_DAILY_PUT, MX_DIRTY_ADD,
 	MX_DIRTY_LIST, MX_DIRTY_DEL, MX_PRUNE_SESSIONS, MX_PRUNE_SLOTS,
@@ -45,6 +45,7 @@ struct inst_state {
 /* One instrument of the config, as the core holds it between transactions. */
 struct inst_mem {
 	bool loaded;
+	bool stored;            /* its mx_state row exists: saved with an UPDATE, cheaper than the upsert */
 	struct inst_state st;
 	/* Repeats still inside an old JSON row, moved to their own row at the first save. */
 	int64_t legacy_repeats;
