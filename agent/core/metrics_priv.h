@@ -74,9 +74,20 @@ struct metrics {
 	struct inst_mem *mem;
 	size_t n_mem;
 	struct store_stmt *meter_st[3]; /* a meter's energy per slot (hysteresis.c); NULL: none */
+	/* cfg->instruments by id: open addressing, index + 1 (0: empty); NULL: search the config. */
+	uint32_t *idx;
+	size_t idx_mask;
 	bool dv_known;
 	int64_t data_version;   /* PRAGMA data_version at the last tick: moves when others commit */
 };
+
+/* Every SQL text of the module (metrics.c), indexed by mx_stmt. */
+extern const char *const mx_sql[MX__COUNT];
+
+/* The instrument of the config with this id, NULL when none (metrics_state.c). The index is
+ * built with the config (metrics_new, metrics_set_config) and read-only after. */
+const struct instrument_cfg *inst_find(const struct metrics *m, const char *id);
+void inst_index_build(struct metrics *m);
 
 /* The statement, reset and unbound. */
 struct store_stmt *mx(struct metrics *m, enum mx_stmt id);
@@ -86,6 +97,10 @@ struct store_stmt *mx(struct metrics *m, enum mx_stmt id);
  * 0 or -errno. */
 int state_get(struct metrics *m, const struct instrument_cfg *ic, struct inst_state **st);
 int state_save(struct metrics *m, const struct instrument_cfg *ic);
+/* The stored state of inst (zeros when none; *stored: its row exists) and the repeats an old
+ * JSON row still holds: inside a transaction as it stands in it, outside one as committed. */
+int state_read(struct metrics *m, const char *inst, struct inst_state *st, int64_t *legacy_repeats,
+	       bool *stored);
 /* The instrument's slot in memory; NULL when out of memory. */
 struct inst_mem *mem_of(struct metrics *m, const struct instrument_cfg *ic);
 /* The newest day sealed as a daily record; false when none. */
