@@ -327,6 +327,54 @@ static void test_reopen_unclean_keeps_both_slots(void **state)
 	free(r);
 }
 
+/* The dates of the daily records sealed, one a line. */
+static char *dailies(struct agent_fix *f)
+{
+	struct chain_head h;
+	buffer_head(f->buf, &h);
+	char *out = h_strdupf("%s", "");
+	for (int64_t s = 1; s <= h.seq; s++) {
+		struct stored_record r;
+		if (buffer_get_record(f->buf, s, &r) < 0)
+			continue;
+		if (strcmp(r.kind, "daily") == 0) {
+			cJSON *o = cJSON_Parse(r.line);
+			char *n = h_strdupf("%s%s\n", out, cJSON_GetObjectItem(o, "date")->valuestring);
+			free(out);
+			out = n;
+			cJSON_Delete(o);
+		}
+		buffer_record_clear(&r);
+	}
+	return out;
+}
+
+/* The core keeps what a tick needs of the days in memory (the first observation while no
+ * daily record is out, days to revise); another process writing the file (`record` beside the
+ * daemon, its own connection) makes it read them again: a session recorded for two days
+ * before the first reading gets its daily records. */
+static void test_days_read_again_after_another_writer(void **state)
+{
+	struct agent_fix *f = *state;
+	reading(f, T, 0, 0);
+	assert_int_equal(metrics_tick(core_metrics(f->core), T + 1000), 0); /* first observation: T */
+	struct buffer *ob = NULL;
+	assert_int_equal(buffer_open(f->cfg->agent.state_dir, 0, &ob, NULL), 0);
+	struct core *other = core_new(f->cfg, ob);
+	assert_non_null(other);
+	struct obs s = { .type = OBS_SESSION, .instrument = "RUN" };
+	s.u.session = (struct obs_session){ .start = D0 - 2 * DAY + H, .end = D0 - 2 * DAY + 3 * H, .user = "a",
+					    .org = "X", .external = -1, .samples = -1 };
+	assert_int_equal(core_submit(other, &s, 1, NULL, NULL, 0), 0);
+	core_free(other);
+	buffer_close(ob);
+	/* Both days before the reading's are long closed: sealed at the next tick. */
+	assert_true(metrics_tick(core_metrics(f->core), T + 1100) >= 2);
+	char *d = dailies(f);
+	assert_string_equal(d, "2026-10-31\n2026-11-01\n");
+	free(d);
+}
+
 int main(void)
 {
 	log_set_level(LOG_PRI_WARNING);
@@ -336,6 +384,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_repeats_beside_a_running_core, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_killed_between_batches_keeps_open_slot, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reopen_unclean_keeps_both_slots, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_days_read_again_after_another_writer, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
