@@ -44,6 +44,8 @@
 /* status.json and metrics.prom: after a metrics step that sealed something, else this often
  * (readers such as tests/bench wait up to 5 s for a fresh one). */
 #define SNAPSHOT_EVERY_S 2
+/* A snapshot whose content did not change is not written again, only its time moved this often. */
+#define VIEW_TOUCH_S 4
 #define PRUNE_EVERY_S 3600
 /* Repeated sessions (status.json's sessions_repeated) change when a duplicate arrives, rarely:
  * counted again once a minute, not every second (`status` counts them itself, from the file). */
@@ -89,6 +91,11 @@ struct daemon {
 	struct repeat tick_err, snap_err, file_err;
 	int64_t metrics_at, snapshot_at; /* monotonic ms of the last run; 0: run at the next tick */
 	int tick_r;                      /* the last metrics step's result */
+	struct view_copy {               /* what was last written of status.json, metrics.prom */
+		char *text;
+		size_t len;
+		int64_t at;              /* monotonic ms of the write or touch */
+	} views[2];
 };
 
 static char *state_file(const struct config *cfg, const char *name)
@@ -197,15 +204,45 @@ static void stop_drivers(struct daemon *d)
 	d->drv_conf = NULL;
 }
 
-/* Written whole if it can be; a failure that lasts is logged once a minute. */
-static int write_view(struct daemon *d, const char *name, const char *text, size_t len)
+/* Written whole if it can be, and only when it changed (no fsync: a rename keeps it whole for
+ * readers, and it is rebuilt after a restart); takes text. A failure that lasts is logged once a
+ * minute. */
+static int write_view(struct daemon *d, struct view_copy *last, const char *name, char *text, size_t len)
 {
 	char *path = state_file(d->cfg, name);
+	int64_t now = clock_mono_ms();
+	if (path && text && last->text && last->len == len && memcmp(last->text, text, len) == 0) {
+		free(text);
+		/* Unchanged: its time moves on all the same now and then (`poll` takes a snapshot
+		 * older than 10 s for a stuck daemon), a utimensat instead of a new file. */
+		if (now - last->at >= VIEW_TOUCH_S * 1000) {
+			if (utimensat(AT_FDCWD, path, NULL, 0) == 0)
+				last->at = now;
+			else
+				last->len = 0; /* gone? written again next time */
+		}
+		free(path);
+		return 0;
+	}
 	int r = !text ? -ENOMEM : !path ? -ENOMEM : write_file_atomic(path, text, len, 0644);
 	if (r < 0 && repeat_should_log(&d->snap_err, r))
 		log_warnx("cannot write \"%s\": %s, retrying every second", path ? path : name, strerror(-r));
 	free(path);
+	free(last->text);
+	last->text = r == 0 ? text : NULL; /* a failed write is tried again whatever the text */
+	last->len = r == 0 ? len : 0;
+	last->at = now;
+	if (r < 0)
+		free(text);
 	return r;
+}
+
+static void views_forget(struct daemon *d)
+{
+	for (size_t i = 0; i < sizeof(d->views) / sizeof(d->views[0]); i++) {
+		free(d->views[i].text);
+		d->views[i] = (struct view_copy){ 0 };
+	}
 }
 
 /* The status struct refreshed in place: the buffer's and the sinks' figures (a few queries),
@@ -235,8 +272,7 @@ static void write_snapshots(struct daemon *d)
 
 	size_t len = 0;
 	char *text = status_json(st, &len);
-	int r = write_view(d, STATUS_FILE, text, len);
-	free(text);
+	int r = write_view(d, &d->views[0], STATUS_FILE, text, len);
 
 	char line[256];
 	snprintf(line, sizeof(line), "STATUS=seq %lld, %lld pending, %.1f MB%s", (long long)st->buffer.last_seq,
@@ -245,8 +281,7 @@ static void write_snapshots(struct daemon *d)
 	sd_notify(0, line);
 	if (r == 0) {
 		char *prom = status_prometheus(st, &len);
-		r = write_view(d, METRICS_FILE, prom, len);
-		free(prom);
+		r = write_view(d, &d->views[1], METRICS_FILE, prom, len);
 	}
 	if (r == 0)
 		repeat_ok(&d->snap_err, "status files");
@@ -502,6 +537,7 @@ int daemon_run(const char *config_path)
 
 	code = run_loop(&d);
 stop:
+	views_forget(&d); /* the last snapshot is written whatever it holds */
 	sd_notify(0, "STOPPING=1");
 	stop_drivers(&d);
 	uploader_stop(d.up);
@@ -517,6 +553,7 @@ stop:
 		free(path);
 	}
 out:
+	views_forget(&d);
 	status_free(d.st);
 	core_free(d.core);
 	buffer_close(d.buf);

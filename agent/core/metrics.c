@@ -15,7 +15,6 @@
 #include "stmt.h"
 #include "timeutil.h"
 
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -23,10 +22,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const mx_sql[MX__COUNT] = {
+const char *const mx_sql[MX__COUNT] = {
 	[MX_STATE_GET] = "SELECT state FROM mx_state WHERE instrument = ?1",
 	[MX_STATE_PUT] = "INSERT INTO mx_state(instrument, state) VALUES(?1, ?2)"
 			 " ON CONFLICT(instrument) DO UPDATE SET state = excluded.state",
+	[MX_STATE_SET] = "UPDATE mx_state SET state = ?2 WHERE instrument = ?1",
 	/* Repeats have a row of their own ("<id>/repeats": '/' is not in an id), counted in SQL:
 	 * `record` adds to it beside a daemon that holds the state row in memory. */
 	[MX_REPEATS_ADD] = "INSERT INTO mx_state(instrument, state) VALUES(?1 || '/repeats', ?2)"
@@ -79,6 +79,9 @@ static const char *const mx_sql[MX__COUNT] = {
 	 * here until metrics_prune, so that is how far back a repeat is recognised. */
 	[MX_SESSION_SAME] = "SELECT 1 FROM mx_sessions WHERE instrument = ?1 AND start = ?2 AND end = ?3"
 			    " AND user IS ?4 LIMIT 1",
+	[MX_LAST_SLOT] = "SELECT MAX(slot) FROM mx_slots WHERE instrument = ?1",
+	/* Moves when another connection (`record`, `flush` beside the daemon) committed. */
+	[MX_DATA_VERSION] = "PRAGMA data_version",
 };
 
 /* ---- bounded arithmetic (SPEC §3: sums never overflow) ------------------------------ */
@@ -136,6 +139,7 @@ struct metrics *metrics_new(struct buffer *b, const struct config *cfg)
 		return NULL;
 	m->buf = b;
 	m->cfg = cfg;
+	inst_index_build(m);
 	if (buffer_schema(b, &metrics_schema) < 0) {
 		free(m);
 		return NULL;
@@ -167,6 +171,7 @@ void metrics_free(struct metrics *m)
 		stmt_free(m->st[i]);
 	meter_close(m);
 	free(m->mem);
+	free(m->idx);
 	free(m);
 }
 
@@ -175,6 +180,7 @@ void metrics_set_config(struct metrics *m, const struct config *cfg)
 	/* No lock: the daemon stops every source before a reload, so nobody is inside a
 	 * transaction that uses m meanwhile. */
 	m->cfg = cfg;
+	inst_index_build(m);
 	/* Instruments may come, go or move: read them again from the file, which holds it all. */
 	free(m->mem);
 	m->mem = NULL;
@@ -192,209 +198,6 @@ void metrics_forget(struct metrics *m)
 static void metrics_undone(void *arg)
 {
 	metrics_forget(arg);
-}
-
-/* ---- per-instrument state ---------------------------------------------------------- */
-
-/* The instrument's slot in memory (cfg->instruments is an array, ic points into it). */
-static struct inst_mem *mem_of(struct metrics *m, const struct instrument_cfg *ic)
-{
-	size_t i = (size_t)(ic - m->cfg->instruments);
-	if (!m->mem) {
-		if (!(m->mem = calloc(m->cfg->n_instruments ? m->cfg->n_instruments : 1, sizeof(*m->mem))))
-			return NULL;
-		m->n_mem = m->cfg->n_instruments;
-	}
-	return i < m->n_mem ? &m->mem[i] : NULL;
-}
-
-/* The stored form: a version byte, a byte of flags, then 13 little-endian 8-byte values
- * (integers, and doubles by their bits). No parsing per reading, the same on every host.
- * Version 2 appends a meter's state (hysteresis.c); version 1 is read as a meter never seen. */
-#define STATE_BLOB_V1 1
-#define STATE_BLOB_V1_LEN (2 + 13 * 8)
-#define STATE_BLOB_V2 2
-#define STATE_BLOB_LEN (STATE_BLOB_V1_LEN + METER_BLOB_LEN)
-
-enum state_flag {
-	SF_RUN_HAVE = 1 << 0, SF_RUN_PENDING = 1 << 1, SF_SMP_HAVE = 1 << 2, SF_SMP_PENDING = 1 << 3,
-	SF_IU_KNOWN = 1 << 4, SF_IU = 1 << 5, SF_POLL_OK = 1 << 6,
-};
-
-static void state_to_blob(const struct inst_state *st, unsigned char out[STATE_BLOB_LEN])
-{
-	unsigned char *p = out + 2;
-	out[0] = STATE_BLOB_V2;
-	out[1] = (unsigned char)((st->run.have ? SF_RUN_HAVE : 0) | (st->run.pending ? SF_RUN_PENDING : 0) |
-				 (st->smp.have ? SF_SMP_HAVE : 0) | (st->smp.pending ? SF_SMP_PENDING : 0) |
-				 (st->iu_known ? SF_IU_KNOWN : 0) | (st->iu ? SF_IU : 0) |
-				 (st->poll_ok ? SF_POLL_OK : 0));
-	const struct counter_state *c[2] = { &st->run, &st->smp };
-	for (int i = 0; i < 2; i++) {
-		le64_put_dbl(&p, c[i]->last);
-		le64_put_i64(&p, c[i]->last_us);
-		le64_put_dbl(&p, c[i]->pend_value);
-		le64_put_i64(&p, c[i]->pend_us);
-	}
-	le64_put_i64(&p, st->iu_us);
-	le64_put_i64(&p, st->poll_us);
-	le64_put_i64(&p, st->cov);
-	le64_put_dbl(&p, st->run_carry);
-	le64_put_dbl(&p, st->smp_carry);
-	meter_state_to_blob(&st->meter, p);
-}
-
-static int state_from_blob(const unsigned char *in, size_t len, struct inst_state *st)
-{
-	if (!(len == STATE_BLOB_V1_LEN && in[0] == STATE_BLOB_V1) &&
-	    !(len == STATE_BLOB_LEN && in[0] == STATE_BLOB_V2))
-		return -EBADMSG;
-	const unsigned char *p = in + 2;
-	unsigned f = in[1];
-	st->run.have = f & SF_RUN_HAVE;
-	st->run.pending = f & SF_RUN_PENDING;
-	st->smp.have = f & SF_SMP_HAVE;
-	st->smp.pending = f & SF_SMP_PENDING;
-	st->iu_known = f & SF_IU_KNOWN;
-	st->iu = f & SF_IU;
-	st->poll_ok = f & SF_POLL_OK;
-	struct counter_state *c[2] = { &st->run, &st->smp };
-	for (int i = 0; i < 2; i++) {
-		c[i]->last = le64_get_dbl(&p);
-		c[i]->last_us = le64_get_i64(&p);
-		c[i]->pend_value = le64_get_dbl(&p);
-		c[i]->pend_us = le64_get_i64(&p);
-	}
-	st->iu_us = le64_get_i64(&p);
-	st->poll_us = le64_get_i64(&p);
-	st->cov = le64_get_i64(&p);
-	st->run_carry = le64_get_dbl(&p);
-	st->smp_carry = le64_get_dbl(&p);
-	if (in[0] == STATE_BLOB_V2)
-		meter_state_from_blob(p, &st->meter);
-	return 0;
-}
-
-/* Buffers written before the state was kept in memory hold it as JSON text; it is read once
- * and written back as a blob at the next save. */
-static double jnum(const cJSON *o, const char *key)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-	return cJSON_IsNumber(v) ? v->valuedouble : 0;
-}
-
-static bool jbool(const cJSON *o, const char *key)
-{
-	return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, key));
-}
-
-/* An integer kept as a JSON number; the range is checked before the conversion, so a damaged
- * state gives 0, not undefined behaviour. */
-static int64_t jint(const cJSON *o, const char *key)
-{
-	double v = jnum(o, key);
-	return isfinite(v) && v > -9.2e18 && v < 9.2e18 ? (int64_t)v : 0;
-}
-
-static void counter_from_json(const cJSON *o, struct counter_state *c)
-{
-	c->have = jbool(o, "have");
-	c->last = jnum(o, "last");
-	c->last_us = jint(o, "last_us");
-	c->pending = jbool(o, "pending");
-	c->pend_value = jnum(o, "pend");
-	c->pend_us = jint(o, "pend_us");
-}
-
-static int state_from_json(const char *text, struct inst_state *st, int64_t *repeats)
-{
-	cJSON *o = text ? cJSON_Parse(text) : NULL;
-	if (!o)
-		return -EBADMSG;
-	counter_from_json(cJSON_GetObjectItemCaseSensitive(o, "run"), &st->run);
-	counter_from_json(cJSON_GetObjectItemCaseSensitive(o, "smp"), &st->smp);
-	st->iu_known = jbool(o, "iu_known");
-	st->iu = jbool(o, "iu");
-	st->iu_us = jint(o, "iu_us");
-	st->poll_us = jint(o, "poll_us");
-	st->poll_ok = jbool(o, "poll_ok");
-	st->cov = jint(o, "cov");
-	st->run_carry = jnum(o, "run_carry");
-	st->smp_carry = jnum(o, "smp_carry");
-	*repeats = jint(o, "repeats");
-	cJSON_Delete(o);
-	return 0;
-}
-
-/* The stored state of inst (zeros when none), and the repeats an old JSON row still holds:
- * inside a transaction as it stands in it, outside one as committed (on a reader). */
-static int state_read(struct metrics *m, const char *inst, struct inst_state *st, int64_t *legacy_repeats)
-{
-	memset(st, 0, sizeof(*st));
-	*legacy_repeats = 0;
-	struct store_stmt *s;
-	int r = stmt_read(m->buf, mx_sql[MX_STATE_GET], &s);
-	if (r < 0)
-		return r;
-	stmt_bind_text(s, 1, inst);
-	int rc = stmt_step(s);
-	if (rc == STMT_DONE) {
-		stmt_done(s);
-		return 0;
-	}
-	if (rc != STMT_ROW) {
-		r = stmt_error(s, rc, "reading metrics state");
-		stmt_done(s);
-		return r;
-	}
-	r = stmt_is_blob(s, 0) ?
-		state_from_blob(stmt_blob(s, 0), stmt_bytes(s, 0), st) :
-		state_from_json(stmt_text(s, 0), st, legacy_repeats);
-	stmt_done(s);
-	return r;
-}
-
-int state_get(struct metrics *m, const struct instrument_cfg *ic, struct inst_state **st)
-{
-	struct inst_mem *im = mem_of(m, ic);
-	if (!im)
-		return -ENOMEM;
-	if (!im->loaded) {
-		int r = state_read(m, ic->id, &im->st, &im->legacy_repeats);
-		if (r < 0)
-			return r;
-		im->loaded = true;
-	}
-	*st = &im->st;
-	return 0;
-}
-
-int state_save(struct metrics *m, const struct instrument_cfg *ic)
-{
-	struct inst_mem *im = mem_of(m, ic);
-	if (!im || !im->loaded)
-		return -EINVAL;
-	unsigned char blob[STATE_BLOB_LEN];
-	state_to_blob(&im->st, blob);
-	struct store_stmt *s = mx(m, MX_STATE_PUT);
-	stmt_bind_text(s, 1, ic->id);
-	stmt_bind_blob(s, 2, blob, sizeof(blob));
-	int rc = stmt_step(s);
-	stmt_reset(s);
-	if (rc != STMT_DONE)
-		return stmt_error(s, rc, "writing metrics state");
-	if (im->legacy_repeats > 0) {
-		s = mx(m, MX_REPEATS_ADD);
-		stmt_bind_text(s, 1, ic->id);
-		stmt_bind_int64(s, 2, im->legacy_repeats);
-		rc = stmt_step(s);
-		stmt_reset(s);
-		if (rc != STMT_DONE)
-			return stmt_error(s, rc, "moving repeats");
-		/* Rolled back with the rest: the cache is forgotten then, and read again. */
-		im->legacy_repeats = 0;
-	}
-	return 0;
 }
 
 int frontier_get(struct metrics *m, const struct instrument_cfg *ic, bool *have, int64_t *day)
@@ -442,7 +245,21 @@ int mark_dirty_if_sealed(struct metrics *m, const struct instrument_cfg *ic, int
 	stmt_bind_int64(s, 2, day);
 	int rc = stmt_step(s);
 	stmt_reset(s);
-	return rc == STMT_DONE ? 0 : stmt_error(s, rc, "marking a day");
+	if (rc != STMT_DONE)
+		return stmt_error(s, rc, "marking a day");
+	struct inst_mem *im = mem_of(m, ic);
+	if (im)
+		im->dirty = true;
+	return 0;
+}
+
+void first_seen(struct metrics *m, const struct instrument_cfg *ic, int64_t t)
+{
+	struct inst_mem *im = mem_of(m, ic);
+	if (im && im->first_known && (!im->have_first || t < im->first)) {
+		im->have_first = true;
+		im->first = t;
+	}
 }
 
 /* ---- readings ---------------------------------------------------------------------- */
@@ -486,7 +303,7 @@ static int counter_events(struct metrics *m, const char *inst, const char *name,
 
 int metrics_reading(struct metrics *m, const char *inst, const struct obs_reading *rd)
 {
-	const struct instrument_cfg *ic = config_instrument(m->cfg, inst);
+	const struct instrument_cfg *ic = inst_find(m, inst);
 	if (!ic || !ic->modbus.present)
 		return -EINVAL;
 	struct inst_state *st;
@@ -567,7 +384,7 @@ int metrics_reading(struct metrics *m, const char *inst, const struct obs_readin
 int metrics_session(struct metrics *m, int64_t seq, const char *inst, const struct obs_session *s,
 		    bool external)
 {
-	const struct instrument_cfg *ic = config_instrument(m->cfg, inst);
+	const struct instrument_cfg *ic = inst_find(m, inst);
 	if (!ic)
 		return -EINVAL;
 	struct store_stmt *q = mx(m, MX_SESSION_PUT);
@@ -587,6 +404,7 @@ int metrics_session(struct metrics *m, int64_t seq, const char *inst, const stru
 	stmt_reset(q);
 	if (rc != STMT_DONE)
 		return stmt_error(q, rc, "storing a session");
+	first_seen(m, ic, s->start);
 	for (int64_t day = time_day_start(s->start); day < s->end; day = time_next_day(day)) {
 		int r = mark_dirty_if_sealed(m, ic, day);
 		if (r < 0)
@@ -626,8 +444,9 @@ int64_t metrics_sessions_repeated(struct metrics *m, const char *inst)
 		return r;
 	struct inst_state st;
 	int64_t legacy = 0, n = 0;
+	bool stored;
 	struct store_stmt *s = NULL;
-	if ((r = state_read(m, inst, &st, &legacy)) == 0 &&
+	if ((r = state_read(m, inst, &st, &legacy, &stored)) == 0 &&
 	    (r = stmt_read(m->buf, mx_sql[MX_REPEATS_GET], &s)) == 0) {
 		stmt_bind_text(s, 1, inst);
 		int rc = stmt_step(s);
@@ -656,12 +475,31 @@ static int finish(struct metrics *m, int r)
 	return r;
 }
 
+/* What memory holds of the days is good while this process alone writes the file: when another
+ * committed since the last tick (a session recorded, days marked), it is read again. */
+static int days_check_others(struct metrics *m)
+{
+	struct store_stmt *s = mx(m, MX_DATA_VERSION);
+	int rc = stmt_step(s);
+	int64_t v = rc == STMT_ROW ? stmt_int64(s, 0) : 0;
+	stmt_reset(s);
+	if (rc != STMT_ROW)
+		return stmt_error(s, rc, "reading the file's data version");
+	if (!m->dv_known || v != m->data_version)
+		for (size_t i = 0; i < m->n_mem; i++)
+			m->mem[i].days_known = false;
+	m->dv_known = true;
+	m->data_version = v;
+	return 0;
+}
+
 int metrics_tick(struct metrics *m, int64_t now)
 {
 	int sealed = 0;
 	int r = buffer_begin(m->buf);
 	if (r < 0)
 		return r;
+	r = days_check_others(m);
 	for (size_t i = 0; i < m->cfg->n_instruments && r == 0; i++) {
 		const struct instrument_cfg *ic = &m->cfg->instruments[i];
 		if (ic->modbus.present)
@@ -719,13 +557,34 @@ int metrics_prune(struct metrics *m, int64_t before)
 
 double metrics_run_hours_total(struct metrics *m, const char *inst)
 {
-	const struct instrument_cfg *ic = config_instrument(m->cfg, inst);
+	const struct instrument_cfg *ic = inst_find(m, inst);
 	if (!ic || !ic->modbus.run_counter.present)
 		return -1;
 	/* As committed (memory is the same outside a transaction), without touching memory
 	 * another thread's transaction may be changing. */
 	struct inst_state st;
 	int64_t legacy = 0;
-	int r = state_read(m, inst, &st, &legacy);
+	bool stored;
+	int r = state_read(m, inst, &st, &legacy, &stored);
 	return r == 0 && st.run.have ? st.run.last * ic->modbus.run_counter.scale : -1;
+}
+
+double metrics_run_counted(struct metrics *m, const char *inst)
+{
+	if (buffer_read_begin(m->buf) < 0)
+		return -1;
+	struct inst_state st;
+	int64_t legacy = 0;
+	double run = -1;
+	bool stored;
+	struct store_stmt *s = NULL;
+	if (state_read(m, inst, &st, &legacy, &stored) == 0 &&
+	    stmt_read(m->buf, "SELECT TOTAL(run) FROM mx_slots WHERE instrument = ?1", &s) == 0) {
+		stmt_bind_text(s, 1, inst);
+		if (stmt_step(s) == STMT_ROW)
+			run = stmt_double(s, 0) + (st.acc ? st.acc_run : 0);
+		stmt_done(s);
+	}
+	buffer_read_end(m->buf);
+	return run;
 }

@@ -72,4 +72,8 @@ void metrics_forget(struct metrics *m);
  * < 0 unknown. */
 double metrics_run_hours_total(struct metrics *m, const char *instrument);
 
+/* Run seconds counted so far for the instrument, sealed or not (the slots' rows and the open
+ * slot's amounts held with the state), as committed; < 0 on failure. For tests and checks. */
+double metrics_run_counted(struct metrics *m, const char *instrument);
+
 #endif

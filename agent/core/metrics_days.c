@@ -63,7 +63,7 @@ static int cmp_pair(const void *x, const void *y)
 
 int metrics_day(struct metrics *m, const char *inst, int64_t day, struct daily_figures *f)
 {
-	const struct instrument_cfg *ic = config_instrument(m->cfg, inst);
+	const struct instrument_cfg *ic = inst_find(m, inst);
 	if (!ic)
 		return -EINVAL;
 	int64_t end = time_next_day(day);
@@ -74,15 +74,24 @@ int metrics_day(struct metrics *m, const char *inst, int64_t day, struct daily_f
 	stmt_bind_int64(s, 2, day);
 	stmt_bind_int64(s, 3, end);
 	int64_t run_sealed = 0, smp_sealed = 0, offline = 0;
+	double offline_s = 0;
 	int rc = stmt_step(s);
 	if (rc == STMT_ROW) {
 		run_sealed = sat_from_double(stmt_double(s, 0));
 		smp_sealed = sat_from_double(stmt_double(s, 1));
-		offline = sat_from_double(stmt_double(s, 2));
+		offline_s = stmt_double(s, 2);
 	}
 	stmt_reset(s);
 	if (rc != STMT_ROW)
 		return stmt_error(s, rc, "summing a day");
+	/* Offline time of the open slot still held in memory (metrics_slots.c). */
+	struct inst_state *st;
+	int sr = state_get(m, ic, &st);
+	if (sr < 0)
+		return sr;
+	if (st->acc && st->acc_slot >= day && st->acc_slot < end)
+		offline_s += st->acc_off;
+	offline = sat_from_double(offline_s);
 
 	size_t cap = 64, n = 0, ne = 0, np = 0;
 	struct span *all = malloc(cap * sizeof(*all)), *ext = malloc(cap * sizeof(*ext));
@@ -257,14 +266,27 @@ int seal_days(struct metrics *m, const struct instrument_cfg *ic, int64_t now, b
 	if (r < 0)
 		return r;
 
+	struct inst_mem *im = mem_of(m, ic);
+	if (!im)
+		return -ENOMEM;
+	if (!im->days_known) {
+		im->days_known = im->dirty = true;
+		im->first_known = false;
+	}
+
 	/* Days already sealed that late data touched. */
 	int64_t dirty[64];
 	size_t nd = 0;
-	struct store_stmt *s = mx(m, MX_DIRTY_LIST);
-	stmt_bind_text(s, 1, ic->id);
-	while (redo_dirty && nd < 64 && stmt_step(s) == STMT_ROW)
-		dirty[nd++] = stmt_int64(s, 0);
-	stmt_reset(s);
+	struct store_stmt *s = NULL;
+	if (redo_dirty && im->dirty) {
+		s = mx(m, MX_DIRTY_LIST);
+		stmt_bind_text(s, 1, ic->id);
+		while (nd < 64 && stmt_step(s) == STMT_ROW)
+			dirty[nd++] = stmt_int64(s, 0);
+		stmt_reset(s);
+		/* All of them are cleared below (or the transaction is undone, memory with it). */
+		im->dirty = nd == 64;
+	}
 	for (size_t i = 0; i < nd && r == 0; i++) {
 		if ((r = seal_day(m, ic, dirty[i], sealed)) < 0)
 			break;
@@ -290,12 +312,17 @@ int seal_days(struct metrics *m, const struct instrument_cfg *ic, int64_t now, b
 	if (have_frontier) {
 		day = time_next_day(frontier);
 	} else {
-		int64_t a, b;
-		bool have_a = query_i64(m, MX_FIRST_SLOT, ic->id, &a);
-		bool have_b = query_i64(m, MX_FIRST_SESSION, ic->id, &b);
-		if (!have_a && !have_b)
+		if (!im->first_known) {
+			int64_t a = 0, b = 0;
+			bool have_a = query_i64(m, MX_FIRST_SLOT, ic->id, &a);
+			bool have_b = query_i64(m, MX_FIRST_SESSION, ic->id, &b);
+			im->have_first = have_a || have_b;
+			im->first = !have_b || (have_a && a < b) ? a : b;
+			im->first_known = true;
+		}
+		if (!im->have_first)
 			return 0; /* nothing observed yet */
-		day = time_day_start(!have_b || (have_a && a < b) ? a : b);
+		day = time_day_start(im->first);
 	}
 	for (int k = 0; k < MAX_DAYS_PER_TICK; k++) {
 		int64_t end = time_next_day(day);

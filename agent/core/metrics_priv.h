@@ -15,11 +15,11 @@
 struct instrument_cfg;
 
 enum mx_stmt {
-	MX_STATE_GET, MX_STATE_PUT, MX_REPEATS_ADD, MX_REPEATS_GET, MX_SLOT_ADD, MX_SLOT_LATE,
+	MX_STATE_GET, MX_STATE_PUT, MX_STATE_SET, MX_REPEATS_ADD, MX_REPEATS_GET, MX_SLOT_ADD, MX_SLOT_LATE,
 	MX_SLOTS_DUE, MX_SLOT_SEALED, MX_SLOT_OPEN, MX_DAY_SUMS, MX_SESSION_PUT, MX_DAY_SESSIONS,
 	MX_FRONTIER, MX_FIRST_SLOT, MX_FIRST_SESSION, MX_DAILY_GET, MX_DAILY_PUT, MX_DIRTY_ADD,
 	MX_DIRTY_LIST, MX_DIRTY_DEL, MX_PRUNE_SESSIONS, MX_PRUNE_SLOTS,
-	MX_PRUNE_DAILY, MX_SESSION_SAME, MX__COUNT
+	MX_PRUNE_DAILY, MX_SESSION_SAME, MX_LAST_SLOT, MX_DATA_VERSION, MX__COUNT
 };
 
 /* What is kept per instrument between readings: in memory, and in mx_state as a compact
@@ -33,16 +33,36 @@ struct inst_state {
 	int64_t cov;            /* coverage: readings are in up to here (seconds) */
 	double run_carry, smp_carry;
 	struct meter_state meter; /* a metered instrument (hysteresis.c) */
+	/* The open slot's amounts not yet in mx_slots (metrics_slots.c): a reading adds to them
+	 * in memory, and they reach the slot's row when another slot is touched, when the slot is
+	 * due for sealing, or at a clean stop. Saved with the rest, so a crash loses none. The
+	 * slot's row exists (its first amount was written there) and is not sealed. */
+	bool acc;
+	int64_t acc_slot;
+	double acc_run, acc_smp, acc_off;
 };
 
 /* One instrument of the config, as the core holds it between transactions. */
 struct inst_mem {
 	bool loaded;
+	bool stored;            /* its mx_state row exists: saved with an UPDATE, cheaper than the upsert */
 	struct inst_state st;
 	/* Repeats still inside an old JSON row, moved to their own row at the first save. */
 	int64_t legacy_repeats;
 	bool frontier_known, have_frontier;
 	int64_t frontier;       /* the newest day with a daily record (before 1970: negative) */
+	/* What seal_slots may find in mx_slots, so that a tick with nothing due runs no query:
+	 * slots_known false: unknown (read at the next seal_slots); late: a row was marked late;
+	 * sql_hi: the newest slot with a row; recheck_cov: coverage at which a row not due at the
+	 * last look may be (INT64_MAX: none). */
+	bool slots_known, late;
+	int64_t sql_hi, recheck_cov;
+	/* What seal_days may find, so that a tick with no day to seal runs no query: days_known
+	 * false: unknown (also after another process wrote the file, metrics_tick); dirty: mx_dirty
+	 * may hold days of it; first_known/have_first/first: its first observation (a slot or a
+	 * session), needed while it has no daily record. */
+	bool days_known, dirty, first_known, have_first;
+	int64_t first;
 };
 
 struct metrics {
@@ -60,7 +80,20 @@ struct metrics {
 	 * (issue #15). A first late line is sealed again at the next tick, as before. */
 	int64_t redo_after;
 	int redone;                 /* days sealed again by the current tick */
+	/* cfg->instruments by id: open addressing, index + 1 (0: empty); NULL: search the config. */
+	uint32_t *idx;
+	size_t idx_mask;
+	bool dv_known;
+	int64_t data_version;   /* PRAGMA data_version at the last tick: moves when others commit */
 };
+
+/* Every SQL text of the module (metrics.c), indexed by mx_stmt. */
+extern const char *const mx_sql[MX__COUNT];
+
+/* The instrument of the config with this id, NULL when none (metrics_state.c). The index is
+ * built with the config (metrics_new, metrics_set_config) and read-only after. */
+const struct instrument_cfg *inst_find(const struct metrics *m, const char *id);
+void inst_index_build(struct metrics *m);
 
 /* The statement, reset and unbound. */
 struct store_stmt *mx(struct metrics *m, enum mx_stmt id);
@@ -70,12 +103,20 @@ struct store_stmt *mx(struct metrics *m, enum mx_stmt id);
  * 0 or -errno. */
 int state_get(struct metrics *m, const struct instrument_cfg *ic, struct inst_state **st);
 int state_save(struct metrics *m, const struct instrument_cfg *ic);
+/* The stored state of inst (zeros when none; *stored: its row exists) and the repeats an old
+ * JSON row still holds: inside a transaction as it stands in it, outside one as committed. */
+int state_read(struct metrics *m, const char *inst, struct inst_state *st, int64_t *legacy_repeats,
+	       bool *stored);
+/* The instrument's slot in memory; NULL when out of memory. */
+struct inst_mem *mem_of(struct metrics *m, const struct instrument_cfg *ic);
 /* The newest day sealed as a daily record; false when none. */
 int frontier_get(struct metrics *m, const struct instrument_cfg *ic, bool *have, int64_t *day);
 void frontier_set(struct metrics *m, const struct instrument_cfg *ic, int64_t day);
 
 /* Marks day for a new revision when its daily record is already out. */
 int mark_dirty_if_sealed(struct metrics *m, const struct instrument_cfg *ic, int64_t day);
+/* An observation at t (a slot's start, a session's start): the first one known moves back. */
+void first_seen(struct metrics *m, const struct instrument_cfg *ic, int64_t t);
 
 /* Bounded arithmetic (SPEC §3: sums never overflow): [0, METRICS_SUM_MAX]. */
 int64_t sat_add(int64_t a, int64_t b);
@@ -91,6 +132,8 @@ int spread(struct metrics *m, const struct instrument_cfg *ic, enum amount what,
 	   int64_t from_us, int64_t to_us);
 int seal_slots(struct metrics *m, const struct instrument_cfg *ic, int *sealed);
 /* A clean stop: seal the open slot of now. */
+/* The open slot's amounts held in memory written to its row (the state is then to be saved). */
+int acc_flush(struct metrics *m, const struct instrument_cfg *ic, struct inst_state *st);
 int seal_open_slot(struct metrics *m, const struct instrument_cfg *ic, int64_t now, int *sealed);
 
 /* metrics_days.c */

@@ -11,27 +11,81 @@
 #include <math.h>
 #include <stdlib.h>
 
-static int slot_add(struct metrics *m, const struct instrument_cfg *ic, int64_t slot, enum amount what, double v,
-		    int64_t ov_from, int64_t ov_to)
+/* One upsert of a slot's row; *sealed_to: how far its record is out. */
+static int slot_write(struct metrics *m, const struct instrument_cfg *ic, int64_t slot, double run,
+		      double smp, double off, int64_t *sealed_to)
 {
 	struct store_stmt *s = mx(m, MX_SLOT_ADD);
 	stmt_bind_text(s, 1, ic->id);
 	stmt_bind_int64(s, 2, slot);
-	stmt_bind_double(s, 3, what == AMT_RUN ? v : 0);
-	stmt_bind_double(s, 4, what == AMT_SAMPLES ? v : 0);
-	stmt_bind_double(s, 5, what == AMT_OFFLINE ? v : 0);
+	stmt_bind_double(s, 3, run);
+	stmt_bind_double(s, 4, smp);
+	stmt_bind_double(s, 5, off);
 	int rc = stmt_step(s);
-	int64_t sealed_to = rc == STMT_ROW ? stmt_int64(s, 0) : 0;
+	*sealed_to = rc == STMT_ROW ? stmt_int64(s, 0) : 0;
 	if (rc == STMT_ROW)
 		rc = stmt_step(s);
 	stmt_reset(s);
 	if (rc != STMT_DONE)
 		return stmt_error(s, rc, "adding to a slot");
+	struct inst_mem *im = mem_of(m, ic);
+	first_seen(m, ic, slot);
+	if (im) {
+		if (slot > im->sql_hi)
+			im->sql_hi = slot;
+		if (*sealed_to < slot + SLOT_S && slot + SLOT_S < im->recheck_cov)
+			im->recheck_cov = slot + SLOT_S;
+	}
+	return 0;
+}
+
+int acc_flush(struct metrics *m, const struct instrument_cfg *ic, struct inst_state *st)
+{
+	if (!st->acc)
+		return 0;
+	int64_t sealed_to;
+	int r = 0;
+	if (st->acc_run != 0 || st->acc_smp != 0 || st->acc_off != 0)
+		r = slot_write(m, ic, st->acc_slot, st->acc_run, st->acc_smp, st->acc_off, &sealed_to);
+	if (r == 0) {
+		st->acc = false;
+		st->acc_run = st->acc_smp = st->acc_off = 0;
+	}
+	return r;
+}
+
+static int slot_add(struct metrics *m, const struct instrument_cfg *ic, int64_t slot, enum amount what, double v,
+		    int64_t ov_from, int64_t ov_to)
+{
+	struct inst_state *st;
+	int rc = state_get(m, ic, &st);
+	if (rc < 0)
+		return rc;
+	if (st->acc && st->acc_slot == slot) {
+		/* The open slot: in memory, saved with the state in this transaction (a meter's
+		 * energy has a table of its own; the slot's row is there already). */
+		if (what == AMT_ENERGY)
+			rc = meter_slot_add(m, ic, slot, v);
+		else
+			*(what == AMT_RUN ? &st->acc_run : what == AMT_SAMPLES ? &st->acc_smp : &st->acc_off) += v;
+		return rc < 0 ? rc : mark_dirty_if_sealed(m, ic, time_day_start(slot));
+	}
+	if ((rc = acc_flush(m, ic, st)) < 0)
+		return rc;
+	int64_t sealed_to;
+	if ((rc = slot_write(m, ic, slot, what == AMT_RUN ? v : 0, what == AMT_SAMPLES ? v : 0,
+			     what == AMT_OFFLINE ? v : 0, &sealed_to)) < 0)
+		return rc;
 	if (what == AMT_ENERGY && (rc = meter_slot_add(m, ic, slot, v)) < 0)
 		return rc;
+	if (sealed_to < slot + SLOT_S) {
+		/* Its row exists and its record is not out: what follows for it is held in memory. */
+		st->acc = true;
+		st->acc_slot = slot;
+	}
 	if (what != AMT_OFFLINE && sealed_to >= slot + SLOT_S) {
 		/* The slot's record is out: what arrives now follows in a record of its own. */
-		s = mx(m, MX_SLOT_LATE);
+		struct store_stmt *s = mx(m, MX_SLOT_LATE);
 		stmt_bind_text(s, 1, ic->id);
 		stmt_bind_int64(s, 2, slot);
 		stmt_bind_int64(s, 3, ov_from);
@@ -40,6 +94,9 @@ static int slot_add(struct metrics *m, const struct instrument_cfg *ic, int64_t 
 		stmt_reset(s);
 		if (rc != STMT_DONE)
 			return stmt_error(s, rc, "marking a late slot");
+		struct inst_mem *im = mem_of(m, ic);
+		if (im)
+			im->late = true;
 	}
 	return mark_dirty_if_sealed(m, ic, time_day_start(slot));
 }
@@ -133,6 +190,29 @@ int seal_slots(struct metrics *m, const struct instrument_cfg *ic, int *sealed)
 	int r = state_get(m, ic, &st);
 	if (r < 0)
 		return r;
+	struct inst_mem *im = mem_of(m, ic);
+	if (!im)
+		return -ENOMEM;
+	if (!im->slots_known) {
+		/* The newest row, once after the state was read: rows past the coverage (a meter's
+		 * pending stretch) become due later. */
+		struct store_stmt *q = mx(m, MX_LAST_SLOT);
+		stmt_bind_text(q, 1, ic->id);
+		int qrc = stmt_step(q);
+		im->sql_hi = qrc == STMT_ROW && !stmt_is_null(q, 0) ? stmt_int64(q, 0) : INT64_MIN / 2;
+		stmt_reset(q);
+		if (qrc != STMT_ROW)
+			return stmt_error(q, qrc, "reading the newest slot");
+		im->slots_known = true;
+		im->late = true; /* unknown: look */
+	}
+	bool acc_due = st->acc && st->acc_slot + SLOT_S <= st->cov;
+	if (!acc_due && !im->late && st->cov < im->recheck_cov)
+		return 0; /* nothing can be due: no query */
+	/* The open slot's amounts go to its row before it is sealed (the state is saved below:
+	 * a flushed slot is due, so something is sealed). */
+	if (acc_due && (r = acc_flush(m, ic, st)) < 0)
+		return r;
 	/* Collect first: sealing updates the rows being walked. */
 	struct due {
 		int64_t slot, sealed_to, late_from, late_to;
@@ -171,6 +251,9 @@ int seal_slots(struct metrics *m, const struct instrument_cfg *ic, int *sealed)
 		free(due);
 		return stmt_error(s, rc, "reading due slots");
 	}
+	/* Rows left unsealed are not due: slot + SLOT_S > cov, so none is before cov's slot ends. */
+	im->late = false;
+	im->recheck_cov = im->sql_hi + SLOT_S > st->cov ? slot_of(st->cov) + SLOT_S : INT64_MAX;
 	if (n == 0) {
 		free(due);
 		return 0; /* nothing closed: the state is as it was, no need to write it back */
@@ -200,12 +283,14 @@ int seal_open_slot(struct metrics *m, const struct instrument_cfg *ic, int64_t n
 	if (r < 0)
 		return r;
 	int64_t slot = slot_of(now);
+	if ((r = acc_flush(m, ic, st)) < 0)
+		return r;
 	struct store_stmt *s = mx(m, MX_SLOT_OPEN);
 	stmt_bind_text(s, 1, ic->id);
 	stmt_bind_int64(s, 2, slot);
 	if (stmt_step(s) != STMT_ROW) {
 		stmt_reset(s);
-		return 0;
+		return state_save(m, ic);
 	}
 	double run = stmt_double(s, 1), run_done = stmt_double(s, 2);
 	double smp = stmt_double(s, 3), smp_done = stmt_double(s, 4);
@@ -213,7 +298,7 @@ int seal_open_slot(struct metrics *m, const struct instrument_cfg *ic, int64_t n
 	stmt_reset(s);
 	int64_t from = sealed_to > slot ? sealed_to : slot;
 	if (now <= from)
-		return 0;
+		return state_save(m, ic); /* what was held is in its row now */
 	if ((r = seal_slot_part(m, ic, st, slot, run, run_done, smp, smp_done, from, now, sealed)) < 0)
 		return r;
 	return state_save(m, ic);

@@ -155,15 +155,11 @@ static void polls(struct fx *f, int n, double watts)
 		poll_at(f, watts);
 }
 
-/* Run seconds counted so far (sealed or not), from the core's slots in the file. */
+/* Run seconds counted so far (sealed or not), from the core's slots and the open slot's amounts
+ * it holds with the state, as committed. */
 static double run_s(struct fx *f)
 {
-	char *db = h_strdupf("%s/state/" BUFFER_FILE, f->dir);
-	char *v = h_sql_text(db, "SELECT printf('%.6f', TOTAL(run)) FROM mx_slots WHERE instrument = 'M'");
-	free(db);
-	double s = v ? strtod(v, NULL) : -1;
-	free(v);
-	return s;
+	return metrics_run_counted(core_metrics(f->core), "M");
 }
 
 static void expect_run(struct fx *f, double want, const char *when)

@@ -12,7 +12,10 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "agentfix.h"
 #include "buffer.h"
@@ -23,6 +26,7 @@
 #include "harness.h"
 #include "log.h"
 #include "metrics.h"
+#include "timeutil.h"
 
 #define H 3600
 /* 2026-11-02T00:00:00+08:00 */
@@ -215,6 +219,162 @@ static void test_repeats_beside_a_running_core(void **state)
 	assert_int_equal(core_sessions_repeated(f->core, "RUN"), 1);
 }
 
+static struct obs failed_obs(int64_t at)
+{
+	struct obs o = { .type = OBS_READING, .instrument = "RUN" };
+	o.u.reading.at_us = at * 1000000;
+	o.u.reading.ok = false;
+	return o;
+}
+
+/* The open slot's figures as they stand: run seconds counted (sealed or not) and the day's
+ * offline seconds. */
+static void open_figures(struct agent_fix *f, double *run, int64_t *offline)
+{
+	*run = metrics_run_counted(core_metrics(f->core), "RUN");
+	struct daily_figures d;
+	assert_int_equal(buffer_begin(f->buf), 0); /* metrics reads on the writer, in a transaction */
+	assert_int_equal(metrics_day(core_metrics(f->core), "RUN", time_day_start(T), &d), 0);
+	buffer_rollback(f->buf);
+	*offline = d.offline_s;
+}
+
+/* The open slot's amounts are held in memory between readings and saved with the state in
+ * each batch's transaction: a process killed between batches (no clean stop, nothing sealed
+ * at exit) leaves the counter's last value and the open slot's run, samples and offline time
+ * exactly as committed, and the slot seals whole afterwards. */
+static void test_killed_between_batches_keeps_open_slot(void **state)
+{
+	struct agent_fix *f = *state;
+	reading(f, T, 0, 0);
+	/* The writer in a child process: this one lets go of the file first. */
+	core_free(f->core);
+	buffer_close(f->buf);
+	f->core = NULL;
+	f->buf = NULL;
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct buffer *b = NULL;
+		if (buffer_open(f->cfg->agent.state_dir, 0, &b, NULL) < 0)
+			_exit(2);
+		struct core *c = core_new(f->cfg, b);
+		if (!c)
+			_exit(3);
+		/* Three batches in the slot [T, T + 900): 300 s run and 3 samples, a failed poll
+		 * (offline: half of each interval next to it), then 300 s more and 2 samples. */
+		struct obs b1[1] = { reading_obs(T + 300, 300, 3) };
+		struct obs b2[1] = { failed_obs(T + 450) };
+		struct obs b3[1] = { reading_obs(T + 600, 600, 5) };
+		if (core_submit(c, b1, 1, NULL, NULL, 0) < 0 || core_submit(c, b2, 1, NULL, NULL, 0) < 0 ||
+		    core_submit(c, b3, 1, NULL, NULL, 0) < 0)
+			_exit(4);
+		kill(getpid(), SIGKILL); /* between batches, no clean stop */
+		_exit(5);
+	}
+	int status = 0;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+
+	assert_int_equal(buffer_open(f->cfg->agent.state_dir, 0, &f->buf, NULL), 0);
+	assert_non_null(f->core = core_new(f->cfg, f->buf));
+	double run;
+	int64_t offline;
+	open_figures(f, &run, &offline);
+	assert_true(run == 600.0);
+	assert_int_equal(offline, 150); /* 75 s on each side of the failed poll */
+	double hours = metrics_run_hours_total(core_metrics(f->core), "RUN"); /* the config's scale */
+	assert_true(hours > 600.0 / 3600 - 1e-9 && hours < 600.0 / 3600 + 1e-9);
+	char *r = runs(f);
+	assert_string_equal(r, ""); /* nothing sealed at the kill */
+	free(r);
+
+	/* The counter carries on from 600: 300 s more to the slot's end, 1 sample. */
+	reading(f, T + 900, 900, 6);
+	assert_int_equal(metrics_tick(core_metrics(f->core), T + 1000), 1);
+	r = runs(f);
+	assert_string_equal(r, "2026-11-02T10:00:00+08:00-2026-11-02T10:15:00+08:00:900/6\n");
+	free(r);
+	open_figures(f, &run, &offline);
+	assert_true(run == 900.0);
+	assert_int_equal(offline, 150);
+}
+
+/* Reopened without a clean stop while amounts of two slots were written in one batch (the
+ * older slot's go to its row, the newer's are held): the sums of both come back. */
+static void test_reopen_unclean_keeps_both_slots(void **state)
+{
+	struct agent_fix *f = *state;
+	reading(f, T, 0, 0);
+	reading(f, T + 600, 600, 2);
+	/* One batch across the boundary: 600 s and 2 samples over [T + 600, T + 1200), half of each
+	 * in each slot. */
+	struct obs v[2] = { reading_obs(T + 1200, 1200, 4), reading_obs(T + 1500, 1500, 5) };
+	assert_int_equal(core_submit(f->core, v, 2, NULL, NULL, 0), 0);
+	double before;
+	int64_t offline;
+	open_figures(f, &before, &offline);
+	assert_true(before == 1500.0);
+	reopen(f); /* no core_stop: nothing of the open slot was sealed */
+	double after;
+	open_figures(f, &after, &offline);
+	assert_true(after == before);
+	reading(f, T + 1800, 1800, 6);
+	assert_int_equal(metrics_tick(core_metrics(f->core), T + 1900), 2);
+	char *r = runs(f);
+	assert_string_equal(r, "2026-11-02T10:00:00+08:00-2026-11-02T10:15:00+08:00:900/3\n"
+			       "2026-11-02T10:15:00+08:00-2026-11-02T10:30:00+08:00:900/3\n");
+	free(r);
+}
+
+/* The dates of the daily records sealed, one a line. */
+static char *dailies(struct agent_fix *f)
+{
+	struct chain_head h;
+	buffer_head(f->buf, &h);
+	char *out = h_strdupf("%s", "");
+	for (int64_t s = 1; s <= h.seq; s++) {
+		struct stored_record r;
+		if (buffer_get_record(f->buf, s, &r) < 0)
+			continue;
+		if (strcmp(r.kind, "daily") == 0) {
+			cJSON *o = cJSON_Parse(r.line);
+			char *n = h_strdupf("%s%s\n", out, cJSON_GetObjectItem(o, "date")->valuestring);
+			free(out);
+			out = n;
+			cJSON_Delete(o);
+		}
+		buffer_record_clear(&r);
+	}
+	return out;
+}
+
+/* The core keeps what a tick needs of the days in memory (the first observation while no
+ * daily record is out, days to revise); another process writing the file (`record` beside the
+ * daemon, its own connection) makes it read them again: a session recorded for two days
+ * before the first reading gets its daily records. */
+static void test_days_read_again_after_another_writer(void **state)
+{
+	struct agent_fix *f = *state;
+	reading(f, T, 0, 0);
+	assert_int_equal(metrics_tick(core_metrics(f->core), T + 1000), 0); /* first observation: T */
+	struct buffer *ob = NULL;
+	assert_int_equal(buffer_open(f->cfg->agent.state_dir, 0, &ob, NULL), 0);
+	struct core *other = core_new(f->cfg, ob);
+	assert_non_null(other);
+	struct obs s = { .type = OBS_SESSION, .instrument = "RUN" };
+	s.u.session = (struct obs_session){ .start = D0 - 2 * DAY + H, .end = D0 - 2 * DAY + 3 * H, .user = "a",
+					    .org = "X", .external = -1, .samples = -1 };
+	assert_int_equal(core_submit(other, &s, 1, NULL, NULL, 0), 0);
+	core_free(other);
+	buffer_close(ob);
+	/* Both days before the reading's are long closed: sealed at the next tick. */
+	assert_true(metrics_tick(core_metrics(f->core), T + 1100) >= 2);
+	char *d = dailies(f);
+	assert_string_equal(d, "2026-10-31\n2026-11-01\n");
+	free(d);
+}
+
 int main(void)
 {
 	log_set_level(LOG_PRI_WARNING);
@@ -222,6 +382,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_old_json_state_carries_on, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_undone_batch_leaves_no_state, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_repeats_beside_a_running_core, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_killed_between_batches_keeps_open_slot, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reopen_unclean_keeps_both_slots, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_days_read_again_after_another_writer, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
