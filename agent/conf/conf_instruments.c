@@ -265,5 +265,13 @@ void conf_parse_instruments(struct ctx *c, const cJSON *arr, struct config *cfg)
 			refs[nrefs++] = (struct id_ref){ in->id, cfg->n_instruments };
 	}
 	conf_check_unique(c, arr, "instruments", "instrument", refs, nrefs);
+	/* refs are sorted by id now (then by index): config_instrument's index. */
+	if (nrefs && (cfg->by_id = calloc(nrefs, sizeof(*cfg->by_id)))) {
+		for (size_t k = 0; k < nrefs; k++)
+			cfg->by_id[k] = refs[k].index;
+		cfg->n_by_id = nrefs;
+	} else if (nrefs) {
+		c->nomem = true;
+	}
 	free(refs);
 }
