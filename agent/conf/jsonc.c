@@ -31,6 +31,8 @@ struct jsonc_doc {
 	size_t n_lines;
 	struct node_pos *pos;        /* sorted by node address once the walk is done */
 	size_t n_pos, cap_pos;
+	bool walk_pending;           /* a valid text with nothing for the walk to report: the
+				      * positions are mapped on the first question (walk_now) */
 	struct jsonc_problem *problems;
 	size_t n_problems, cap_problems, dropped;
 	bool nomem;
@@ -523,6 +525,69 @@ static bool index_lines(struct jsonc_doc *d)
 	return true;
 }
 
+/* Maps every node to its place; false (with a problem) when the walk and cJSON disagree. */
+static bool walk(struct jsonc_doc *d)
+{
+	struct walk w = { .d = d };
+	w.i = d->len >= 3 && memcmp(d->text, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
+	skip_ws(&w);
+	if (!walk_value(&w, d->root, w.i)) {
+		if (!d->nomem)
+			problem(d, w.i, "internal error: position map out of step with the parser");
+		return false;
+	}
+	if (d->n_pos > 1)
+		qsort(d->pos, d->n_pos, sizeof(*d->pos), pos_cmp);
+	return true;
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Whether any object under node repeats a key (or has a member without one: the walk's to
+ * judge): 1, 0, or -1 when out of memory. The walk reports them; this only decides whether it
+ * has to run now. Small objects are compared pairwise, large ones sorted. */
+static int has_duplicates(const cJSON *node, size_t depth)
+{
+	if (depth > CJSON_NESTING_LIMIT)
+		return 1;
+	if (cJSON_IsObject(node)) {
+		size_t n = 0;
+		for (const cJSON *c = node->child; c; c = c->next, n++)
+			if (!c->string)
+				return 1;
+		if (n > 1 && n <= 16) {
+			for (const cJSON *a = node->child; a; a = a->next)
+				for (const cJSON *b = a->next; b; b = b->next)
+					if (strcmp(a->string, b->string) == 0)
+						return 1;
+		} else if (n > 16) {
+			const char **v = malloc(n * sizeof(*v));
+			if (!v)
+				return -1;
+			size_t k = 0;
+			for (const cJSON *c = node->child; c; c = c->next)
+				v[k++] = c->string;
+			qsort(v, n, sizeof(*v), name_cmp);
+			bool dup = false;
+			for (k = 1; k < n && !dup; k++)
+				dup = strcmp(v[k - 1], v[k]) == 0;
+			free(v);
+			if (dup)
+				return 1;
+		}
+	}
+	if (cJSON_IsObject(node) || cJSON_IsArray(node))
+		for (const cJSON *c = node->child; c; c = c->next) {
+			int r = has_duplicates(c, depth + 1);
+			if (r)
+				return r;
+		}
+	return 0;
+}
+
 static void parse(struct jsonc_doc *d)
 {
 	if (!blank_comments(d))
@@ -548,15 +613,20 @@ static void parse(struct jsonc_doc *d)
 		goto drop;
 	}
 
-	w.i = d->len >= 3 && memcmp(d->text, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
-	skip_ws(&w);
-	if (!walk_value(&w, d->root, w.i)) {
-		if (!d->nomem)
-			problem(d, w.i, "internal error: position map out of step with the parser");
+	/* A valid configuration is asked for no position at all: the walk (a second pass over the
+	 * text, a record per node, a sort) waits for the first question, unless it has something
+	 * to report (a \u escape to look at, a repeated key), in the same order as ever. */
+	int dup = memmem(d->text, d->len, "\\u", 2) ? 1 : has_duplicates(d->root, 0);
+	if (dup < 0) {
+		d->nomem = true;
 		goto drop;
 	}
-	if (d->n_pos > 1)
-		qsort(d->pos, d->n_pos, sizeof(*d->pos), pos_cmp);
+	if (!dup) {
+		d->walk_pending = true;
+		return;
+	}
+	if (!walk(d))
+		goto drop;
 	return;
 drop:
 	cJSON_Delete(d->root);
@@ -627,8 +697,26 @@ size_t jsonc_n_dropped(const struct jsonc_doc *d)
 	return d ? d->dropped : 0;
 }
 
+/* The walk put off by parse: the doc is the caller's alone (one thread), and nothing it maps
+ * can fail to map (parse looked), so at worst a position is 0, never a new problem. */
+static void walk_now(const struct jsonc_doc *cd)
+{
+	struct jsonc_doc *d = (struct jsonc_doc *)cd;  /* allocated writable by jsonc_parse */
+	d->walk_pending = false;
+	size_t n_problems = d->n_problems;
+	if (!walk(d)) {
+		d->n_pos = 0;
+		d->nomem = false;
+	}
+	/* nothing new to report: the reader has taken the problems already */
+	while (d->n_problems > n_problems)
+		free(d->problems[--d->n_problems].msg);
+}
+
 static const struct node_pos *find(const struct jsonc_doc *d, const cJSON *node)
 {
+	if (d && d->walk_pending)
+		walk_now(d);
 	struct node_pos key = { .node = node };
 	return d && d->n_pos ? bsearch(&key, d->pos, d->n_pos, sizeof(key), pos_cmp) : NULL;
 }
