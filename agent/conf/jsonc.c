@@ -1,6 +1,7 @@
 /* jsonc.c — comments are blanked in a copy (newlines kept, so every offset still holds), cJSON
  * parses the copy, then a walk over the text beside the tree records where each node sits. */
 #include "jsonc.h"
+#include "jsonc_fast.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -22,7 +23,8 @@ struct node_pos {
 };
 
 struct jsonc_doc {
-	cJSON *root;
+	cJSON *root;                 /* in arena when the fast path built it (jsonc_fast.c) */
+	struct jsonc_arena *arena;
 	char *text;                  /* the input with comments blanked, NUL-terminated */
 	char *orig;                  /* the input as given: columns count its characters, and a
 				      * comment's 中文 is one column a character, not three */
@@ -590,6 +592,17 @@ static int has_duplicates(const cJSON *node, size_t depth)
 	return 0;
 }
 
+/* The tree is the fast path's arena or cJSON's own. */
+static void drop_root(struct jsonc_doc *d)
+{
+	if (d->arena)
+		jsonc_arena_free(d->arena);
+	else
+		cJSON_Delete(d->root);
+	d->arena = NULL;
+	d->root = NULL;
+}
+
 static void parse(struct jsonc_doc *d)
 {
 	if (!blank_comments(d))
@@ -598,8 +611,10 @@ static void parse(struct jsonc_doc *d)
 	/* The NUL is part of the buffer cJSON sees: at the end of the text it then fails *at*
 	 * the end instead of on the last character, which the error offset needs. The global
 	 * cJSON_GetErrorPtr() is not used: a reload may parse while another thread does. */
-	const char *end = NULL;
-	d->root = cJSON_ParseWithLengthOpts(d->text, d->len + 1, &end, false);
+	const char *end = d->text + d->len;
+	d->root = jsonc_fast_parse(d->text, d->len, &d->arena);
+	if (!d->root)  /* not valid, or not plain enough: cJSON's word and place */
+		d->root = cJSON_ParseWithLengthOpts(d->text, d->len + 1, &end, false);
 	if (!d->root) {
 		size_t off = end && end >= d->text ? (size_t)(end - d->text) : 0;
 		syntax_error(d, off);
@@ -631,8 +646,7 @@ static void parse(struct jsonc_doc *d)
 		goto drop;
 	return;
 drop:
-	cJSON_Delete(d->root);
-	d->root = NULL;
+	drop_root(d);
 }
 
 int jsonc_parse(const char *text, size_t len, struct jsonc_doc **out)
@@ -668,7 +682,7 @@ void jsonc_free(struct jsonc_doc *d)
 {
 	if (!d)
 		return;
-	cJSON_Delete(d->root);
+	drop_root(d);
 	for (size_t i = 0; i < d->n_problems; i++)
 		free(d->problems[i].msg);
 	free(d->problems);
