@@ -678,6 +678,19 @@ int jsonc_parse(const char *text, size_t len, struct jsonc_doc **out)
 	return 0;
 }
 
+int jsonc_parse_plain(const char *text, size_t len, struct jsonc_doc **out)
+{
+	*out = NULL;
+	struct jsonc_doc *d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	d->root = jsonc_fast_parse(text, len, &d->arena);
+	if (!d->root)
+		d->root = cJSON_ParseWithLength(text, len);
+	*out = d;
+	return 0;
+}
+
 void jsonc_free(struct jsonc_doc *d)
 {
 	if (!d)
@@ -751,6 +764,8 @@ size_t jsonc_value_off(const struct jsonc_doc *d, const cJSON *node)
 
 struct jsonc_pos jsonc_pos_of(const struct jsonc_doc *d, size_t off)
 {
+	if (!d->lines)  /* a plain doc keeps no lines */
+		return (struct jsonc_pos){ .line = 1, .col = 1 };
 	if (off > d->len)
 		off = d->len;
 	size_t lo = 0, hi = d->n_lines;  /* the last line starting at or before off */

@@ -190,12 +190,31 @@ static void test_config_both_paths(void **state)
 	free(example);
 }
 
+/* status.json's reader: the fast tree, or cJSON's where cJSON reads more (text after the value). */
+static void test_plain(void **state)
+{
+	(void)state;
+	static const char *const texts[] = { "{\"instruments\":[{\"id\":\"A\",\"logs\":[]}]}",
+		"{\"a\":1} trailing", "[1,2]]", "{\"s\":\"\\u0000x\"}", "not json", "" };
+	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+		struct jsonc_doc *doc = NULL;
+		assert_int_equal(jsonc_parse_plain(texts[i], strlen(texts[i]), &doc), 0);
+		cJSON *ref = cJSON_ParseWithLength(texts[i], strlen(texts[i]));
+		assert_int_equal(jsonc_root(doc) == NULL, ref == NULL);
+		if (ref)
+			same_tree(jsonc_root(doc), ref);
+		cJSON_Delete(ref);
+		jsonc_free(doc);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_corpus_same_as_cjson),
 		cmocka_unit_test(test_edges_same_as_cjson),
 		cmocka_unit_test(test_config_both_paths),
+		cmocka_unit_test(test_plain),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
