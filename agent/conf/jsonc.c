@@ -26,13 +26,15 @@ struct jsonc_doc {
 	cJSON *root;                 /* in arena when the fast path built it (jsonc_fast.c) */
 	struct jsonc_arena *arena;
 	char *text;                  /* the input with comments blanked, NUL-terminated */
-	char *orig;                  /* the input as given: columns count its characters, and a
+	char *orig;                  /* NULL while text is the input as given (no comment blanked);
+				      * else the input as given: columns count its characters, and a
 				      * comment's 中文 is one column a character, not three */
 	size_t len;
 	size_t *lines;               /* offset where each line starts */
 	size_t n_lines;
 	struct node_pos *pos;        /* sorted by node address once the walk is done */
 	size_t n_pos, cap_pos;
+	bool u_escape;               /* a string holds a \u escape: the walk has it to look at */
 	bool walk_pending;           /* a valid text with nothing for the walk to report: the
 				      * positions are mapped on the first question (walk_now) */
 	struct jsonc_problem *problems;
@@ -79,6 +81,31 @@ static void problem(struct jsonc_doc *d, size_t off, const char *fmt, ...)
 	d->problems[d->n_problems++] = (struct jsonc_problem){ .off = off, .msg = msg };
 }
 
+/* Keeps the input as given before the first comment is blanked (text is still that then). */
+static bool keep_orig(struct jsonc_doc *d)
+{
+	if (d->orig)
+		return true;
+	if (!(d->orig = malloc(d->len + 1))) {
+		d->nomem = true;
+		return false;
+	}
+	memcpy(d->orig, d->text, d->len + 1);
+	return true;
+}
+
+/* Plain bytes, which change nothing and need no look: printable ASCII (and tab, CR, and in code
+ * a newline) but for what opens or closes a string, an escape or a comment. */
+static bool plain_code(unsigned char ch)
+{
+	return ch < 0x80 && ch != '"' && ch != '/' && (ch >= 0x20 || ch == '\t' || ch == '\n' || ch == '\r');
+}
+
+static bool plain_string(unsigned char ch)
+{
+	return ch < 0x80 && ch != '"' && ch != '\\' && (ch >= 0x20 || ch == '\t' || ch == '\r');
+}
+
 /* Blanks comments in d->text. Also refuses what cJSON would let through but a config must
  * not hold: invalid UTF-8, control characters, and strings running past the end of a line
  * (a missing closing quote, which cJSON would report far away). */
@@ -90,6 +117,14 @@ static bool blank_comments(struct jsonc_doc *d)
 	bool esc = false;
 
 	for (size_t i = 0; i < d->len;) {
+		if (st == CODE)
+			while (i < d->len && plain_code(t[i]))
+				i++;
+		else if (st == STRING && !esc)
+			while (i < d->len && plain_string(t[i]))
+				i++;
+		if (i >= d->len)
+			break;
 		unsigned char ch = t[i];
 		/* ASCII is one byte and valid: the decoder only for the rest (a per-byte call was a
 		 * sixth of the reader's own time on a generated file) */
@@ -110,9 +145,13 @@ static bool blank_comments(struct jsonc_doc *d)
 				start = i;
 				esc = false;
 			} else if (ch == '/' && i + 1 < d->len && t[i + 1] == '/') {
+				if (!keep_orig(d))
+					return false;
 				st = LINE_COMMENT;
 				continue;  /* blank this byte below, as a comment */
 			} else if (ch == '/' && i + 1 < d->len && t[i + 1] == '*') {
+				if (!keep_orig(d))
+					return false;
 				st = BLOCK_COMMENT;
 				start = i;
 				t[i] = t[i + 1] = ' ';
@@ -125,9 +164,10 @@ static bool blank_comments(struct jsonc_doc *d)
 				problem(d, start, "syntax error: unterminated string");
 				return false;
 			}
-			if (esc)
+			if (esc) {
 				esc = false;
-			else if (ch == '\\')
+				d->u_escape = d->u_escape || ch == 'u';
+			} else if (ch == '\\')
 				esc = true;
 			else if (ch == '"')
 				st = CODE;
@@ -516,16 +556,16 @@ static int problem_cmp(const void *a, const void *b)
 static bool index_lines(struct jsonc_doc *d)
 {
 	size_t n = 1;
-	for (size_t i = 0; i < d->len; i++)
-		n += d->text[i] == '\n';
+	const char *t = d->text, *end = t + d->len, *p;
+	for (p = t; p < end && (p = memchr(p, '\n', (size_t)(end - p))); p++)
+		n++;
 	d->lines = calloc(n, sizeof(*d->lines));
 	if (!d->lines)
 		return false;
 	d->n_lines = 0;
 	d->lines[d->n_lines++] = 0;
-	for (size_t i = 0; i < d->len; i++)
-		if (d->text[i] == '\n')
-			d->lines[d->n_lines++] = i + 1;
+	for (p = t; p < end && (p = memchr(p, '\n', (size_t)(end - p))); p++)
+		d->lines[d->n_lines++] = (size_t)(p - t) + 1;
 	return true;
 }
 
@@ -633,7 +673,7 @@ static void parse(struct jsonc_doc *d)
 	/* A valid configuration is asked for no position at all: the walk (a second pass over the
 	 * text, a record per node, a sort) waits for the first question, unless it has something
 	 * to report (a \u escape to look at, a repeated key), in the same order as ever. */
-	int dup = memmem(d->text, d->len, "\\u", 2) ? 1 : has_duplicates(d->root, 0);
+	int dup = d->u_escape ? 1 : has_duplicates(d->root, 0);
 	if (dup < 0) {
 		d->nomem = true;
 		goto drop;
@@ -653,15 +693,13 @@ int jsonc_parse(const char *text, size_t len, struct jsonc_doc **out)
 {
 	*out = NULL;
 	struct jsonc_doc *d = calloc(1, sizeof(*d));
-	if (!d || len == SIZE_MAX || !(d->text = malloc(len + 1)) || !(d->orig = malloc(len + 1))) {
+	if (!d || len == SIZE_MAX || !(d->text = malloc(len + 1))) {
 		jsonc_free(d);
 		return -ENOMEM;
 	}
-	if (len) {
+	if (len)
 		memcpy(d->text, text, len);
-		memcpy(d->orig, text, len);
-	}
-	d->text[len] = d->orig[len] = '\0';
+	d->text[len] = '\0';
 	d->len = len;
 	if (!index_lines(d)) {
 		jsonc_free(d);
@@ -777,10 +815,11 @@ struct jsonc_pos jsonc_pos_of(const struct jsonc_doc *d, size_t off)
 			hi = mid;
 	}
 	size_t from = d->lines[lo];
-	if (lo == 0 && off >= 3 && d->len >= 3 && memcmp(d->orig, "\xEF\xBB\xBF", 3) == 0)
+	const char *orig = d->orig ? d->orig : d->text;
+	if (lo == 0 && off >= 3 && d->len >= 3 && memcmp(orig, "\xEF\xBB\xBF", 3) == 0)
 		from = 3;  /* editors do not show the BOM as a character */
 	unsigned col = 1;
 	for (size_t i = from; i < off; i++)
-		col += ((unsigned char)d->orig[i] & 0xc0) != 0x80;
+		col += ((unsigned char)orig[i] & 0xc0) != 0x80;
 	return (struct jsonc_pos){ .line = (unsigned)lo + 1, .col = col };
 }
