@@ -116,12 +116,15 @@ static bool blank_comments(struct jsonc_doc *d)
 	size_t start = 0;     /* where the current string or block comment opened */
 	bool esc = false;
 
+	unsigned char plain[256];  /* 1: plain in code, 2: plain in a string */
+	for (int c = 0; c < 256; c++)
+		plain[c] = (unsigned char)(plain_code((unsigned char)c) | plain_string((unsigned char)c) << 1);
 	for (size_t i = 0; i < d->len;) {
 		if (st == CODE)
-			while (i < d->len && plain_code(t[i]))
+			while (i < d->len && (plain[t[i]] & 1))
 				i++;
 		else if (st == STRING && !esc)
-			while (i < d->len && plain_string(t[i]))
+			while (i < d->len && (plain[t[i]] & 2))
 				i++;
 		if (i >= d->len)
 			break;
