@@ -108,6 +108,7 @@ done:
 	else
 		free(more);
 	free(c.v);
+	free(c.bus_by_id);
 	jsonc_free(doc);
 	if (rc == 0)
 		*out = cfg;

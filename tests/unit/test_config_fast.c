@@ -208,6 +208,53 @@ static void test_plain(void **state)
 	}
 }
 
+/* The indexes by id: each instrument's bus (40 buses listed out of order) and config_instrument. */
+static void test_lookups_by_id(void **state)
+{
+	(void)state;
+	char *dir = h_mkdtemp("cfgfast");
+	char *token = h_strdupf("%s/token", dir);
+	h_write_file(token, "t\n", (size_t)-1, 0600);
+	size_t cap = 1 << 20, len = 0;
+	char *text = malloc(cap);
+	assert_non_null(text);
+	len += (size_t)snprintf(text + len, cap - len, "{ \"agent\": { \"id\": \"a\", \"lab_code\": \"L\","
+		" \"timezone\": \"Asia/Shanghai\", \"state_dir\": \"%s/state\" }, \"platform\": { \"url\":"
+		" \"https://127.0.0.1:9\", \"token_file\": \"%s\" }, \"buses\": [", dir, token);
+	for (int b = 39; b >= 0; b--)
+		len += (size_t)snprintf(text + len, cap - len, "%s{ \"id\": \"gw-%02d\", \"url\": \"tcp://127.0.0.1:%d\" }",
+					b == 39 ? "" : ",", b, 1000 + b);
+	len += (size_t)snprintf(text + len, cap - len, "], \"instruments\": [");
+	for (int i = 0; i < 200; i++)
+		len += (size_t)snprintf(text + len, cap - len, "%s{ \"id\": \"I-%03d\", \"modbus\": { \"bus\": \"gw-%02d\","
+					" \"unit\": 1, \"run_counter\": { \"table\": \"input\", \"address\": 0 } } }",
+					i ? "," : "", (i * 37) % 200, (i * 7) % 40);
+	snprintf(text + len, cap - len, "] }");
+	struct config *cfg = NULL;
+	struct config_errors errs = { 0 };
+	int r = config_parse("ids.json", text, strlen(text), &cfg, &errs);
+	if (r != 0)
+		fprintf(stderr, "%s\n", errs.n ? errs.msg[0] : "?");
+	assert_int_equal(r, 0);
+	assert_int_equal(cfg->n_instruments, 200);
+	for (int i = 0; i < 200; i++) {
+		const struct instrument_cfg *in = &cfg->instruments[i];
+		char want[16];
+		snprintf(want, sizeof(want), "gw-%02d", (i * 7) % 40);
+		assert_string_equal(cfg->buses[in->modbus.bus_index].id, want);
+		assert_ptr_equal(config_instrument(cfg, in->id), in);
+	}
+	assert_null(config_instrument(cfg, "I-200"));
+	assert_null(config_instrument(cfg, ""));
+	assert_null(config_instrument(cfg, NULL));
+	config_free(cfg);
+	config_errors_clear(&errs);
+	free(text);
+	free(token);
+	h_rmtree(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -215,6 +262,7 @@ int main(void)
 		cmocka_unit_test(test_edges_same_as_cjson),
 		cmocka_unit_test(test_config_both_paths),
 		cmocka_unit_test(test_plain),
+		cmocka_unit_test(test_lookups_by_id),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
