@@ -1,5 +1,7 @@
-/* jsonc.c — comments are blanked in a copy (newlines kept, so every offset still holds), cJSON
- * parses the copy, then a walk over the text beside the tree records where each node sits. */
+/* jsonc.c — comments are blanked in a copy (newlines kept, so every offset still holds), the
+ * copy is parsed (jsonc_fast.c: cJSON's tree in one pass; cJSON itself for whatever that path
+ * leaves, errors included), then a walk over the text beside the tree records where each node
+ * sits: at once when it has something to report, else on the first position asked for. */
 #include "jsonc.h"
 #include "jsonc_fast.h"
 
@@ -588,53 +590,6 @@ static bool walk(struct jsonc_doc *d)
 	return true;
 }
 
-static int name_cmp(const void *a, const void *b)
-{
-	return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* Whether any object under node repeats a key (or has a member without one: the walk's to
- * judge): 1, 0, or -1 when out of memory. The walk reports them; this only decides whether it
- * has to run now. Small objects are compared pairwise, large ones sorted. */
-static int has_duplicates(const cJSON *node, size_t depth)
-{
-	if (depth > CJSON_NESTING_LIMIT)
-		return 1;
-	if (cJSON_IsObject(node)) {
-		size_t n = 0;
-		for (const cJSON *c = node->child; c; c = c->next, n++)
-			if (!c->string)
-				return 1;
-		if (n > 1 && n <= 16) {
-			for (const cJSON *a = node->child; a; a = a->next)
-				for (const cJSON *b = a->next; b; b = b->next)
-					if (strcmp(a->string, b->string) == 0)
-						return 1;
-		} else if (n > 16) {
-			const char **v = malloc(n * sizeof(*v));
-			if (!v)
-				return -1;
-			size_t k = 0;
-			for (const cJSON *c = node->child; c; c = c->next)
-				v[k++] = c->string;
-			qsort(v, n, sizeof(*v), name_cmp);
-			bool dup = false;
-			for (k = 1; k < n && !dup; k++)
-				dup = strcmp(v[k - 1], v[k]) == 0;
-			free(v);
-			if (dup)
-				return 1;
-		}
-	}
-	if (cJSON_IsObject(node) || cJSON_IsArray(node))
-		for (const cJSON *c = node->child; c; c = c->next) {
-			int r = has_duplicates(c, depth + 1);
-			if (r)
-				return r;
-		}
-	return 0;
-}
-
 /* The tree is the fast path's arena or cJSON's own. */
 static void drop_root(struct jsonc_doc *d)
 {
@@ -676,7 +631,7 @@ static void parse(struct jsonc_doc *d)
 	/* A valid configuration is asked for no position at all: the walk (a second pass over the
 	 * text, a record per node, a sort) waits for the first question, unless it has something
 	 * to report (a \u escape to look at, a repeated key), in the same order as ever. */
-	int dup = d->u_escape ? 1 : has_duplicates(d->root, 0);
+	int dup = d->u_escape ? 1 : jsonc_has_duplicates(d->root);
 	if (dup < 0) {
 		d->nomem = true;
 		goto drop;

@@ -307,3 +307,53 @@ cJSON *jsonc_fast_parse(const char *text, size_t len, struct jsonc_arena **arena
 	*arena = f.arena;
 	return root;
 }
+
+static int name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Small objects are compared pairwise, large ones sorted. */
+static int dup_under(const cJSON *node, size_t depth)
+{
+	if (depth > CJSON_NESTING_LIMIT)
+		return 1;
+	if (cJSON_IsObject(node)) {
+		size_t n = 0;
+		for (const cJSON *c = node->child; c; c = c->next, n++)
+			if (!c->string)
+				return 1;
+		if (n > 1 && n <= 16) {
+			for (const cJSON *a = node->child; a; a = a->next)
+				for (const cJSON *b = a->next; b; b = b->next)
+					if (strcmp(a->string, b->string) == 0)
+						return 1;
+		} else if (n > 16) {
+			const char **v = malloc(n * sizeof(*v));
+			if (!v)
+				return -1;
+			size_t k = 0;
+			for (const cJSON *c = node->child; c; c = c->next)
+				v[k++] = c->string;
+			qsort(v, n, sizeof(*v), name_cmp);
+			bool dup = false;
+			for (k = 1; k < n && !dup; k++)
+				dup = strcmp(v[k - 1], v[k]) == 0;
+			free(v);
+			if (dup)
+				return 1;
+		}
+	}
+	if (cJSON_IsObject(node) || cJSON_IsArray(node))
+		for (const cJSON *c = node->child; c; c = c->next) {
+			int r = dup_under(c, depth + 1);
+			if (r)
+				return r;
+		}
+	return 0;
+}
+
+int jsonc_has_duplicates(const cJSON *root)
+{
+	return dup_under(root, 0);
+}

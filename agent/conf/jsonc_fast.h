@@ -16,4 +16,9 @@ struct jsonc_arena;
 cJSON *jsonc_fast_parse(const char *text, size_t len, struct jsonc_arena **arena);
 void jsonc_arena_free(struct jsonc_arena *a);
 
+/* Whether any object in the tree repeats a key (or has a member without one: the walk's to
+ * judge): 1, 0, or -1 when out of memory. jsonc's walk reports them; this only decides whether
+ * it has to run at once. */
+int jsonc_has_duplicates(const cJSON *root);
+
 #endif
