@@ -145,10 +145,18 @@ char *conf_xdup(struct ctx *c, const char *s)
 	return d;
 }
 
+/* cJSON_GetObjectItemCaseSensitive's answer (the first member of that name, none past a member
+ * without one), the first character compared before a call: the checks ask some 200 times per
+ * instrument, a million times at 5,000. */
 const cJSON *conf_get(const cJSON *obj, const char *key)
 {
 	/* The first of duplicate keys; jsonc reports the others. */
-	return cJSON_GetObjectItemCaseSensitive(obj, key);
+	if (!obj || !key)
+		return NULL;
+	for (const cJSON *c = obj->child; c && c->string; c = c->next)
+		if (c->string[0] == key[0] && strcmp(c->string, key) == 0)
+			return c;
+	return NULL;
 }
 
 /* Present and not null: null means "the default" for every optional key. */
