@@ -34,16 +34,17 @@ void jsonc_arena_free(struct jsonc_arena *a)
 	}
 }
 
-/* size bytes, zeroed, aligned for a cJSON. */
+/* size bytes, aligned for a cJSON, not zeroed (strings are written whole). */
 static void *take(struct jsonc_arena **head, size_t size)
 {
 	size = (size + 7) & ~(size_t)7;
 	struct jsonc_arena *a = *head;
 	if (!a || a->cap - a->used < size) {
 		size_t cap = size > BLOCK_MIN ? size : BLOCK_MIN;
-		struct jsonc_arena *b = calloc(1, sizeof(*b) + cap);
+		struct jsonc_arena *b = malloc(sizeof(*b) + cap);
 		if (!b)
 			return NULL;
+		b->used = 0;
 		b->cap = cap;
 		b->next = a;
 		*head = a = b;
@@ -51,6 +52,14 @@ static void *take(struct jsonc_arena **head, size_t size)
 	void *p = a->data + a->used;
 	a->used += size;
 	return p;
+}
+
+static cJSON *node(struct jsonc_arena **head)
+{
+	cJSON *c = take(head, sizeof(*c));
+	if (c)
+		memset(c, 0, sizeof(*c));
+	return c;
 }
 
 struct fast {
@@ -152,6 +161,7 @@ static char *string(struct fast *f)
 	f->i = end + 1;
 	if (plain) {
 		memcpy(out, t + start, end - start);
+		out[end - start] = '\0';
 		return (char *)out;
 	}
 	size_t o = 0;
@@ -175,6 +185,7 @@ static char *string(struct fast *f)
 		o += put_utf8(out + o, cp);
 		k += used;
 	}
+	out[o] = '\0';
 	return (char *)out;
 }
 
@@ -216,7 +227,7 @@ static bool list(struct fast *f, cJSON *item, bool object)
 		f->i++;
 	} else {
 		for (;;) {
-			cJSON *c = take(&f->arena, sizeof(*c));
+			cJSON *c = node(&f->arena);
 			if (!c)
 				return false;
 			if (!head) {
@@ -294,7 +305,7 @@ cJSON *jsonc_fast_parse(const char *text, size_t len, struct jsonc_arena **arena
 	if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0)
 		f.i = 3;
 	skip_ws(&f);
-	cJSON *root = take(&f.arena, sizeof(*root));
+	cJSON *root = node(&f.arena);
 	bool ok = root && value(&f, root);
 	if (ok) {
 		skip_ws(&f);
