@@ -24,10 +24,12 @@
 #include <inttypes.h>
 #include <langinfo.h>
 #include <locale.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sysexits.h>
 #include <unistd.h>
@@ -205,12 +207,35 @@ static int cmd_verify(const char *path, int argc, char **argv)
 	return code;
 }
 
+/* `status` at 5,000 instruments touches some 30 MB for a fraction of a second, and 4 KiB page
+ * faults (8,000) were most of its time. For this short process the heap grows in one step, keeps
+ * what one parse frees for the next (the configuration's tree, then status.json's), and asks for
+ * transparent huge pages where the system gives them on request (THP "madvise" or "always"):
+ * 2 MiB a fault. Nothing changes where it does not. */
+static void status_heap(void)
+{
+	enum { MB = 1 << 20, HUGE = 2 * MB };
+	mallopt(M_MMAP_THRESHOLD, 64 * MB);
+	mallopt(M_TRIM_THRESHOLD, 512 * MB);
+	mallopt(M_TOP_PAD, 64 * MB);
+	char *p = malloc(MB);  /* more than the heap has left: it grows by the pad now */
+	char *top = sbrk(0);
+	if (p && top != (char *)-1 && p < top && top - p > HUGE) {
+		uintptr_t lo = ((uintptr_t)p + HUGE - 1) & ~(uintptr_t)(HUGE - 1);
+		uintptr_t hi = (uintptr_t)top & ~(uintptr_t)(HUGE - 1);
+		if (hi > lo)
+			madvise((void *)lo, hi - lo, MADV_HUGEPAGE);  /* EINVAL without THP: fine */
+	}
+	free(p);
+}
+
 static int cmd_status(const char *path, int argc, char **argv)
 {
 	bool json = false;
 	int code = one_flag_options(argc, argv, "status", "json", &json);
 	if (code >= 0)
 		return code;
+	status_heap();
 
 	struct config *cfg = NULL;
 	code = load_config(path, &cfg);

@@ -6,6 +6,7 @@
 #include "clock.h"
 #include "config.h"
 #include "fileio.h"
+#include "jsonc.h"
 #include "logtail.h"
 #include "metrics.h"
 #include "source.h"
@@ -261,10 +262,13 @@ int status_read_live(struct status *st, const char *state_dir)
 	close(fd);
 	if (!text)
 		return e ? -e : -ENOMEM;
-	cJSON *live = cJSON_ParseWithLength(text, len);
+	struct jsonc_doc *doc = NULL;
+	int r = jsonc_parse_plain(text, len, &doc);
 	free(text);
-	int r = status_live_from_json(st, live);
-	cJSON_Delete(live);
+	if (r < 0)
+		return r;
+	r = status_live_from_json(st, jsonc_root(doc));
+	jsonc_free(doc);
 	return r;
 }
 

@@ -40,6 +40,9 @@ struct ctx {
 	size_t dropped;          /* problems past PROBLEMS_MAX */
 	bool nomem;
 	bool nrii;               /* "nrii" is configured: every instrument needs inner_id */
+	size_t *bus_by_id;       /* indexes of cfg->buses sorted by id (then index), for the
+				  * instruments' "bus"; NULL: none, or look them up in order */
+	size_t n_bus_by_id;
 };
 
 /* Finds repeated ids among n entries; a sort keeps it fast for generated configs. */

@@ -108,6 +108,7 @@ done:
 	else
 		free(more);
 	free(c.v);
+	free(c.bus_by_id);
 	jsonc_free(doc);
 	if (rc == 0)
 		*out = cfg;
@@ -273,6 +274,7 @@ void config_free(struct config *cfg)
 		cJSON_Delete(in->nrii_profile);
 	}
 	free(cfg->instruments);
+	free(cfg->by_id);
 	free(cfg->path);
 	free(cfg);
 }
@@ -301,9 +303,25 @@ size_t config_secret_paths(const struct config *cfg, const char *out[CONFIG_SECR
 
 const struct instrument_cfg *config_instrument(const struct config *cfg, const char *id)
 {
-	for (size_t i = 0; cfg && id && i < cfg->n_instruments; i++)
-		if (cfg->instruments[i].id && strcmp(cfg->instruments[i].id, id) == 0)
-			return &cfg->instruments[i];
+	if (!cfg || !id)
+		return NULL;
+	if (!cfg->by_id) {
+		for (size_t i = 0; i < cfg->n_instruments; i++)
+			if (cfg->instruments[i].id && strcmp(cfg->instruments[i].id, id) == 0)
+				return &cfg->instruments[i];
+		return NULL;
+	}
+	/* The first of equal ids (the lowest index: sorted by id, then index), as a scan would. */
+	size_t lo = 0, hi = cfg->n_by_id;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (strcmp(cfg->instruments[cfg->by_id[mid]].id, id) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < cfg->n_by_id && strcmp(cfg->instruments[cfg->by_id[lo]].id, id) == 0)
+		return &cfg->instruments[cfg->by_id[lo]];
 	return NULL;
 }
 

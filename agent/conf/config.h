@@ -78,6 +78,8 @@ struct config {
 	size_t n_buses;
 	struct instrument_cfg *instruments;
 	size_t n_instruments;
+	size_t *by_id;               /* indexes of instruments, sorted by id (config_instrument) */
+	size_t n_by_id;
 };
 
 /* Errors found while loading: every one, in file order, each a complete
@@ -102,6 +104,7 @@ int config_parse(const char *name, const char *text, size_t len, struct config *
 void config_free(struct config *cfg);
 void config_errors_clear(struct config_errors *errs);
 
+/* By id, in O(log n) (a sorted index built once by the parse); NULL when not configured. */
 const struct instrument_cfg *config_instrument(const struct config *cfg, const char *id);
 
 /* The drivers' part of cfg (source_conf.h), for source_ops.create: it borrows from cfg, which

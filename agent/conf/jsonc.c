@@ -1,6 +1,9 @@
-/* jsonc.c — comments are blanked in a copy (newlines kept, so every offset still holds), cJSON
- * parses the copy, then a walk over the text beside the tree records where each node sits. */
+/* jsonc.c — comments are blanked in a copy (newlines kept, so every offset still holds), the
+ * copy is parsed (jsonc_fast.c: cJSON's tree in one pass; cJSON itself for whatever that path
+ * leaves, errors included), then a walk over the text beside the tree records where each node
+ * sits: at once when it has something to report, else on the first position asked for. */
 #include "jsonc.h"
+#include "jsonc_fast.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -22,15 +25,20 @@ struct node_pos {
 };
 
 struct jsonc_doc {
-	cJSON *root;
+	cJSON *root;                 /* in arena when the fast path built it (jsonc_fast.c) */
+	struct jsonc_arena *arena;
 	char *text;                  /* the input with comments blanked, NUL-terminated */
-	char *orig;                  /* the input as given: columns count its characters, and a
+	char *orig;                  /* NULL while text is the input as given (no comment blanked);
+				      * else the input as given: columns count its characters, and a
 				      * comment's 中文 is one column a character, not three */
 	size_t len;
 	size_t *lines;               /* offset where each line starts */
 	size_t n_lines;
 	struct node_pos *pos;        /* sorted by node address once the walk is done */
 	size_t n_pos, cap_pos;
+	bool u_escape;               /* a string holds a \u escape: the walk has it to look at */
+	bool walk_pending;           /* a valid text with nothing for the walk to report: the
+				      * positions are mapped on the first question (walk_now) */
 	struct jsonc_problem *problems;
 	size_t n_problems, cap_problems, dropped;
 	bool nomem;
@@ -75,6 +83,31 @@ static void problem(struct jsonc_doc *d, size_t off, const char *fmt, ...)
 	d->problems[d->n_problems++] = (struct jsonc_problem){ .off = off, .msg = msg };
 }
 
+/* Keeps the input as given before the first comment is blanked (text is still that then). */
+static bool keep_orig(struct jsonc_doc *d)
+{
+	if (d->orig)
+		return true;
+	if (!(d->orig = malloc(d->len + 1))) {
+		d->nomem = true;
+		return false;
+	}
+	memcpy(d->orig, d->text, d->len + 1);
+	return true;
+}
+
+/* Plain bytes, which change nothing and need no look: printable ASCII (and tab, CR, and in code
+ * a newline) but for what opens or closes a string, an escape or a comment. */
+static bool plain_code(unsigned char ch)
+{
+	return ch < 0x80 && ch != '"' && ch != '/' && (ch >= 0x20 || ch == '\t' || ch == '\n' || ch == '\r');
+}
+
+static bool plain_string(unsigned char ch)
+{
+	return ch < 0x80 && ch != '"' && ch != '\\' && (ch >= 0x20 || ch == '\t' || ch == '\r');
+}
+
 /* Blanks comments in d->text. Also refuses what cJSON would let through but a config must
  * not hold: invalid UTF-8, control characters, and strings running past the end of a line
  * (a missing closing quote, which cJSON would report far away). */
@@ -85,9 +118,22 @@ static bool blank_comments(struct jsonc_doc *d)
 	size_t start = 0;     /* where the current string or block comment opened */
 	bool esc = false;
 
+	unsigned char plain[256];  /* 1: plain in code, 2: plain in a string */
+	for (int c = 0; c < 256; c++)
+		plain[c] = (unsigned char)(plain_code((unsigned char)c) | plain_string((unsigned char)c) << 1);
 	for (size_t i = 0; i < d->len;) {
+		if (st == CODE)
+			while (i < d->len && (plain[t[i]] & 1))
+				i++;
+		else if (st == STRING && !esc)
+			while (i < d->len && (plain[t[i]] & 2))
+				i++;
+		if (i >= d->len)
+			break;
 		unsigned char ch = t[i];
-		size_t n = utf8_char_len((const char *)t + i, d->len - i);
+		/* ASCII is one byte and valid: the decoder only for the rest (a per-byte call was a
+		 * sixth of the reader's own time on a generated file) */
+		size_t n = ch < 0x80 ? 1 : utf8_char_len((const char *)t + i, d->len - i);
 
 		if (ch < 0x20 && ch != '\t' && ch != '\n' && ch != '\r') {
 			problem(d, i, "control character 0x%02x is not allowed", ch);
@@ -104,9 +150,13 @@ static bool blank_comments(struct jsonc_doc *d)
 				start = i;
 				esc = false;
 			} else if (ch == '/' && i + 1 < d->len && t[i + 1] == '/') {
+				if (!keep_orig(d))
+					return false;
 				st = LINE_COMMENT;
 				continue;  /* blank this byte below, as a comment */
 			} else if (ch == '/' && i + 1 < d->len && t[i + 1] == '*') {
+				if (!keep_orig(d))
+					return false;
 				st = BLOCK_COMMENT;
 				start = i;
 				t[i] = t[i + 1] = ' ';
@@ -119,9 +169,10 @@ static bool blank_comments(struct jsonc_doc *d)
 				problem(d, start, "syntax error: unterminated string");
 				return false;
 			}
-			if (esc)
+			if (esc) {
 				esc = false;
-			else if (ch == '\\')
+				d->u_escape = d->u_escape || ch == 'u';
+			} else if (ch == '\\')
 				esc = true;
 			else if (ch == '"')
 				st = CODE;
@@ -510,17 +561,44 @@ static int problem_cmp(const void *a, const void *b)
 static bool index_lines(struct jsonc_doc *d)
 {
 	size_t n = 1;
-	for (size_t i = 0; i < d->len; i++)
-		n += d->text[i] == '\n';
+	const char *t = d->text, *end = t + d->len, *p;
+	for (p = t; p < end && (p = memchr(p, '\n', (size_t)(end - p))); p++)
+		n++;
 	d->lines = calloc(n, sizeof(*d->lines));
 	if (!d->lines)
 		return false;
 	d->n_lines = 0;
 	d->lines[d->n_lines++] = 0;
-	for (size_t i = 0; i < d->len; i++)
-		if (d->text[i] == '\n')
-			d->lines[d->n_lines++] = i + 1;
+	for (p = t; p < end && (p = memchr(p, '\n', (size_t)(end - p))); p++)
+		d->lines[d->n_lines++] = (size_t)(p - t) + 1;
 	return true;
+}
+
+/* Maps every node to its place; false (with a problem) when the walk and cJSON disagree. */
+static bool walk(struct jsonc_doc *d)
+{
+	struct walk w = { .d = d };
+	w.i = d->len >= 3 && memcmp(d->text, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
+	skip_ws(&w);
+	if (!walk_value(&w, d->root, w.i)) {
+		if (!d->nomem)
+			problem(d, w.i, "internal error: position map out of step with the parser");
+		return false;
+	}
+	if (d->n_pos > 1)
+		qsort(d->pos, d->n_pos, sizeof(*d->pos), pos_cmp);
+	return true;
+}
+
+/* The tree is the fast path's arena or cJSON's own. */
+static void drop_root(struct jsonc_doc *d)
+{
+	if (d->arena)
+		jsonc_arena_free(d->arena);
+	else
+		cJSON_Delete(d->root);
+	d->arena = NULL;
+	d->root = NULL;
 }
 
 static void parse(struct jsonc_doc *d)
@@ -531,8 +609,10 @@ static void parse(struct jsonc_doc *d)
 	/* The NUL is part of the buffer cJSON sees: at the end of the text it then fails *at*
 	 * the end instead of on the last character, which the error offset needs. The global
 	 * cJSON_GetErrorPtr() is not used: a reload may parse while another thread does. */
-	const char *end = NULL;
-	d->root = cJSON_ParseWithLengthOpts(d->text, d->len + 1, &end, false);
+	const char *end = d->text + d->len;
+	d->root = jsonc_fast_parse(d->text, d->len, &d->arena);
+	if (!d->root)  /* not valid, or not plain enough: cJSON's word and place */
+		d->root = cJSON_ParseWithLengthOpts(d->text, d->len + 1, &end, false);
 	if (!d->root) {
 		size_t off = end && end >= d->text ? (size_t)(end - d->text) : 0;
 		syntax_error(d, off);
@@ -548,34 +628,36 @@ static void parse(struct jsonc_doc *d)
 		goto drop;
 	}
 
-	w.i = d->len >= 3 && memcmp(d->text, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
-	skip_ws(&w);
-	if (!walk_value(&w, d->root, w.i)) {
-		if (!d->nomem)
-			problem(d, w.i, "internal error: position map out of step with the parser");
+	/* A valid configuration is asked for no position at all: the walk (a second pass over the
+	 * text, a record per node, a sort) waits for the first question, unless it has something
+	 * to report (a \u escape to look at, a repeated key), in the same order as ever. */
+	int dup = d->u_escape ? 1 : jsonc_has_duplicates(d->root);
+	if (dup < 0) {
+		d->nomem = true;
 		goto drop;
 	}
-	if (d->n_pos > 1)
-		qsort(d->pos, d->n_pos, sizeof(*d->pos), pos_cmp);
+	if (!dup) {
+		d->walk_pending = true;
+		return;
+	}
+	if (!walk(d))
+		goto drop;
 	return;
 drop:
-	cJSON_Delete(d->root);
-	d->root = NULL;
+	drop_root(d);
 }
 
 int jsonc_parse(const char *text, size_t len, struct jsonc_doc **out)
 {
 	*out = NULL;
 	struct jsonc_doc *d = calloc(1, sizeof(*d));
-	if (!d || len == SIZE_MAX || !(d->text = malloc(len + 1)) || !(d->orig = malloc(len + 1))) {
+	if (!d || len == SIZE_MAX || !(d->text = malloc(len + 1))) {
 		jsonc_free(d);
 		return -ENOMEM;
 	}
-	if (len) {
+	if (len)
 		memcpy(d->text, text, len);
-		memcpy(d->orig, text, len);
-	}
-	d->text[len] = d->orig[len] = '\0';
+	d->text[len] = '\0';
 	d->len = len;
 	if (!index_lines(d)) {
 		jsonc_free(d);
@@ -592,11 +674,24 @@ int jsonc_parse(const char *text, size_t len, struct jsonc_doc **out)
 	return 0;
 }
 
+int jsonc_parse_plain(const char *text, size_t len, struct jsonc_doc **out)
+{
+	*out = NULL;
+	struct jsonc_doc *d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	d->root = jsonc_fast_parse(text, len, &d->arena);
+	if (!d->root)
+		d->root = cJSON_ParseWithLength(text, len);
+	*out = d;
+	return 0;
+}
+
 void jsonc_free(struct jsonc_doc *d)
 {
 	if (!d)
 		return;
-	cJSON_Delete(d->root);
+	drop_root(d);
 	for (size_t i = 0; i < d->n_problems; i++)
 		free(d->problems[i].msg);
 	free(d->problems);
@@ -627,8 +722,26 @@ size_t jsonc_n_dropped(const struct jsonc_doc *d)
 	return d ? d->dropped : 0;
 }
 
+/* The walk put off by parse: the doc is the caller's alone (one thread), and nothing it maps
+ * can fail to map (parse looked), so at worst a position is 0, never a new problem. */
+static void walk_now(const struct jsonc_doc *cd)
+{
+	struct jsonc_doc *d = (struct jsonc_doc *)cd;  /* allocated writable by jsonc_parse */
+	d->walk_pending = false;
+	size_t n_problems = d->n_problems;
+	if (!walk(d)) {
+		d->n_pos = 0;
+		d->nomem = false;
+	}
+	/* nothing new to report: the reader has taken the problems already */
+	while (d->n_problems > n_problems)
+		free(d->problems[--d->n_problems].msg);
+}
+
 static const struct node_pos *find(const struct jsonc_doc *d, const cJSON *node)
 {
+	if (d && d->walk_pending)
+		walk_now(d);
 	struct node_pos key = { .node = node };
 	return d && d->n_pos ? bsearch(&key, d->pos, d->n_pos, sizeof(key), pos_cmp) : NULL;
 }
@@ -647,6 +760,8 @@ size_t jsonc_value_off(const struct jsonc_doc *d, const cJSON *node)
 
 struct jsonc_pos jsonc_pos_of(const struct jsonc_doc *d, size_t off)
 {
+	if (!d->lines)  /* a plain doc keeps no lines */
+		return (struct jsonc_pos){ .line = 1, .col = 1 };
 	if (off > d->len)
 		off = d->len;
 	size_t lo = 0, hi = d->n_lines;  /* the last line starting at or before off */
@@ -658,10 +773,11 @@ struct jsonc_pos jsonc_pos_of(const struct jsonc_doc *d, size_t off)
 			hi = mid;
 	}
 	size_t from = d->lines[lo];
-	if (lo == 0 && off >= 3 && d->len >= 3 && memcmp(d->orig, "\xEF\xBB\xBF", 3) == 0)
+	const char *orig = d->orig ? d->orig : d->text;
+	if (lo == 0 && off >= 3 && d->len >= 3 && memcmp(orig, "\xEF\xBB\xBF", 3) == 0)
 		from = 3;  /* editors do not show the BOM as a character */
 	unsigned col = 1;
 	for (size_t i = from; i < off; i++)
-		col += ((unsigned char)d->orig[i] & 0xc0) != 0x80;
+		col += ((unsigned char)orig[i] & 0xc0) != 0x80;
 	return (struct jsonc_pos){ .line = (unsigned)lo + 1, .col = col };
 }

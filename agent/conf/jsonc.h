@@ -26,6 +26,11 @@ struct jsonc_pos {
 int jsonc_parse(const char *text, size_t len, struct jsonc_doc **out);
 void jsonc_free(struct jsonc_doc *doc);
 
+/* Plain JSON that the agent wrote itself (status.json): no comments, no positions, no checks; read
+ * as cJSON_ParseWithLength would (text after the value is let be), only faster on a large text.
+ * jsonc_root() is the value or NULL; the tree lives as long as the doc. 0, or -ENOMEM. */
+int jsonc_parse_plain(const char *text, size_t len, struct jsonc_doc **out);
+
 /* The parsed value, or NULL when the text has a fatal error (syntax, encoding). */
 const cJSON *jsonc_root(const struct jsonc_doc *doc);
 
