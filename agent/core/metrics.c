@@ -139,7 +139,6 @@ struct metrics *metrics_new(struct buffer *b, const struct config *cfg)
 		return NULL;
 	m->buf = b;
 	m->cfg = cfg;
-	inst_index_build(m);
 	if (buffer_schema(b, &metrics_schema) < 0) {
 		free(m);
 		return NULL;
@@ -171,7 +170,6 @@ void metrics_free(struct metrics *m)
 		stmt_free(m->st[i]);
 	meter_close(m);
 	free(m->mem);
-	free(m->idx);
 	free(m);
 }
 
@@ -180,7 +178,6 @@ void metrics_set_config(struct metrics *m, const struct config *cfg)
 	/* No lock: the daemon stops every source before a reload, so nobody is inside a
 	 * transaction that uses m meanwhile. */
 	m->cfg = cfg;
-	inst_index_build(m);
 	/* Instruments may come, go or move: read them again from the file, which holds it all. */
 	free(m->mem);
 	m->mem = NULL;
@@ -303,7 +300,7 @@ static int counter_events(struct metrics *m, const char *inst, const char *name,
 
 int metrics_reading(struct metrics *m, const char *inst, const struct obs_reading *rd)
 {
-	const struct instrument_cfg *ic = inst_find(m, inst);
+	const struct instrument_cfg *ic = config_instrument(m->cfg, inst);
 	if (!ic || !ic->modbus.present)
 		return -EINVAL;
 	struct inst_state *st;
@@ -384,7 +381,7 @@ int metrics_reading(struct metrics *m, const char *inst, const struct obs_readin
 int metrics_session(struct metrics *m, int64_t seq, const char *inst, const struct obs_session *s,
 		    bool external)
 {
-	const struct instrument_cfg *ic = inst_find(m, inst);
+	const struct instrument_cfg *ic = config_instrument(m->cfg, inst);
 	if (!ic)
 		return -EINVAL;
 	struct store_stmt *q = mx(m, MX_SESSION_PUT);
@@ -557,7 +554,7 @@ int metrics_prune(struct metrics *m, int64_t before)
 
 double metrics_run_hours_total(struct metrics *m, const char *inst)
 {
-	const struct instrument_cfg *ic = inst_find(m, inst);
+	const struct instrument_cfg *ic = config_instrument(m->cfg, inst);
 	if (!ic || !ic->modbus.run_counter.present)
 		return -1;
 	/* As committed (memory is the same outside a transaction), without touching memory

@@ -63,7 +63,7 @@ static int cmp_pair(const void *x, const void *y)
 
 int metrics_day(struct metrics *m, const char *inst, int64_t day, struct daily_figures *f)
 {
-	const struct instrument_cfg *ic = inst_find(m, inst);
+	const struct instrument_cfg *ic = config_instrument(m->cfg, inst);
 	if (!ic)
 		return -EINVAL;
 	int64_t end = time_next_day(day);

@@ -80,9 +80,6 @@ struct metrics {
 	 * (issue #15). A first late line is sealed again at the next tick, as before. */
 	int64_t redo_after;
 	int redone;                 /* days sealed again by the current tick */
-	/* cfg->instruments by id: open addressing, index + 1 (0: empty); NULL: search the config. */
-	uint32_t *idx;
-	size_t idx_mask;
 	bool dv_known;
 	int64_t data_version;   /* PRAGMA data_version at the last tick: moves when others commit */
 };
@@ -90,10 +87,6 @@ struct metrics {
 /* Every SQL text of the module (metrics.c), indexed by mx_stmt. */
 extern const char *const mx_sql[MX__COUNT];
 
-/* The instrument of the config with this id, NULL when none (metrics_state.c). The index is
- * built with the config (metrics_new, metrics_set_config) and read-only after. */
-const struct instrument_cfg *inst_find(const struct metrics *m, const char *id);
-void inst_index_build(struct metrics *m);
 
 /* The statement, reset and unbound. */
 struct store_stmt *mx(struct metrics *m, enum mx_stmt id);

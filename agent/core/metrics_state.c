@@ -16,58 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- instruments by id ------------------------------------------------------------- */
-
-static uint32_t id_hash(const char *id)
-{
-	uint32_t h = 2166136261u; /* FNV-1a */
-	for (const unsigned char *p = (const unsigned char *)id; *p; p++)
-		h = (h ^ *p) * 16777619u;
-	return h;
-}
-
-void inst_index_build(struct metrics *m)
-{
-	free(m->idx);
-	m->idx = NULL;
-	m->idx_mask = 0;
-	size_t n = m->cfg->n_instruments, cap = 16;
-	if (n >= UINT32_MAX / 4)
-		return; /* the plain search then */
-	while (cap < 2 * n)
-		cap *= 2;
-	if (!(m->idx = calloc(cap, sizeof(*m->idx))))
-		return;
-	m->idx_mask = cap - 1;
-	for (size_t i = 0; i < n; i++) {
-		const char *id = m->cfg->instruments[i].id;
-		if (!id)
-			continue;
-		size_t k = id_hash(id) & m->idx_mask;
-		while (m->idx[k]) {
-			if (strcmp(m->cfg->instruments[m->idx[k] - 1].id, id) == 0)
-				break; /* the first of a repeated id wins, as in config_instrument */
-			k = (k + 1) & m->idx_mask;
-		}
-		if (!m->idx[k])
-			m->idx[k] = (uint32_t)i + 1;
-	}
-}
-
-const struct instrument_cfg *inst_find(const struct metrics *m, const char *id)
-{
-	if (!id)
-		return NULL;
-	if (!m->idx)
-		return config_instrument(m->cfg, id);
-	for (size_t k = id_hash(id) & m->idx_mask; m->idx[k]; k = (k + 1) & m->idx_mask) {
-		const struct instrument_cfg *ic = &m->cfg->instruments[m->idx[k] - 1];
-		if (strcmp(ic->id, id) == 0)
-			return ic;
-	}
-	return NULL;
-}
-
 /* ---- per-instrument state ---------------------------------------------------------- */
 
 /* The instrument's slot in memory (cfg->instruments is an array, ic points into it). */
