@@ -72,6 +72,8 @@ struct status *status_new(const struct config *cfg)
 		in->id = strdup(ic->id);
 		in->name = strdup(ic->name ? ic->name : ic->id);
 		in->modbus.present = ic->modbus.present;
+		in->modbus.power_scale = ic->modbus.power.present ? ic->modbus.power.scale : 0;
+		in->modbus.energy_scale = ic->modbus.energy.present ? ic->modbus.energy.scale : 0;
 		in->logs = calloc(ic->n_logs ? ic->n_logs : 1, sizeof(*in->logs));
 		if (!in->id || !in->name || !in->logs)
 			goto fail;

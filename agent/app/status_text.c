@@ -53,7 +53,16 @@ void status_text(const struct status *st, FILE *out)
 		const struct inst_status *in = &st->insts[i];
 		fprintf(out, "instrument %s (%s)\n", in->id, in->name);
 		const struct modbus_status *m = &in->modbus;
-		if (m->present) {
+		if (m->present && m->power_scale > 0) {
+			/* A metered instrument: no run counter, its power and energy as last read. */
+			const struct modbus_reading *r = &m->reading;
+			char what[96] = "no reading yet";
+			if (r->has_power && r->has_energy)
+				snprintf(what, sizeof(what), "power %.0f W, energy %.2f kWh%s",
+					 r->power_raw * m->power_scale, r->energy_raw * m->energy_scale,
+					 m->has_in_use ? (m->in_use ? ", in use" : ", idle") : "");
+			fprintf(out, "  meter   %s, last ok %s, %s\n", m->state, when(m->last_ok, t1, "never"), what);
+		} else if (m->present) {
 			char hours[32] = "unknown";
 			if (m->has_run_hours)
 				snprintf(hours, sizeof(hours), "%.2f h", m->run_hours_total);

@@ -35,6 +35,7 @@ struct modbus_status {
 	int unit;
 	struct modbus_reading reading;
 	uint64_t polls, late_polls;
+	double power_scale, energy_scale; /* a meter's (profile or config), to W and kWh; 0: none */
 };
 
 struct log_status {

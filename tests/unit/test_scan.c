@@ -232,6 +232,13 @@ static void test_scan_refuses_beside_daemon(void **state)
 	assert_non_null(strstr(pout, "  energy           "));
 	free(pout);
 	free(perr);
+	/* status beside it shows the meter's power and energy, not an unknown run total. */
+	char *sargv[] = { (char *)h_build_path("labshare-agent"), (char *)"-c", f->config, (char *)"status", NULL };
+	assert_int_equal(h_run(sargv, NULL, &pout, &perr, 30000), 0);
+	if (!strstr(pout, "  meter   ok, last ok ") || !strstr(pout, " W, energy ") || strstr(pout, "run total unknown"))
+		fail_msg("status of a metered instrument:\n%s", pout);
+	free(pout);
+	free(perr);
 
 	long before = sim_count(f, "accepted 0");
 	char *out = NULL, *err = NULL;
