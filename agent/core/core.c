@@ -184,6 +184,7 @@ int core_submit(struct core *c, const struct obs *v, size_t n, const char *curso
 	int r = buffer_begin(c->buf);
 	if (r < 0)
 		return r;
+	metrics_batch(c->metrics, true);
 	for (size_t i = 0; i < n && r == 0; i++) {
 		if (v[i].instrument && !utf8_str_valid(v[i].instrument)) {
 			log_warnx("core: observation refused: its instrument is not valid UTF-8");
@@ -208,6 +209,7 @@ int core_submit(struct core *c, const struct obs *v, size_t n, const char *curso
 			break;
 		}
 	}
+	metrics_batch(c->metrics, false);
 	if (r == 0 && cursor_key)
 		r = buffer_cursor_put(c->buf, cursor_key, cursor, cursor_len);
 	if (r < 0) {

@@ -600,11 +600,21 @@ int metrics_session(struct metrics *m, int64_t seq, const char *inst, const stru
 		return rc == STMT_DONE ? 1 : stmt_error(q, rc, "counting a repeat");
 	}
 	for (int64_t day = time_day_start(s->start); day < s->end; day = time_next_day(day)) {
+		if (m->batch && m->marked_ic == ic && m->marked_day == day)
+			continue; /* marked by an earlier session of the batch */
 		int r = mark_dirty_if_sealed(m, ic, day);
 		if (r < 0)
 			return r;
+		m->marked_ic = ic;
+		m->marked_day = day;
 	}
 	return 0;
+}
+
+void metrics_batch(struct metrics *m, bool on)
+{
+	m->batch = on;
+	m->marked_ic = NULL;
 }
 
 int64_t metrics_sessions_repeated(struct metrics *m, const char *inst)

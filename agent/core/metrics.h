@@ -44,6 +44,10 @@ void metrics_set_config(struct metrics *m, const struct config *cfg);
 int metrics_session(struct metrics *m, int64_t seq, const char *instrument,
 		    const struct obs_session *s, bool external);
 int metrics_reading(struct metrics *m, const char *instrument, const struct obs_reading *r);
+/* Around the observations of one transaction (core_submit): on, the days sessions touch are
+ * marked once per batch (nothing else changes mx_dirty before the transaction ends); off
+ * before the commit or rollback. */
+void metrics_batch(struct metrics *m, bool on);
 /* How many repeated sessions of the instrument were not sealed (for status), or -errno: as
  * committed (on a reader), or inside the caller's transaction as it stands there. */
 int64_t metrics_sessions_repeated(struct metrics *m, const char *instrument);

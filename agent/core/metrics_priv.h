@@ -60,6 +60,11 @@ struct metrics {
 	 * (issue #15). A first late line is sealed again at the next tick, as before. */
 	int64_t redo_after;
 	int redone;                 /* days sealed again by the current tick */
+	/* Inside a batch of observations (metrics_batch, one transaction, no tick meanwhile):
+	 * the last day a session marked, so a batch of sessions marks each day once. */
+	bool batch;
+	const struct instrument_cfg *marked_ic;
+	int64_t marked_day;
 };
 
 /* The statement, reset and unbound. */
