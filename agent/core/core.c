@@ -160,16 +160,20 @@ static int submit_session(struct core *c, const char *instrument, const struct o
 			  instrument : "?", why);
 		return r;
 	}
-	r = metrics_session_repeat(c->metrics, instrument, s);
+	bool external = s->external >= 0 ? s->external == 1 : core_org_external(c->cfg, s->org);
+	/* Kept first under the seq its record gets next (one insert, which is also the repeat
+	 * check); both go or stay with the transaction. */
+	struct chain_head head;
+	buffer_head(c->buf, &head);
+	r = metrics_session(c->metrics, head.seq + 1, instrument, s, external);
 	if (r != 0)
 		return r < 0 ? r : 0; /* the same session again: counted, sealed once */
-	bool external = s->external >= 0 ? s->external == 1 : core_org_external(c->cfg, s->org);
 	char *user = core_user_id(c->cfg, s->user);
 	int64_t seq = record_session(c->buf, instrument, s, user, external);
 	free(user);
 	if (seq < 0)
 		return (int)seq;
-	return metrics_session(c->metrics, seq, instrument, s, external);
+	return seq == head.seq + 1 ? 0 : -EIO;
 }
 
 int core_submit(struct core *c, const struct obs *v, size_t n, const char *cursor_key,
@@ -180,6 +184,7 @@ int core_submit(struct core *c, const struct obs *v, size_t n, const char *curso
 	int r = buffer_begin(c->buf);
 	if (r < 0)
 		return r;
+	metrics_batch(c->metrics, true);
 	for (size_t i = 0; i < n && r == 0; i++) {
 		if (v[i].instrument && !utf8_str_valid(v[i].instrument)) {
 			log_warnx("core: observation refused: its instrument is not valid UTF-8");
@@ -204,6 +209,7 @@ int core_submit(struct core *c, const struct obs *v, size_t n, const char *curso
 			break;
 		}
 	}
+	metrics_batch(c->metrics, false);
 	if (r == 0 && cursor_key)
 		r = buffer_cursor_put(c->buf, cursor_key, cursor, cursor_len);
 	if (r < 0) {

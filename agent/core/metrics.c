@@ -53,10 +53,15 @@ const char *const mx_sql[MX__COUNT] = {
 	 * bounded on the way out (sat_from_double). */
 	[MX_DAY_SUMS] = "SELECT TOTAL(run_sealed), TOTAL(samples_sealed), TOTAL(offline)"
 			" FROM mx_slots WHERE instrument = ?1 AND slot >= ?2 AND slot < ?3",
+	/* The key is the same session (SPEC §3): equal instrument, start, end and user, so the
+	 * one insert is the repeat check too (no row changed: kept already). No user is 0 (a key
+	 * holds no NULL; the column has no affinity, so no name reads as 0). */
 	[MX_SESSION_PUT] = "INSERT INTO mx_sessions(seq, instrument, start, end, user, org, external, samples,"
-			   " closed_auto, manual) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+			   " closed_auto, manual) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+			   " ON CONFLICT DO NOTHING",
 	/* Sessions are at most 31 days long (record, logs), so the scan is bounded. */
-	[MX_DAY_SESSIONS] = "SELECT start, end, external, user, org, samples FROM mx_sessions"
+	[MX_DAY_SESSIONS] = "SELECT start, end, external, CASE WHEN typeof(user) = 'text' THEN user END, org,"
+			    " samples FROM mx_sessions"
 			    " WHERE instrument = ?1 AND start >= ?2 - 2764800 AND start < ?3 AND end > ?2"
 			    " ORDER BY start, end",
 	[MX_FRONTIER] = "SELECT MAX(day) FROM mx_daily WHERE instrument = ?1",
@@ -75,10 +80,6 @@ const char *const mx_sql[MX__COUNT] = {
 	/* The newest daily of each instrument stays: it is the frontier the next day follows. */
 	[MX_PRUNE_DAILY] = "DELETE FROM mx_daily WHERE day < ?1 AND day < (SELECT MAX(day) FROM mx_daily d"
 			   " WHERE d.instrument = mx_daily.instrument)",
-	/* The same session (SPEC §3): equal instrument, start, end and user. Sessions are kept
-	 * here until metrics_prune, so that is how far back a repeat is recognised. */
-	[MX_SESSION_SAME] = "SELECT 1 FROM mx_sessions WHERE instrument = ?1 AND start = ?2 AND end = ?3"
-			    " AND user IS ?4 LIMIT 1",
 	[MX_LAST_SLOT] = "SELECT MAX(slot) FROM mx_slots WHERE instrument = ?1",
 	/* Moves when another connection (`record`, `flush` beside the daemon) committed. */
 	[MX_DATA_VERSION] = "PRAGMA data_version",
@@ -391,6 +392,8 @@ int metrics_session(struct metrics *m, int64_t seq, const char *inst, const stru
 	stmt_bind_int64(q, 4, s->end);
 	if (s->user)
 		stmt_bind_text(q, 5, s->user);
+	else
+		stmt_bind_int64(q, 5, 0);
 	stmt_bind_text(q, 6, s->org ? s->org : "");
 	stmt_bind_int64(q, 7, external);
 	if (s->samples >= 0)
@@ -398,38 +401,35 @@ int metrics_session(struct metrics *m, int64_t seq, const char *inst, const stru
 	stmt_bind_int64(q, 9, s->closed_auto);
 	stmt_bind_int64(q, 10, s->manual);
 	int rc = stmt_step(q);
+	int64_t stored = rc == STMT_DONE ? stmt_changes(q) : 0;
 	stmt_reset(q);
 	if (rc != STMT_DONE)
 		return stmt_error(q, rc, "storing a session");
+	if (stored == 0) { /* the same session again: counted, sealed once */
+		q = mx(m, MX_REPEATS_ADD);
+		stmt_bind_text(q, 1, inst);
+		stmt_bind_int64(q, 2, 1);
+		rc = stmt_step(q);
+		stmt_reset(q);
+		return rc == STMT_DONE ? 1 : stmt_error(q, rc, "counting a repeat");
+	}
 	first_seen(m, ic, s->start);
 	for (int64_t day = time_day_start(s->start); day < s->end; day = time_next_day(day)) {
+		if (m->batch && m->marked_ic == ic && m->marked_day == day)
+			continue; /* marked by an earlier session of the batch */
 		int r = mark_dirty_if_sealed(m, ic, day);
 		if (r < 0)
 			return r;
+		m->marked_ic = ic;
+		m->marked_day = day;
 	}
 	return 0;
 }
 
-int metrics_session_repeat(struct metrics *m, const char *inst, const struct obs_session *s)
+void metrics_batch(struct metrics *m, bool on)
 {
-	struct store_stmt *q = mx(m, MX_SESSION_SAME);
-	stmt_bind_text(q, 1, inst);
-	stmt_bind_int64(q, 2, s->start);
-	stmt_bind_int64(q, 3, s->end);
-	if (s->user)
-		stmt_bind_text(q, 4, s->user);
-	int rc = stmt_step(q);
-	stmt_reset(q);
-	if (rc == STMT_DONE)
-		return 0;
-	if (rc != STMT_ROW)
-		return stmt_error(q, rc, "looking for the same session");
-	q = mx(m, MX_REPEATS_ADD);
-	stmt_bind_text(q, 1, inst);
-	stmt_bind_int64(q, 2, 1);
-	rc = stmt_step(q);
-	stmt_reset(q);
-	return rc == STMT_DONE ? 1 : stmt_error(q, rc, "counting a repeat");
+	m->batch = on;
+	m->marked_ic = NULL;
 }
 
 int64_t metrics_sessions_repeated(struct metrics *m, const char *inst)

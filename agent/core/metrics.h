@@ -35,16 +35,19 @@ void metrics_free(struct metrics *m);
 /* While no other thread uses m (the daemon stops its sources for a reload). */
 void metrics_set_config(struct metrics *m, const struct config *cfg);
 
-/* Inside the caller's transaction. */
+/* Inside the caller's transaction, before the session's record is sealed as seq (the chain
+ * head + 1: the caller seals it next, in the same transaction): keeps the session and marks
+ * the sealed days it touches, 0; or, when the same session (equal instrument, start, end and
+ * user, SPEC §3) is kept already, counts the repeat and keeps nothing, 1 — the caller then
+ * seals nothing; or -errno. Sessions are kept until metrics_prune (keep_acked_days), which
+ * bounds both the table and how far back a repeat is recognised. */
 int metrics_session(struct metrics *m, int64_t seq, const char *instrument,
 		    const struct obs_session *s, bool external);
 int metrics_reading(struct metrics *m, const char *instrument, const struct obs_reading *r);
-/* Inside the caller's transaction, before sealing a session: 1 when the same session (equal
- * instrument, start, end and user, SPEC §3) is already kept — the repeat is then counted and
- * the caller seals nothing — 0 when it is new, or -errno. Sessions are kept until
- * metrics_prune (keep_acked_days), which bounds both the table and how far back a repeat is
- * recognised. */
-int metrics_session_repeat(struct metrics *m, const char *instrument, const struct obs_session *s);
+/* Around the observations of one transaction (core_submit): on, the days sessions touch are
+ * marked once per batch (nothing else changes mx_dirty before the transaction ends); off
+ * before the commit or rollback. */
+void metrics_batch(struct metrics *m, bool on);
 /* How many repeated sessions of the instrument were not sealed (for status), or -errno: as
  * committed (on a reader), or inside the caller's transaction as it stands there. */
 int64_t metrics_sessions_repeated(struct metrics *m, const char *instrument);

@@ -19,7 +19,7 @@ enum mx_stmt {
 	MX_SLOTS_DUE, MX_SLOT_SEALED, MX_SLOT_OPEN, MX_DAY_SUMS, MX_SESSION_PUT, MX_DAY_SESSIONS,
 	MX_FRONTIER, MX_FIRST_SLOT, MX_FIRST_SESSION, MX_DAILY_GET, MX_DAILY_PUT, MX_DIRTY_ADD,
 	MX_DIRTY_LIST, MX_DIRTY_DEL, MX_PRUNE_SESSIONS, MX_PRUNE_SLOTS,
-	MX_PRUNE_DAILY, MX_SESSION_SAME, MX_LAST_SLOT, MX_DATA_VERSION, MX__COUNT
+	MX_PRUNE_DAILY, MX_LAST_SLOT, MX_DATA_VERSION, MX__COUNT
 };
 
 /* What is kept per instrument between readings: in memory, and in mx_state as a compact
@@ -82,6 +82,11 @@ struct metrics {
 	int redone;                 /* days sealed again by the current tick */
 	bool dv_known;
 	int64_t data_version;   /* PRAGMA data_version at the last tick: moves when others commit */
+	/* Inside a batch of observations (metrics_batch, one transaction, no tick meanwhile):
+	 * the last day a session marked, so a batch of sessions marks each day once. */
+	bool batch;
+	const struct instrument_cfg *marked_ic;
+	int64_t marked_day;
 };
 
 /* Every SQL text of the module (metrics.c), indexed by mx_stmt. */

@@ -21,6 +21,20 @@ static const char *const metrics_steps[] = {
 	"  revision INTEGER NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY(instrument, day)) WITHOUT ROWID;"
 	"CREATE TABLE mx_dirty(instrument TEXT NOT NULL, day INTEGER NOT NULL,"
 	"  PRIMARY KEY(instrument, day)) WITHOUT ROWID;",
+	/* 1 → 2: sessions keyed by what makes the same session (SPEC §3: instrument, start, end,
+	 * user), so a session costs one b-tree insert that is its repeat check too, and the day
+	 * and period queries (instrument, start range) read the key's prefix. No user is 0 in
+	 * the key (which holds no NULL); user has no affinity, so a name stays text and never
+	 * reads as 0. Rows kept twice before (none should be) are kept once, the first sealed. */
+	"ALTER TABLE mx_sessions RENAME TO mx_sessions_1;"
+	"CREATE TABLE mx_sessions(instrument TEXT NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL,"
+	"  user BLOB NOT NULL, org TEXT, external INTEGER NOT NULL, samples INTEGER,"
+	"  closed_auto INTEGER NOT NULL, manual INTEGER NOT NULL, seq INTEGER NOT NULL,"
+	"  PRIMARY KEY(instrument, start, end, user)) WITHOUT ROWID;"
+	"INSERT OR IGNORE INTO mx_sessions(instrument, start, end, user, org, external, samples,"
+	"  closed_auto, manual, seq) SELECT instrument, start, end, COALESCE(user, 0), org, external,"
+	"  samples, closed_auto, manual, seq FROM mx_sessions_1 ORDER BY seq;"
+	"DROP TABLE mx_sessions_1;",
 };
 
 const struct store_schema metrics_schema = {

@@ -19,7 +19,8 @@ static const char *const ps_sql[PS__COUNT] = {
 	/* mx_daily points at the latest revision of each day sealed. */
 	[PS_DAYS] = "SELECT seq FROM mx_daily"
 		    " WHERE instrument = ?1 AND day >= ?2 AND day < ?3 ORDER BY day",
-	[PS_USERS] = "SELECT COUNT(*) FROM (SELECT DISTINCT COALESCE(user, ''), COALESCE(org, '')"
+	[PS_USERS] = "SELECT COUNT(*) FROM (SELECT DISTINCT"
+		     " CASE WHEN typeof(user) = 'text' THEN user ELSE '' END, COALESCE(org, '')"
 		     " FROM mx_sessions WHERE instrument = ?1 AND external = 1 AND start >= ?2 AND start < ?3)",
 	/* TOTAL, not SUM: SUM stops with an error when integers overflow. */
 	[PS_KINDS] = "SELECT TOTAL(manual != 0), TOTAL(closed_auto != 0) FROM mx_sessions"

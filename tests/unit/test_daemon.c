@@ -206,8 +206,13 @@ static void test_watchdog_withheld_while_stuck(void **state)
 	assert_int_equal(sqlite3_exec(db, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
 	/* The tick (one a second) blocks on the lock: a healthy daemon would send two or three
 	 * in 2.5 s. */
-	count_msgs(f, "WATCHDOG=1", 1200); /* one may already be on its way */
-	assert_int_equal(count_msgs(f, "WATCHDOG=1", 2500), 0);
+	/* One tick may have been past the lock when it was taken (and a loaded machine may deliver
+	 * its ping late): what counts is that the pings stop, a whole 2.5 s window without any,
+	 * within a few windows. */
+	bool withheld = false;
+	for (int i = 0; i < 4 && !withheld; i++)
+		withheld = count_msgs(f, "WATCHDOG=1", 2500) == 0;
+	assert_true(withheld);
 	sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
 	sqlite3_close(db);
 	free(path);

@@ -668,6 +668,46 @@ static void test_same_session_sealed_once(void **state)
 	assert_int_equal(d.samples, 8);
 }
 
+static int dailies_of(struct fx *f, const char *date)
+{
+	cJSON *dailies = sealed(f, "daily", "LOG");
+	int n = 0;
+	const cJSON *d;
+	cJSON_ArrayForEach(d, dailies)
+		n += strcmp(str(d, "date"), date) == 0;
+	cJSON_Delete(dailies);
+	return n;
+}
+
+/* A batch marks each sealed day it touches once (metrics_batch), whatever the order of its
+ * sessions, and the next batch marks again a day the tick sealed again in between. */
+static void test_batch_marks_each_sealed_day(void **state)
+{
+	struct fx *f = *state;
+	session(f, "LOG", D0 + 8 * H, D0 + 9 * H, "a", "X", -1, -1);
+	session(f, "LOG", D0 + DAY + 8 * H, D0 + DAY + 9 * H, "a", "X", -1, -1);
+	assert_int_equal(tick_at(f, D0 + 2 * DAY + 60), 2);   /* both days, rev 1 */
+	struct obs v[3] = { { .type = OBS_SESSION, .instrument = "LOG" }, { .type = OBS_SESSION, .instrument = "LOG" },
+			    { .type = OBS_SESSION, .instrument = "LOG" } };
+	v[0].u.session = (struct obs_session){ .start = D0 + DAY + 10 * H, .end = D0 + DAY + 11 * H, .user = "b",
+					       .org = "X", .external = -1, .samples = -1 };
+	v[1].u.session = v[0].u.session;
+	v[1].u.session.start -= DAY;
+	v[1].u.session.end -= DAY;
+	v[2].u.session = v[0].u.session;
+	v[2].u.session.user = "c";
+	assert_int_equal(core_submit(f->core, v, 3, NULL, NULL, 0), 0); /* days 1, 0, 1 */
+	assert_int_equal(tick_at(f, D0 + 2 * DAY + 61), 2);   /* both again, rev 2 */
+	/* The next batch: day 1 once more (its mark was taken by the tick). */
+	v[0].u.session.user = "d";
+	assert_int_equal(core_submit(f->core, v, 1, NULL, NULL, 0), 0);
+	assert_int_equal(tick_at(f, D0 + 2 * DAY + 121), 1);  /* a grace later, rev 3 */
+	assert_int_equal(dailies_of(f, "2026-11-02"), 2);
+	assert_int_equal(dailies_of(f, "2026-11-03"), 3);
+	assert_int_equal(day(f, "LOG", D0).sessions, 2);
+	assert_int_equal(day(f, "LOG", D0 + DAY).sessions, 4);
+}
+
 int main(void)
 {
 	log_set_level(LOG_PRI_WARNING);
@@ -692,6 +732,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_implausible_sessions_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_invalid_utf8_never_sealed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_same_session_sealed_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_batch_marks_each_sealed_day, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -117,11 +117,13 @@ static void assert_raw(const char *sql, const char *want)
 }
 
 /* Every table, index and trigger with the page it lives on: a table made again gets a new
- * page, so an equal snapshot means nothing was re-created. */
+ * page, so an equal snapshot means nothing was re-created. Not mx_sessions: metrics' step 2
+ * makes it again under its new key (test_sessions_rekeyed). */
 static char *objects(void)
 {
 	return raw_text("SELECT group_concat(type || ' ' || name || ' @' || rootpage || ' ' || IFNULL(sql, ''), "
-			"char(10)) FROM (SELECT * FROM sqlite_master WHERE name != 'schema_owners' ORDER BY name)");
+			"char(10)) FROM (SELECT * FROM sqlite_master WHERE name != 'schema_owners'"
+			" AND tbl_name != 'mx_sessions' ORDER BY name)");
 }
 
 /* A buffer as the agent wrote it before the registry: the DDL of schema 1..version, a chain
@@ -237,7 +239,7 @@ static void test_legacy_v3_carries_on(void **state)
 	assert_rows_intact(3);
 	assert_raw("PRAGMA user_version", "4");
 	assert_raw("SELECT group_concat(owner || '=' || version, ' ') FROM"
-		   " (SELECT * FROM schema_owners ORDER BY owner)", "metrics=1 nrii=1 store=1");
+		   " (SELECT * FROM schema_owners ORDER BY owner)", "metrics=2 nrii=1 store=1");
 	assert_raw("SELECT MAX(seq) FROM records", "4");
 	assert_raw("SELECT value FROM meta WHERE key = 'sealed_seq'", "4");
 }
@@ -247,7 +249,9 @@ static void test_legacy_readonly_untouched(void **state)
 	(void)state;
 	make_legacy(3);
 	struct buffer *b;
-	open_all(BUFFER_READONLY, &b);
+	assert_int_equal(buffer_open(tmp, BUFFER_READONLY, &b, NULL), 0);
+	/* Metrics' tables are behind (step 2, the sessions' key): a reader refuses to guess. */
+	assert_int_equal(buffer_schema(b, &metrics_schema), -EROFS);
 	struct chain_head head;
 	buffer_head(b, &head);
 	assert_int_equal(head.seq, 3);
@@ -264,9 +268,10 @@ static void test_legacy_v2_gets_nrii(void **state)
 	make_legacy(2);
 	char *before = objects();
 	struct buffer *b;
-	/* Read-only, the NRII tables are not there yet: nothing to read, not an error to log. */
+	/* Read-only, the NRII tables are not there yet: nothing to read, not an error to log;
+	 * metrics' are behind (step 2). */
 	assert_int_equal(buffer_open(tmp, BUFFER_READONLY, &b, NULL), 0);
-	assert_int_equal(buffer_schema(b, &metrics_schema), 0);
+	assert_int_equal(buffer_schema(b, &metrics_schema), -EROFS);
 	assert_int_equal(buffer_schema(b, &nrii_schema), -ENOENT);
 	buffer_close(b);
 	open_all(0, &b);
@@ -287,13 +292,13 @@ static void test_legacy_v2_gets_nrii(void **state)
 	free(after);
 	assert_rows_intact(2);
 	assert_raw("SELECT group_concat(owner || '=' || version, ' ') FROM"
-		   " (SELECT * FROM schema_owners ORDER BY owner)", "metrics=1 nrii=1 store=1");
+		   " (SELECT * FROM schema_owners ORDER BY owner)", "metrics=2 nrii=1 store=1");
 	assert_raw("SELECT COUNT(*) FROM nrii_records", "0");
 }
 
 static const char *const every_object[] = {
 	"meta", "records", "records_sealed", "records_contiguous", "sinks", "cursors", "schema_owners",
-	"mx_state", "mx_slots", "mx_sessions", "mx_sessions_start", "mx_daily", "mx_dirty",
+	"mx_state", "mx_slots", "mx_sessions", "mx_daily", "mx_dirty",
 	"nrii_records", "nrii_records_state", "nrii_totals",
 };
 
@@ -309,7 +314,7 @@ static void test_fresh_file_gets_every_table(void **state)
 		assert_raw(sql, "1");
 	}
 	assert_raw("SELECT group_concat(owner || '=' || version, ' ') FROM"
-		   " (SELECT * FROM schema_owners ORDER BY owner)", "metrics=1 nrii=1 store=1");
+		   " (SELECT * FROM schema_owners ORDER BY owner)", "metrics=2 nrii=1 store=1");
 	assert_raw("SELECT COUNT(*) FROM meta", "0");
 }
 
@@ -344,13 +349,13 @@ static void test_newer_refused(void **state)
 	open_all(0, &b);
 	buffer_close(b);
 	/* One owner newer: that module refuses, the others carry on. */
-	raw_exec("UPDATE schema_owners SET version = 2 WHERE owner = 'metrics'");
+	raw_exec("UPDATE schema_owners SET version = 3 WHERE owner = 'metrics'");
 	assert_int_equal(buffer_open(tmp, 0, &b, NULL), 0);
 	assert_int_equal(buffer_schema(b, &metrics_schema), -EPROTO);
 	assert_null(metrics_new(b, NULL));
 	assert_int_equal(buffer_schema(b, &nrii_schema), 0);
 	buffer_close(b);
-	assert_raw("SELECT version FROM schema_owners WHERE owner = 'metrics'", "2");
+	assert_raw("SELECT version FROM schema_owners WHERE owner = 'metrics'", "3");
 	/* The store's own tables newer: the file is not opened at all. */
 	raw_exec("UPDATE schema_owners SET version = 2 WHERE owner = 'store'");
 	assert_int_equal(buffer_open(tmp, 0, &b, NULL), -EPROTO);
@@ -358,6 +363,40 @@ static void test_newer_refused(void **state)
 	raw_exec("UPDATE schema_owners SET version = 1 WHERE owner = 'store'; PRAGMA user_version = 5");
 	assert_int_equal(buffer_open(tmp, 0, &b, NULL), -EPROTO);
 	assert_raw("PRAGMA user_version", "5");
+}
+
+/* Metrics' step 2 on a file of the old layout (rowid table + index) holding sessions: every
+ * row kept with its seq under the key (instrument, start, end, user), no user as 0 (apart
+ * from a user named "0"), a row kept twice before kept once (the first sealed), the old
+ * index gone; the key then refuses the same session and takes one differing in the user. */
+static void test_sessions_rekeyed(void **state)
+{
+	(void)state;
+	make_legacy(3);
+	raw_exec("INSERT INTO mx_sessions VALUES(5, 'i1', 1699993600, 1699997200, NULL, '', 0, 3, 1, 0);"
+		 "INSERT INTO mx_sessions VALUES(6, 'i1', 1699993600, 1699997200, '0', 'lab', 1, NULL, 0, 0);"
+		 "INSERT INTO mx_sessions VALUES(7, 'i2', 1699990000, 1699993600, 'ann', 'lab', 1, NULL, 0, 1);"
+		 "INSERT INTO mx_sessions VALUES(8, 'i2', 1699990000, 1699993600, 'ann', 'lab', 1, NULL, 0, 1);");
+	struct buffer *b;
+	open_all(0, &b);
+	buffer_close(b);
+	assert_raw("SELECT COUNT(*) FROM sqlite_master WHERE name = 'mx_sessions_start' OR name = 'mx_sessions_1'",
+		   "0");
+	assert_raw("SELECT group_concat(name, ',') FROM (SELECT name FROM pragma_index_info("
+		   "(SELECT name FROM pragma_index_list('mx_sessions') WHERE origin = 'pk')) ORDER BY seqno)",
+		   "instrument,start,end,user");
+	assert_raw("SELECT COUNT(*) FROM pragma_index_list('mx_sessions')", "1");
+	assert_raw("SELECT group_concat(seq || ':' || instrument || '/' || typeof(user) || '/' || user || '/' ||"
+		   " org || '/' || external || '/' || IFNULL(samples, '-') || '/' || closed_auto || manual, ' ')"
+		   " FROM (SELECT * FROM mx_sessions ORDER BY seq)",
+		   "2:i1/text/ann/lab/1/-/01 5:i1/integer/0//0/3/10 6:i1/text/0/lab/1/-/00 7:i2/text/ann/lab/1/-/01");
+	/* The same session is refused by the key; another user (none vs "0" vs "bob") is new. */
+	raw_exec("INSERT INTO mx_sessions(seq, instrument, start, end, user, org, external, closed_auto, manual)"
+		 " VALUES(9, 'i1', 1699993600, 1699997200, 0, '', 0, 0, 0) ON CONFLICT DO NOTHING;"
+		 "INSERT INTO mx_sessions(seq, instrument, start, end, user, org, external, closed_auto, manual)"
+		 " VALUES(10, 'i1', 1699993600, 1699997200, 'bob', '', 0, 0, 0) ON CONFLICT DO NOTHING");
+	assert_raw("SELECT group_concat(seq, ',') FROM (SELECT seq FROM mx_sessions ORDER BY seq)", "2,5,6,7,10");
+	assert_raw("SELECT version FROM schema_owners WHERE owner = 'metrics'", "2");
 }
 
 /* A module of the future: its steps land together or not at all, and a later binary with
@@ -412,6 +451,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fresh_file_gets_every_table, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_second_open_changes_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_newer_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sessions_rekeyed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_steps_atomic_and_appended, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
