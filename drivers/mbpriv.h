@@ -45,6 +45,7 @@ struct lane {                    /* a bus and the instruments on it */
 	bool busy;                   /* a poll under way */
 	int64_t ready_ms;            /* TCP: no request before this (gap_ms) */
 	int64_t min_interval_ms;
+	int64_t timeout_ms;          /* the bus's time-out: what a silent unit's probe costs */
 	/* TCP: the gateway could not be reached; polls fail without a connect until down_until
 	 * (the connect is the cheap probe, at most every min_interval_ms) */
 	int64_t down_until, down_backoff;

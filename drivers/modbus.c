@@ -17,9 +17,10 @@
 #include <time.h>
 
 /* A failing instrument is read again at its interval doubled per failure, up to: on TCP twice
- * its interval (a unit behind a gateway that answers costs one time-out per probe; it is read
- * again within two intervals of coming back); on an RTU line, where its time-outs take the
- * line from the others, the larger of its interval and RTU_BACKOFF_MAX_MS. */
+ * its interval less the bus's time-out and a tenth (a unit behind a gateway that answers costs
+ * one time-out per probe, counted from the end of the probe before: a unit that comes back
+ * while a probe is out is read again within two intervals); on an RTU line, where its time-outs
+ * take the line from the others, the larger of its interval and RTU_BACKOFF_MAX_MS. */
 #define TCP_BACKOFF_INTERVALS 2
 #define RTU_BACKOFF_MAX_MS (20 * 1000)
 /* Readings reach the core in one transaction per batch: a batch closes FLUSH_EVERY_MS after its
@@ -138,8 +139,13 @@ static void schedule_next(const struct lane *l, struct inst *in, int64_t now_ms)
 	int64_t interval = (int64_t)in->cfg->modbus->interval_s * 1000;
 	if (in->failures > 0) {
 		/* Back off on its own: the others on the bus keep their schedule. */
-		int64_t cap = l->tcp ? TCP_BACKOFF_INTERVALS * interval
-				     : interval > RTU_BACKOFF_MAX_MS ? interval : RTU_BACKOFF_MAX_MS;
+		int64_t cap = interval > RTU_BACKOFF_MAX_MS ? interval : RTU_BACKOFF_MAX_MS;
+		if (l->tcp) {
+			/* a tenth of an interval to spare for the loop's own lateness */
+			cap = TCP_BACKOFF_INTERVALS * interval - l->timeout_ms - interval / 10;
+			if (cap < interval)
+				cap = interval;
+		}
 		int64_t backoff = interval;
 		for (int i = 1; i < in->failures && backoff < cap; i++)
 			backoff *= 2;
@@ -323,6 +329,7 @@ static int driver_create(const struct source_conf *cfg, struct core *core, void 
 		struct lane *l = &d->lanes[i];
 		l->d = d;
 		l->tcp = cfg->buses[i].kind == BUS_TCP;
+		l->timeout_ms = cfg->buses[i].timeout_ms;
 		l->min_interval_ms = INT64_MAX;
 		int r = mb_heap_init(&l->due, on_bus[i]);
 		if (!l->tcp)

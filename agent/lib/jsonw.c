@@ -138,9 +138,11 @@ void jw_str_cut(struct jsonw *w, const char *k, const char *val, size_t max_char
 		put(w, "null", 4);
 }
 
-void jw_int(struct jsonw *w, const char *k, int64_t val)
+/* Digits of val ending at end (no terminator); returns where they start. Without snprintf:
+ * status writes thousands of these a second. */
+static char *int_text(char *end, int64_t val)
 {
-	char buf[24], *p = buf + sizeof(buf);
+	char *p = end;
 	uint64_t u = val < 0 ? (uint64_t)0 - (uint64_t)val : (uint64_t)val;
 	do {
 		*--p = (char)('0' + u % 10);
@@ -148,20 +150,29 @@ void jw_int(struct jsonw *w, const char *k, int64_t val)
 	} while (u);
 	if (val < 0)
 		*--p = '-';
+	return p;
+}
+
+void jw_int(struct jsonw *w, const char *k, int64_t val)
+{
+	char buf[24];
+	char *p = int_text(buf + sizeof(buf), val);
 	key(w, k);
 	put(w, p, (size_t)(buf + sizeof(buf) - p));
 }
 
 void jw_num(struct jsonw *w, const char *k, double val)
 {
+	/* Range first: converting a double outside int64_t's range (or NaN) is undefined. */
+	if (isfinite(val) && fabs(val) < 1e15 && val == trunc(val)) {
+		jw_int(w, k, (int64_t)val);
+		return;
+	}
 	char buf[64];
 	int n;
-	/* Range first: converting a double outside int64_t's range (or NaN) is undefined. */
-	if (!isfinite(val))
+	if (!isfinite(val)) {
 		n = snprintf(buf, sizeof(buf), "null");
-	else if (fabs(val) < 1e15 && val == trunc(val))
-		n = snprintf(buf, sizeof(buf), "%lld", (long long)val);
-	else {
+	} else {
 		/* 15 digits when they give the same double back, else 17 (as cJSON does). */
 		n = snprintf(buf, sizeof(buf), "%1.15g", val);
 		if (strtod(buf, NULL) != val)
