@@ -17,6 +17,7 @@
 
 #include "benchlib.h"
 #include "harness.h"
+#include "ptyline.h"
 
 #define INTERVAL_S 1
 #define GW_UNITS 10
@@ -26,65 +27,6 @@
 #define EP_RTU 2                       /* the RTU line (unit 1 goes silent) */
 #define GOAL_TCP_S (2.0 * INTERVAL_S)  /* within two intervals */
 #define GOAL_RTU_S 30.0
-
-/* ---- a serial line: two pty pairs and a thread that copies between their masters -------- */
-
-struct line {
-	int m[2], s[2];
-	char name[2][64];
-	pthread_t thread;
-	atomic_bool quit;
-};
-
-static void *line_main(void *arg)
-{
-	struct line *ln = arg;
-	char buf[4096];
-	while (!atomic_load(&ln->quit)) {
-		struct pollfd pfd[2] = { { ln->m[0], POLLIN, 0 }, { ln->m[1], POLLIN, 0 } };
-		if (poll(pfd, 2, 50) <= 0)
-			continue;
-		for (int k = 0; k < 2; k++) {
-			if (!(pfd[k].revents & POLLIN))
-				continue;
-			ssize_t n = read(ln->m[k], buf, sizeof(buf));
-			for (ssize_t off = 0; n > 0 && off < n;) {
-				ssize_t w = write(ln->m[1 - k], buf + off, (size_t)(n - off));
-				if (w < 0 && errno != EINTR && errno != EAGAIN)
-					break;
-				off += w > 0 ? w : 0;
-			}
-		}
-	}
-	return NULL;
-}
-
-/* The simulator opens name[0], the agent name[1]; the benchmark keeps both slaves open so that
- * a side closing its device does not hang up the masters. */
-static int line_open(struct line *ln)
-{
-	memset(ln, 0, sizeof(*ln));
-	for (int k = 0; k < 2; k++) {
-		struct termios t;
-		memset(&t, 0, sizeof(t));
-		cfmakeraw(&t);
-		if (openpty(&ln->m[k], &ln->s[k], ln->name[k], &t, NULL) < 0)
-			return -1;
-		fcntl(ln->m[k], F_SETFD, FD_CLOEXEC);
-		fcntl(ln->s[k], F_SETFD, FD_CLOEXEC);
-	}
-	return pthread_create(&ln->thread, NULL, line_main, ln) == 0 ? 0 : -1;
-}
-
-static void line_close(struct line *ln)
-{
-	atomic_store(&ln->quit, true);
-	pthread_join(ln->thread, NULL);
-	for (int k = 0; k < 2; k++) {
-		close(ln->m[k]);
-		close(ln->s[k]);
-	}
-}
 
 /* ---- the simulator's per-unit request counts ------------------------------------------- */
 
@@ -166,8 +108,8 @@ static bool all_polled(void *arg)
 static void outage(long outage_s, bool use_rtu)
 {
 	char *dir = h_mkdtemp("bench_recovery");
-	struct line ln;
-	bool rtu = use_rtu && line_open(&ln) == 0;
+	struct h_line ln;
+	bool rtu = use_rtu && h_line_open(&ln) == 0;
 	if (use_rtu && !rtu)
 		printf("recovery: no pty pair (%s): TCP only\n", strerror(errno));
 	char *script = h_path(dir, "sim.script"), *ports_file = h_path(dir, "sim.ports"), *log = h_path(dir, "sim.log");
@@ -269,7 +211,7 @@ out:
 		h_proc_free(sim);
 	}
 	if (rtu)
-		line_close(&ln);
+		h_line_close(&ln);
 	free(cfg);
 	free(status);
 	free(alog);

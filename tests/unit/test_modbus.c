@@ -28,6 +28,7 @@
 #include "config.h"
 #include "core.h"
 #include "harness.h"
+#include "ptyline.h"
 #include "log.h"
 #include "mbdecode.h"
 #include "metrics.h"
@@ -369,45 +370,8 @@ static void test_wall_clock_step_does_not_stall_polling(void **state)
 
 /* ---- RTU over a pair of pseudo-terminals ----------------------------------------- */
 
-struct relay {
-	int a, b;
-	volatile bool stop;
-};
-
-/* Two ptys joined back to back: what one side's program writes, the other's reads. */
-static void *relay_main(void *arg)
-{
-	struct relay *r = arg;
-	char buf[512];
-	while (!r->stop) {
-		struct pollfd p[2] = { { r->a, POLLIN, 0 }, { r->b, POLLIN, 0 } };
-		if (poll(p, 2, 50) <= 0)
-			continue;
-		for (int i = 0; i < 2; i++) {
-			if (!(p[i].revents & POLLIN))
-				continue;
-			ssize_t n = read(p[i].fd, buf, sizeof(buf));
-			if (n > 0 && write(i == 0 ? r->b : r->a, buf, (size_t)n) != n)
-				break;
-		}
-	}
-	return NULL;
-}
-
-static void raw_master(int fd)
-{
-	struct termios t;
-	tcgetattr(fd, &t);
-	cfmakeraw(&t);
-	tcsetattr(fd, TCSANOW, &t);
-}
-
 struct rtu_fx {
-	int ma, sa, mb, sb;
-	char na[128], nb[128];
-	struct relay relay;
-	pthread_t th;
-	bool relay_started;
+	struct h_line line;          /* the simulator on name[0], the driver on name[1] */
 	char *dir;
 	struct h_proc *sim;
 };
@@ -416,13 +380,7 @@ struct rtu_fx {
 static int rtu_setup(void **state)
 {
 	struct rtu_fx *r = calloc(1, sizeof(*r));
-	assert_int_equal(openpty(&r->ma, &r->sa, r->na, NULL, NULL), 0);
-	assert_int_equal(openpty(&r->mb, &r->sb, r->nb, NULL, NULL), 0);
-	raw_master(r->ma);
-	raw_master(r->mb);
-	r->relay = (struct relay){ r->ma, r->mb, false };
-	assert_int_equal(pthread_create(&r->th, NULL, relay_main, &r->relay), 0);
-	r->relay_started = true;
+	assert_int_equal(h_line_open(&r->line), 0);
 	r->dir = h_mkdtemp("test_modbus_rtu");
 	*state = r;
 	return 0;
@@ -432,14 +390,7 @@ static int rtu_teardown(void **state)
 {
 	struct rtu_fx *r = *state;
 	h_proc_free(r->sim);
-	if (r->relay_started) {
-		r->relay.stop = true;
-		pthread_join(r->th, NULL);
-	}
-	close(r->ma);
-	close(r->sa);
-	close(r->mb);
-	close(r->sb);
+	h_line_close(&r->line);
 	h_rmtree(r->dir);
 	free(r->dir);
 	free(r);
@@ -450,7 +401,7 @@ static void test_rtu_over_pty(void **state)
 {
 	struct rtu_fx *r = *state;
 	char *pf = h_path(r->dir, "ports");
-	char *spec = h_strdupf("%s?baud=19200&parity=E&data=8&stop=1", r->na);
+	char *spec = h_strdupf("%s?baud=19200&parity=E&data=8&stop=1", r->line.name[0]);
 	char *argv[] = { (char *)h_build_path("modbus-sim"), (char *)"--rtu", spec, (char *)"--units",
 			 (char *)"1-3", (char *)"--port-file", pf, NULL };
 	char *log = h_path(r->dir, "sim.log");
@@ -466,7 +417,7 @@ static void test_rtu_over_pty(void **state)
 	reply = h_request(r->sim, "set 0 3 discrete 1 bit big 1", 5000);
 	free(reply);
 
-	struct bus_cfg bc = { .id = (char *)"rs485", .url = (char *)"rtu", .kind = BUS_RTU, .device = r->nb,
+	struct bus_cfg bc = { .id = (char *)"rs485", .url = (char *)"rtu", .kind = BUS_RTU, .device = r->line.name[1],
 			      .baud = 19200, .parity = 'E', .data_bits = 8, .stop_bits = 1,
 			      .timeout_ms = 300, .gap_ms = 5 };
 	struct instrument_cfg i2 = { .id = (char *)"R2" }, i3 = { .id = (char *)"R3" };

@@ -28,6 +28,7 @@
 #include "config.h"
 #include "core.h"
 #include "harness.h"
+#include "ptyline.h"
 #include "log.h"
 #include "mbdecode.h"
 #include "mbplan.h"
@@ -290,56 +291,15 @@ static void test_stop_is_prompt(void **state)
 
 /* ---- an RTU line over a pair of pseudo-terminals ------------------------------------ */
 
-struct relay {
-	int a, b;
-	volatile bool stop;
-};
-
-static struct relay rtu_relay;
-static pthread_t rtu_relay_th;
-
-/* Two ptys joined back to back: what one side's program writes, the other's reads. */
-static void *relay_main(void *arg)
-{
-	struct relay *r = arg;
-	char buf[512];
-	while (!r->stop) {
-		struct pollfd p[2] = { { r->a, POLLIN, 0 }, { r->b, POLLIN, 0 } };
-		if (poll(p, 2, 50) <= 0)
-			continue;
-		for (int i = 0; i < 2; i++) {
-			if (!(p[i].revents & POLLIN))
-				continue;
-			ssize_t n = read(p[i].fd, buf, sizeof(buf));
-			if (n > 0 && write(i == 0 ? r->b : r->a, buf, (size_t)n) != n)
-				break;
-		}
-	}
-	return NULL;
-}
-
-static void raw_master(int fd)
-{
-	struct termios t;
-	tcgetattr(fd, &t);
-	cfmakeraw(&t);
-	tcsetattr(fd, TCSANOW, &t);
-}
-
-static int rtu_fds[4];
+static struct h_line rtu_line; /* the simulator on name[0], the driver on name[1] */
 
 /* Three units on one line (the simulator on one pty, the driver on the other), 1 s each. No
  * gap_ms: under the fake clock a gap would only pass when the test moves time on. */
 static int rtu_setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
-	char na[128], nb[128];
-	assert_int_equal(openpty(&rtu_fds[0], &rtu_fds[1], na, NULL, NULL), 0);
-	assert_int_equal(openpty(&rtu_fds[2], &rtu_fds[3], nb, NULL, NULL), 0);
-	raw_master(rtu_fds[0]);
-	raw_master(rtu_fds[2]);
-	rtu_relay = (struct relay){ rtu_fds[0], rtu_fds[2], false };
-	assert_int_equal(pthread_create(&rtu_relay_th, NULL, relay_main, &rtu_relay), 0);
+	assert_int_equal(h_line_open(&rtu_line), 0);
+	const char *na = rtu_line.name[0], *nb = rtu_line.name[1];
 	f->dir = h_mkdtemp("test_modbus_loop_rtu");
 	char *token = h_path(f->dir, "token");
 	h_write_file(token, "t\n", (size_t)-1, 0600);
@@ -383,10 +343,7 @@ static int rtu_setup(void **state)
 static int rtu_teardown(void **state)
 {
 	int r = teardown(state);
-	rtu_relay.stop = true;
-	pthread_join(rtu_relay_th, NULL);
-	for (int i = 0; i < 4; i++)
-		close(rtu_fds[i]);
+	h_line_close(&rtu_line);
 	return r;
 }
 
