@@ -21,38 +21,11 @@
 #include "stmt.h"
 #include "chain.h"
 #include "harness.h"
+
+#define TEST_NAME "test_buffer"
+#define SEAL_PAD "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+#include "test_buffer_env.h"
 #include "log.h"
-
-static char *tmp;
-
-static int setup(void **state)
-{
-	(void)state;
-	tmp = h_mkdtemp("test_buffer");
-	return tmp ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	h_rmtree(tmp);
-	free(tmp);
-	return 0;
-}
-
-static void seal_some(struct buffer *b, int n)
-{
-	assert_int_equal(buffer_begin(b), 0);
-	for (int i = 0; i < n; i++) {
-		cJSON *o = cJSON_CreateObject();
-		cJSON_AddStringToObject(o, "kind", "event");
-		cJSON_AddNumberToObject(o, "i", i);
-		cJSON_AddStringToObject(o, "pad", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
-		assert_true(chain_seal(b, o, NULL) > 0);
-		cJSON_Delete(o);
-	}
-	assert_int_equal(buffer_commit(b), 0);
-}
 
 static char *pragma_text(const char *path, const char *sql)
 {

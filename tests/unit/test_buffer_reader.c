@@ -19,43 +19,12 @@
 #include "buffer.h"
 #include "chain.h"
 #include "harness.h"
+
+#define TEST_NAME "test_buffer_reader"
+#include "test_buffer_env.h"
 #include "periods.h"
 
 #define DEADLINE_S 10
-
-static char *tmp;
-
-static int setup(void **state)
-{
-	(void)state;
-	tmp = h_mkdtemp("test_buffer_reader");
-	return tmp ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	h_rmtree(tmp);
-	free(tmp);
-	return 0;
-}
-
-static void seal_one(struct buffer *b, int i)
-{
-	cJSON *o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "kind", "event");
-	cJSON_AddNumberToObject(o, "i", i);
-	assert_true(chain_seal(b, o, NULL) > 0);
-	cJSON_Delete(o);
-}
-
-static void seal_some(struct buffer *b, int n)
-{
-	assert_int_equal(buffer_begin(b), 0);
-	for (int i = 0; i < n; i++)
-		seal_one(b, i);
-	assert_int_equal(buffer_commit(b), 0);
-}
 
 static int count_cb(const struct stored_record *r, void *arg)
 {

@@ -22,39 +22,12 @@
 #include "buffer.h"
 #include "chain.h"
 #include "harness.h"
+
+#define TEST_NAME "test_store_stmt"
+#include "test_buffer_env.h"
 #include "stmt.h"
 
 #define DEADLINE_MS 10000
-
-static char *tmp;
-
-static int setup(void **state)
-{
-	(void)state;
-	tmp = h_mkdtemp("test_store_stmt");
-	return tmp ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	h_rmtree(tmp);
-	free(tmp);
-	return 0;
-}
-
-static void seal_some(struct buffer *b, int n)
-{
-	assert_int_equal(buffer_begin(b), 0);
-	for (int i = 0; i < n; i++) {
-		cJSON *o = cJSON_CreateObject();
-		cJSON_AddStringToObject(o, "kind", "event");
-		cJSON_AddNumberToObject(o, "i", i);
-		assert_true(chain_seal(b, o, NULL) > 0);
-		cJSON_Delete(o);
-	}
-	assert_int_equal(buffer_commit(b), 0);
-}
 
 /* A table of the test's own, as a module would keep one. */
 static void make_table(struct buffer *b)
