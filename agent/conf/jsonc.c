@@ -367,21 +367,6 @@ static bool expect(struct walk *w, char c)
 	return true;
 }
 
-static int hex4(const char *s)
-{
-	int v = 0;
-	for (int k = 0; k < 4; k++) {
-		char c = s[k];
-		int x = c >= '0' && c <= '9' ? c - '0' :
-			c >= 'a' && c <= 'f' ? c - 'a' + 10 :
-			c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-		if (x < 0)
-			return -1;
-		v = v << 4 | x;
-	}
-	return v;
-}
-
 /* Skips a string. cJSON reads a bad \u escape as U+0000 and cuts the string at a \u0000,
  * so both are reported here instead of silently shortening a value. */
 static bool skip_string(struct walk *w)
@@ -397,7 +382,7 @@ static bool skip_string(struct walk *w)
 		if (t[i] != '\\')
 			continue;
 		if (t[i + 1] == 'u') {
-			int v = i + 6 <= w->d->len ? hex4(t + i + 2) : -1;
+			int v = i + 6 <= w->d->len ? jsonc_hex4(t + i + 2) : -1;
 			if (v <= 0)
 				problem(w->d, i, "%s%s%s", w->path, w->plen ? ": " : "",
 					v < 0 ? "invalid \\u escape" : "\\u0000 is not allowed in a string");

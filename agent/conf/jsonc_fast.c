@@ -76,7 +76,7 @@ static void skip_ws(struct fast *f)
 		f->i++;
 }
 
-static int hex4(const char *s)
+int jsonc_hex4(const char *s)
 {
 	int v = 0;
 	for (int k = 0; k < 4; k++) {
@@ -96,7 +96,7 @@ static uint32_t escape_u(const char *s, const char *end, size_t *used)
 {
 	if (end - s < 6)
 		return 0;
-	int a = hex4(s + 2);
+	int a = jsonc_hex4(s + 2);
 	if (a <= 0 || (a >= 0xDC00 && a <= 0xDFFF))
 		return 0;
 	if (a < 0xD800 || a > 0xDBFF) {
@@ -105,7 +105,7 @@ static uint32_t escape_u(const char *s, const char *end, size_t *used)
 	}
 	if (end - s < 12 || s[6] != '\\' || s[7] != 'u')
 		return 0;
-	int b = hex4(s + 8);
+	int b = jsonc_hex4(s + 8);
 	if (b < 0xDC00 || b > 0xDFFF)
 		return 0;
 	*used = 12;

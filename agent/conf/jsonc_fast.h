@@ -21,4 +21,8 @@ void jsonc_arena_free(struct jsonc_arena *a);
  * it has to run at once. */
 int jsonc_has_duplicates(const cJSON *root);
 
+/* The value of four hex digits (a \u escape's), or -1 when one is not a hex digit. Shared with
+ * jsonc.c's walk. */
+int jsonc_hex4(const char *s);
+
 #endif
