@@ -707,9 +707,15 @@ static void test_example_config(void **state)
 	assert_int_equal(cfg->agent.user_ids, USER_IDS_HMAC);
 	assert_true(cfg->platform.present && cfg->nrii.present);
 	assert_int_equal(cfg->n_buses, 2);
-	assert_int_equal(cfg->n_instruments, 3);
+	assert_int_equal(cfg->n_instruments, 4);
 	assert_true(cfg->instruments[1].modbus.in_use.has_above);
 	assert_int_equal(cfg->instruments[2].logs[1].format, LOG_FMT_EVENTS);
+	/* the metered one: the profile's points, in use from power */
+	const struct modbus_cfg *m = &cfg->instruments[3].modbus;
+	assert_string_equal(m->profile, "chint-ddsu666");
+	assert_true(m->power.present && m->energy.present && m->voltage.present && m->frequency.present);
+	assert_true(m->hyst.present && !m->in_use.present);
+	assert_true(m->hyst.above_w == 150 && m->hyst.below_w == 60);
 	config_free(cfg);
 	free(text);
 	free(prefix);
