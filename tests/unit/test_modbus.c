@@ -135,7 +135,6 @@ static void test_exception_and_unserved_unit(void **state)
 	mb_bus_free(bus);
 }
 
-static int64_t unit_requests(struct fx *f, int endpoint, int unit);
 
 /* Two counters of one unit, same table, same width, apart: their requests differ only in the
  * address, so a stale reply to one fits the other exactly. */
@@ -291,21 +290,6 @@ static void test_gateway_reboot_reconnects(void **state)
 	sim_cmd(f, "drop 1");
 	h0 = run_hours(f, "D");
 	tick_hours(f, "D", h0 + 2 / 3600.0, 30);
-}
-
-static int64_t unit_requests(struct fx *f, int endpoint, int unit)
-{
-	char *stats = h_request(f->sim, "stats", 5000);
-	cJSON *s = stats ? cJSON_Parse(stats) : NULL;
-	free(stats);
-	char e[8], u[8];
-	snprintf(e, sizeof(e), "%d", endpoint);
-	snprintf(u, sizeof(u), "%d", unit);
-	const cJSON *n = cJSON_GetObjectItem(
-		cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(s, "endpoints"), e), "units"), u);
-	int64_t v = cJSON_IsNumber(n) ? (int64_t)n->valuedouble : 0;
-	cJSON_Delete(s);
-	return v;
 }
 
 struct req_wait {

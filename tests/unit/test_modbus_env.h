@@ -85,6 +85,34 @@ MB_FIX void start_sim(struct fx *f)
 	"      \"run_counter\": { \"table\": \"input\", \"address\": 0, \"type\": \"i32\", \"scale\": 0.000277777777777778 } } }" \
 	"  ] }"
 
+/* The lab's config from text (freed here), its buffer and core: what every setup ends with. */
+MB_FIX void open_lab(struct fx *f, char *text)
+{
+	struct config_errors errs = { 0 };
+	if (config_parse("t.json", text, strlen(text), &f->cfg, &errs) != 0)
+		fail_msg("config: %s", errs.n ? errs.msg[0] : "?");
+	free(text);
+	timeutil_set_zone("Asia/Shanghai");
+	assert_int_equal(buffer_open(f->cfg->agent.state_dir, 0, &f->buf, NULL), 0);
+	f->core = core_new(f->cfg, f->buf);
+}
+
+/* Requests the simulator's endpoint served to unit (its `stats`). */
+MB_FIX int64_t unit_requests(struct fx *f, int endpoint, int unit)
+{
+	char *stats = h_request(f->sim, "stats", 5000);
+	cJSON *s = stats ? cJSON_Parse(stats) : NULL;
+	free(stats);
+	char e[8], u[8];
+	snprintf(e, sizeof(e), "%d", endpoint);
+	snprintf(u, sizeof(u), "%d", unit);
+	const cJSON *n = cJSON_GetObjectItem(
+		cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(s, "endpoints"), e), "units"), u);
+	int64_t v = cJSON_IsNumber(n) ? (int64_t)n->valuedouble : 0;
+	cJSON_Delete(s);
+	return v;
+}
+
 MB_FIX int setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
@@ -93,14 +121,7 @@ MB_FIX int setup(void **state)
 	h_write_file(token, "t\n", (size_t)-1, 0600);
 	free(token);
 	start_sim(f);
-	char *text = h_strdupf(INST_FMT, f->dir, f->dir, f->port[0], f->port[1]);
-	struct config_errors errs = { 0 };
-	if (config_parse("t.json", text, strlen(text), &f->cfg, &errs) != 0)
-		fail_msg("config: %s", errs.n ? errs.msg[0] : "?");
-	free(text);
-	timeutil_set_zone("Asia/Shanghai");
-	assert_int_equal(buffer_open(f->cfg->agent.state_dir, 0, &f->buf, NULL), 0);
-	f->core = core_new(f->cfg, f->buf);
+	open_lab(f, h_strdupf(INST_FMT, f->dir, f->dir, f->port[0], f->port[1]));
 	*state = f;
 	return 0;
 }

@@ -38,21 +38,6 @@
 #include "timeutil.h"
 #include "test_modbus_env.h"
 
-static int64_t unit_requests(struct fx *f, int endpoint, int unit)
-{
-	char *stats = h_request(f->sim, "stats", 5000);
-	cJSON *s = stats ? cJSON_Parse(stats) : NULL;
-	free(stats);
-	char e[8], u[8];
-	snprintf(e, sizeof(e), "%d", endpoint);
-	snprintf(u, sizeof(u), "%d", unit);
-	const cJSON *n = cJSON_GetObjectItem(
-		cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(s, "endpoints"), e), "units"), u);
-	int64_t v = cJSON_IsNumber(n) ? (int64_t)n->valuedouble : 0;
-	cJSON_Delete(s);
-	return v;
-}
-
 static struct modbus_status inst_status(struct fx *f, const char *id)
 {
 	struct status *st = status_new(f->cfg);
@@ -329,13 +314,7 @@ static int rtu_setup(void **state)
 		"      \"run_counter\": { \"table\": \"input\", \"address\": 0, \"type\": \"u32\", \"scale\": 0.000277777777777778 } } }"
 		"  ] }",
 		f->dir, f->dir, nb);
-	struct config_errors errs = { 0 };
-	if (config_parse("t.json", text, strlen(text), &f->cfg, &errs) != 0)
-		fail_msg("config: %s", errs.n ? errs.msg[0] : "?");
-	free(text);
-	timeutil_set_zone("Asia/Shanghai");
-	assert_int_equal(buffer_open(f->cfg->agent.state_dir, 0, &f->buf, NULL), 0);
-	f->core = core_new(f->cfg, f->buf);
+	open_lab(f, text);
 	*state = f;
 	return 0;
 }
