@@ -85,6 +85,7 @@ struct modbus_driver {
 	pthread_t loop;
 	bool loop_started;
 	_Atomic int64_t loop_wake_by; /* monotonic ms by which the loop means to go round again */
+	int64_t gather_ms;           /* how early a poll may start: a few polls' worth of time */
 	/* readings on their way to the core */
 	pthread_t flusher;
 	bool flusher_started;

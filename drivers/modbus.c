@@ -24,7 +24,7 @@
 #define TCP_BACKOFF_INTERVALS 2
 #define RTU_BACKOFF_MAX_MS (20 * 1000)
 /* Readings reach the core in one transaction per batch: a batch closes FLUSH_EVERY_MS after its
- * first reading or at FLUSH_BATCH readings, whichever comes first (~4 a second at 1,000 polls a
+ * first reading or at FLUSH_BATCH readings, whichever comes first (~1 a second at 1,000 polls a
  * second: each is a commit). Where readings are few (under FLUSH_FEW_PER_S in the last batch)
  * a batch gathers for FLUSH_SLOW_MS instead: an idle lab commits every 5 s, not every second.
  * No figure moves: counters are cumulative, and what a crash loses of the batch is counted by
@@ -32,7 +32,7 @@
 #define FLUSH_EVERY_MS 1000
 #define FLUSH_SLOW_MS 5000
 #define FLUSH_FEW_PER_S 64
-#define FLUSH_BATCH 256
+#define FLUSH_BATCH 1024
 #define QUEUE_MAX 65536
 
 int64_t mb_lane_next(const struct lane *l)

@@ -38,6 +38,11 @@ void clock_set(const struct clock_ops *ops)
 	clk = ops ? ops : &sys_clock;
 }
 
+bool clock_is_system(void)
+{
+	return clk == &sys_clock;
+}
+
 #ifdef LABSHARE_TEST_CLOCK
 static int64_t wall_offset_us;
 static pthread_once_t offset_once = PTHREAD_ONCE_INIT;

@@ -3,6 +3,7 @@
 #define LABSHARE_CLOCK_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 struct clock_ops {
@@ -13,6 +14,10 @@ struct clock_ops {
 
 /* Install a clock (tests); NULL restores the system clock. Not thread-safe: call before threads start. */
 void clock_set(const struct clock_ops *ops);
+
+/* True unless a test installed a clock: a wait may then be the kernel's own time-out (an
+ * epoll_wait), which a fake clock could not end. */
+bool clock_is_system(void);
 
 int64_t clock_wall_us(void);
 int64_t clock_wall(void);      /* seconds since the epoch */

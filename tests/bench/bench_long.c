@@ -77,7 +77,7 @@ int main(void)
 		}
 		bool cok = cd && h_wait(cd, 0) < 0 && bench_proc_read(cd->pid, &c) == 0;
 		double sched = NAN;
-		if (snap_next(status, bench_wall() - 0.001, &s, 5) == 0 && s.polls > s0.polls)
+		if (snap_next(status, bench_wall() - 0.001, &s, 15) == 0 && s.polls > s0.polls)
 			sched = 100.0 * ((s.polls - s0.polls) - (s.late - s0.late)) /
 				((double)INSTRUMENTS * (s.mtime - s0.mtime) / INTERVAL_S);
 		s0 = s;

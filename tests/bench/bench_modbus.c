@@ -154,7 +154,7 @@ static void run_agent(const struct conf *c, bool outage, struct result *res)
 	double warm_s = 60 + 3 * (double)c->interval;
 	double deadline = bench_mono() + warm_s, seen = 0;
 	do {
-		if (snap_next(status, seen, &s0, 10) < 0)
+		if (snap_next(status, seen, &s0, 15) < 0)
 			break;
 		seen = s0.mtime;
 	} while (s0.polled2 < l.n_inst && bench_mono() < deadline);
@@ -163,7 +163,7 @@ static void run_agent(const struct conf *c, bool outage, struct result *res)
 			c->label, s0.polled2, l.n_inst, warm_s, log);
 		goto stop;
 	}
-	snap_next(status, s0.mtime, &s0, 5);
+	snap_next(status, s0.mtime, &s0, 15);
 	struct bench_proc p0, p1;
 	bench_proc_read(agent->pid, &p0);
 	lab_requests(&l, true);
@@ -172,16 +172,16 @@ static void run_agent(const struct conf *c, bool outage, struct result *res)
 	if (outage) {
 		agent_seqs(cfg, &last0, &acked0);
 		bench_sleep_until(w0 + (double)(c->seconds - outage_s) / 2);
-		snap_next(status, bench_wall() - 0.001, &sa, 5);
+		snap_next(status, bench_wall() - 0.001, &sa, 15);
 		agent_seqs(cfg, &last_a, &acked_a);
 		bench_platform_stop(&pf);
 		bench_sleep_until(w0 + (double)(c->seconds + outage_s) / 2);
 		if (bench_platform_start(&pf) < 0)
 			goto stop;
-		snap_next(status, bench_wall() - 0.001, &sb, 5);
+		snap_next(status, bench_wall() - 0.001, &sb, 15);
 	}
 	bench_sleep_until(w0 + (double)c->seconds);
-	snap_next(status, bench_wall() - 0.001, &s1, 5);
+	snap_next(status, bench_wall() - 0.001, &s1, 15);
 	bench_proc_read(agent->pid, &p1);
 	res->requests = lab_requests(&l, false);
 	res->done = true;

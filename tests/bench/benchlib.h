@@ -140,7 +140,7 @@ void rx_stop(struct receiver *rx);
 char *agent_config(const char *dir, const char *agent_id, const struct lab *l,
 				 const struct bench_platform *pf, int interval_s, int upload_interval_s);
 
-/* The daemon's live view ({state_dir}/status.json, written once a second), summed. */
+/* The daemon's live view ({state_dir}/status.json, written every 2 s, every n ÷ 500 s at more than 1,000 instruments), summed. */
 struct snap {
 	double mtime, polls, late;
 	int n, polled2, ok;
