@@ -15,14 +15,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #define WAL_CHECKPOINT_PAGES 4000
-#define CHECK_NICE 19               /* the deferred check's thread: background work */
 
 /* "ok" from quick_check, or an open/read error of the kind a damaged file gives. */
 static int check_integrity(sqlite3 *db, char *why, size_t whylen)
@@ -132,10 +129,8 @@ int buffer__open_db(struct buffer *b, char *why, size_t whylen)
 struct buffer_check {
 	pthread_t thread;
 	bool joinable;              /* false: checked on the caller's thread (no thread to be had) */
-	bool on_thread;             /* set before the thread starts: it may lower its own priority */
 	char *path;
 	atomic_int state;           /* 1 running, 0 passed, else a negative errno */
-	int rc;                     /* SQLite's code, when done */
 	char why[512];
 	bool applied;               /* the writer was told the outcome (checkpoints, or none at close) */
 };
@@ -144,10 +139,6 @@ static void *check_main(void *arg)
 {
 	struct buffer_check *c = arg;
 	sqlite3 *db = NULL;
-	/* Background work: the reads, the gzip and the platform's side go first on a busy machine
-	 * (on Linux a thread has a nice value of its own). */
-	if (c->on_thread)
-		setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), CHECK_NICE);
 	int rc = sqlite3_open_v2(c->path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc == SQLITE_OK) {
 		sqlite3_extended_result_codes(db, 0);
@@ -157,7 +148,6 @@ static void *check_main(void *arg)
 		snprintf(c->why, sizeof(c->why), "%s", db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
 	}
 	sqlite3_close_v2(db);
-	c->rc = rc;
 	atomic_store_explicit(&c->state, rc == SQLITE_OK ? 0 : buffer__errno(rc), memory_order_release);
 	return NULL;
 }
@@ -172,12 +162,9 @@ int buffer_check_start(struct buffer *b)
 		return -ENOMEM;
 	}
 	atomic_init(&c->state, 1);
-	c->on_thread = true;
 	c->joinable = pthread_create(&c->thread, NULL, check_main, c) == 0;
-	if (!c->joinable) {
-		c->on_thread = false;
+	if (!c->joinable)
 		check_main(c); /* no thread: checked here, as at an ordinary open */
-	}
 	b->check = c;
 	return 0;
 }
