@@ -234,11 +234,18 @@ static void on_ack(struct feed *f, const cJSON *reply, int64_t acked, int64_t la
 		return;
 	}
 	/* N may be past what this batch carried (an earlier reply was lost); it only has to
-	 * be a record of ours, with our hash. */
+	 * be a record of ours, with our hash. Mostly it is the batch's last, whose hash the body
+	 * was read with: no read of the buffer between the reply and the next batch then. */
 	char ours[HASH_HEX_LEN + 1];
-	struct chain_head head;
-	buffer_head(f->buf, &head);
-	if (n > head.seq || buffer_hash_of(f->buf, n, ours) < 0 || strcmp(ours, hash) != 0) {
+	bool mismatch;
+	if (n == last && f->cur.last == last && f->cur.last_hash[0]) {
+		mismatch = strcmp(f->cur.last_hash, hash) != 0;
+	} else {
+		struct chain_head head;
+		buffer_head(f->buf, &head);
+		mismatch = n > head.seq || buffer_hash_of(f->buf, n, ours) < 0 || strcmp(ours, hash) != 0;
+	}
+	if (mismatch) {
 		o->result = SINK_ALARM;
 		snprintf(o->alarm, sizeof(o->alarm),
 			 "integrity alarm: the platform acknowledged seq %" PRId64 " with hash %.64s, which is not "
@@ -315,19 +322,35 @@ static enum sink_result feed_step(void *state, int64_t now, bool force)
 	struct feed *f = state;
 	struct sink_state st;
 	struct outcome o = { .result = SINK_RETRY, .acked = -1 };
-	if (buffer_sink_get(f->buf, SINK_NAME, &st) < 0)
+	/* The sink's row, the head and the previous hash in one snapshot: one read transaction
+	 * per batch, not one per question. */
+	bool snap = buffer_read_begin(f->buf) == 0;
+	if (buffer_sink_get(f->buf, SINK_NAME, &st) < 0) {
+		if (snap)
+			buffer_read_end(f->buf);
 		return SINK_RETRY;
+	}
 	int64_t acked = st.acked_seq, next_attempt = st.next_attempt;
 	bool alarm = st.alarm != NULL;
 	buffer_sink_clear(&st);
 	if (f->mem_acked > acked)
 		acked = f->mem_acked;
+	struct chain_head head = { 0 };
+	if (!alarm && (force || now >= next_attempt))
+		buffer_head(f->buf, &head);
+	/* The batch acknowledged last ended at acked: its last hash is the next one's prev. */
+	char prev[HASH_HEX_LEN + 1];
+	int have_prev = 0;
+	if (acked < head.seq && acked == f->cur.last && f->cur.last_hash[0])
+		memcpy(prev, f->cur.last_hash, sizeof(prev));
+	else if (acked < head.seq)
+		have_prev = buffer_hash_of(f->buf, acked, prev);
+	if (snap)
+		buffer_read_end(f->buf);
 	if (alarm)
 		return SINK_ALARM;
 	if (!force && now < next_attempt)
 		return SINK_RETRY;
-	struct chain_head head;
-	buffer_head(f->buf, &head);
 	if (acked >= head.seq) {
 		save_pending(f, now);
 		return SINK_IDLE;
@@ -335,8 +358,7 @@ static enum sink_result feed_step(void *state, int64_t now, bool force)
 
 	int64_t first = acked + 1;
 	int64_t last = head.seq < acked + f->batch ? head.seq : acked + f->batch;
-	char prev[HASH_HEX_LEN + 1];
-	if (buffer_hash_of(f->buf, acked, prev) < 0) {
+	if (have_prev < 0) {
 		o.result = SINK_ALARM;
 		snprintf(o.alarm, sizeof(o.alarm),
 			 "integrity alarm: record %" PRId64 " is missing from the buffer, the feed can't continue",

@@ -107,8 +107,10 @@ int feed_body_build(struct feed_body *fb, const struct config *cfg, struct buffe
 		if (r == 0 && c.err == 0 && c.next != last + 1)
 			c.err = -EBADMSG;
 	}
-	if (r < 0 || c.err < 0)
+	if (r < 0 || c.err < 0) {
+		fb->last_hash[0] = '\0'; /* only a whole batch says what last's hash is (feed.c) */
 		return r < 0 ? r : c.err;
+	}
 	fb->gzipped = fb->body.len > GZIP_OVER && gzip_body(fb) == 0;
 	return 0;
 }

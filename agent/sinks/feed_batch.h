@@ -21,7 +21,7 @@ struct config;
 struct feed_body {
 	int64_t first, last;
 	char prev[HASH_HEX_LEN + 1];      /* hash of first - 1, as in the header */
-	char last_hash[HASH_HEX_LEN + 1]; /* hash of last: the next batch's prev */
+	char last_hash[HASH_HEX_LEN + 1]; /* hash of last: the next batch's prev; "" unless whole */
 	struct dbuf body, gz;
 	bool gzipped;                     /* gz holds the payload (body over 4 KiB) */
 	z_stream z;                       /* kept and reset: a deflate state per batch is 256 KiB */

@@ -341,10 +341,21 @@ int uploader_flush(const struct config *cfg, struct buffer *b, FILE *out)
 		int sink_code = -1;
 		int64_t waited = 0;
 		while (sink_code < 0) {
+			/* `flush` checks the file beside its first batches (flushcmd.c): none goes out
+			 * once that failed, and a step that did not go through hears its verdict first
+			 * (a damaged page may be why). */
+			if (buffer_check_poll(b) < 0) {
+				sink_code = EX_IOERR;
+				break;
+			}
 			enum sink_result r = ops->step(state, clock_wall(), force);
 			force = false;
 			if (r == SINK_PROGRESS)
 				continue;
+			if (r != SINK_IDLE && buffer_check_wait(b) < 0) {
+				sink_code = EX_IOERR;
+				break;
+			}
 			struct sink_state st;
 			buffer_sink_get(b, ops->name, &st);
 			if (r == SINK_IDLE) {

@@ -181,6 +181,7 @@ int buffer_open(const char *state_dir, int flags, struct buffer **out, char **mo
 	pthread_mutexattr_destroy(&attr);
 	pthread_mutex_init(&b->rmu, NULL);
 	b->readonly = flags & BUFFER_READONLY;
+	b->check_later = !b->readonly && (flags & BUFFER_CHECK_LATER);
 	if (asprintf(&b->path, "%s/%s", state_dir, BUFFER_FILE) < 0) {
 		b->path = NULL;
 		r = -ENOMEM;

@@ -18,6 +18,7 @@ struct buffer;
 
 enum buffer_open_flags {
 	BUFFER_READONLY = 1 << 0,   /* status, verify, report: never create or repair */
+	BUFFER_CHECK_LATER = 1 << 1, /* `flush`: quick_check beside the first reads (buffer_check_*) */
 };
 
 /* Opens {state_dir}/buffer.db (creating state_dir and the file unless READONLY), runs
@@ -29,6 +30,20 @@ enum buffer_open_flags {
 int buffer_open(const char *state_dir, int flags, struct buffer **out, char **moved_aside);
 void buffer_close(struct buffer *b);
 const char *buffer_path(const struct buffer *b);
+
+/* BUFFER_CHECK_LATER (a writer; issue #15): buffer_open leaves quick_check out, and
+ * buffer_check_start runs it on a read-only connection of its own, on a thread, while the
+ * caller reads and sends. Until it has passed nothing reaches the main file: the writer does
+ * not checkpoint, so what it commits meanwhile stays in the WAL, and after a failure it is
+ * closed without a checkpoint, so the next buffer_open moves the file aside as it was found.
+ * Called on the thread that opened b; buffer_check_wait before buffer_close. Without the flag
+ * these say 0 (checked at open). */
+int buffer_check_start(struct buffer *b);
+/* 1 while the check runs, 0 when it passed (or none is deferred), a negative errno when it
+ * failed (-EBADMSG: the file is damaged). Never waits. */
+int buffer_check_poll(struct buffer *b);
+/* Waits for the check (logs a failure, once): 0 or a negative errno; the same again after. */
+int buffer_check_wait(struct buffer *b);
 
 /* Write transactions (BEGIN IMMEDIATE … COMMIT) under the buffer's mutex, so sealing and
  * the cursors that go with it commit together or not at all. buffer_begin on a thread inside

@@ -1,5 +1,5 @@
-/* buffer_file.c — the buffer's file on disk: opening it (pragmas, quick_check), moving a
- * damaged one aside, and a
+/* buffer_file.c — the buffer's file on disk: opening it (pragmas, quick_check, or for `flush`
+ * quick_check on a thread beside its first reads), moving a damaged one aside, and a
  * file deleted or replaced under a running daemon written back from the open database
  * (SPEC §5) so that nothing sealed is lost. */
 #include "buffer.h"
@@ -10,12 +10,16 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#define WAL_CHECKPOINT_PAGES 4000
 
 /* "ok" from quick_check, or an open/read error of the kind a damaged file gives. */
 static int check_integrity(sqlite3 *db, char *why, size_t whylen)
@@ -98,15 +102,122 @@ int buffer__open_db(struct buffer *b, char *why, size_t whylen)
 			return rc;
 		}
 	}
-	/* Checkpoints every ~16 MB of log rather than 4 MB: fewer stalls while sealing fast. */
-	sqlite3_exec(b->db, "PRAGMA wal_autocheckpoint = 4000", NULL, NULL, NULL);
+	/* Checkpoints every ~16 MB of log rather than 4 MB: fewer stalls while sealing fast. None
+	 * while a deferred check has not passed (buffer_check_start). */
+	bool defer = b->check_later && !b->readonly;
+	sqlite3_wal_autocheckpoint(b->db, defer ? 0 : WAL_CHECKPOINT_PAGES);
 	sqlite3_exec(b->db, "PRAGMA journal_size_limit = 16777216", NULL, NULL, NULL);
 	rc = sqlite3_exec(b->db, "PRAGMA synchronous = FULL", NULL, NULL, NULL);
 	if (rc != SQLITE_OK) {
 		snprintf(why, whylen, "%s", sqlite3_errmsg(b->db));
 		return rc;
 	}
-	return check_integrity(b->db, why, whylen);
+	if (defer) {
+		b->check_later = false; /* once: a file reopened later is checked at once */
+		b->check_due = true;
+		return SQLITE_OK;
+	}
+	rc = check_integrity(b->db, why, whylen);
+	/* A damaged file is moved aside as it is, its WAL beside it: never checkpointed into it. */
+	if (rc != SQLITE_OK)
+		sqlite3_db_config(b->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+	return rc;
+}
+
+/* ---- quick_check beside the first reads (BUFFER_CHECK_LATER, `flush`) ----------------------- */
+
+struct buffer_check {
+	pthread_t thread;
+	bool joinable;              /* false: checked on the caller's thread (no thread to be had) */
+	char *path;
+	atomic_int state;           /* 1 running, 0 passed, else a negative errno */
+	char why[512];
+	bool applied;               /* the writer was told the outcome (checkpoints, or none at close) */
+};
+
+static void *check_main(void *arg)
+{
+	struct buffer_check *c = arg;
+	sqlite3 *db = NULL;
+	int rc = sqlite3_open_v2(c->path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_extended_result_codes(db, 0);
+		sqlite3_busy_timeout(db, 10000);
+		rc = check_integrity(db, c->why, sizeof(c->why));
+	} else {
+		snprintf(c->why, sizeof(c->why), "%s", db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+	}
+	sqlite3_close_v2(db);
+	atomic_store_explicit(&c->state, rc == SQLITE_OK ? 0 : buffer__errno(rc), memory_order_release);
+	return NULL;
+}
+
+int buffer_check_start(struct buffer *b)
+{
+	if (!b->check_due || b->check)
+		return 0;
+	struct buffer_check *c = calloc(1, sizeof(*c));
+	if (!c || !(c->path = strdup(b->path))) {
+		free(c);
+		return -ENOMEM;
+	}
+	atomic_init(&c->state, 1);
+	c->joinable = pthread_create(&c->thread, NULL, check_main, c) == 0;
+	if (!c->joinable)
+		check_main(c); /* no thread: checked here, as at an ordinary open */
+	b->check = c;
+	return 0;
+}
+
+/* The writer learns the outcome once: checkpoints again after a pass; after a failure it is
+ * closed without one, so the damaged file and its WAL move aside as they are. */
+static void check_apply(struct buffer *b, struct buffer_check *c, int state)
+{
+	if (c->applied || state > 0)
+		return;
+	bool held = buffer__held(b);
+	if (!held)
+		buffer__lock(b);
+	if (state == 0)
+		sqlite3_wal_autocheckpoint(b->db, WAL_CHECKPOINT_PAGES);
+	else
+		sqlite3_db_config(b->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+	if (!held)
+		buffer__unlock(b);
+	c->applied = true;
+}
+
+int buffer_check_poll(struct buffer *b)
+{
+	struct buffer_check *c = b->check;
+	if (!c)
+		return b->check_due ? 1 : b->check_result;
+	int state = atomic_load_explicit(&c->state, memory_order_acquire);
+	check_apply(b, c, state);
+	return state;
+}
+
+int buffer_check_wait(struct buffer *b)
+{
+	if (!b->check_due)
+		return b->check_result;
+	int e = b->check ? 0 : buffer_check_start(b);
+	struct buffer_check *c = b->check;
+	if (e < 0 || !c)
+		return e < 0 ? e : -ENOMEM;
+	if (c->joinable)
+		pthread_join(c->thread, NULL);
+	int state = atomic_load_explicit(&c->state, memory_order_acquire);
+	check_apply(b, c, state);
+	if (state < 0)
+		log_errx("buffer: \"%s\" failed its check (%s) while it was being uploaded: no more is sent "
+			 "from it", b->path, c->why);
+	b->check_result = state;
+	b->check = NULL;
+	b->check_due = false;
+	free(c->path);
+	free(c);
+	return state;
 }
 
 static int fsync_path(const char *path, int flags)

@@ -54,10 +54,18 @@ struct buffer_undo {
 	void *arg;
 };
 
+struct buffer_check;
+
 struct buffer {
 	sqlite3 *db;
 	char *path;
 	bool readonly;
+	/* BUFFER_CHECK_LATER (buffer_file.c): the first open leaves quick_check out (check_due)
+	 * and no checkpoint is made until it has passed on its thread (check); its outcome is
+	 * kept once waited for (check_result: 0 or a negative errno). */
+	bool check_later, check_due;
+	struct buffer_check *check;
+	int check_result;
 	bool in_txn;                 /* between buffer_begin and commit/rollback (the holder's) */
 	/* Inside a write transaction nobody else can seal, so the head is kept here instead
 	 * of being asked for at every seal; sealed_seq is written once, at commit. */
