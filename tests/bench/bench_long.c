@@ -49,8 +49,15 @@ int main(void)
 		goto out;
 	}
 	cfg = agent_config(dir, "bench-long", &l, &pf, INTERVAL_S, 10);
-	char *argv[] = { strdup(h_build_path("labshare-agent")), (char *)"-c", cfg, (char *)"run", NULL };
-	agent = h_spawn(argv, NULL, false, false, log);
+	/* The agent's clock shifted so that its first 15-minute slot closes 30 s in: minute 1 has
+	 * then seen one of each kind of work (slots sealed, records uploaded), and what follows is
+	 * the same work again (the next closes at 15.5 and 30.5 min). */
+	long now = (long)bench_wall();
+	char env_offset[64];
+	snprintf(env_offset, sizeof(env_offset), "LABSHARE_CLOCK_OFFSET_S=%ld", (900 - (now + 30) % 900) % 900);
+	char *env[] = { env_offset, NULL };
+	char *argv[] = { strdup(h_build_path("bench/labshare-agent-testclock")), (char *)"-c", cfg, (char *)"run", NULL };
+	agent = h_spawn(argv, env, false, false, log);
 	free(argv[0]);
 	char why[256];
 	const char *bin = collectd_check(why, sizeof(why));
