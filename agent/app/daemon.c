@@ -19,6 +19,8 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <malloc.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -93,9 +95,9 @@ struct daemon {
 	struct repeat tick_err, snap_err, file_err;
 	int64_t metrics_at, snapshot_at; /* monotonic ms of the last run; 0: run at the next tick */
 	int tick_r;                      /* the last metrics step's result */
-	struct view_copy {               /* what was last written of status.json, metrics.prom */
-		char *text;
-		size_t len;
+	struct view_copy {               /* what was last written of status.json, metrics.prom: */
+		unsigned char md[SHA256_DIGEST_LENGTH]; /* its digest, not a copy (~0.5 MB */
+		size_t len;                             /* at 1,000 instruments); len 0: none */
 		int64_t at;              /* monotonic ms of the write or touch */
 	} views[2];
 };
@@ -207,13 +209,15 @@ static void stop_drivers(struct daemon *d)
 }
 
 /* Written whole if it can be, and only when it changed (no fsync: a rename keeps it whole for
- * readers, and it is rebuilt after a restart); takes text. A failure that lasts is logged once a
- * minute. */
+ * readers, and it is rebuilt after a restart); takes text. What was written is known by its
+ * SHA-256. A failure that lasts is logged once a minute. */
 static int write_view(struct daemon *d, struct view_copy *last, const char *name, char *text, size_t len)
 {
 	char *path = state_file(d->cfg, name);
 	int64_t now = clock_mono_ms();
-	if (path && text && last->text && last->len == len && memcmp(last->text, text, len) == 0) {
+	unsigned char md[SHA256_DIGEST_LENGTH];
+	bool hashed = text && EVP_Digest(text, len, md, NULL, EVP_sha256(), NULL) == 1;
+	if (path && hashed && last->len == len && len > 0 && memcmp(last->md, md, sizeof(md)) == 0) {
 		free(text);
 		/* Unchanged: its time moves on all the same now and then (`poll` takes a snapshot
 		 * older than 10 s for a stuck daemon), a utimensat instead of a new file. */
@@ -230,19 +234,18 @@ static int write_view(struct daemon *d, struct view_copy *last, const char *name
 	if (r < 0 && repeat_should_log(&d->snap_err, r))
 		log_warnx("cannot write \"%s\": %s, retrying every second", path ? path : name, strerror(-r));
 	free(path);
-	free(last->text);
-	last->text = r == 0 ? text : NULL; /* a failed write is tried again whatever the text */
-	last->len = r == 0 ? len : 0;
+	free(text);
+	/* a failed write is tried again whatever the text */
+	last->len = r == 0 && hashed ? len : 0;
+	if (last->len)
+		memcpy(last->md, md, sizeof(md));
 	last->at = now;
-	if (r < 0)
-		free(text);
 	return r;
 }
 
 static void views_forget(struct daemon *d)
 {
 	for (size_t i = 0; i < sizeof(d->views) / sizeof(d->views[0]); i++) {
-		free(d->views[i].text);
 		d->views[i] = (struct view_copy){ 0 };
 	}
 }
