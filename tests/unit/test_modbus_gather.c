@@ -252,9 +252,9 @@ static void check_polls(const struct grid *g, const int64_t n[G_N], int64_t t, b
 	}
 }
 
-/* Polls (the driver's count) and late polls over every instrument; each instrument's count
- * equals its unit's requests. */
-static void check_status(struct fx *f, const int64_t n[G_N])
+/* No poll counted late by the driver; when exact (nothing can start meanwhile: at a wake-up,
+ * all due within ahead done), each instrument's polls are its unit's requests. */
+static void check_status(struct fx *f, const int64_t n[G_N], bool exact)
 {
 	struct status *st = status_new(f->cfg);
 	assert_non_null(st);
@@ -265,7 +265,7 @@ static void check_status(struct fx *f, const int64_t n[G_N])
 		assert_int_equal(sscanf(st->insts[i].id, "I%d_%d", &e, &u), 2);
 		const struct modbus_status *m = &st->insts[i].modbus;
 		late += m->late_polls;
-		if ((int64_t)m->polls != n[e * G_UNITS + u - 1])
+		if (exact && (int64_t)m->polls != n[e * G_UNITS + u - 1])
 			fail_msg("\"%s\": %" PRIu64 " polls, its unit %" PRId64 " requests", st->insts[i].id,
 				 m->polls, n[e * G_UNITS + u - 1]);
 	}
@@ -310,15 +310,15 @@ static void test_polls_due_together_start_together(void **state)
 	/* one wake-up for every four polls here, not one each */
 	if (wakeups * 3 > polls)
 		fail_msg("%" PRId64 " wake-ups for %" PRId64 " polls", wakeups, polls);
-	check_status(f, n);
+	check_status(f, n, true);
 
 	for (end = t + 2 * G_INTERVAL_MS; t < end;) {
-		t += 9;
+		t += 13;
 		advance_to(f, t);
 		unit_counts(f, n);
 		check_polls(&g, n, t, false);
 	}
-	check_status(f, n);
+	check_status(f, n, false); /* a poll up to ahead early may be under way */
 }
 
 /* ---- under the system clock: how the loop waits ------------------------------------- */
