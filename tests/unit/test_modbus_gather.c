@@ -1,9 +1,10 @@
 /* test_modbus_gather.c — when the Modbus driver's TCP event loop (drivers/mbloop.c) starts its
  * polls, against the simulator. Polls that fall due within `ahead` of one another start at one
  * wake-up: none late, none more than `ahead` early, each on its own grid however often the loop
- * looks. Under the system clock the loop waits between polls in epoll_wait, its time-out the
- * next poll, is on time there, and stops at once from there. Which system call the loop sits in
- * is read from /proc/self/task/TID/syscall: only the loop uses epoll in this process. */
+ * looks, and none inside its bus's gap_ms. Under the system clock the loop waits between polls
+ * in epoll_wait, its time-out the next poll, is on time there, and stops at once from there.
+ * Which system call the loop sits in is read from /proc/self/task/TID/syscall: only the loop
+ * uses epoll in this process. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -40,15 +41,22 @@
 #define GATHER_POLLS 6
 #define LOOKAHEAD_DIV 40
 
-/* The lab of the fake-clock test: G_BUSES gateways (one simulator endpoint each) with G_UNITS
- * instruments each, every one at 1 s. The driver spreads them evenly: one falls due every
- * 1000 / 120 = 8.3 ms, so with ahead = min(1000 / 40, 6 x 1000 / 120) = 25 ms the four due
- * within 25 ms of the first, one per gateway, start at one wake-up. */
-#define G_BUSES 4
-#define G_UNITS 30
-#define G_N (G_BUSES * G_UNITS)
+/* The labs of the fake-clock tests: gateways (one simulator endpoint each) with as many
+ * instruments each, every one at 1 s, listed bus by bus: instrument j is the (j % units)-th
+ * of bus j / units. */
+struct lab {
+	int buses, units, gap_ms;
+};
+#define G_MAX 128
 #define G_INTERVAL_S 1
 #define G_INTERVAL_MS (G_INTERVAL_S * 1000)
+/* Four gateways of 30: the driver spreads them evenly, one falling due every 1000 / 120 =
+ * 8.3 ms, so with ahead = min(1000 / 40, 6 x 1000 / 120) = 25 ms the four due within 25 ms of
+ * the first, one per gateway, start at one wake-up. */
+static const struct lab four_by_30 = { 4, 30, 0 };
+/* One gateway of 50 that wants 10 ms between frames: one due every 20 ms, within ahead
+ * (min(25, 6 x 1000 / 50)) of the one before, which the gap keeps from starting early. */
+static const struct lab one_by_50_gap_10 = { 1, 50, 10 };
 
 static int64_t real_ms(void)
 {
@@ -60,7 +68,9 @@ static int64_t real_ms(void)
 /* ---- the model: when the driver means each instrument to be polled ------------------ */
 
 struct grid {
-	int64_t first[G_N]; /* monotonic ms of each instrument's first poll */
+	const struct lab *lab;
+	size_t n;
+	int64_t first[G_MAX]; /* monotonic ms of each instrument's first poll */
 	int64_t interval_ms;
 	int64_t ahead_ms;
 };
@@ -78,6 +88,19 @@ static int64_t ahead_ms(int64_t min_interval_ms, double polls_per_s)
 	int64_t ahead = min_interval_ms / LOOKAHEAD_DIV;
 	int64_t gather = (int64_t)(GATHER_POLLS * 1000 / polls_per_s);
 	return gather < ahead ? gather : ahead;
+}
+
+/* The lab's grid from start_ms, the fake clock when the driver is made. */
+static void grid_make(struct grid *g, const struct lab *lab, int64_t start_ms)
+{
+	g->lab = lab;
+	g->n = (size_t)(lab->buses * lab->units);
+	assert_true(g->n <= G_MAX);
+	g->interval_ms = G_INTERVAL_MS;
+	g->ahead_ms = ahead_ms(G_INTERVAL_MS, (double)g->n / G_INTERVAL_S);
+	for (size_t j = 0; j < g->n; j++)
+		g->first[j] = first_due(start_ms, G_INTERVAL_MS, j % (size_t)lab->units, j / (size_t)lab->units,
+					(size_t)lab->buses, (size_t)lab->units);
 }
 
 /* Polls of instrument j due by t (ms, monotonic). */
@@ -115,7 +138,7 @@ static void text_add(struct text *t, const char *fmt, ...)
 	}
 }
 
-static int gather_setup(void **state)
+static int lab_setup(void **state, const struct lab *lab)
 {
 	struct fx *f = calloc(1, sizeof(*f));
 	assert_non_null(f);
@@ -125,11 +148,12 @@ static int gather_setup(void **state)
 	free(token);
 	char *pf = h_path(f->dir, "ports");
 	char units[16];
-	snprintf(units, sizeof(units), "1-%d", G_UNITS);
-	char *argv[1 + 4 * G_BUSES + 2 + 1];
+	snprintf(units, sizeof(units), "1-%d", lab->units);
+	char *argv[1 + 4 * 8 + 2 + 1];
+	assert_true(lab->buses <= 8);
 	size_t a = 0;
 	argv[a++] = h_strdupf("%s", h_build_path("modbus-sim"));
-	for (int e = 0; e < G_BUSES; e++) {
+	for (int e = 0; e < lab->buses; e++) {
 		argv[a++] = (char *)"--tcp";
 		argv[a++] = (char *)"127.0.0.1:0";
 		argv[a++] = (char *)"--units";
@@ -145,9 +169,9 @@ static int gather_setup(void **state)
 	assert_non_null(f->sim);
 	assert_true(h_wait_file(pf, 10000));
 	char *ports = h_read_file(pf, NULL);
-	int port[G_BUSES];
+	int port[8];
 	char *p = ports;
-	for (int e = 0; e < G_BUSES; e++) {
+	for (int e = 0; e < lab->buses; e++) {
 		char *end;
 		long v = strtol(p, &end, 10);
 		assert_true(end != p && v > 0 && v < 65536);
@@ -162,13 +186,12 @@ static int gather_setup(void **state)
 		     " \"state_dir\": \"%s/state\" },"
 		     " \"platform\": { \"url\": \"https://127.0.0.1:9\", \"token_file\": \"%s/token\" },"
 		     " \"buses\": [", f->dir, f->dir);
-	for (int e = 0; e < G_BUSES; e++)
-		text_add(&t, "%s { \"id\": \"gw%d\", \"url\": \"tcp://127.0.0.1:%d\", \"timeout_ms\": 200 }",
-			 e ? "," : "", e, port[e]);
+	for (int e = 0; e < lab->buses; e++)
+		text_add(&t, "%s { \"id\": \"gw%d\", \"url\": \"tcp://127.0.0.1:%d\", \"timeout_ms\": 200,"
+			     " \"gap_ms\": %d }", e ? "," : "", e, port[e], lab->gap_ms);
 	text_add(&t, " ], \"instruments\": [");
-	/* bus by bus: instrument j is the (j % G_UNITS)-th of bus j / G_UNITS */
-	for (int e = 0; e < G_BUSES; e++)
-		for (int u = 1; u <= G_UNITS; u++)
+	for (int e = 0; e < lab->buses; e++)
+		for (int u = 1; u <= lab->units; u++)
 			text_add(&t, "%s { \"id\": \"I%d_%d\", \"modbus\": { \"bus\": \"gw%d\", \"unit\": %d,"
 				     " \"interval_s\": %d, \"run_counter\": { \"table\": \"holding\","
 				     " \"address\": 0, \"type\": \"u16\" } } }",
@@ -179,9 +202,19 @@ static int gather_setup(void **state)
 	return 0;
 }
 
+static int gather_setup(void **state)
+{
+	return lab_setup(state, &four_by_30);
+}
+
+static int gap_setup(void **state)
+{
+	return lab_setup(state, &one_by_50_gap_10);
+}
+
 /* Requests each instrument's unit has been served (one per poll: a single register; the
  * simulator leaves out what has had none). */
-static void unit_counts(struct fx *f, int64_t out[G_N])
+static void unit_counts(struct fx *f, const struct grid *g, int64_t out[G_MAX])
 {
 	char *stats = h_request(f->sim, "stats", 5000);
 	cJSON *s = stats ? cJSON_Parse(stats) : NULL;
@@ -189,14 +222,15 @@ static void unit_counts(struct fx *f, int64_t out[G_N])
 	const cJSON *eps = cJSON_GetObjectItem(s, "endpoints");
 	if (!eps)
 		fail_msg("simulator: no stats");
-	for (int e = 0; e < G_BUSES; e++) {
-		char key[8];
+	int units = g->lab->units;
+	for (int e = 0; e < g->lab->buses; e++) {
+		char key[16];
 		snprintf(key, sizeof(key), "%d", e);
 		const cJSON *us = cJSON_GetObjectItem(cJSON_GetObjectItem(eps, key), "units");
-		for (int u = 1; u <= G_UNITS; u++) {
+		for (int u = 1; u <= units; u++) {
 			snprintf(key, sizeof(key), "%d", u);
 			const cJSON *n = cJSON_GetObjectItem(us, key);
-			out[e * G_UNITS + u - 1] = cJSON_IsNumber(n) ? (int64_t)n->valuedouble : 0;
+			out[e * units + u - 1] = cJSON_IsNumber(n) ? (int64_t)n->valuedouble : 0;
 		}
 	}
 	cJSON_Delete(s);
@@ -231,21 +265,26 @@ static void advance_to(struct fx *f, int64_t t_ms)
 	settle_now(f);
 }
 
-/* At fake time t: no poll late (every one due by t done), none more than ahead early; when
- * gathered, every poll due within ahead of t started too (t is a wake-up of the loop). */
-static void check_polls(const struct grid *g, const int64_t n[G_N], int64_t t, bool gathered)
+enum expect {
+	WITHIN,   /* none late, none more than ahead early */
+	GATHERED, /* t is a wake-up: every poll due within ahead of it started with it */
+	ON_TIME,  /* t is a wake-up: the polls due by it, none early */
+};
+
+/* At fake time t: n[j] polls of instrument j done, or under way. */
+static void check_polls(const struct grid *g, const int64_t n[G_MAX], int64_t t, enum expect e)
 {
-	for (size_t j = 0; j < G_N; j++) {
+	for (size_t j = 0; j < g->n; j++) {
 		int64_t due = due_by(g, j, t), upto = due_by(g, j, t + g->ahead_ms);
 		int64_t next = g->first[j] + n[j] * g->interval_ms; /* its first poll not done */
 		if (n[j] < due)
 			fail_msg("at %" PRId64 " ms instrument %zu has had %" PRId64 " polls, %" PRId64
 				 " were due (its poll due at %" PRId64 " ms is late)", t, j, n[j], due, next);
-		if (n[j] > upto)
+		if (n[j] > (e == ON_TIME ? due : upto))
 			fail_msg("at %" PRId64 " ms instrument %zu has had %" PRId64 " polls, only %" PRId64
-				 " were due within %" PRId64 " ms (one started too early)", t, j, n[j], upto,
-				 g->ahead_ms);
-		if (gathered && n[j] < upto)
+				 " were due%s (one started too early)", t, j, n[j], e == ON_TIME ? due : upto,
+				 e == ON_TIME ? "" : " within ahead");
+		if (e == GATHERED && n[j] < upto)
 			fail_msg("the loop woke at %" PRId64 " ms, but instrument %zu due at %" PRId64
 				 " ms (within %" PRId64 " ms) did not start with that wake-up", t, j, next,
 				 g->ahead_ms);
@@ -254,7 +293,7 @@ static void check_polls(const struct grid *g, const int64_t n[G_N], int64_t t, b
 
 /* No poll counted late by the driver; when exact (nothing can start meanwhile: at a wake-up,
  * all due within ahead done), each instrument's polls are its unit's requests. */
-static void check_status(struct fx *f, const int64_t n[G_N], bool exact)
+static void check_status(struct fx *f, const struct grid *g, const int64_t n[G_MAX], bool exact)
 {
 	struct status *st = status_new(f->cfg);
 	assert_non_null(st);
@@ -264,61 +303,87 @@ static void check_status(struct fx *f, const int64_t n[G_N], bool exact)
 		int e, u;
 		assert_int_equal(sscanf(st->insts[i].id, "I%d_%d", &e, &u), 2);
 		const struct modbus_status *m = &st->insts[i].modbus;
+		int64_t want = n[e * g->lab->units + u - 1];
 		late += m->late_polls;
-		if (exact && (int64_t)m->polls != n[e * G_UNITS + u - 1])
+		if (exact && (int64_t)m->polls != want)
 			fail_msg("\"%s\": %" PRIu64 " polls, its unit %" PRId64 " requests", st->insts[i].id,
-				 m->polls, n[e * G_UNITS + u - 1]);
+				 m->polls, want);
 	}
 	status_free(st);
 	assert_int_equal(late, 0);
 }
 
-/* The fake clock moves as the system clock would for the loop: straight to the next poll it
- * has not started (where it sleeps till). Each wake-up starts the polls due within ahead
- * of it, several at once, and none after its time; over three intervals each stays on its
- * grid. Then the clock moves in small steps (the loop looks again at each, as it does when a
- * reply wakes it): still none late, none more than ahead early, no drift. */
+/* The driver started at the fake clock's start, g its grid: the clock moves as the system
+ * clock would for the loop, straight to the next poll not started (where it sleeps till), up
+ * to end; e checked at each. The wake-ups it took; the last one's time in *t. */
+static int64_t wake_by_wake(struct fx *f, const struct grid *g, int64_t end, enum expect e, int64_t *t,
+			    int64_t n[G_MAX])
+{
+	int64_t wakeups = 0;
+	for (;;) {
+		unit_counts(f, g, n);
+		check_polls(g, n, *t, e);
+		wakeups++;
+		int64_t next = INT64_MAX;
+		for (size_t j = 0; j < g->n; j++)
+			if (g->first[j] + n[j] * g->interval_ms < next)
+				next = g->first[j] + n[j] * g->interval_ms;
+		if (next >= end)
+			return wakeups;
+		advance_to(f, next);
+		*t = next;
+	}
+}
+
+static int64_t start_on_grid(struct fx *f, const struct lab *lab, struct grid *g)
+{
+	fake_start(f);
+	int64_t t0 = fake_ms(f);
+	grid_make(g, lab, t0);
+	start_driver(f);
+	settle_now(f);
+	return t0;
+}
+
+/* Four gateways of 30 instruments, one due every 8.3 ms. Wake-up by wake-up, each starts the
+ * polls due within ahead of it, several at once, and none after its time; over three intervals
+ * each stays on its grid. Then the clock moves in small steps (the loop looks again at each,
+ * as it does when a reply wakes it): still none late, none more than ahead early, no drift. */
 static void test_polls_due_together_start_together(void **state)
 {
 	struct fx *f = *state;
-	struct grid g = { .interval_ms = G_INTERVAL_MS };
-	g.ahead_ms = ahead_ms(G_INTERVAL_MS, (double)G_N / G_INTERVAL_S);
-	fake_start(f);
-	int64_t t0 = fake_ms(f);
-	for (size_t j = 0; j < G_N; j++)
-		g.first[j] = first_due(t0, G_INTERVAL_MS, j % G_UNITS, j / G_UNITS, G_BUSES, G_UNITS);
-	start_driver(f);
-	settle_now(f);
-
-	int64_t n[G_N], wakeups = 0, polls = 0, t = t0;
-	int64_t end = t0 + 3 * G_INTERVAL_MS;
-	for (;;) {
-		unit_counts(f, n);
-		check_polls(&g, n, t, true);
-		wakeups++;
-		int64_t next = INT64_MAX;
-		for (size_t j = 0; j < G_N; j++)
-			if (g.first[j] + n[j] * g.interval_ms < next)
-				next = g.first[j] + n[j] * g.interval_ms;
-		if (next >= end)
-			break;
-		advance_to(f, next);
-		t = next;
-	}
-	for (size_t j = 0; j < G_N; j++)
+	struct grid g;
+	int64_t t = start_on_grid(f, &four_by_30, &g), n[G_MAX], polls = 0;
+	int64_t wakeups = wake_by_wake(f, &g, t + 3 * G_INTERVAL_MS, GATHERED, &t, n);
+	for (size_t j = 0; j < g.n; j++)
 		polls += n[j];
 	/* one wake-up for every four polls here, not one each */
 	if (wakeups * 3 > polls)
 		fail_msg("%" PRId64 " wake-ups for %" PRId64 " polls", wakeups, polls);
-	check_status(f, n, true);
+	check_status(f, &g, n, true);
 
-	for (end = t + 2 * G_INTERVAL_MS; t < end;) {
+	for (int64_t end = t + 2 * G_INTERVAL_MS; t < end;) {
 		t += 13;
 		advance_to(f, t);
-		unit_counts(f, n);
-		check_polls(&g, n, t, false);
+		unit_counts(f, &g, n);
+		check_polls(&g, n, t, WITHIN);
 	}
-	check_status(f, n, false); /* a poll up to ahead early may be under way */
+	check_status(f, &g, n, false); /* a poll up to ahead early may be under way */
+}
+
+/* One gateway with a gap of 10 ms, one instrument due every 20 ms: each next one is within
+ * ahead when the one before is done, but inside the bus's gap. Wake-up by wake-up over two
+ * intervals every poll starts at its time, none early (it would follow its neighbour on the
+ * wire with no gap), none late. */
+static void test_gap_keeps_polls_apart(void **state)
+{
+	struct fx *f = *state;
+	struct grid g;
+	int64_t t = start_on_grid(f, &one_by_50_gap_10, &g), n[G_MAX];
+	assert_true(g.first[1] - g.first[0] <= g.ahead_ms);
+	int64_t wakeups = wake_by_wake(f, &g, t + 2 * G_INTERVAL_MS, ON_TIME, &t, n);
+	assert_int_equal(wakeups, 2 * (int64_t)g.n);
+	check_status(f, &g, n, true);
 }
 
 /* ---- under the system clock: how the loop waits ------------------------------------- */
@@ -478,6 +543,7 @@ int main(void)
 	log_set_level(LOG_PRI_ERR);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_polls_due_together_start_together, gather_setup, teardown),
+		cmocka_unit_test_setup_teardown(test_gap_keeps_polls_apart, gap_setup, teardown),
 		cmocka_unit_test_setup_teardown(test_real_clock_waits_in_epoll_on_time, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_real_clock_stop_while_idle_is_prompt, setup, teardown),
 	};
