@@ -183,7 +183,7 @@ deps:
 # $(TEST_JOBS) at a time unless make was given -j, and prints the summary.
 # The slowest first (the summary names them): with two at a time, the long ones start at once
 # instead of finishing alone at the end.
-TEST_SLOW   := test_upload_daemon test_report_browser test_upload test_modbus_loop test_daemon test_modbus test_flush_daemon test_nrii
+TEST_SLOW   := test_upload_daemon test_report_browser test_upload test_modbus_loop test_daemon test_modbus test_modbus_gather test_flush_daemon test_nrii
 UNIT_NAMES  := $(UNIT_SRC:tests/unit/%.c=%)
 TEST_NAMES  := $(foreach n,$(TEST_SLOW),$(filter $(n),$(UNIT_NAMES))) $(filter-out $(TEST_SLOW),$(UNIT_NAMES)) \
                $(notdir $(wildcard $(FUZZ_SRC:tests/fuzz/%.c=tests/fuzz/corpus/%)))
