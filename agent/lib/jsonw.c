@@ -52,6 +52,26 @@ static void put_u16(struct jsonw *w, uint32_t unit)
 	put(w, e, sizeof(e));
 }
 
+/* Bytes written as they are in any mode: printable ASCII but the quote and the backslash. */
+static const unsigned char plain[256] = {
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
 /* The escapes cJSON uses: the short ones, \u00XX for other control characters, and UTF-8
  * passed through as it is — once checked: bytes that are not UTF-8 fail the object. With
  * JW_ASCII, DEL and everything past it as \uXXXX (a surrogate pair past U+FFFF). */
@@ -60,6 +80,9 @@ static void put_string(struct jsonw *w, const char *s, size_t n)
 	put(w, "\"", 1);
 	const char *run = s, *end = s + n;
 	for (; s < end; s++) {
+		while (plain[(unsigned char)*s])
+			if (++s == end)
+				goto done;
 		unsigned char c = (unsigned char)*s;
 		if (c >= 0x80 && !w->ascii) {
 			size_t l = utf8_seq((const unsigned char *)s, (size_t)(end - s));
@@ -105,6 +128,7 @@ static void put_string(struct jsonw *w, const char *s, size_t n)
 		}
 		run = s + 1;
 	}
+done:
 	put(w, run, (size_t)(s - run));
 	put(w, "\"", 1);
 }
