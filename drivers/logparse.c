@@ -309,6 +309,10 @@ int lp_parse_time(const char *fmt, const char *s, int64_t *out)
 		*out = (int64_t)t - off;
 		return 0;
 	}
+	/* A valid wall time without mktime's cost; anything else as mktime takes it below. */
+	if (time_local_quick(tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+			     out) == 0)
+		return 0;
 	struct tm want = tm;
 	tm.tm_isdst = -1; /* the zone's rules decide summer time, not the text */
 	time_t t = mktime(&tm);

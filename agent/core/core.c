@@ -14,7 +14,9 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <openssl/evp.h>
+#include <openssl/core_names.h>
 #include <openssl/hmac.h>
+#include <openssl/params.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -27,6 +29,11 @@ struct core {
 	atomic_bool full;
 	_Atomic int64_t space_checked_ms;
 	int64_t max_bytes;
+	/* HMAC-SHA256 keyed with the lab's key, kept between sessions (user_id); used and made
+	 * again only inside a write transaction, so under the buffer's writer lock. */
+	EVP_MAC_CTX *mac;
+	unsigned char *mac_key;
+	size_t mac_key_len;
 };
 
 struct core *core_new(const struct config *cfg, struct buffer *buf)
@@ -45,11 +52,23 @@ struct core *core_new(const struct config *cfg, struct buffer *buf)
 	return c;
 }
 
+static void mac_drop(struct core *c)
+{
+	EVP_MAC_CTX_free(c->mac);
+	c->mac = NULL;
+	if (c->mac_key)
+		explicit_bzero(c->mac_key, c->mac_key_len);
+	free(c->mac_key);
+	c->mac_key = NULL;
+	c->mac_key_len = 0;
+}
+
 void core_free(struct core *c)
 {
 	if (!c)
 		return;
 	metrics_free(c->metrics);
+	mac_drop(c);
 	free(c);
 }
 
@@ -77,6 +96,62 @@ void core_set_config(struct core *c, const struct config *cfg)
 
 struct buffer *core_buffer(struct core *c) { return c->buf; }
 
+static char *hex_of(const unsigned char *md, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	char *out = malloc(2 * len + 1);
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < len; i++) {
+		out[2 * i] = hex[md[i] >> 4];
+		out[2 * i + 1] = hex[md[i] & 0xf];
+	}
+	out[2 * len] = '\0';
+	return out;
+}
+
+/* The keyed context for cfg's key: kept while the key stays the same (compared by value: a
+ * reloaded configuration brings its own copy). */
+static EVP_MAC_CTX *mac_for(struct core *c, const struct config *cfg)
+{
+	const unsigned char *key = (const unsigned char *)cfg->agent.user_id_key;
+	size_t len = cfg->agent.user_id_key_len;
+	if (c->mac && c->mac_key_len == len && memcmp(c->mac_key, key, len) == 0)
+		return c->mac;
+	mac_drop(c);
+	EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	c->mac = mac ? EVP_MAC_CTX_new(mac) : NULL;
+	EVP_MAC_free(mac); /* the context keeps its own reference */
+	OSSL_PARAM params[] = { OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0),
+				OSSL_PARAM_construct_end() };
+	if (!c->mac || !(c->mac_key = malloc(len ? len : 1)) ||
+	    !EVP_MAC_init(c->mac, key, len, params)) {
+		mac_drop(c);
+		return NULL;
+	}
+	memcpy(c->mac_key, key, len);
+	c->mac_key_len = len;
+	return c->mac;
+}
+
+/* core_user_id for the core's sessions: the HMAC from the kept keyed context (OpenSSL 3's
+ * one-shot HMAC() fetches the digest and keys a new context at every call). */
+static char *user_id(struct core *c, const char *user)
+{
+	const struct config *cfg = c->cfg;
+	if (!user || cfg->agent.user_ids != USER_IDS_HMAC)
+		return core_user_id(cfg, user);
+	unsigned char md[EVP_MAX_MD_SIZE];
+	size_t len = 0;
+	EVP_MAC_CTX *m = mac_for(c, cfg);
+	if (!m || !EVP_MAC_init(m, NULL, 0, NULL) || !EVP_MAC_update(m, (const unsigned char *)user, strlen(user)) ||
+	    !EVP_MAC_final(m, md, &len, sizeof(md))) {
+		mac_drop(c);
+		return NULL;
+	}
+	return hex_of(md, len);
+}
+
 char *core_user_id(const struct config *cfg, const char *user)
 {
 	if (!user)
@@ -94,12 +169,7 @@ char *core_user_id(const struct config *cfg, const char *user)
 	if (!HMAC(EVP_sha256(), cfg->agent.user_id_key, (int)cfg->agent.user_id_key_len,
 		  (const unsigned char *)user, strlen(user), md, &len))
 		return NULL;
-	char *hex = malloc(2 * (size_t)len + 1);
-	if (!hex)
-		return NULL;
-	for (unsigned int i = 0; i < len; i++)
-		snprintf(hex + 2 * i, 3, "%02x", md[i]);
-	return hex;
+	return hex_of(md, len);
 }
 
 bool core_org_external(const struct config *cfg, const char *org)
@@ -168,7 +238,9 @@ static int submit_session(struct core *c, const char *instrument, const struct o
 	r = metrics_session(c->metrics, head.seq + 1, instrument, s, external);
 	if (r != 0)
 		return r < 0 ? r : 0; /* the same session again: counted, sealed once */
-	char *user = core_user_id(c->cfg, s->user);
+	char *user = user_id(c, s->user);
+	if (s->user && !user && c->cfg->agent.user_ids != USER_IDS_OMIT)
+		return -ENOMEM; /* never sealed without the user it has */
 	int64_t seq = record_session(c->buf, instrument, s, user, external);
 	free(user);
 	if (seq < 0)

@@ -7,10 +7,42 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void put(struct jsonw *w, const char *s, size_t n)
+/* Most pieces fit the room left: copied in place (the dbuf's invariants kept: len + 1 within
+ * both cap and max, NUL after the text); dbuf_add grows it, or fails past max, otherwise. */
+static inline void put(struct jsonw *w, const char *s, size_t n)
 {
-	if (!w->failed && dbuf_add(&w->b, s, n) < 0)
+	struct dbuf *b = &w->b;
+	if (!w->failed && b->p && b->cap - b->len > n && b->max - b->len > n) {
+		memcpy(b->p + b->len, s, n);
+		b->len += n;
+		b->p[b->len] = '\0';
+		return;
+	}
+	if (!w->failed && dbuf_add(b, s, n) < 0)
 		w->failed = true;
+}
+
+/* The length of the well-formed UTF-8 sequence at s (lead byte >= 0x80), 0 when it is not
+ * one: the rules of utf8_decode (no overlong form, no surrogate, nothing past U+10FFFF) by
+ * the ranges of the second byte, without building the code point. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+	unsigned char c = s[0];
+	if (c >= 0xc2 && c <= 0xdf)
+		return n >= 2 && (s[1] & 0xc0) == 0x80 ? 2 : 0;
+	if (c >= 0xe0 && c <= 0xef) {
+		if (n < 3 || (s[2] & 0xc0) != 0x80)
+			return 0;
+		unsigned char lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+		return s[1] >= lo && s[1] <= hi ? 3 : 0;
+	}
+	if (c >= 0xf0 && c <= 0xf4) {
+		if (n < 4 || (s[2] & 0xc0) != 0x80 || (s[3] & 0xc0) != 0x80)
+			return 0;
+		unsigned char lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+		return s[1] >= lo && s[1] <= hi ? 4 : 0;
+	}
+	return 0;
 }
 
 static void put_u16(struct jsonw *w, uint32_t unit)
@@ -20,6 +52,26 @@ static void put_u16(struct jsonw *w, uint32_t unit)
 	put(w, e, sizeof(e));
 }
 
+/* Bytes written as they are in any mode: printable ASCII but the quote and the backslash. */
+static const unsigned char plain[256] = {
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
 /* The escapes cJSON uses: the short ones, \u00XX for other control characters, and UTF-8
  * passed through as it is — once checked: bytes that are not UTF-8 fail the object. With
  * JW_ASCII, DEL and everything past it as \uXXXX (a surrogate pair past U+FFFF). */
@@ -28,7 +80,19 @@ static void put_string(struct jsonw *w, const char *s, size_t n)
 	put(w, "\"", 1);
 	const char *run = s, *end = s + n;
 	for (; s < end; s++) {
+		while (plain[(unsigned char)*s])
+			if (++s == end)
+				goto done;
 		unsigned char c = (unsigned char)*s;
+		if (c >= 0x80 && !w->ascii) {
+			size_t l = utf8_seq((const unsigned char *)s, (size_t)(end - s));
+			if (!l) {
+				w->invalid = true;
+				return;
+			}
+			s += l - 1;
+			continue;
+		}
 		if (c >= 0x80 || (c == 0x7f && w->ascii)) {
 			size_t l;
 			uint32_t cp = utf8_decode(s, (size_t)(end - s), &l);
@@ -64,6 +128,7 @@ static void put_string(struct jsonw *w, const char *s, size_t n)
 		}
 		run = s + 1;
 	}
+done:
 	put(w, run, (size_t)(s - run));
 	put(w, "\"", 1);
 }

@@ -49,16 +49,17 @@ static long localtime_offset(int64_t t)
 	return tm.tm_gmtoff;
 }
 
-/* The zone's offset at t. glibc re-parses the zone's rule string on every conversion past
- * its last listed transition (which is every conversion today), so offsets are cached per
- * UTC day, for days whose first and last second share one offset (no transition that day;
- * zones change at most once a day). */
-static long offset_at(int64_t t)
+/* The zone's offset over one UTC day, cached: glibc re-parses the zone's rule string on
+ * every conversion past its last listed transition (which is every conversion today).
+ * *uniform: the day's first and last second share one offset (no transition that day;
+ * zones change at most once a day), which is then *off. */
+static void day_offset(int64_t day, long *off, bool *uniform)
 {
 	enum { WAYS = 8 };
 	static _Thread_local struct {
 		int64_t day;
 		long off;
+		bool uniform;
 		bool valid;
 	} cache[WAYS];
 	static _Thread_local unsigned long zone_gen_seen;
@@ -66,17 +67,30 @@ static long offset_at(int64_t t)
 		memset(cache, 0, sizeof(cache));
 		zone_gen_seen = zone_generation;
 	}
-	int64_t day = t >= 0 ? t / 86400 : -((-t + 86399) / 86400);
 	unsigned slot = (unsigned)((uint64_t)day % WAYS);
-	if (cache[slot].valid && cache[slot].day == day)
-		return cache[slot].off;
-	long first = localtime_offset(day * 86400), last = localtime_offset(day * 86400 + 86399);
-	if (first != last)
-		return localtime_offset(t); /* a transition day: ask every time */
-	cache[slot].day = day;
-	cache[slot].off = first;
-	cache[slot].valid = true;
-	return first;
+	if (!cache[slot].valid || cache[slot].day != day) {
+		long first = localtime_offset(day * 86400), last = localtime_offset(day * 86400 + 86399);
+		cache[slot].day = day;
+		cache[slot].off = first;
+		cache[slot].uniform = first == last;
+		cache[slot].valid = true;
+	}
+	*off = cache[slot].off;
+	*uniform = cache[slot].uniform;
+}
+
+static int64_t utc_day(int64_t t)
+{
+	return t >= 0 ? t / 86400 : -((-t + 86399) / 86400);
+}
+
+/* The zone's offset at t. */
+static long offset_at(int64_t t)
+{
+	long off;
+	bool uniform;
+	day_offset(utc_day(t), &off, &uniform);
+	return uniform ? off : localtime_offset(t); /* a transition day: ask every time */
 }
 
 /* Civil date of a day number counted from 1970-01-01 (Howard Hinnant's algorithm). */
@@ -232,6 +246,30 @@ static int64_t days_from_civil(int64_t y, int m, int d)
 	return era * 146097 + doe - 719468;
 }
 
+int time_local_quick(int y, int mo, int d, int h, int mi, int sec, int64_t *out)
+{
+	static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h < 0 || h > 23 || mi < 0 || mi > 59 ||
+	    sec < 0 || sec > 59)
+		return -EAGAIN;
+	bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+	if (mo == 2 && d == 29 && !leap)
+		return -EAGAIN;
+	/* The wall time read as UTC; the answer is local - offset, within a day of it. When the
+	 * offset is one value over the UTC days around it, that value is the only answer (no
+	 * gap, no overlap): what mktime would say, without its dozen conversions. */
+	int64_t local = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec;
+	int64_t day = utc_day(local);
+	long o[3];
+	bool u[3];
+	for (int i = 0; i < 3; i++)
+		day_offset(day - 1 + i, &o[i], &u[i]);
+	if (!u[0] || !u[1] || !u[2] || o[0] != o[1] || o[1] != o[2])
+		return -EAGAIN;
+	*out = local - o[1];
+	return 0;
+}
+
 int time_parse_iso(const char *s, int64_t *out)
 {
 	int y, mo, d, h, mi, sec = 0;
@@ -265,6 +303,8 @@ int time_parse_iso(const char *s, int64_t *out)
 	if (sec == 60)
 		sec = 59; /* a leap second is counted as the second before it */
 	if (*p == '\0') {
+		if (time_local_quick(y, mo, d, h, mi, sec, out) == 0)
+			return 0;
 		struct tm tm = { .tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d,
 				 .tm_hour = h, .tm_min = mi, .tm_sec = sec, .tm_isdst = -1 };
 		time_t t = mktime(&tm);

@@ -25,6 +25,11 @@ int64_t time_next_day(int64_t t);
 /* Midnight starting the local day "YYYY-MM-DD"; -1 when the text is not a date. */
 int64_t time_parse_date(const char *s);
 
+/* A local wall time (month 1..12, second 0..59) in seconds since the epoch, where the answer
+ * is sure without mktime: fields in range, a real date, and the zone's offset one value over
+ * the days around it (no gap, no overlap), so it is what mktime with tm_isdst -1 gives. 0 and
+ * *out, or -EAGAIN: ask mktime (a DST day, a field out of range, 02-30). */
+int time_local_quick(int y, int mo, int d, int h, int mi, int sec, int64_t *out);
 /* ISO 8601 / RFC 3339: "2026-11-02 08:00:00", "2026-11-02T08:00:00+08:00", "…Z",
  * optional fractional seconds (dropped), "+0800" offsets. Without an offset the time is
  * local. 0 and *out, or -EINVAL. */

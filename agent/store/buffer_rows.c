@@ -83,6 +83,15 @@ int buffer_append_record(struct buffer *b, int64_t seq, const char *kind, const 
 	/* Sealing outside a transaction could tear a record from its cursor. */
 	if (!buffer__in_txn(b))
 		return -EPERM;
+	/* Contiguous: the next seq after the head, which the writer holds for the whole
+	 * transaction (no trigger in the file: store step 2). */
+	struct chain_head head;
+	buffer_head(b, &head);
+	if (seq != head.seq + 1) {
+		log_errx("buffer: record %lld refused: the chain head is %lld", (long long)seq,
+			 (long long)head.seq);
+		return -EINVAL;
+	}
 	struct store_stmt *s;
 	int r = stmt__write(b, buffer__sql(ST_APPEND), &s);
 	if (r < 0)

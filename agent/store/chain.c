@@ -14,34 +14,68 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* OpenSSL 3 looks an algorithm up at every EVP_sha256() use: fetch it once. */
+/* OpenSSL 3 looks an algorithm up at every EVP_sha256() use: fetch it once. And one digest
+ * context per thread, initialised again for each record (not made and freed per record);
+ * freed when its thread ends. */
 static EVP_MD *sha256;
+static pthread_key_t ctx_key;
 static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void ctx_free(void *ctx)
+{
+	EVP_MD_CTX_free(ctx);
+}
 
 static void fetch_sha256(void)
 {
 	sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+	if (pthread_key_create(&ctx_key, ctx_free) != 0)
+		log_errx("chain: no per-thread digest context: one per record instead");
 }
 
-void chain_hash(const char *prev_hex, const char *line, size_t len, char out[HASH_HEX_LEN + 1])
+/* The calling thread's context; a fresh one (*own: the caller frees it) when there is none. */
+static EVP_MD_CTX *thread_ctx(bool *own)
+{
+	EVP_MD_CTX *ctx = pthread_getspecific(ctx_key);
+	*own = false;
+	if (ctx)
+		return ctx;
+	if (!(ctx = EVP_MD_CTX_new()))
+		return NULL;
+	if (pthread_setspecific(ctx_key, ctx) != 0)
+		*own = true;
+	return ctx;
+}
+
+/* chain_hash's work: 0, or -ENOMEM (out holds zeros then). */
+static int hash_hex(const char *prev_hex, const char *line, size_t len, char out[HASH_HEX_LEN + 1])
 {
 	static const char hex[] = "0123456789abcdef";
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
+	bool own;
 	pthread_once(&sha256_once, fetch_sha256);
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	EVP_MD_CTX *ctx = thread_ctx(&own);
 
-	EVP_DigestInit_ex(ctx, sha256 ? sha256 : EVP_sha256(), NULL);
-	EVP_DigestUpdate(ctx, prev_hex, HASH_HEX_LEN);
-	EVP_DigestUpdate(ctx, "\n", 1);
-	EVP_DigestUpdate(ctx, line, len);
-	EVP_DigestFinal_ex(ctx, md, &mdlen);
-	EVP_MD_CTX_free(ctx);
-	for (unsigned int i = 0; i < mdlen && i < HASH_HEX_LEN / 2; i++) {
+	if (!ctx || !EVP_DigestInit_ex(ctx, sha256 ? sha256 : EVP_sha256(), NULL) ||
+	    !EVP_DigestUpdate(ctx, prev_hex, HASH_HEX_LEN) || !EVP_DigestUpdate(ctx, "\n", 1) ||
+	    !EVP_DigestUpdate(ctx, line, len) || !EVP_DigestFinal_ex(ctx, md, &mdlen))
+		mdlen = 0;
+	if (own)
+		EVP_MD_CTX_free(ctx);
+	if (mdlen != HASH_HEX_LEN / 2)
+		memset(md, 0, HASH_HEX_LEN / 2);
+	for (unsigned int i = 0; i < HASH_HEX_LEN / 2; i++) {
 		out[2 * i] = hex[md[i] >> 4];
 		out[2 * i + 1] = hex[md[i] & 0xf];
 	}
 	out[HASH_HEX_LEN] = '\0';
+	return mdlen == HASH_HEX_LEN / 2 ? 0 : -ENOMEM;
+}
+
+void chain_hash(const char *prev_hex, const char *line, size_t len, char out[HASH_HEX_LEN + 1])
+{
+	hash_hex(prev_hex, line, len, out);
 }
 
 /* The kind is read back from the text, so a record can't claim one kind and store another. */
@@ -60,6 +94,22 @@ static int kind_of(const char *json, size_t len, char *kind, size_t kindlen)
 	return 0;
 }
 
+/* "{"seq":N," for seq >= 1 (the head + 1), digit by digit: this runs for every record. */
+static int seq_prefix(char out[40], int64_t seq)
+{
+	char digits[24], *d = digits + sizeof(digits);
+	uint64_t u = (uint64_t)seq;
+	do {
+		*--d = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	size_t nd = (size_t)(digits + sizeof(digits) - d);
+	memcpy(out, "{\"seq\":", 7);
+	memcpy(out + 7, d, nd);
+	out[7 + nd] = ',';
+	return (int)(8 + nd);
+}
+
 int64_t chain_seal_text(struct buffer *b, const char *kind, const char *json, size_t len,
 			char **line_out)
 {
@@ -74,9 +124,7 @@ int64_t chain_seal_text(struct buffer *b, const char *kind, const char *json, si
 	int64_t seq = head.seq + 1;
 
 	char prefix[40];
-	int plen = snprintf(prefix, sizeof(prefix), "{\"seq\":%" PRId64 ",", seq);
-	if (plen < 0 || (size_t)plen >= sizeof(prefix))
-		return -EOVERFLOW;
+	int plen = seq_prefix(prefix, seq);
 	/* json is "{…}": drop its "{" and put "{"seq":N," in front. */
 	size_t total = (size_t)plen + len - 1;
 	char *line = malloc(total + 1);
@@ -87,8 +135,9 @@ int64_t chain_seal_text(struct buffer *b, const char *kind, const char *json, si
 	line[total] = '\0';
 
 	char hash[HASH_HEX_LEN + 1];
-	chain_hash(head.hash, line, total, hash);
-	int r = buffer_append_record(b, seq, stored_kind, line, total, hash, clock_wall());
+	int r = hash_hex(head.hash, line, total, hash);
+	if (r == 0)
+		r = buffer_append_record(b, seq, stored_kind, line, total, hash, clock_wall());
 	if (r < 0) {
 		free(line);
 		return r;

@@ -73,6 +73,12 @@ static int owner_version(struct buffer *b, const struct store_schema *s, int64_t
 	return 0;
 }
 
+/* A READONLY buffer may read the tables at version v as they are. */
+static bool readable(const struct store_schema *s, int64_t v)
+{
+	return v == (int64_t)s->n || (s->readable_from > 0 && v >= (int64_t)s->readable_from && v < (int64_t)s->n);
+}
+
 static int refuse_newer(struct buffer *b, const struct store_schema *s, int64_t v)
 {
 	log_errx("buffer: \"%s\" holds %s tables of version %lld, newer than this agent's %zu: "
@@ -144,7 +150,7 @@ int buffer_schema(struct buffer *b, const struct store_schema *s)
 			return r;
 		if (v > (int64_t)s->n)
 			return refuse_newer(b, s, v);
-		if (v < (int64_t)s->n) {
+		if (!readable(s, v)) {
 			if (v > 0)
 				log_errx("buffer: \"%s\" needs its %s tables migrated to version %zu: start the "
 					 "daemon once", b->path, s->owner, s->n);
@@ -215,8 +221,8 @@ int buffer__schema_open(struct buffer *b, const struct store_schema *store)
 		return 0;
 	}
 	if (b->readonly) {
-		if (!b->registry && v == (int64_t)store->n) {
-			remember(b, store); /* read as it is; adopted at the daemon's next start */
+		if (readable(store, v)) {
+			remember(b, store); /* read as it is; adopted or migrated at the daemon's next start */
 			return 0;
 		}
 		log_errx("buffer: \"%s\" needs migrating to schema %zu: start the daemon once", b->path,

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "jsonw.h"
+#include "utf8.h"
 
 static const char *const strings[] = {
 	"", "plain", "太原理工大学", "quote \" backslash \\ slash /", "tab\tnewline\nreturn\r",
@@ -125,6 +126,36 @@ static void test_invalid_utf8_refused(void **state)
 	assert_non_null(text);
 	assert_string_equal(text, "{\"user\":\"张三 🧪 𠀀\"}");
 	free(text);
+}
+
+/* Every lead byte past ASCII with every second byte and the edges of the continuation
+ * range after it: the writer takes exactly what utf8_valid takes, and prints it as it is. */
+static void test_utf8_same_as_decode(void **state)
+{
+	(void)state;
+	static const unsigned char tail[] = { 0x00, 0x41, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xff };
+	const size_t nt = sizeof(tail);
+	for (unsigned lead = 0x80; lead <= 0xff; lead++) {
+		for (unsigned b1 = 0; b1 <= 0xff; b1++) {
+			for (size_t i = 0; i < nt * nt; i++) {
+				char str[8] = { 'x', (char)lead, (char)b1, (char)tail[i / nt], (char)tail[i % nt], 'y' };
+				size_t n = strlen(str);
+				struct jsonw w;
+				jw_begin(&w);
+				jw_str(&w, "v", str);
+				size_t len = 0;
+				char *text = jw_end(&w, &len);
+				bool valid = utf8_valid(str, n);
+				if (valid != (text != NULL))
+					fail_msg("%02x %02x %02x %02x: writer %s, utf8_valid %s", lead, b1, tail[i / nt],
+						 tail[i % nt], text ? "took it" : "refused", valid ? "takes it" : "refuses");
+				bool plain = b1 >= 0x20 && b1 != '"' && b1 != '\\';
+				if (text && plain && (len != n + 8 || memcmp(text + 6, str, n) != 0))
+					fail_msg("%02x %02x: printed as %s", lead, b1, text);
+				free(text);
+			}
+		}
+	}
 }
 
 /* Objects and arrays nested in the object, and arrays of values and of objects: what cJSON
@@ -306,6 +337,7 @@ int main(void)
 		cmocka_unit_test(test_same_as_cjson),
 		cmocka_unit_test(test_non_finite_and_huge_numbers),
 		cmocka_unit_test(test_invalid_utf8_refused),
+		cmocka_unit_test(test_utf8_same_as_decode),
 		cmocka_unit_test(test_nested_same_as_cjson),
 		cmocka_unit_test(test_ascii_only),
 		cmocka_unit_test(test_cut_by_characters),

@@ -1,7 +1,8 @@
 /* test_store_schema.c — the store's migration registry on real files: a buffer written by
  * the agent before the registry (schema 3) carries on with nothing re-created or lost, a
  * fresh file gets every owner's tables, a second open changes nothing, a newer file is
- * refused, and one owner's steps commit together or not at all. */
+ * refused, the store's step 2 drops the contiguity trigger, and one owner's steps commit
+ * together or not at all. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -118,12 +119,13 @@ static void assert_raw(const char *sql, const char *want)
 
 /* Every table, index and trigger with the page it lives on: a table made again gets a new
  * page, so an equal snapshot means nothing was re-created. Not mx_sessions: metrics' step 2
- * makes it again under its new key (test_sessions_rekeyed). */
+ * makes it again under its new key (test_sessions_rekeyed); not records_contiguous: the
+ * store's step 2 drops it (test_contiguous_without_trigger). */
 static char *objects(void)
 {
 	return raw_text("SELECT group_concat(type || ' ' || name || ' @' || rootpage || ' ' || IFNULL(sql, ''), "
 			"char(10)) FROM (SELECT * FROM sqlite_master WHERE name != 'schema_owners'"
-			" AND tbl_name != 'mx_sessions' ORDER BY name)");
+			" AND tbl_name != 'mx_sessions' AND name != 'records_contiguous' ORDER BY name)");
 }
 
 /* A buffer as the agent wrote it before the registry: the DDL of schema 1..version, a chain
@@ -239,7 +241,7 @@ static void test_legacy_v3_carries_on(void **state)
 	assert_rows_intact(3);
 	assert_raw("PRAGMA user_version", "4");
 	assert_raw("SELECT group_concat(owner || '=' || version, ' ') FROM"
-		   " (SELECT * FROM schema_owners ORDER BY owner)", "metrics=2 nrii=1 store=1");
+		   " (SELECT * FROM schema_owners ORDER BY owner)", "metrics=2 nrii=1 store=2");
 	assert_raw("SELECT MAX(seq) FROM records", "4");
 	assert_raw("SELECT value FROM meta WHERE key = 'sealed_seq'", "4");
 }
@@ -292,12 +294,12 @@ static void test_legacy_v2_gets_nrii(void **state)
 	free(after);
 	assert_rows_intact(2);
 	assert_raw("SELECT group_concat(owner || '=' || version, ' ') FROM"
-		   " (SELECT * FROM schema_owners ORDER BY owner)", "metrics=2 nrii=1 store=1");
+		   " (SELECT * FROM schema_owners ORDER BY owner)", "metrics=2 nrii=1 store=2");
 	assert_raw("SELECT COUNT(*) FROM nrii_records", "0");
 }
 
 static const char *const every_object[] = {
-	"meta", "records", "records_sealed", "records_contiguous", "sinks", "cursors", "schema_owners",
+	"meta", "records", "records_sealed", "sinks", "cursors", "schema_owners",
 	"mx_state", "mx_slots", "mx_sessions", "mx_daily", "mx_dirty",
 	"nrii_records", "nrii_records_state", "nrii_totals",
 };
@@ -313,8 +315,9 @@ static void test_fresh_file_gets_every_table(void **state)
 		snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM sqlite_master WHERE name = '%s'", every_object[i]);
 		assert_raw(sql, "1");
 	}
+	assert_raw("SELECT COUNT(*) FROM sqlite_master WHERE name = 'records_contiguous'", "0");
 	assert_raw("SELECT group_concat(owner || '=' || version, ' ') FROM"
-		   " (SELECT * FROM schema_owners ORDER BY owner)", "metrics=2 nrii=1 store=1");
+		   " (SELECT * FROM schema_owners ORDER BY owner)", "metrics=2 nrii=1 store=2");
 	assert_raw("SELECT COUNT(*) FROM meta", "0");
 }
 
@@ -357,10 +360,10 @@ static void test_newer_refused(void **state)
 	buffer_close(b);
 	assert_raw("SELECT version FROM schema_owners WHERE owner = 'metrics'", "3");
 	/* The store's own tables newer: the file is not opened at all. */
-	raw_exec("UPDATE schema_owners SET version = 2 WHERE owner = 'store'");
+	raw_exec("UPDATE schema_owners SET version = 3 WHERE owner = 'store'");
 	assert_int_equal(buffer_open(tmp, 0, &b, NULL), -EPROTO);
 	assert_int_equal(buffer_open(tmp, BUFFER_READONLY, &b, NULL), -EPROTO);
-	raw_exec("UPDATE schema_owners SET version = 1 WHERE owner = 'store'; PRAGMA user_version = 5");
+	raw_exec("UPDATE schema_owners SET version = 2 WHERE owner = 'store'; PRAGMA user_version = 5");
 	assert_int_equal(buffer_open(tmp, 0, &b, NULL), -EPROTO);
 	assert_raw("PRAGMA user_version", "5");
 }
@@ -397,6 +400,59 @@ static void test_sessions_rekeyed(void **state)
 		 " VALUES(10, 'i1', 1699993600, 1699997200, 'bob', '', 0, 0, 0) ON CONFLICT DO NOTHING");
 	assert_raw("SELECT group_concat(seq, ',') FROM (SELECT seq FROM mx_sessions ORDER BY seq)", "2,5,6,7,10");
 	assert_raw("SELECT version FROM schema_owners WHERE owner = 'metrics'", "2");
+}
+
+/* The store's step 2 on a file of schema 3 and on one of the registry at store version 1:
+ * the records_contiguous trigger is dropped (it cost as much as the insert), nothing else
+ * changes, and the writer still refuses a seq that does not follow the head. */
+static void test_contiguous_without_trigger(void **state)
+{
+	(void)state;
+	make_legacy(3);
+	assert_raw("SELECT COUNT(*) FROM sqlite_master WHERE name = 'records_contiguous'", "1");
+	struct buffer *b;
+	open_all(0, &b);
+	buffer_close(b);
+	assert_raw("SELECT COUNT(*) FROM sqlite_master WHERE name = 'records_contiguous'", "0");
+	assert_raw("SELECT version FROM schema_owners WHERE owner = 'store'", "2");
+	/* A file of the registry at store version 1, the trigger back as it shipped. */
+	raw_exec("CREATE TRIGGER records_contiguous BEFORE INSERT ON records"
+		 "  WHEN NEW.seq != COALESCE((SELECT MAX(seq) FROM records),"
+		 "    (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'pruned_seq'), 0) + 1"
+		 "  BEGIN SELECT RAISE(ABORT, 'seq must follow the chain head'); END;"
+		 "UPDATE schema_owners SET version = 1 WHERE owner = 'store'");
+	/* Read as it is by a reader (`status` before the daemon's restart), not migrated. */
+	assert_int_equal(buffer_open(tmp, BUFFER_READONLY, &b, NULL), 0);
+	struct chain_head head;
+	buffer_head(b, &head);
+	assert_int_equal(head.seq, 3);
+	buffer_close(b);
+	assert_raw("SELECT COUNT(*) FROM sqlite_master WHERE name = 'records_contiguous'", "1");
+	char *before = objects();
+	open_all(0, &b);
+	assert_raw("SELECT COUNT(*) FROM sqlite_master WHERE name = 'records_contiguous'", "0");
+	assert_raw("SELECT version FROM schema_owners WHERE owner = 'store'", "2");
+	char *after = objects();
+	assert_string_equal(after, before);
+	free(before);
+	free(after);
+
+	/* The head is 3: 5 (a gap), 3 (again) and 1 are refused, 4 is taken. */
+	const char *line = "{\"seq\":5,\"kind\":\"event\"}";
+	char hash[HASH_HEX_LEN + 1];
+	chain_hash(head_hash, line, strlen(line), hash);
+	assert_int_equal(buffer_begin(b), 0);
+	assert_int_equal(buffer_append_record(b, 5, "event", line, strlen(line), hash, 1700000005), -EINVAL);
+	assert_int_equal(buffer_append_record(b, 3, "event", line, strlen(line), hash, 1700000005), -EINVAL);
+	assert_int_equal(buffer_append_record(b, 1, "event", line, strlen(line), hash, 1700000005), -EINVAL);
+	assert_int_equal(chain_seal_text(b, "event", "{\"kind\":\"event\"}", 16, NULL), 4);
+	assert_int_equal(buffer_append_record(b, 4, "event", line, strlen(line), hash, 1700000005), -EINVAL);
+	assert_int_equal(buffer_commit(b), 0);
+	struct chain_verify v;
+	assert_int_equal(chain_verify(b, &v), 0);
+	assert_int_equal(v.records, 4);
+	buffer_close(b);
+	assert_raw("SELECT group_concat(seq, ',') FROM records", "1,2,3,4");
 }
 
 /* A module of the future: its steps land together or not at all, and a later binary with
@@ -452,6 +508,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_second_open_changes_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_newer_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sessions_rekeyed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_contiguous_without_trigger, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_steps_atomic_and_appended, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
