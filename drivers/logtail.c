@@ -19,8 +19,8 @@ struct logtail_tuning logtail_tuning = {
 	.poll_ms = 250,
 	.rotate_wait_ms = 5000,
 	.idle_close_ms = 300000,
-	.batch_obs = 1000,
-	.batch_bytes = 1 << 20,
+	.batch_obs = 4096,
+	.batch_bytes = 4 << 20,
 	.racy_ms = 2000,
 };
 

@@ -16,8 +16,8 @@ struct logtail_tuning {
 	int poll_ms;          /* 250: how often paths are looked at */
 	int rotate_wait_ms;   /* 5000: a renamed or deleted file is read until quiet this long */
 	int idle_close_ms;    /* 300000: a quiet file's descriptor is closed (reopened on change) */
-	size_t batch_obs;     /* 1000 observations per transaction at most */
-	size_t batch_bytes;   /* 1 MiB of log per transaction at most */
+	size_t batch_obs;     /* 4096 observations per transaction at most (a backlog: fewer fsyncs) */
+	size_t batch_bytes;   /* 4 MiB of log per transaction at most */
 	int racy_ms;          /* 2000: a glob's folder changed this recently is listed again next
 			       * round (a change within its timestamp's granularity looks like none) */
 };
