@@ -289,4 +289,22 @@ MB_FIX void tick_hours(struct fx *f, const char *id, double want, int max_s)
 		fail_msg("\"%s\" never read %.4f h within %d s (has %.4f)", id, want, max_s, run_hours(f, id));
 }
 
+/* The driver's status of one instrument, as `status` would show it (numbers only). */
+MB_FIX struct modbus_status inst_status(struct fx *f, const char *id)
+{
+	struct status *st = status_new(f->cfg);
+	assert_non_null(st);
+	modbus_source.status(f->drv, st->insts, st->n_insts);
+	struct modbus_status out = { 0 };
+	for (size_t i = 0; i < st->n_insts; i++)
+		if (strcmp(st->insts[i].id, id) == 0)
+			out = st->insts[i].modbus;
+	/* the strings belong to st: keep only what the tests look at */
+	out.last_error = NULL;
+	out.bus = NULL;
+	out.reading.error = NULL;
+	status_free(st);
+	return out;
+}
+
 #endif

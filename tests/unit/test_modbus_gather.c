@@ -443,22 +443,6 @@ static bool syscalls_readable(void)
 	return fp != NULL;
 }
 
-static struct modbus_status inst_status(struct fx *f, const char *id)
-{
-	struct status *st = status_new(f->cfg);
-	assert_non_null(st);
-	modbus_source.status(f->drv, st->insts, st->n_insts);
-	struct modbus_status out = { 0 };
-	for (size_t i = 0; i < st->n_insts; i++)
-		if (strcmp(st->insts[i].id, id) == 0)
-			out = st->insts[i].modbus;
-	out.last_error = NULL; /* the strings belong to st */
-	out.bus = NULL;
-	out.reading.error = NULL;
-	status_free(st);
-	return out;
-}
-
 struct sampling {
 	struct fx *f;
 	int samples, in_epoll, idle; /* idle: in epoll_wait for longer than any request's time-out */

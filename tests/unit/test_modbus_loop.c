@@ -38,23 +38,6 @@
 #include "timeutil.h"
 #include "test_modbus_env.h"
 
-static struct modbus_status inst_status(struct fx *f, const char *id)
-{
-	struct status *st = status_new(f->cfg);
-	assert_non_null(st);
-	modbus_source.status(f->drv, st->insts, st->n_insts);
-	struct modbus_status out = { 0 };
-	for (size_t i = 0; i < st->n_insts; i++)
-		if (strcmp(st->insts[i].id, id) == 0)
-			out = st->insts[i].modbus;
-	/* the strings belong to st: keep only what the tests look at */
-	out.last_error = NULL;
-	out.bus = NULL;
-	out.reading.error = NULL;
-	status_free(st);
-	return out;
-}
-
 /* ---- the request plan, table-driven ------------------------------------------------ */
 
 static struct mb_point pt(enum mb_table t, int address, enum mb_type type)
