@@ -62,9 +62,10 @@ const char *const mx_sql[MX__COUNT] = {
 	/* Sessions are at most 31 days long (record, logs), so the scan is bounded. */
 	[MX_DAY_SESSIONS] = "SELECT start, end, external, CASE WHEN typeof(user) = 'text' THEN user END, org,"
 			    " samples FROM mx_sessions"
-			    " WHERE instrument = ?1 AND start >= ?2 - 2764800 AND start < ?3 AND end > ?2"
+			    " WHERE instrument = ?1 AND start >= ?4 AND start < ?3 AND end > ?2"
 			    " ORDER BY start, end",
 	[MX_FRONTIER] = "SELECT MAX(day) FROM mx_daily WHERE instrument = ?1",
+	[MX_LONGEST_SESSION] = "SELECT MAX(end - start) FROM mx_sessions WHERE instrument = ?1",
 	[MX_FIRST_SLOT] = "SELECT MIN(slot) FROM mx_slots WHERE instrument = ?1",
 	[MX_FIRST_SESSION] = "SELECT MIN(start) FROM mx_sessions WHERE instrument = ?1",
 	[MX_DAILY_GET] = "SELECT revision, seq FROM mx_daily WHERE instrument = ?1 AND day = ?2",
@@ -414,6 +415,9 @@ int metrics_session(struct metrics *m, int64_t seq, const char *inst, const stru
 		return rc == STMT_DONE ? 1 : stmt_error(q, rc, "counting a repeat");
 	}
 	first_seen(m, ic, s->start);
+	struct inst_mem *im = mem_of(m, ic);
+	if (im && im->longest_known && s->end - s->start > im->longest)
+		im->longest = s->end - s->start;
 	for (int64_t day = time_day_start(s->start); day < s->end; day = time_next_day(day)) {
 		if (m->batch && m->marked_ic == ic && m->marked_day == day)
 			continue; /* marked by an earlier session of the batch */
@@ -484,7 +488,7 @@ static int days_check_others(struct metrics *m)
 		return stmt_error(s, rc, "reading the file's data version");
 	if (!m->dv_known || v != m->data_version)
 		for (size_t i = 0; i < m->n_mem; i++)
-			m->mem[i].days_known = false;
+			m->mem[i].days_known = m->mem[i].longest_known = false;
 	m->dv_known = true;
 	m->data_version = v;
 	return 0;

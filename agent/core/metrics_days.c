@@ -102,10 +102,29 @@ int metrics_day(struct metrics *m, const char *inst, int64_t day, struct daily_f
 		ret = -ENOMEM;
 		goto out;
 	}
+	/* Sessions that reach into the day start at most the longest session before it. */
+	struct inst_mem *im = mem_of(m, ic);
+	if (!im) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	if (!im->longest_known) {
+		s = mx(m, MX_LONGEST_SESSION);
+		stmt_bind_text(s, 1, inst);
+		rc = stmt_step(s);
+		im->longest = rc == STMT_ROW && !stmt_is_null(s, 0) ? stmt_int64(s, 0) : 0;
+		stmt_reset(s);
+		if (rc != STMT_ROW) {
+			ret = stmt_error(s, rc, "reading the longest session");
+			goto out;
+		}
+		im->longest_known = true;
+	}
 	s = mx(m, MX_DAY_SESSIONS);
 	stmt_bind_text(s, 1, inst);
 	stmt_bind_int64(s, 2, day);
 	stmt_bind_int64(s, 3, end);
+	stmt_bind_int64(s, 4, day - (im->longest > 0 ? im->longest : 0));
 	while ((rc = stmt_step(s)) == STMT_ROW) {
 		int64_t a = stmt_int64(s, 0), b = stmt_int64(s, 1);
 		bool external = stmt_int(s, 2);

@@ -19,7 +19,7 @@ enum mx_stmt {
 	MX_SLOTS_DUE, MX_SLOT_SEALED, MX_SLOT_OPEN, MX_DAY_SUMS, MX_SESSION_PUT, MX_DAY_SESSIONS,
 	MX_FRONTIER, MX_FIRST_SLOT, MX_FIRST_SESSION, MX_DAILY_GET, MX_DAILY_PUT, MX_DIRTY_ADD,
 	MX_DIRTY_LIST, MX_DIRTY_DEL, MX_PRUNE_SESSIONS, MX_PRUNE_SLOTS,
-	MX_PRUNE_DAILY, MX_LAST_SLOT, MX_DATA_VERSION, MX__COUNT
+	MX_PRUNE_DAILY, MX_LAST_SLOT, MX_DATA_VERSION, MX_LONGEST_SESSION, MX__COUNT
 };
 
 /* What is kept per instrument between readings: in memory, and in mx_state as a compact
@@ -63,6 +63,10 @@ struct inst_mem {
 	 * session), needed while it has no daily record. */
 	bool days_known, dirty, first_known, have_first;
 	int64_t first;
+	/* The longest session stored (end - start, s): how far back a day's sessions can start.
+	 * longest_known false: read at the next day sealed (also after another process wrote). */
+	bool longest_known;
+	int64_t longest;
 };
 
 struct metrics {

@@ -635,6 +635,54 @@ static void reopen(struct fx *f)
 	assert_non_null(f->core = core_new(f->cfg, f->buf));
 }
 
+/* A day's sessions are looked for back to the longest session stored, which the core keeps in
+ * memory: a longer one, whether it comes through the core or from another process (`record`
+ * beside the daemon, which the core must read again), counts in every day it reaches into. */
+static void longest_session(struct fx *f, bool other)
+{
+	session(f, "LOG", D0 + 10 * H, D0 + 11 * H, "a", "X", -1, -1);
+	assert_int_equal(tick_at(f, D0 + DAY + 60), 1); /* D0 sealed: the longest known is 1 h */
+
+	struct obs o = { .type = OBS_SESSION, .instrument = "LOG" };
+	o.u.session = (struct obs_session){ .start = D0 + DAY + 20 * H, .end = D0 + 3 * DAY + 2 * H, .user = "b",
+					    .org = "山西大学", .external = -1, .samples = -1, .manual = true };
+	if (other) {
+		struct buffer *b2 = NULL;
+		assert_int_equal(buffer_open(f->cfg->agent.state_dir, 0, &b2, NULL), 0);
+		struct core *c2 = core_new(f->cfg, b2);
+		assert_non_null(c2);
+		assert_int_equal(core_submit(c2, &o, 1, NULL, NULL, 0), 0);
+		core_free(c2);
+		buffer_close(b2);
+	} else {
+		assert_int_equal(core_submit(f->core, &o, 1, NULL, NULL, 0), 0);
+	}
+
+	assert_true(tick_at(f, D0 + 4 * DAY + 120) > 0); /* past the last day and its grace */
+	cJSON *dailies = sealed(f, "daily", "LOG");
+	double by_day[4] = { -1, -1, -1, -1 };
+	const cJSON *r;
+	cJSON_ArrayForEach(r, dailies) {
+		const char *date = str(r, "date");
+		for (int i = 0; i < 4; i++) {
+			char want[16];
+			time_t t = (time_t)(D0 + i * DAY);
+			struct tm tm;
+			localtime_r(&t, &tm); /* the lab's days: the process's zone */
+			strftime(want, sizeof(want), "%Y-%m-%d", &tm);
+			if (date && strcmp(date, want) == 0)
+				by_day[i] = num(r, "service_s"); /* the latest revision wins */
+		}
+	}
+	cJSON_Delete(dailies);
+	assert_true(by_day[1] == 4 * H);   /* 20:00–24:00 */
+	assert_true(by_day[2] == 24 * H);  /* all day: it started 28 h before */
+	assert_true(by_day[3] == 2 * H);
+}
+
+static void test_longest_session_grows(void **state) { longest_session(*state, false); }
+static void test_longest_session_from_another_writer(void **state) { longest_session(*state, true); }
+
 static void test_same_session_sealed_once(void **state)
 {
 	struct fx *f = *state;
@@ -714,6 +762,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_overlapping_sessions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_midnight_and_multiday_sessions, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_longest_session_grows, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_longest_session_from_another_writer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_run_counter_across_midnight_and_slots, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fractions_carried, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wrap_in_slot, setup, teardown),
