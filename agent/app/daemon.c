@@ -45,9 +45,28 @@
 #define METRICS_HOT_S 30
 /* status.json and metrics.prom: after a metrics step that sealed something, else this often,
  * and at more than 1,000 instruments one second more per SNAPSHOT_INSTS_PER_S of them (10 s at
- * 5,000: a snapshot costs ~3 µs an instrument, and every instrument's part changes at each poll). */
+ * 5,000: a snapshot costs ~3 µs an instrument, and every instrument's part changes at each poll).
+ * Where every source is a Modbus instrument polled every 4 s or more, every half of the shortest
+ * interval, at most SNAPSHOT_SLOW_S: the readings it shows do not come faster. */
 #define SNAPSHOT_EVERY_S 2
 #define SNAPSHOT_INSTS_PER_S 500
+#define SNAPSHOT_SLOW_S 5
+
+static int64_t snapshot_every_ms(const struct config *cfg)
+{
+	int64_t every = (int64_t)cfg->n_instruments * 1000 / SNAPSHOT_INSTS_PER_S;
+	int64_t shortest = INT64_MAX;
+	for (size_t i = 0; i < cfg->n_instruments; i++) {
+		const struct instrument_cfg *ic = &cfg->instruments[i];
+		if (ic->n_logs > 0 || !ic->modbus.present)
+			shortest = 0; /* log lines come at any time */
+		else if (ic->modbus.interval_s * 1000LL < shortest)
+			shortest = ic->modbus.interval_s * 1000LL;
+	}
+	if (shortest != INT64_MAX && shortest / 2 > every)
+		every = shortest / 2 < SNAPSHOT_SLOW_S * 1000 ? shortest / 2 : SNAPSHOT_SLOW_S * 1000;
+	return every > SNAPSHOT_EVERY_S * 1000 ? every : SNAPSHOT_EVERY_S * 1000;
+}
 /* A snapshot whose content did not change is not written again, only its time moved this often. */
 #define VIEW_TOUCH_S 4
 #define PRUNE_EVERY_S 3600
@@ -370,10 +389,7 @@ static void tick(struct daemon *d)
 {
 	check_buffer_file(d);
 	int64_t mono = clock_mono_ms();
-	int64_t every_ms = (int64_t)d->cfg->n_instruments * 1000 / SNAPSHOT_INSTS_PER_S;
-	if (every_ms < SNAPSHOT_EVERY_S * 1000)
-		every_ms = SNAPSHOT_EVERY_S * 1000;
-	bool snapshot = !d->snapshot_at || mono - d->snapshot_at >= every_ms;
+	bool snapshot = !d->snapshot_at || mono - d->snapshot_at >= snapshot_every_ms(d->cfg);
 	if (metrics_due(d, mono)) {
 		int r = core_tick(d->core);
 		d->metrics_at = r < 0 ? 0 : mono; /* a failure is tried again at the next tick */
