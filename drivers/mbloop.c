@@ -21,9 +21,9 @@
 #define IDLE_WAIT_MAX_MS 60000
 #define RTU_PROBE_DEFER_MAX_MS 5000
 /* How early an idle TCP bus may start a poll: the time in which GATHER_POLLS polls fall due over
- * all TCP buses, at most its shortest interval ÷ LOOKAHEAD_DIV (12 ms at 500 polls a second,
+ * all TCP buses, at most its shortest interval ÷ LOOKAHEAD_DIV (16 ms at 500 polls a second,
  * 250 ms for 200 instruments at 10 s). */
-#define GATHER_POLLS 6
+#define GATHER_POLLS 8
 #define LOOKAHEAD_DIV 40
 
 int mb_loop_init(struct modbus_driver *d)

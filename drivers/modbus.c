@@ -24,16 +24,16 @@
 #define TCP_BACKOFF_INTERVALS 2
 #define RTU_BACKOFF_MAX_MS (20 * 1000)
 /* Readings reach the core in one transaction per batch: a batch closes FLUSH_EVERY_MS after its
- * first reading or at FLUSH_BATCH readings, whichever comes first (~1 a second at 1,000 polls a
- * second, every 2 s at 500: each is a commit, and each writes every page of instrument state it
- * touched once, so fewer commits write fewer pages: ~0.2 a reading at 5,000 instruments). Where readings are few (under FLUSH_FEW_PER_S in the last batch)
+ * first reading or at FLUSH_BATCH readings, whichever comes first (every 2 s at 1,000 polls a
+ * second, every 4 s at 500: each is a commit, and each writes every page of instrument state it
+ * touched once, so fewer commits write fewer pages: ~0.1 a reading at 5,000 instruments). Where readings are few (under FLUSH_FEW_PER_S in the last batch)
  * a batch gathers for FLUSH_SLOW_MS instead: an idle lab commits every 5 s, not every second.
  * No figure moves: counters are cumulative, and what a crash loses of the batch is counted by
  * the next reading after the restart. */
-#define FLUSH_EVERY_MS 2000
+#define FLUSH_EVERY_MS 4000
 #define FLUSH_SLOW_MS 5000
 #define FLUSH_FEW_PER_S 64
-#define FLUSH_BATCH 1024
+#define FLUSH_BATCH 2048
 #define QUEUE_MAX 65536
 
 int64_t mb_lane_next(const struct lane *l)

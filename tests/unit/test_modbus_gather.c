@@ -36,7 +36,7 @@
 
 /* How early the loop may start a poll (mbloop.c): GATHER_POLLS polls' worth of time over every
  * TCP instrument, at most the bus's shortest interval / LOOKAHEAD_DIV. */
-#define GATHER_POLLS 6
+#define GATHER_POLLS 8
 #define LOOKAHEAD_DIV 40
 
 /* The labs of the fake-clock tests: gateways (one simulator endpoint each) with as many
@@ -49,11 +49,11 @@ struct lab {
 #define G_INTERVAL_S 1
 #define G_INTERVAL_MS (G_INTERVAL_S * 1000)
 /* Four gateways of 30: the driver spreads them evenly, one falling due every 1000 / 120 =
- * 8.3 ms, so with ahead = min(1000 / 40, 6 x 1000 / 120) = 25 ms the four due within 25 ms of
+ * 8.3 ms, so with ahead = min(1000 / 40, 8 x 1000 / 120) = 25 ms the four due within 25 ms of
  * the first, one per gateway, start at one wake-up. */
 static const struct lab four_by_30 = { 4, 30, 0 };
 /* One gateway of 50 that wants 10 ms between frames: one due every 20 ms, within ahead
- * (min(25, 6 x 1000 / 50)) of the one before, which the gap keeps from starting early. */
+ * (min(25, 8 x 1000 / 50)) of the one before, which the gap keeps from starting early. */
 static const struct lab one_by_50_gap_10 = { 1, 50, 10 };
 
 static int64_t real_ms(void)
